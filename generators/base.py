@@ -67,6 +67,10 @@ class Generator(ABC):
                 f"known parameters: {', '.join(sorted(self.parameters)) or 'none'}",
             )
         self.params: dict[str, Any] = {**self.parameters, **params}
+        # set by the harness before fit: a private work dir for this task (logs, container
+        # mounts, checkpoints) and a wall-clock limit in seconds (None = no limit)
+        self.work_dir: Path | None = None
+        self.timeout_s: float | None = None
         self.label_key: str | None = None
         self.var_names: list[str] | None = None
         self.labels: list[str] | None = None
