@@ -56,7 +56,9 @@ def get(kind: str, name: str) -> Any:
         )
     obj = items[name]
     if isinstance(obj, _Broken):
-        raise UserError(f"{kind} plugin '{name}' failed to import: {obj.exc}", f"fix or reinstall {obj.target}")
+        raise UserError(
+            f"{kind} plugin '{name}' failed to import: {obj.exc}", f"fix or reinstall {obj.target}"
+        )
     return obj
 
 

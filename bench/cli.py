@@ -1,0 +1,296 @@
+"""The `bench` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+from bench.errors import UserError
+
+EPILOG = textwrap.dedent(
+    """\
+    examples:
+      bench run --models activa,nb --dataset pbmc3k               # quick profile, seed 0, + `real` control
+      bench run --models activa,scgan --dataset brain_small --seeds 0,1,2 --profile paper
+      bench run --models nb --dataset my.h5ad --label-key cell_type
+      bench run --config run.toml --executor slurm --partition gpu --detach
+      bench report results/quick --html
+      bench list generators
+      bench datasets info brain_small
+      bench datasets add brain_small ~/Downloads/20kBrainSmall_preprocessed.h5
+      bench check results/quick --baseline results/baselines/quick-pbmc3k.json
+    """
+)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _interactive() -> bool:
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_run(args) -> int:
+    from bench import report as rpt
+    from bench.config import build_spec, load_toml, parse_list
+    from bench.runner import default_run_dir, run
+    from bench.store import Store
+
+    cfg = load_toml(args.config) if args.config else None
+    executor = {}
+    for key in ("executor", "partition", "account", "qos"):
+        val = getattr(args, key)
+        if val is not None:
+            executor["name" if key == "executor" else key] = val
+    spec = build_spec(
+        cfg,
+        models=parse_list(args.models),
+        datasets=parse_list(args.dataset),
+        seeds=parse_list(args.seeds, int),
+        profile=args.profile,
+        label_key=args.label_key,
+        metrics=parse_list(args.metrics),
+        experiments=parse_list(args.experiments),
+        rare_class=args.rare_class,
+        device=args.device,
+        timeout_s=args.timeout,
+        control=False if args.no_control else None,
+        executor=executor or None,
+    )
+    console = _console()
+    run_dir = Path(args.out) if args.out else default_run_dir(spec)
+    result = run(spec, run_dir, force=args.force, progress=_interactive(), console=console,
+                 detach=args.detach, argv=sys.argv)  # fmt: skip
+    if result["detached"]:
+        console.print(f"submitted; follow with `bench status {run_dir}`")
+        return 0
+    with Store(run_dir) as store:
+        report = rpt.build(store, result["keys"])
+        prov = store.runs()[-1]["provenance"]
+        rpt.print_tables(report, console)
+        paths = rpt.write_files(report, run_dir, prov)
+    console.print(f"results: {run_dir} ({', '.join(p.name for p in paths)})")
+    if result["failed"]:
+        console.print(
+            f"[red]{len(result['failed'])} task(s) failed[/red]; run the same command again to retry them"
+        )
+        return 1
+    return 0
+
+
+def cmd_report(args) -> int:
+    from bench import report as rpt
+    from bench.store import Store
+
+    console = _console()
+    with Store(args.run_dir, create=False) as store:
+        report = rpt.build(store)
+        runs = store.runs()
+        prov = runs[-1]["provenance"] if runs else None
+        rpt.print_tables(report, console)
+        paths = rpt.write_files(report, args.run_dir, prov)
+        if args.html:
+            from bench.html import write_html
+
+            paths.append(write_html(store, args.run_dir, out=args.output))
+    console.print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from rich.table import Table
+
+    from bench.registry import available
+
+    console = _console()
+    kinds = [args.kind] if args.kind else ["generators", "metrics", "datasets"]
+    for kind in kinds:
+        table = Table(title=kind, title_justify="left")
+        items = available(kind)
+        if kind == "generators":
+            for col in ("name", "conditional", "output scale", "GPU", "paper / description"):
+                table.add_column(col)
+            for name, cls in items.items():
+                meta = cls.metadata() if hasattr(cls, "metadata") else {}
+                table.add_row(name, str(meta.get("conditional", "?")), str(meta.get("output_scale", "?")),
+                              "yes" if meta.get("needs_gpu") else "no",
+                              meta.get("paper") or meta.get("description") or repr(cls))  # fmt: skip
+        elif kind == "metrics":
+            for col in ("name", "kind", "values (direction)", "description"):
+                table.add_column(col)
+            for name, m in items.items():
+                dirs = ", ".join(
+                    f"{k} {'↓' if v == 'lower' else '↑'}" for k, v in getattr(m, "directions", {}).items()
+                )
+                table.add_row(name, getattr(m, "kind", "?"), dirs, getattr(m, "description", repr(m)))
+        else:
+            table.add_column("name")
+            table.add_column("description")
+            for name, recipe in items.items():
+                table.add_row(name, getattr(recipe, "description", repr(recipe)))
+        console.print(table)
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from bench import datasets
+
+    console = _console()
+    if args.action == "add":
+        info = datasets.add(args.name, args.path)
+        console.print(
+            f"registered {args.name}: {info.get('path', args.path)} (sha256 {str(info.get('sha256', ''))[:12]}…)"
+        )
+    elif args.action == "info":
+        info = datasets.info(args.name)
+        for key, value in info.items():
+            console.print(f"[bold]{key}[/bold]: {value}")
+    else:
+        for item in datasets.list_datasets():
+            console.print(f"[bold]{item['name']}[/bold]: {item.get('description', '')}")
+    return 0
+
+
+def cmd_images(args) -> int:
+    from bench.generators.container import build_image
+
+    tag = build_image(args.name, base_image=args.base_image, progress=True)
+    _console().print(f"built {tag}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from bench.regression import check
+
+    return check(
+        args.run_dir, args.baseline, console=_console(), tolerance=args.tolerance, sd_units=args.sd_units
+    )
+
+
+def cmd_baseline(args) -> int:
+    from bench.regression import write_baseline
+
+    path = write_baseline(args.run_dir, args.output)
+    _console().print(f"wrote baseline {path}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from bench.status import show_status
+
+    return show_status(args.run_dir, console=_console())
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bench",
+        description="scgenbench: benchmark generative models of single-cell RNA-seq data "
+        "(ACTIVA, scGAN, cscGAN and plugins) with the ACTIVA paper's experiments.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser("run", help="train, generate and score models on datasets", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    r.add_argument("--models", help="comma-separated generator names (see `bench list generators`)")
+    r.add_argument("--dataset", "--datasets", dest="dataset",
+                   help="dataset name(s) or path (.h5ad, 10x .h5, 10x matrix dir); default pbmc3k")  # fmt: skip
+    r.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default 0)")
+    r.add_argument(
+        "--profile", choices=["quick", "paper"], help="quick (CPU-friendly, default) or paper settings"
+    )
+    r.add_argument("--config", help="TOML file with the run spec (CLI flags override it)")
+    r.add_argument("--label-key", help="obs column with cell-type labels (for files given by path)")
+    r.add_argument("--rare-class", help="label the augmentation experiment downsamples")
+    r.add_argument("--metrics", help="comma-separated metric names (default: all installed)")
+    r.add_argument("--experiments", help="main,augmentation (default both)")
+    r.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when available")
+    r.add_argument("--out", help="run dir (default results/<profile>)")
+    r.add_argument("--force", action="store_true", help="recompute tasks the store already has")
+    r.add_argument("--timeout", type=float, help="per-container timeout in seconds")
+    r.add_argument("--no-control", action="store_true", help="do not add the `real` positive control")
+    r.add_argument("--executor", choices=["local", "slurm"], help="where tasks run (default local)")
+    r.add_argument("--partition", help="Slurm partition")
+    r.add_argument("--account", help="Slurm account")
+    r.add_argument("--qos", help="Slurm QOS")
+    r.add_argument("--detach", action="store_true", help="submit (Slurm) and return at once")
+    r.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="tables (and --html report) of a run dir")
+    rep.add_argument("run_dir")
+    rep.add_argument("--html", action="store_true", help="write a self-contained HTML report")
+    rep.add_argument("-o", "--output", help="HTML output path (default RUN_DIR/report.html)")
+    rep.set_defaults(func=cmd_report)
+
+    ls = sub.add_parser("list", help="installed generators, metrics and datasets")
+    ls.add_argument("kind", nargs="?", choices=["generators", "metrics", "datasets"])
+    ls.set_defaults(func=cmd_list)
+
+    ds = sub.add_parser("datasets", help="dataset recipes: list, info, add a local copy")
+    dsub = ds.add_subparsers(dest="action", metavar="ACTION")
+    dsub.add_parser("list", help="list dataset recipes")
+    info = dsub.add_parser("info", help="show a dataset's source, licence, cache state")
+    info.add_argument("name")
+    add = dsub.add_parser("add", help="register a local file for a dataset (no download)")
+    add.add_argument("name")
+    add.add_argument("path")
+    ds.set_defaults(func=cmd_datasets, action="list")
+
+    im = sub.add_parser("images", help="container images of generators")
+    isub = im.add_subparsers(dest="action", metavar="ACTION", required=True)
+    b = isub.add_parser("build", help="build a generator's image")
+    b.add_argument("name")
+    b.add_argument("--base-image", help="base image (default $BENCH_BASE_IMAGE or python:3.11-slim)")
+    im.set_defaults(func=cmd_images)
+
+    ck = sub.add_parser("check", help="compare a run with a baseline; exit 1 on regression")
+    ck.add_argument("run_dir")
+    ck.add_argument("--baseline", required=True)
+    ck.add_argument("--tolerance", type=float, help="absolute tolerance (overrides the baseline's)")
+    ck.add_argument(
+        "--sd-units", type=float, help="tolerance in seed-to-seed sd units (overrides the baseline's)"
+    )
+    ck.set_defaults(func=cmd_check)
+
+    bl = sub.add_parser("baseline", help="write a regression baseline from a run dir")
+    bl.add_argument("run_dir")
+    bl.add_argument("-o", "--output", required=True)
+    bl.set_defaults(func=cmd_baseline)
+
+    st = sub.add_parser("status", help="progress of a (detached) run")
+    st.add_argument("run_dir")
+    st.set_defaults(func=cmd_status)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; finished tasks are kept, run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""RunSpec: what a run does. CLI flags go over an optional TOML file, which goes over the profile.
+
+Example TOML (``bench run --config run.toml``)::
+
+    models = ["activa", "scgan", "nb"]
+    datasets = ["pbmc3k"]
+    seeds = [0, 1, 2]
+    profile = "quick"
+
+    [models.activa]          # generator parameters over the profile's
+    epochs = 40
+
+    [metrics.auc]            # metric options over the profile's
+    space = "pca50"
+
+    [executor]
+    name = "slurm"
+    partition = "gpu"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # CPU-friendly: 2,000 highly variable genes, short training; for CI and laptops
+    "quick": {"n_top_genes": 2000},
+    # the paper's settings: all genes, the published training lengths
+    "paper": {"n_top_genes": None},
+}
+EXPERIMENTS = ("main", "augmentation")
+
+
+@dataclass
+class RunSpec:
+    models: list[str]
+    datasets: list[str] = field(default_factory=lambda: ["pbmc3k"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    profile: str = "quick"
+    label_key: str | None = None
+    metrics: list[str] | None = None  # None: every registered metric
+    experiments: list[str] = field(default_factory=lambda: list(EXPERIMENTS))
+    rare_class: str | None = None
+    split_seed: int = 0
+    test_fraction: float = 0.1
+    n_top_genes: int | None = -1  # -1: the profile's value
+    device: str = "auto"
+    control: bool = True  # add the `real` positive control
+    timeout_s: float | None = None
+    model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    executor: dict[str, Any] = field(default_factory=lambda: {"name": "local"})
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise UserError(f"unknown profile '{self.profile}'", f"use one of: {', '.join(PROFILES)}")
+        if self.n_top_genes == -1:
+            self.n_top_genes = PROFILES[self.profile]["n_top_genes"]
+        if not self.models:
+            raise UserError("no models given", "pass --models, e.g. --models activa,nb")
+        if self.control and "real" not in self.models:
+            self.models = [*self.models, "real"]
+        self.models = list(dict.fromkeys(self.models))
+        self.seeds = list(dict.fromkeys(int(s) for s in self.seeds))
+        bad = sorted(set(self.experiments) - set(EXPERIMENTS))
+        if bad:
+            raise UserError(f"unknown experiment(s) {bad}", f"use: {', '.join(EXPERIMENTS)}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise UserError(f"unknown device '{self.device}'", "use --device auto, cpu or cuda")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_list(value: str | None, cast=str) -> list | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    try:
+        return [cast(v) for v in items]
+    except ValueError as exc:
+        raise UserError(f"cannot parse '{value}': {exc}", "give a comma-separated list, e.g. 0,1,2") from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}", "give the path of a TOML file with --config")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"invalid TOML in {path}: {exc}", "fix the syntax of the config file") from None
+
+
+_KNOWN_KEYS = {
+    "models", "datasets", "seeds", "profile", "label_key", "metrics", "experiments", "rare_class",
+    "split_seed", "test_fraction", "n_top_genes", "device", "control", "timeout_s", "executor",
+}  # fmt: skip
+
+
+def build_spec(file_cfg: dict[str, Any] | None, **cli: Any) -> RunSpec:
+    """Merge a TOML config (may be None) and CLI values (None = not given) into a RunSpec."""
+    cfg = dict(file_cfg or {})
+    model_params = cfg.pop("models_params", None) or {}
+    models = cfg.get("models")
+    if isinstance(models, dict):  # [models.activa] tables: names and parameters in one place
+        model_params = {k: dict(v) for k, v in models.items()}
+        cfg["models"] = list(models)
+    metric_cfg = cfg.get("metrics")
+    metric_options: dict[str, dict[str, Any]] = {}
+    if isinstance(metric_cfg, dict):
+        metric_options = {k: dict(v) for k, v in metric_cfg.items() if isinstance(v, dict)}
+        cfg["metrics"] = metric_cfg.get("select")
+    if isinstance(cfg.get("executor"), str):
+        cfg["executor"] = {"name": cfg["executor"]}
+    unknown = sorted(set(cfg) - _KNOWN_KEYS)
+    if unknown:
+        raise UserError(f"unknown config key(s) {unknown}", f"known keys: {', '.join(sorted(_KNOWN_KEYS))}")
+    for key, value in cli.items():
+        if value is None:
+            continue
+        if key == "executor":
+            cfg["executor"] = {**(cfg.get("executor") or {}), **value}
+        else:
+            cfg[key] = value
+    if "models" not in cfg:
+        raise UserError("no models given", "pass --models, e.g. --models activa,nb, or list them in --config")
+    for key in ("datasets", "models", "metrics", "experiments"):
+        if isinstance(cfg.get(key), str):
+            cfg[key] = parse_list(cfg[key])
+    cfg.setdefault("executor", {"name": "local"})
+    cfg["executor"].setdefault("name", "local")
+    return RunSpec(**cfg, model_params=model_params, metric_options=metric_options)

@@ -1,0 +1,61 @@
+"""Executors run planned tasks. ``local`` runs them in this process, one after the other;
+``slurm`` (bench.slurm) submits them as Slurm jobs. Both end with every finished task's record in
+the store; a failed task is recorded with its error and log tail and the others go on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+from bench.tasks import TaskSpec, execute_task
+
+EXECUTORS = ("local", "slurm")
+
+
+def make_executor(cfg: dict[str, Any]):
+    name = cfg.get("name", "local")
+    if name == "local":
+        return LocalExecutor()
+    if name == "slurm":
+        from bench.slurm import SlurmExecutor
+
+        return SlurmExecutor(**{k: v for k, v in cfg.items() if k != "name"})
+    raise UserError(f"unknown executor '{name}'", f"use one of: {', '.join(EXECUTORS)}")
+
+
+def task_dir(run_dir: Path, spec: TaskSpec) -> Path:
+    return Path(run_dir) / "tasks" / spec.key
+
+
+def report_failure(console, spec: TaskSpec, error: str | None, log_tail: str | None) -> None:
+    if console is None:
+        return
+    console.print(f"[red]FAILED[/red] {spec.label}: {error}")
+    if log_tail:
+        lines = log_tail.rstrip().splitlines()[-50:]
+        console.print("\n".join("    " + line for line in lines), markup=False, highlight=False)
+
+
+class LocalExecutor:
+    name = "local"
+
+    def execute(self, tasks: list[TaskSpec], store, *, run_dir, run_id, progress=False, console=None,
+                data=None, detach=False) -> dict[str, Any]:  # fmt: skip
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        failed: list[str] = []
+        data = data or {}
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, disable=not progress or not tasks, transient=False) as bar:  # fmt: skip
+            job = bar.add_task("tasks", total=len(tasks))
+            for spec in tasks:
+                bar.update(job, description=spec.label)
+                store.mark_running(spec, run_id)
+                rec = execute_task(spec, task_dir(run_dir, spec), progress=False, data=data.get(spec.dataset))
+                store.write_record(spec, rec, run_id)
+                if rec.status != "done":
+                    failed.append(spec.key)
+                    report_failure(console, spec, rec.error, rec.log_tail)
+                bar.advance(job)
+        return {"failed": failed}

@@ -1,0 +1,113 @@
+"""The runner: plan the task grid of a RunSpec, skip what the store already has, execute the rest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import provenance
+from bench.config import RunSpec
+from bench.errors import UserError
+from bench.registry import available, get_generator, get_metric
+from bench.tasks import DataSpec, TaskSpec
+
+
+@dataclass
+class Plan:
+    tasks: list[TaskSpec]
+    data: dict[str, Any]  # dataset name -> PreparedData
+    skipped: list[str]  # notes on what was not planned and why (e.g. unconditional models)
+
+
+def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
+    """Validate everything a user can get wrong, prepare datasets, and list the tasks."""
+    gens = {m: get_generator(m) for m in spec.models}
+    metric_names = spec.metrics if spec.metrics is not None else list(available("metrics"))
+    metrics = {n: get_metric(n) for n in metric_names}
+    model_params: dict[str, dict[str, Any]] = {}
+    for name, cls in gens.items():
+        params = cls.params_for_profile(spec.profile, spec.model_params.get(name))
+        cls(**params)  # rejects unknown parameters with a clear message
+        model_params[name] = params
+    unknown = sorted(set(spec.model_params) - set(gens))
+    if unknown:
+        raise UserError(f"parameters given for model(s) not in the run: {unknown}", "add them to --models")
+    tasks: list[TaskSpec] = []
+    data: dict[str, Any] = {}
+    skipped: list[str] = []
+    for ds in spec.datasets:
+        dspec = DataSpec(ds, spec.label_key, spec.split_seed, spec.test_fraction, spec.n_top_genes)
+        prepared = dspec.prepare(progress=progress)
+        name = prepared.name
+        data[name] = prepared
+        labels = set(prepared.train.obs[prepared.label_key].astype(str))
+        rare = spec.rare_class if spec.rare_class is not None else prepared.default_rare_class
+        experiments = {
+            n: m for n, m in metrics.items() if m.kind == "experiment" and m.experiment in spec.experiments
+        }
+        if experiments and rare is not None and rare not in labels:
+            raise UserError(
+                f"rare class '{rare}' is not a label of dataset {name}",
+                f"pass --rare-class with one of: {', '.join(sorted(labels))}",
+            )
+        main_metrics = {
+            n: m.options_for(spec.profile, spec.metric_options.get(n))
+            for n, m in metrics.items()
+            if m.kind in ("sample", "fit")
+        }
+        for model, cls in gens.items():
+            for seed in spec.seeds:
+                common = dict(dataset=name, data=dspec, data_hash=prepared.hash, model=model,
+                              params=model_params[model], seed=seed, profile=spec.profile, rare_class=rare,
+                              device=spec.device, timeout_s=spec.timeout_s)  # fmt: skip
+                if "main" in spec.experiments and main_metrics:
+                    tasks.append(TaskSpec(**common, experiment="main", metrics=main_metrics))
+                for ename, metric in experiments.items():
+                    if metric.requires_conditional and not cls.conditional:
+                        note = f"{ename}: n/a for {model} (unconditional)"
+                        if note not in skipped:
+                            skipped.append(note)
+                        continue
+                    options = metric.options_for(spec.profile, spec.metric_options.get(ename))
+                    tasks.append(TaskSpec(**common, experiment=ename, metrics={ename: options}))
+    return Plan(tasks=tasks, data=data, skipped=skipped)
+
+
+def default_run_dir(spec: RunSpec) -> Path:
+    return Path("results") / spec.profile
+
+
+def run(spec: RunSpec, run_dir: str | Path, *, force: bool = False, progress: bool = False,
+        console=None, detach: bool = False, argv: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Plan, then execute the tasks the store lacks. Returns a summary dict."""
+    from bench.executors import make_executor
+    from bench.store import Store
+
+    the_plan = plan(spec, progress=progress)
+    executor = make_executor(spec.executor)  # validates executor settings before anything is written
+    run_dir = Path(run_dir)
+    with Store(run_dir) as store:
+        prov = provenance.collect(argv)
+        prov["datasets"] = {name: {**d.info, "hash": d.hash} for name, d in the_plan.data.items()}
+        run_id = store.add_run(spec.to_dict(), prov)
+        done = store.done_keys()
+        pending = [t for t in the_plan.tasks if force or t.key not in done]
+        reused = len(the_plan.tasks) - len(pending)
+        if console is not None:
+            msg = f"{len(the_plan.tasks)} task(s): {reused} reused from {run_dir}, {len(pending)} to run"
+            console.print(msg + (" (--force)" if force else ""))
+            for note in the_plan.skipped:
+                console.print(f"  [dim]{note}[/dim]")
+        result = executor.execute(pending, store, run_dir=run_dir, run_id=run_id, progress=progress,
+                                  console=console, data=the_plan.data, detach=detach)  # fmt: skip
+    return {
+        "run_dir": str(run_dir),
+        "run_id": run_id,
+        "planned": len(the_plan.tasks),
+        "reused": reused,
+        "ran": len(pending),
+        "failed": result.get("failed", []),
+        "detached": result.get("detached", False),
+        "keys": [t.key for t in the_plan.tasks],
+    }

@@ -1,0 +1,258 @@
+"""Tasks: the unit of work (dataset x model x seed x experiment), what runs it and what it returns.
+
+A task is a pure function of (prepared data hash, model name + parameters, seed, experiment,
+metric options): its key is the hash of those, which makes resume and caching safe. A task's
+result is a :class:`TaskRecord`, written to the store in one transaction (local executor) or to a
+record file that the driver merges (Slurm), so a task killed midway leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import TaskFailed, UserError
+
+# bump when a change to scoring makes stored values incomparable with new ones
+SCORING_VERSION = 1
+
+
+@dataclass
+class DataSpec:
+    dataset: str
+    label_key: str | None
+    split_seed: int
+    test_fraction: float
+    n_top_genes: int | None
+
+    def prepare(self, progress: bool = False):
+        from bench import datasets
+
+        return datasets.prepare(
+            self.dataset,
+            label_key=self.label_key,
+            split_seed=self.split_seed,
+            test_fraction=self.test_fraction,
+            n_top_genes=self.n_top_genes,
+            progress=progress,
+        )
+
+
+@dataclass
+class TaskSpec:
+    dataset: str  # display name
+    data: DataSpec
+    data_hash: str
+    model: str
+    params: dict[str, Any]
+    seed: int
+    experiment: str  # "main" or the experiment metric's name
+    metrics: dict[str, dict[str, Any]]  # metric name -> options
+    profile: str
+    rare_class: str | None = None
+    device: str = "cpu"
+    timeout_s: float | None = None
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            ident = {
+                "data": self.data_hash,
+                "model": self.model,
+                "params": self.params,
+                "seed": self.seed,
+                "experiment": self.experiment,
+                "metrics": self.metrics,
+                "rare_class": self.rare_class,
+                "scoring": SCORING_VERSION,
+            }
+            blob = json.dumps(ident, sort_keys=True, default=str).encode()
+            self.key = hashlib.sha256(blob).hexdigest()[:20]
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset}/{self.model}/seed{self.seed}/{self.experiment}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TaskSpec:
+        d = dict(d)
+        d["data"] = DataSpec(**d["data"])
+        return cls(**d)
+
+
+@dataclass
+class TaskRecord:
+    key: str
+    status: str  # "done" | "failed"
+    values: list[tuple[str, float]] = field(default_factory=list)  # (metric value name, value)
+    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    started: float = 0.0
+    finished: float = 0.0
+    fit_seconds: float | None = None
+    peak_rss_mb: float | None = None
+    peak_gpu_mb: float | None = None
+    error: str | None = None
+    log_tail: str | None = None
+    host: str = field(default_factory=lambda: os.uname().nodename)
+
+    # -- record files (Slurm jobs write these; the driver merges them) -------------------------
+    def save(self, path: str | Path) -> None:
+        """Write atomically: the file appears complete or not at all."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {k: v for k, v in asdict(self).items() if k != "artifacts"}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, __meta__=np.frombuffer(json.dumps(meta, default=str).encode(), np.uint8),
+                            **self.artifacts)  # fmt: skip
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(buf.getvalue())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TaskRecord:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(z["__meta__"].tobytes().decode())
+            arts = {k: z[k] for k in z.files if k != "__meta__"}
+        meta["values"] = [tuple(v) for v in meta["values"]]
+        return cls(**meta, artifacts=arts)
+
+
+# -- running one task ---------------------------------------------------------------------------
+
+_DATA_CACHE: dict[str, Any] = {}
+
+
+def _prepared(spec: TaskSpec, progress: bool):
+    if spec.data_hash not in _DATA_CACHE:
+        _DATA_CACHE.clear()
+        data = spec.data.prepare(progress=progress)
+        if data.hash != spec.data_hash:
+            raise TaskFailed(
+                f"prepared data hash {data.hash} differs from the planned {spec.data_hash}: "
+                "the input file or preprocessing changed since the run was planned"
+            )
+        _DATA_CACHE[spec.data_hash] = data
+    return _DATA_CACHE[spec.data_hash]
+
+
+def resolve_device(device: str) -> str:
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if device == "cuda":
+        raise UserError("--device cuda was asked for but no CUDA GPU is visible", "use --device auto or cpu")
+    return "cpu"
+
+
+def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False, data=None) -> TaskRecord:
+    """Fit, generate and score one task; never raises for task failures (returns status 'failed')."""
+    from bench.evaluation import EvalContext
+    from bench.generators.base import validate_output
+    from bench.metrics._timing import measure
+    from bench.registry import get_generator, get_metric
+
+    started = time.time()
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    rec = TaskRecord(key=spec.key, status="failed", started=started)
+    try:
+        device = resolve_device(spec.device)
+        data = data or _prepared(spec, progress)
+        gen_cls = get_generator(spec.model)
+        ctx = EvalContext(
+            dataset=spec.dataset, train=data.train, test=data.test, label_key=data.label_key,
+            profile=spec.profile, device=device, rare_class=spec.rare_class, seed=spec.seed,
+        )  # fmt: skip
+        known = sorted(data.train.obs[data.label_key].astype(str).unique())
+
+        def new_generator():
+            gen = gen_cls(**spec.params)
+            gen.work_dir = work_dir / "model"
+            gen.timeout_s = spec.timeout_s
+            return gen
+
+        def fit_generate(train_subset, request, seed):
+            gen = new_generator()
+            gen.fit(train_subset, label_key=data.label_key, seed=seed, device=device, progress=progress)
+            out = gen.generate(request, seed=seed + 1)
+            return validate_output(gen, out, var_names=list(map(str, data.train.var_names)),
+                                   label_key=data.label_key, known_labels=known, requested=request)  # fmt: skip
+
+        if spec.experiment == "main":
+            gen = new_generator()
+            fit_result, fit_seconds, rss, gpu = measure(
+                lambda: gen.fit(
+                    data.train, label_key=data.label_key, seed=spec.seed, device=device, progress=progress
+                )  # fmt: skip
+            )
+            rec.fit_seconds, rec.peak_rss_mb, rec.peak_gpu_mb = fit_seconds, rss, gpu
+            rec.info["fit"] = fit_result.to_dict() if fit_result is not None else {}
+            if gen_cls.conditional:
+                test_labels = data.test.obs[data.label_key].astype(str)
+                request: int | dict[str, int] = {
+                    k: int(v) for k, v in test_labels.value_counts().items() if v > 0
+                }
+            else:
+                request = int(data.test.n_obs)
+            generated = gen.generate(request, seed=spec.seed + 1)
+            generated = validate_output(gen, generated, var_names=list(map(str, data.train.var_names)),
+                                        label_key=data.label_key, known_labels=known, requested=request)  # fmt: skip
+            ctx.cache["generated"] = generated
+            ctx.cache["output_scale"] = gen_cls.output_scale
+            fit_info = {"train_seconds": fit_seconds, "peak_rss_mb": rss, "peak_gpu_mb": gpu}
+            for name, options in spec.metrics.items():
+                metric = get_metric(name)
+                if metric.kind == "sample":
+                    out = metric.func(ctx, generated, seed=spec.seed, **options)
+                elif metric.kind == "fit":
+                    out = metric.func(ctx, gen, fit_info, seed=spec.seed, **options)
+                else:
+                    continue
+                _collect(rec, name, out)
+            rec.info["output_scale"] = gen_cls.output_scale
+        else:
+            metric = get_metric(spec.experiment)
+            options = spec.metrics.get(spec.experiment, {})
+            out = metric.func(ctx, fit_generate, seed=spec.seed, **options)
+            _collect(rec, spec.experiment, out)
+        rec.status = "done"
+    except UserError as exc:
+        rec.error = f"{exc}"
+    except TaskFailed as exc:
+        rec.error = str(exc)
+        rec.log_tail = exc.log_tail or None
+    except Exception as exc:  # a bug in a plugin must not take the other tasks down
+        rec.error = f"{type(exc).__name__}: {exc}"
+        rec.log_tail = "".join(traceback.format_exc().splitlines(keepends=True)[-50:])
+    rec.finished = time.time()
+    rec.info["device"] = locals().get("device")
+    return rec
+
+
+def _collect(rec: TaskRecord, metric: str, out) -> None:
+    for name, value in out.values.items():
+        rec.values.append((name, float(value) if value is not None else float("nan")))
+    for name, arr in out.artifacts.items():
+        rec.artifacts[f"{metric}/{name}"] = np.asarray(arr)
+    if out.info:
+        rec.info.setdefault("metrics", {})[metric] = out.info

@@ -1,0 +1,168 @@
+"""Baselines every table needs: the ``real`` positive control and the ``nb`` negative-binomial model."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+from bench.generators.base import FitResult, Generator, make_output, split_request, to_library_size
+
+from bench.errors import TaskFailed
+
+
+def _label_plan(labels: list[str], weights: np.ndarray, n_cells, rng: np.random.Generator) -> np.ndarray:
+    """Labels of the cells to generate: the request per label, or drawn by training proportions."""
+    total, per_label = split_request(n_cells)
+    if per_label is not None:
+        unknown = sorted(set(per_label) - set(labels))
+        if unknown:
+            raise TaskFailed(f"cannot generate unknown label(s) {unknown}; known: {labels}")
+        return np.repeat(list(per_label), list(per_label.values())).astype(str)
+    return rng.choice(np.asarray(labels, dtype=str), size=total, p=weights)
+
+
+class RealControl(Generator):
+    """Positive control: "generates" by sampling real *training* cells (never test cells).
+
+    Its scores are the noise floor of every metric (Table 2's "Training Set" column): a model
+    cannot be expected to be closer to the test set than other real cells are.
+    """
+
+    name = "real"
+    conditional = True
+    output_scale = "library-size-20000"
+    description = "Positive control: real training cells sampled without replacement (noise floor)"
+    paper = "ACTIVA paper, Table 2 'Training Set' control"
+    resources = {"cpus": 1, "gpus": 0, "mem_gb": 4, "time_min": 10}
+
+    def fit(self, train, *, label_key, seed, device="cpu", progress=False) -> FitResult:
+        start = time.perf_counter()
+        self._remember_training_data(train, label_key)
+        self._X = sp.csr_matrix(train.X, dtype=np.float32)
+        self._y = train.obs[label_key].astype(str).to_numpy()
+        return FitResult(train_seconds=time.perf_counter() - start)
+
+    def generate(self, n_cells, *, seed) -> ad.AnnData:
+        rng = np.random.default_rng(seed)
+        total, per_label = split_request(n_cells)
+        if per_label is None:
+            pools = {None: np.arange(self._X.shape[0])}
+            want = {None: total}
+        else:
+            pools = {lab: np.flatnonzero(self._y == lab) for lab in per_label}
+            want = per_label
+        rows, labs = [], []
+        for lab, n in want.items():
+            pool = pools[lab]
+            if len(pool) == 0 and n > 0:
+                raise TaskFailed(f"real: no training cells of label {lab!r}")
+            idx = rng.choice(pool, size=n, replace=n > len(pool))
+            rows.append(idx)
+            labs.append(self._y[idx])
+        rows = np.concatenate(rows) if rows else np.zeros(0, int)
+        out = make_output(self._X[rows], self.var_names, self.label_key, np.concatenate(labs))
+        return out
+
+    def save(self, path):
+        path = Path(path)
+        self._write_meta(path)
+        sp.save_npz(path / "cells.npz", self._X)
+        np.save(path / "labels.npy", self._y.astype(str))
+
+    @classmethod
+    def load(cls, path):
+        gen = cls._read_meta(Path(path))
+        gen._X = sp.load_npz(Path(path) / "cells.npz").tocsr()
+        gen._y = np.load(Path(path) / "labels.npy")
+        return gen
+
+
+class NegativeBinomial(Generator):
+    """Per-cell-type negative-binomial baseline (the simple model every deep generator must beat).
+
+    Within each cell type, every gene's counts get a mean ``mu`` and a dispersion fit by moments
+    (``var = mu + mu^2 / r``, so ``r = mu^2 / (var - mu)``; genes with ``var <= mu`` are Poisson).
+    Generation draws each gene independently, then normalises each cell to 20,000 like the training
+    data. Fit on ``layers['counts']`` when present, else on X.
+    """
+
+    name = "nb"
+    conditional = True
+    output_scale = "library-size-20000"
+    description = "Per-cell-type negative binomial, moments fit, genes independent"
+    paper = "baseline (this package)"
+    parameters = {"min_dispersion": 1e-3, "shuffle_dispersion": False}
+    resources = {"cpus": 1, "gpus": 0, "mem_gb": 4, "time_min": 10}
+
+    def fit(self, train, *, label_key, seed, device="cpu", progress=False) -> FitResult:
+        start = time.perf_counter()
+        self._remember_training_data(train, label_key)
+        counts = train.layers.get("counts", train.X)
+        counts = sp.csr_matrix(counts, dtype=np.float64)
+        y = train.obs[label_key].astype(str).to_numpy()
+        mus, sizes, weights = [], [], []
+        for lab in self.labels:
+            rows = counts[y == lab]
+            n = rows.shape[0]
+            mu = np.asarray(rows.mean(axis=0)).ravel()
+            ex2 = np.asarray(rows.multiply(rows).mean(axis=0)).ravel()
+            var = (ex2 - mu**2) * (n / max(n - 1, 1))
+            excess = var - mu
+            size = np.where(excess > 0, mu**2 / np.maximum(excess, 1e-12), np.inf)
+            size = np.maximum(size, self.params["min_dispersion"])
+            if self.params["shuffle_dispersion"]:  # a deliberately broken model (regression-gate fixture)
+                size = np.random.default_rng(seed).permutation(size)
+            mus.append(mu)
+            sizes.append(size)
+            weights.append(n)
+        self._mu = np.vstack(mus).astype(np.float64)
+        self._size = np.vstack(sizes).astype(np.float64)
+        self._weights = np.asarray(weights, dtype=np.float64) / sum(weights)
+        return FitResult(train_seconds=time.perf_counter() - start)
+
+    def _sample(self, label_idx: int, n: int, rng: np.random.Generator) -> np.ndarray:
+        mu, size = self._mu[label_idx], self._size[label_idx]
+        out = np.zeros((n, mu.size), dtype=np.float32)
+        pois = ~np.isfinite(size)
+        if pois.any():
+            out[:, pois] = rng.poisson(mu[pois], size=(n, int(pois.sum())))
+        nbm = ~pois & (mu > 0)
+        if nbm.any():
+            r = size[nbm]
+            p = r / (r + mu[nbm])
+            out[:, nbm] = rng.negative_binomial(r, p, size=(n, int(nbm.sum())))
+        return out
+
+    def generate(self, n_cells, *, seed) -> ad.AnnData:
+        rng = np.random.default_rng(seed)
+        labels = _label_plan(self.labels, self._weights, n_cells, rng)
+        X = np.zeros((labels.size, len(self.var_names)), dtype=np.float32)
+        for i, lab in enumerate(self.labels):
+            rows = np.flatnonzero(labels == lab)
+            if rows.size:
+                X[rows] = self._sample(i, rows.size, rng)
+        X = to_library_size(X)
+        # a cell that drew no counts at all cannot be normalised: redraw it from its type
+        for r in np.flatnonzero(X.sum(axis=1) == 0):
+            i = self.labels.index(labels[r])
+            for _ in range(100):
+                x = self._sample(i, 1, rng)
+                if x.sum() > 0:
+                    X[r] = to_library_size(x)[0]
+                    break
+        return make_output(X, self.var_names, self.label_key, labels)
+
+    def save(self, path):
+        path = Path(path)
+        self._write_meta(path)
+        np.savez(path / "nb.npz", mu=self._mu, size=self._size, weights=self._weights)
+
+    @classmethod
+    def load(cls, path):
+        gen = cls._read_meta(Path(path))
+        with np.load(Path(path) / "nb.npz") as z:
+            gen._mu, gen._size, gen._weights = z["mu"], z["size"], z["weights"]
+        return gen
