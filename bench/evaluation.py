@@ -15,8 +15,11 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
+from bench.errors import TaskFailed
+
 LIBRARY_SIZE = 20_000
 N_PCS = 50
+OUTPUT_SCALES = ("counts", "library-size-20000", "log1p")
 
 
 def lognorm(X: np.ndarray | sp.spmatrix, target: float = LIBRARY_SIZE) -> sp.csr_matrix:
@@ -28,6 +31,37 @@ def lognorm(X: np.ndarray | sp.spmatrix, target: float = LIBRARY_SIZE) -> sp.csr
     X = sp.csr_matrix(X, dtype=np.float32)
     np.log1p(X.data, out=X.data)
     return X
+
+
+def generated_scale(adata: ad.AnnData, scale: str | None = None) -> str:
+    """The output scale of generated cells: ``scale`` if given, else the one the runner recorded in
+    ``adata.uns['scgenbench']['output_scale']`` (or ``adata.uns['output_scale']``)."""
+    if scale is None:
+        meta = adata.uns.get("scgenbench", {})
+        scale = meta.get("output_scale") if isinstance(meta, dict) else None
+        scale = scale or adata.uns.get("output_scale")
+    if scale is None:
+        raise TaskFailed(
+            "generated cells carry no output scale: pass scale= or set uns['scgenbench']['output_scale']"
+        )
+    if scale not in OUTPUT_SCALES:
+        raise TaskFailed(f"unknown output scale {scale!r}; use one of {OUTPUT_SCALES}")
+    return str(scale)
+
+
+def to_lognorm(X: np.ndarray | sp.spmatrix, scale: str) -> sp.csr_matrix:
+    """Bring generated values in ``scale`` onto the evaluation scale (library size 20,000, log1p).
+
+    ``counts`` and ``library-size-20000`` go through :func:`lognorm` directly (re-normalising a
+    library-size-20000 matrix is a no-op up to rounding); ``log1p`` values are inverted with expm1
+    first, so every generator ends on exactly the transform the real cells get.
+    """
+    if scale not in OUTPUT_SCALES:
+        raise TaskFailed(f"unknown output scale {scale!r}; use one of {OUTPUT_SCALES}")
+    if scale == "log1p":
+        X = sp.csr_matrix(X, dtype=np.float32, copy=True)
+        np.expm1(X.data, out=X.data)
+    return lognorm(X)
 
 
 @dataclass
@@ -81,3 +115,38 @@ class EvalContext:
     def labels(self, which: str = "test") -> np.ndarray:
         adata = self.test if which == "test" else self.train
         return adata.obs[self.label_key].astype(str).to_numpy()
+
+    # -- generated cells ---------------------------------------------------------------------
+    def transform_generated(
+        self, adata: ad.AnnData, scale: str | None = None
+    ) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Generated cells on the evaluation scale: (log-normalised CSR, projection on the 50 PCs).
+
+        ``scale`` defaults to the one recorded in ``adata.uns`` (see :func:`generated_scale`). The
+        result is cached per AnnData object, so all metrics of one task share one transform.
+        """
+        scale = generated_scale(adata, scale)
+        key = ("generated", id(adata), scale)
+        hit = self.cache.get(key)
+        if hit is not None and hit[0] is adata:
+            return hit[1], hit[2]
+        if list(map(str, adata.var_names)) != list(map(str, self.train.var_names)):
+            raise TaskFailed("generated var_names differ from the training genes (order or names)")
+        X_log = to_lognorm(adata.X, scale)
+        pcs = self.project(X_log)
+        self.cache[key] = (adata, X_log, pcs)
+        return X_log, pcs
+
+    # -- differentially expressed genes of the real data -------------------------------------
+    def de_genes(self, n_genes: int = 5, method: str = "wilcoxon") -> list[str]:
+        """Top ``n_genes`` DE genes per label of the real training cells (scanpy
+        ``rank_genes_groups`` on log-normalised cells grouped by ``label_key``), concatenated in
+        label order, deduplicated keeping the first occurrence. Cached per (n_genes, method)."""
+        key = ("de_genes", n_genes, method)
+        if key not in self.cache:
+            from bench.metrics._correlation import top_de_genes
+
+            adata = ad.AnnData(X=self.train_log, obs=self.train.obs[[self.label_key]].copy())
+            adata.var_names = list(map(str, self.train.var_names))
+            self.cache[key] = top_de_genes(adata, self.label_key, n_genes=n_genes, method=method)
+        return list(self.cache[key])

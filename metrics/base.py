@@ -54,3 +54,16 @@ class Metric:
 
     def options_for(self, profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         return {**self.options, **self.profiles.get(profile, {}), **(overrides or {})}
+
+    def direction_of(self, value: str) -> Direction | None:
+        """Direction of a value name; names with an ``@`` suffix (``f1_augmented@0.2``) fall back
+        to any declared name with the same prefix, so option-dependent names keep their direction.
+        ``None`` for informational values."""
+        if value in self.directions:
+            return self.directions[value]
+        if "@" in value:
+            prefix = value.split("@", 1)[0] + "@"
+            for name, direction in self.directions.items():
+                if name.startswith(prefix):
+                    return direction
+        return None

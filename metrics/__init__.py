@@ -1,0 +1,246 @@
+"""The paper's metrics and experiments (ACTIVA paper, section 5), as pure functions and as
+:class:`~bench.metrics.base.Metric` plugins for the runner.
+
+Pure functions (arrays + seed in, numbers out; see each docstring for definition and sources):
+:func:`auc`, :func:`mmd`, :func:`correlation_discrepancy`, :func:`mean_corr`,
+:func:`augmentation`, :func:`timing`, plus :func:`measure` (time and peak memory of a call).
+
+Metric plugins (entry-point group ``bench.metrics``): ``MEAN_CORR``, ``AUC``, ``MMD``, ``CD``,
+``AUGMENTATION``, ``TIMING``. Their adapters take an :class:`~bench.evaluation.EvalContext` and
+the generated AnnData (in the generator's output scale, recorded in
+``uns['scgenbench']['output_scale']``) and apply the evaluation contract: library-size 20,000 +
+log1p for both sides, PCA(50) fit on the real training cells.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from bench.metrics._auc import AucResult, auc, make_forest
+from bench.metrics._augmentation import (
+    PAPER_FRACTIONS,
+    QUICK_FRACTIONS,
+    AugmentationResult,
+    augmentation,
+    downsample_rare,
+    fraction_tag,
+    rare_f1,
+    run_augmentation,
+)
+from bench.metrics._correlation import (
+    CdResult,
+    cd_from_corr,
+    correlation_discrepancy,
+    pearson_matrix,
+    top_de_genes,
+)
+from bench.metrics._mean_corr import mean_corr
+from bench.metrics._mmd import MmdResult, median_nn_distance, mmd
+from bench.metrics._timing import measure, timing
+from bench.metrics._utils import check_space, equal_size
+from bench.metrics.base import Metric, MetricOutput
+
+__all__ = [
+    "AUC",
+    "AUGMENTATION",
+    "CD",
+    "MEAN_CORR",
+    "MMD",
+    "TIMING",
+    "AucResult",
+    "AugmentationResult",
+    "CdResult",
+    "Metric",
+    "MetricOutput",
+    "MmdResult",
+    "auc",
+    "augmentation",
+    "cd_from_corr",
+    "correlation_discrepancy",
+    "downsample_rare",
+    "equal_size",
+    "make_forest",
+    "mean_corr",
+    "measure",
+    "median_nn_distance",
+    "mmd",
+    "pearson_matrix",
+    "rare_f1",
+    "timing",
+    "top_de_genes",
+]
+
+
+# -- adapters: EvalContext + generated AnnData -> MetricOutput ------------------------------------
+def _features(ctx, generated, space: str):
+    X_log, pcs = ctx.transform_generated(generated)
+    if space == "genes":
+        return ctx.test_log, X_log
+    return ctx.test_pcs, pcs
+
+
+def _score_auc(
+    ctx,
+    generated,
+    *,
+    seed: int,
+    space: str = "genes",
+    n_trees: int = 1000,
+    folds: int = 5,
+    n_jobs: int | None = None,
+    max_cells: int | None = None,
+) -> MetricOutput:
+    check_space(space)
+    real, fake = _features(ctx, generated, space)
+    res = auc(real, fake, seed=seed, n_trees=n_trees, folds=folds, n_jobs=n_jobs, max_cells=max_cells)
+    artifacts: dict[str, np.ndarray] = {"fold_aucs": np.asarray(res.fold_aucs)}
+    for k, (fpr, tpr) in enumerate(res.roc):
+        artifacts[f"roc_fpr_{k}"] = fpr
+        artifacts[f"roc_tpr_{k}"] = tpr
+    info = {"space": space, "n_cells_per_side": res.n_cells, "n_trees": n_trees, "folds": folds}
+    return MetricOutput(values={"auc": res.auc, "auc_sd": res.auc_sd}, artifacts=artifacts, info=info)
+
+
+def _score_mmd(
+    ctx,
+    generated,
+    *,
+    seed: int,
+    max_cells: int | None = None,
+    block_size: int = 4096,
+    scale_factors: tuple[float, ...] = (0.5, 1.0, 2.0),
+    dtype: str = "float32",
+) -> MetricOutput:
+    real, fake = _features(ctx, generated, "pca50")
+    res = mmd(
+        real,
+        fake,
+        seed=seed,
+        scale_factors=tuple(scale_factors),
+        max_cells=max_cells,
+        block_size=block_size,
+        device=ctx.device,
+        dtype=dtype,
+    )
+    info = {
+        "space": "pca50",
+        "scales": list(res.scales),
+        "median_nn": res.median_nn,
+        "n_cells_per_side": res.n_real,
+        "device": ctx.device,
+    }
+    return MetricOutput(values={"mmd": res.mmd}, info=info)
+
+
+def _score_cd(ctx, generated, *, seed: int, n_genes: int = 5, method: str = "wilcoxon") -> MetricOutput:
+    genes = ctx.de_genes(n_genes=n_genes, method=method)
+    index = {str(g): i for i, g in enumerate(ctx.train.var_names)}
+    idx = np.array([index[g] for g in genes], dtype=int)
+    X_log, _ = ctx.transform_generated(generated)
+    res = correlation_discrepancy(ctx.test_log[:, idx], X_log[:, idx])
+    artifacts = {
+        "generated_corr": res.generated_corr.astype(np.float32),
+        "real_corr": res.real_corr.astype(np.float32),
+        "genes": np.asarray(genes, dtype=str),
+        "column_sums": res.column_sums.astype(np.float32),
+    }
+    info = {"n_genes": len(genes), "de_method": method, "top_per_cluster": n_genes}
+    return MetricOutput(values={"cd": res.cd}, artifacts=artifacts, info=info)
+
+
+def _score_mean_corr(ctx, generated, *, seed: int) -> MetricOutput:
+    X_log, _ = ctx.transform_generated(generated)
+    return MetricOutput(values={"mean_corr": mean_corr(ctx.test_log, X_log)})
+
+
+def _score_timing(
+    ctx, generator, fit_info: dict[str, Any], *, seed: int, n_cells: int = 100_000
+) -> MetricOutput:
+    values = timing(generator, fit_info, seed=seed, n_cells=n_cells)
+    scaled = int(n_cells) != 100_000
+    return MetricOutput(values=values, info={"generate_scaled_from": int(n_cells) if scaled else None})
+
+
+# -- the plugins ----------------------------------------------------------------------------------
+MEAN_CORR = Metric(
+    name="mean_corr",
+    func=_score_mean_corr,
+    directions={"mean_corr": "higher"},
+    description="Pearson correlation of per-gene mean log-expression, real test vs generated",
+    reference="standard sanity score (scGAN-lineage mean-profile comparison)",
+)
+
+AUC = Metric(
+    name="auc",
+    func=_score_auc,
+    directions={"auc": "lower", "auc_sd": "lower"},
+    description="5-fold CV AUC of a 1000-tree random forest separating real test from generated cells",
+    reference="ACTIVA paper section 5.2, Fig. 3; Marouf et al. 2020",
+    options={"space": "genes", "n_trees": 1000, "folds": 5, "n_jobs": None, "max_cells": None},
+)
+
+MMD = Metric(
+    name="mmd",
+    func=_score_mmd,
+    directions={"mmd": "lower"},
+    description="unbiased MMD^2, multi-scale Gaussian kernel (med/2, med, 2 med) on 50 PCs",
+    reference="ACTIVA paper section 5.3, Table 2; Gretton et al. 2012; Marouf et al. 2020",
+    options={"max_cells": None, "block_size": 4096, "scale_factors": (0.5, 1.0, 2.0), "dtype": "float32"},
+)
+
+CD = Metric(
+    name="correlation_discrepancy",
+    func=_score_cd,
+    directions={"cd": "lower"},
+    description="max column 1-norm of G - R over top-5 DE genes per cluster (Pearson)",
+    reference="ACTIVA paper section 5.3, Eq. (6), Fig. 5",
+    options={"n_genes": 5, "method": "wilcoxon"},
+)
+
+
+def _augmentation_directions() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for f in sorted(set(PAPER_FRACTIONS) | set(QUICK_FRACTIONS), reverse=True):
+        tag = fraction_tag(f)
+        out[f"f1_real@{tag}"] = "higher"
+        out[f"f1_oversampled@{tag}"] = "higher"
+        out[f"f1_augmented@{tag}"] = "higher"
+        out[f"f1_gain@{tag}"] = "higher"
+    return out
+
+
+AUGMENTATION = Metric(
+    name="augmentation",
+    func=run_augmentation,
+    kind="experiment",
+    directions=_augmentation_directions(),
+    description="rare-class F1 of a balanced RF: downsampled real vs oversampled vs generator-augmented",
+    reference="ACTIVA paper section 5.5, Fig. 7; Marouf et al. 2020",
+    requires_conditional=True,
+    options={
+        "fractions": PAPER_FRACTIONS,
+        "n_generated": 1500,
+        "n_trees": 1000,
+        "space": "genes",
+        "n_jobs": None,
+    },
+    profiles={"quick": {"fractions": QUICK_FRACTIONS, "n_trees": 200}},
+    experiment="augmentation",
+)
+
+TIMING = Metric(
+    name="timing",
+    func=_score_timing,
+    kind="fit",
+    directions={
+        "train_seconds": "lower",
+        "generate_seconds_per_100k": "lower",
+        "peak_rss_mb": "lower",
+        "peak_gpu_mb": "lower",
+    },
+    description="training wall time, peak memory, generation time per 100K cells",
+    reference="ACTIVA paper section 5.1, Table 1",
+    options={"n_cells": 100_000},
+    profiles={"quick": {"n_cells": 10_000}},
+)

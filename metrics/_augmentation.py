@@ -1,0 +1,203 @@
+"""Rare-cell augmentation experiment (ACTIVA paper, section 5.5, Fig. 7; Marouf et al. 2020)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+from bench.metrics._auc import make_forest
+from sklearn.metrics import f1_score
+
+from bench.errors import TaskFailed, UserError
+
+PAPER_FRACTIONS = (0.1, 0.05, 0.01, 0.005)
+QUICK_FRACTIONS = (0.1, 0.01)
+
+
+def fraction_tag(fraction: float) -> str:
+    """How a fraction appears in value names: 0.1 -> '0.1', 0.005 -> '0.005'."""
+    return f"{float(fraction):g}"
+
+
+def downsample_rare(labels, rare: str, fraction: float, *, seed: int) -> np.ndarray:
+    """Indices (sorted) of the cells kept when the ``rare`` class is downsampled to ``fraction``.
+
+    Every cell of the other classes is kept; ``max(1, round(fraction * n_rare))`` rare cells are
+    drawn without replacement with ``numpy.random.default_rng(seed)``.
+    """
+    labels = np.asarray(labels).astype(str)
+    if not 0 < fraction <= 1:
+        raise UserError(f"augmentation fraction {fraction} is not in (0, 1]", "use fractions like 0.1, 0.01")
+    rare_idx = np.flatnonzero(labels == str(rare))
+    if len(rare_idx) == 0:
+        raise UserError(f"rare class {rare!r} has no training cells", "pick a class present in the data")
+    n_keep = max(1, int(round(fraction * len(rare_idx))))
+    rng = np.random.default_rng(seed)
+    keep = rng.choice(rare_idx, size=n_keep, replace=False)
+    return np.sort(np.r_[np.flatnonzero(labels != str(rare)), keep])
+
+
+def _vstack(blocks):
+    if any(sp.issparse(b) for b in blocks):
+        return sp.vstack([sp.csr_matrix(b) for b in blocks], format="csr", dtype=np.float32)
+    return np.vstack([np.asarray(b, dtype=np.float32) for b in blocks])
+
+
+def rare_f1(
+    X_train, is_rare_train, X_test, is_rare_test, *, seed: int, n_trees: int = 1000, n_jobs=None
+) -> float:
+    """F1 of the rare class on the test cells for a rare-vs-rest random forest.
+
+    The forest is the one of section 5.2 (:func:`bench.metrics._auc.make_forest`) plus
+    ``class_weight='balanced'`` to account for the class imbalance, as Marouf et al. did.
+    """
+    clf = make_forest(n_trees, seed, n_jobs, class_weight="balanced")
+    clf.fit(X_train, np.asarray(is_rare_train, dtype=int))
+    pred = clf.predict(X_test)
+    return float(f1_score(np.asarray(is_rare_test, dtype=int), pred, pos_label=1, zero_division=0.0))
+
+
+@dataclass
+class AugmentationResult:
+    values: dict[str, float]
+    info: dict[str, object] = field(default_factory=dict)
+
+
+def augmentation(
+    train_X,
+    train_labels,
+    test_X,
+    test_labels,
+    rare: str,
+    generate: Callable[[np.ndarray, float], object],
+    *,
+    seed: int,
+    fractions: tuple[float, ...] = PAPER_FRACTIONS,
+    n_trees: int = 1000,
+    n_jobs: int | None = None,
+) -> AugmentationResult:
+    """Does augmenting a downsampled rare class with generated cells improve its classification?
+
+    Protocol (ACTIVA paper section 5.5 / Fig. 7, after Marouf et al. 2020, Fig. 5): for every
+    ``fraction``, keep all training cells of the other classes and a seeded random ``fraction`` of
+    the ``rare`` class (at least one cell, :func:`downsample_rare`). ``generate(kept_indices,
+    fraction)`` fits a generator on those cells and returns generated *rare* cells as features
+    (same space as ``train_X``). Then train the balanced rare-vs-rest forest of :func:`rare_f1` on
+
+    (a) ``real``: the downsampled real cells;
+    (b) ``oversampled``: (a) plus as many rare cells as (c) adds, drawn with replacement from the
+        kept real rare cells (seeded) -- the naive baseline augmentation must beat;
+    (c) ``augmented``: (a) plus the generated cells, labelled rare;
+
+    and report the F1 of the rare class on the held-out real test cells. Values per fraction f:
+    ``f1_real@f``, ``f1_oversampled@f``, ``f1_augmented@f``, ``f1_gain@f`` (= augmented - real)
+    and ``n_rare_train@f`` (real rare cells kept).
+    """
+    train_labels = np.asarray(train_labels).astype(str)
+    is_rare_test = np.asarray(test_labels).astype(str) == str(rare)
+    if not is_rare_test.any():
+        raise UserError(f"rare class {rare!r} has no test cells", "pick a class present in the test split")
+    values: dict[str, float] = {}
+    sizes: dict[str, int] = {}
+    for k, fraction in enumerate(fractions):
+        tag = fraction_tag(fraction)
+        kept = downsample_rare(train_labels, rare, fraction, seed=seed + k)
+        X_kept = train_X[kept]
+        y_kept = train_labels[kept] == str(rare)
+        n_rare = int(y_kept.sum())
+        fake = generate(kept, fraction)
+        n_fake = int(fake.shape[0])
+        if n_fake == 0:
+            raise TaskFailed(f"augmentation@{tag}: the generator returned no rare cells")
+        rng = np.random.default_rng(seed + 1000 + k)
+        over = rng.choice(np.flatnonzero(y_kept), size=n_fake, replace=True)
+        ones = np.ones(n_fake, dtype=bool)
+        f_real = rare_f1(X_kept, y_kept, test_X, is_rare_test, seed=seed, n_trees=n_trees, n_jobs=n_jobs)
+        f_over = rare_f1(
+            _vstack([X_kept, X_kept[over]]),
+            np.r_[y_kept, ones],
+            test_X,
+            is_rare_test,
+            seed=seed,
+            n_trees=n_trees,
+            n_jobs=n_jobs,
+        )
+        f_aug = rare_f1(
+            _vstack([X_kept, fake]),
+            np.r_[y_kept, ones],
+            test_X,
+            is_rare_test,
+            seed=seed,
+            n_trees=n_trees,
+            n_jobs=n_jobs,
+        )
+        values[f"f1_real@{tag}"] = f_real
+        values[f"f1_oversampled@{tag}"] = f_over
+        values[f"f1_augmented@{tag}"] = f_aug
+        values[f"f1_gain@{tag}"] = f_aug - f_real
+        values[f"n_rare_train@{tag}"] = float(n_rare)
+        sizes[tag] = n_fake
+    return AugmentationResult(values=values, info={"n_generated": sizes, "rare_class": str(rare)})
+
+
+def rare_class_of(ctx) -> tuple[str, str]:
+    """The rare class: ``ctx.rare_class`` or, when unset, the smallest training class with at least
+    one test cell. Returns (class, how it was chosen)."""
+    if ctx.rare_class is not None:
+        return str(ctx.rare_class), "dataset/run spec"
+    train = ctx.labels("train")
+    test = set(ctx.labels("test"))
+    names, counts = np.unique(train, return_counts=True)
+    order = [n for _, n in sorted(zip(counts, names, strict=True)) if n in test]
+    if not order:
+        raise UserError("no class has both training and test cells", "check the dataset's labels and split")
+    return str(order[0]), "smallest training class"
+
+
+def run_augmentation(
+    ctx,
+    fit_generate,
+    *,
+    seed: int,
+    fractions=PAPER_FRACTIONS,
+    n_generated: int = 1500,
+    n_trees: int = 1000,
+    space: str = "genes",
+    n_jobs: int | None = None,
+):
+    """Metric adapter: the experiment on an :class:`~bench.evaluation.EvalContext`."""
+    from bench.metrics._utils import check_space
+    from bench.metrics.base import MetricOutput
+
+    check_space(space)
+    rare, how = rare_class_of(ctx)
+    train_X = ctx.train_log if space == "genes" else ctx.train_pcs
+    test_X = ctx.test_log if space == "genes" else ctx.test_pcs
+
+    def generate(kept: np.ndarray, fraction: float):
+        subset: ad.AnnData = ctx.train[kept].copy()
+        out = fit_generate(subset, {rare: int(n_generated)}, seed)
+        if ctx.label_key in out.obs:
+            is_rare = out.obs[ctx.label_key].astype(str).to_numpy() == rare
+            out = out[is_rare]
+        X_log, pcs = ctx.transform_generated(out)
+        return X_log if space == "genes" else pcs
+
+    res = augmentation(
+        train_X,
+        ctx.labels("train"),
+        test_X,
+        ctx.labels("test"),
+        rare,
+        generate,
+        seed=seed,
+        fractions=tuple(float(f) for f in fractions),
+        n_trees=int(n_trees),
+        n_jobs=n_jobs,
+    )
+    info = {**res.info, "rare_class_source": how, "space": space, "n_trees": int(n_trees)}
+    info["fractions"] = [float(f) for f in fractions]
+    return MetricOutput(values=res.values, info=info)
