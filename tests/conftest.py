@@ -1,0 +1,86 @@
+"""Shared fixtures: tiny synthetic AnnData, and the docker/slurm requirement switches.
+
+Docker and Slurm tests skip when the engine/cluster is absent, but FAIL when CI sets
+BENCH_REQUIRE_DOCKER=1 / BENCH_REQUIRE_SLURM=1, so CI can never pass by skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+
+def _require(env: str, available: bool, what: str) -> None:
+    if available:
+        return
+    if os.environ.get(env) == "1":
+        pytest.fail(f"{what} is required ({env}=1) but not available")
+    pytest.skip(f"{what} not available")
+
+
+def docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+        return True
+    except Exception:
+        return False
+
+
+def slurm_available() -> bool:
+    if not shutil.which("sbatch") or not shutil.which("sinfo"):
+        return False
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10)
+        return out.returncode == 0 and any(s.strip() in ("idle", "mixed", "allocated") for s in out.stdout.split())
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.fixture
+def require_docker():
+    _require("BENCH_REQUIRE_DOCKER", docker_available(), "a Docker engine")
+
+
+@pytest.fixture
+def require_slurm():
+    _require("BENCH_REQUIRE_SLURM", slurm_available(), "a Slurm cluster")
+
+
+def make_counts(n_cells: int = 120, n_genes: int = 60, n_types: int = 3, seed: int = 0) -> ad.AnnData:
+    """Small raw-count AnnData with distinct cell types (type k over-expresses its own gene block)."""
+    rng = np.random.default_rng(seed)
+    labels = np.array([f"t{i % n_types}" for i in range(n_cells)])
+    mu = np.full((n_cells, n_genes), 2.0)
+    block = n_genes // n_types
+    for k in range(n_types):
+        mu[labels == f"t{k}", k * block : (k + 1) * block] = 12.0
+    X = rng.poisson(mu).astype(np.float32)
+    adata = ad.AnnData(X=sp.csr_matrix(X), obs=pd.DataFrame({"cell_type": pd.Categorical(labels)},
+                                                             index=[f"c{i}" for i in range(n_cells)]))  # fmt: skip
+    adata.var_names = [f"g{j}" for j in range(n_genes)]
+    return adata
+
+
+@pytest.fixture
+def counts_adata() -> ad.AnnData:
+    return make_counts()
+
+
+@pytest.fixture
+def train_adata(counts_adata) -> ad.AnnData:
+    """Training-format AnnData: X normalised to 20,000, layers['counts'] raw."""
+    from bench.generators.base import to_library_size
+
+    a = counts_adata.copy()
+    a.layers["counts"] = a.X.copy()
+    a.X = sp.csr_matrix(to_library_size(a.X))
+    return a
