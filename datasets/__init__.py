@@ -1,5 +1,17 @@
-"""Datasets: recipes (bundled, download, local files), the scGAN preprocessing pipeline, splits."""
+"""Datasets: recipes (bundled, download, local files), the scGAN preprocessing pipeline, splits.
 
+Public API (used by the runner and the CLI)::
+
+    prepare(dataset, *, label_key=None, split_seed=0, test_fraction=0.1, n_top_genes=None,
+            cache_dir=None, progress=False) -> PreparedData
+    info(name) -> dict            add(name, path) -> dict
+    list_datasets() -> list[dict] cache_dir() -> Path
+
+See docs/datasets.md.
+"""
+
+from bench.datasets.api import add, cache_dir, info, list_datasets, prepare
 from bench.datasets.prepared import PreparedData
+from bench.datasets.recipes import DatasetRecipe
 
-__all__ = ["PreparedData"]
+__all__ = ["PreparedData", "DatasetRecipe", "prepare", "info", "add", "list_datasets", "cache_dir"]

@@ -1,0 +1,240 @@
+"""Dataset recipes: the bundled pbmc3k and the ACTIVA paper's two preprocessed datasets.
+
+Each recipe is registered through the ``bench.datasets`` entry point group (pyproject.toml), the
+same way a third-party package adds one: a :class:`DatasetRecipe` instance.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.parse
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+from bench.datasets import cache, readers
+from bench.datasets.preprocess import HELD_OUT, TARGET_SUM
+
+from bench.errors import UserError
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+S3_BUCKET_URL = "https://activa-material.s3.amazonaws.com/"
+
+
+def s3_url(key: str) -> str:
+    """HTTPS URL of an object in the ACTIVA authors' public bucket (spaces etc. url-encoded)."""
+    return S3_BUCKET_URL + urllib.parse.quote(key)
+
+
+@dataclass
+class DatasetRecipe:
+    """A named dataset: where its file comes from, its label column and default rare class.
+
+    ``kind``: 'bundled' (file shipped in bench/datasets/data, pinned sha256) or 'download'
+    (fetched over HTTPS into the cache dir, sha256 recorded on first download and verified
+    later). ``normalised``: the file's X is already library-size normalised to 20,000 (the
+    ACTIVA preprocessed files, which hold no raw counts).
+    """
+
+    name: str
+    description: str
+    label_key: str
+    split_key: str | None
+    default_rare_class: str | None
+    url: str | None
+    citation: str
+    licence: str
+    filename: str
+    kind: str = "download"
+    normalised: bool = False
+    sha256: str | None = None
+    n_cells: int | None = None
+    n_genes: int | None = None
+    rare_class_reason: str = ""
+
+    # -- where the file lives ------------------------------------------------------------------
+    def local_path(self, root: Path | None = None) -> Path:
+        if self.kind == "bundled":
+            return DATA_DIR / self.filename
+        return (root or cache.cache_dir()) / "raw" / self.filename
+
+    def _fix(self, root: Path | None) -> str:
+        dest = self.local_path(root)
+        return (
+            f"put a copy of {self.filename} at {dest}, or run `bench datasets add {self.name} PATH` "
+            f"with a local copy (source: {self.url})"
+        )
+
+    # -- validation ----------------------------------------------------------------------------
+    def check(self, adata: ad.AnnData, source: str) -> None:
+        """Check that a file has this recipe's schema (label column, split column, scale)."""
+        readers.check_label_key(adata, self.label_key, source)
+        if self.split_key is not None:
+            if self.split_key not in adata.obs:
+                cols = ", ".join(map(str, adata.obs.columns)) or "none"
+                raise UserError(
+                    f"{source}: split column '{self.split_key}' not found in obs (available: {cols})",
+                    f"use the published {self.name} file",
+                )
+            bad = sorted(set(adata.obs[self.split_key].astype(str)) - {"train", *HELD_OUT})
+            if bad:
+                raise UserError(
+                    f"{source}: obs['{self.split_key}'] holds {bad}; expected train/test/valid",
+                    f"use the published {self.name} file",
+                )
+        if self.normalised:
+            readers.check_library_size(adata, source, TARGET_SUM)
+        else:
+            readers.check_counts(adata, source)
+
+    def _read_checked(self, path: Path) -> ad.AnnData:
+        adata = readers.read_path(path)
+        readers.make_names_unique(adata, source=self.name)
+        self.check(adata, f"{self.name} ({path})")
+        return adata
+
+    # -- fetching ------------------------------------------------------------------------------
+    def fetch(self, progress: bool = False, root: Path | None = None) -> tuple[Path, str]:
+        """Make sure the file is present and intact; returns (path, sha256)."""
+        path = self.local_path(root)
+        if self.kind == "bundled":
+            if not path.exists():
+                raise UserError(f"bundled dataset file missing: {path}", "reinstall scgenbench")
+            digest = cache.sha256_file(path)
+            if self.sha256 and digest != self.sha256:
+                raise UserError(
+                    f"bundled dataset file {path} is corrupted (sha256 mismatch)", "reinstall scgenbench"
+                )
+            return path, digest
+        root = root or cache.cache_dir()
+        entry = cache.load_registry(root).get(self.name)
+        if path.exists():
+            if entry is not None and Path(entry["path"]) == path.resolve():
+                fix = f"delete {path} to download it again, or put a good copy there and run `bench datasets add {self.name} PATH`"
+                return path, cache.verify_file(self.name, path, entry, fix)
+            # put there by hand: check it reads and has the schema, then record it
+            self._read_checked(path)
+            entry = cache.record_file(self.name, path, source="add", url=self.url, root=root)
+            return path, entry["sha256"]
+        if self.url is None:
+            raise UserError(f"dataset '{self.name}' has no download URL and no local copy", self._fix(root))
+        try:
+            cache.download(self.url, path, progress=progress)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise UserError(
+                f"could not download dataset '{self.name}' from {self.url} ({reason})", self._fix(root)
+            ) from exc
+        try:
+            self._read_checked(path)
+        except UserError as exc:
+            with suppress(OSError):
+                path.unlink()
+            raise UserError(
+                f"the file downloaded for '{self.name}' from {self.url} is not usable: {exc.message}",
+                self._fix(root),
+            ) from exc
+        entry = cache.record_file(self.name, path, source="download", url=self.url, root=root)
+        return path, entry["sha256"]
+
+    def load_raw(self, progress: bool = False, root: Path | None = None) -> ad.AnnData:
+        """The raw dataset (counts, or X normalised to 20,000 for ``normalised`` recipes), validated."""
+        path, _ = self.fetch(progress=progress, root=root)
+        return self.read(path)
+
+    def read(self, path: Path) -> ad.AnnData:
+        """Read and validate this recipe's file at ``path`` (no fetching, no checksum)."""
+        adata = self._read_checked(path)
+        if self.normalised:
+            adata.layers["counts"] = adata.X.copy()
+        return adata
+
+    def add(self, path: str | Path, root: Path | None = None) -> dict:
+        """Register a local copy of this recipe's file: validate, copy into the cache, record sha256."""
+        if self.kind == "bundled":
+            raise UserError(f"'{self.name}' is bundled with scgenbench; nothing to add", "use it by name")
+        src = Path(path).expanduser()
+        self._read_checked(src)
+        root = root or cache.cache_dir()
+        dest = self.local_path(root)
+        if not (dest.exists() and dest.resolve() == src.resolve()):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+            os.close(fd)
+            try:
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, dest)
+            except BaseException:
+                with suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        entry = cache.record_file(self.name, dest, source="add", url=self.url, root=root)
+        return {"name": self.name, **entry}
+
+
+PBMC3K = DatasetRecipe(
+    name="pbmc3k",
+    description="3k PBMCs from a healthy donor (10x Genomics), raw counts, 8 annotated cell types; bundled",
+    label_key="cell_type",
+    split_key=None,
+    default_rare_class="B",
+    rare_class_reason=(
+        "B cells (357) can be downsampled to 10/5/1/0.5 % and keep >= 1 cell, and CD79A/MS4A1 are the "
+        "markers of the paper's Fig. 4; Megakaryocytes (13) and Dendritic (36) are too small to leave a "
+        "test set after the 10 % test split"
+    ),
+    url="https://www.10xgenomics.com/datasets (3k PBMCs from a Healthy Donor, Cell Ranger 1.1.0)",
+    citation="10x Genomics (2016). 3k PBMCs from a Healthy Donor. Chromium v1, Cell Ranger 1.1.0.",
+    licence="CC BY 4.0 (10x Genomics)",
+    filename="pbmc3k.h5ad",
+    kind="bundled",
+    sha256="ca5761355ab2d0af63d2f6f3fb1830095d94f6f1ff648ed29b2d20129d2f41eb",
+    n_cells=2700,
+    n_genes=16634,
+)
+
+BRAIN_SMALL = DatasetRecipe(
+    name="brain_small",
+    description="Brain Small: 20k E18 mouse brain cells (10x 1.3M neurons subset), ACTIVA's preprocessed file",
+    label_key="cluster",
+    split_key="split",
+    default_rare_class="2",
+    rare_class_reason="cluster '2', the same cluster id as the paper's PBMC augmentation experiment",
+    url=s3_url("PreprocessedData/20kBrainSmall_preprocessed.h5"),
+    citation=(
+        "10x Genomics, 1.3 Million Brain Cells from E18 Mice; preprocessed with the scGAN pipeline by "
+        "Heydari et al. (2022), ACTIVA, Bioinformatics 38(8):2194-2201"
+    ),
+    licence="10x Genomics data (CC BY 4.0); preprocessed file published by the ACTIVA authors (no licence stated)",
+    filename="20kBrainSmall_preprocessed.h5",
+    normalised=True,
+    n_cells=20000,
+    n_genes=17970,
+)
+
+PBMC68K = DatasetRecipe(
+    name="pbmc68k",
+    description="68k PBMCs (Zheng et al. 2017, 10x Fresh 68k PBMCs Donor A), ACTIVA's preprocessed file",
+    label_key="cluster",
+    split_key="split",
+    default_rare_class="2",
+    rare_class_reason="cluster 2, the rare population of the paper's augmentation experiment (Fig. 7)",
+    url=s3_url("PreprocessedData/68kPBMC_preprocessed.h5ad"),
+    citation=(
+        "Zheng et al. (2017), Nat. Commun. 8:14049; preprocessed with the scGAN pipeline by Heydari et al. "
+        "(2022), ACTIVA, Bioinformatics 38(8):2194-2201"
+    ),
+    licence="10x Genomics data (CC BY 4.0); preprocessed file published by the ACTIVA authors (no licence stated)",
+    filename="68kPBMC_preprocessed.h5ad",
+    normalised=True,
+    n_cells=68579,
+    n_genes=17789,
+)
+
+RECIPES = {r.name: r for r in (PBMC3K, BRAIN_SMALL, PBMC68K)}
+
+__all__ = ["DatasetRecipe", "PBMC3K", "BRAIN_SMALL", "PBMC68K", "RECIPES", "s3_url"]
