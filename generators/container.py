@@ -1,0 +1,487 @@
+"""Run a generator that lives in a Docker image (or, backend ``process``, the same entry point as a
+local subprocess).
+
+The protocol (DESIGN.md): the harness writes ``train.h5ad`` and ``spec.json`` into a work dir,
+bind-mounts it at ``/work`` and runs the image's entry point with ``fit /work``, ``generate /work``
+or ``time /work``; the entry point writes ``fit.json`` + ``model/``, ``generated.h5ad`` or
+``timing.json`` back. Logs go to ``WORKDIR/container.log`` and, with progress, to the console.
+Any framework model reuses this by subclassing :class:`ContainerGenerator` and setting
+``image_name``, ``build_context`` and ``entry_point``.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+import anndata as ad
+import pandas as pd
+from bench.generators.base import FitResult, Generator, split_request
+
+from bench.errors import TaskFailed, UserError
+
+IMAGE_PREFIX = "scgenbench"
+DEFAULT_BASE_IMAGE = "python:3.11-slim"
+LOG_TAIL_LINES = 50
+BACKENDS = ("auto", "docker", "process")
+# parameters that steer the runner; everything else goes to the entry point in spec.json
+RUNNER_PARAMS = ("backend", "mem_limit")
+
+
+def default_base_image() -> str:
+    return os.environ.get("BENCH_BASE_IMAGE") or DEFAULT_BASE_IMAGE
+
+
+# -- docker helpers -----------------------------------------------------------------------------
+def docker_client(timeout: int = 10):
+    """A docker client whose engine answers, or None."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+        return client
+    except Exception:
+        return None
+
+
+def context_files(context: Path, files: tuple[str, ...] = ()) -> list[Path]:
+    """The files sent to the build: ``files`` when given, else everything but caches."""
+    if files:
+        return [context / f for f in files]
+    return sorted(
+        p for p in context.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+
+
+def context_hash(context: Path, files: tuple[str, ...] = ()) -> str:
+    h = hashlib.sha256()
+    for p in context_files(context, files):
+        h.update(str(p.relative_to(context)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def _context_tar(context: Path, files: tuple[str, ...]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for p in context_files(context, files):
+            tar.add(str(p), arcname=str(p.relative_to(context)))
+    buf.seek(0)
+    return buf
+
+
+def _image_class(name: str) -> type[ContainerGenerator]:
+    from bench.registry import get_generator
+
+    cls = _IMAGES.get(name) or get_generator(name)
+    if not (isinstance(cls, type) and issubclass(cls, ContainerGenerator)):
+        raise UserError(f"generator '{name}' does not run in a container", "see `bench list generators`")
+    return cls
+
+
+def build_image(name: str, base_image: str | None = None, progress: bool = True) -> str:
+    """Build the image of container generator ``name`` (e.g. 'scgan') and return its tag
+    ``scgenbench/<image>:<hash of the build context>``. ``base_image`` (build arg BASE_IMAGE) defaults
+    to $BENCH_BASE_IMAGE, else python:3.11-slim."""
+    cls = _image_class(name)
+    client = docker_client()
+    if client is None:
+        raise UserError("no Docker engine answers", "start Docker (e.g. `sudo systemctl start docker`)")
+    base = base_image or default_base_image()
+    tag = cls.image_tag()
+    if progress:
+        print(f"building {tag} (BASE_IMAGE={base}) from {cls.build_context}", flush=True)
+    lines: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+    stream = client.api.build(
+        fileobj=_context_tar(Path(cls.build_context), cls.build_files),
+        custom_context=True,
+        tag=tag,
+        buildargs={"BASE_IMAGE": base},
+        labels={"org.scgenbench.base_image": base, "org.scgenbench.context": tag.rsplit(":", 1)[1]},
+        rm=True,
+        forcerm=True,
+        decode=True,
+    )
+    for chunk in stream:
+        if "error" in chunk:
+            tail = "\n".join(lines)
+            raise TaskFailed(f"building image {tag} failed: {chunk['error'].strip()}", log_tail=tail)
+        text = chunk.get("stream") or chunk.get("status") or ""
+        for line in text.splitlines():
+            lines.append(line)
+            if progress and line.strip():
+                print(line, flush=True)
+    return tag
+
+
+def ensure_image(cls: type[ContainerGenerator], client, progress: bool = True) -> str:
+    """The image tag for ``cls``, built first (with progress) when it is not there."""
+    import docker
+
+    tag = cls.image_tag()
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        build_image(cls.image_name, progress=progress)
+    return tag
+
+
+# -- runners --------------------------------------------------------------------------------------
+class _LogSink:
+    """Collects log lines: to WORKDIR/container.log, the console (progress) and a tail buffer."""
+
+    def __init__(self, path: Path, progress: bool):
+        self.fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.progress = progress
+        self.tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+        self._partial = ""
+
+    def feed(self, text: str) -> None:
+        text = self._partial + text
+        *lines, self._partial = text.split("\n")
+        for line in lines:
+            self._line(line)
+
+    def _line(self, line: str) -> None:
+        line = line.rstrip("\r")
+        self.fh.write(line + "\n")
+        self.fh.flush()
+        self.tail.append(line)
+        if self.progress:
+            print(line, flush=True)
+
+    def close(self) -> str:
+        if self._partial:
+            self._line(self._partial)
+            self._partial = ""
+        self.fh.close()
+        return "\n".join(self.tail)
+
+
+def run_docker(
+    image: str,
+    command: str,
+    work: Path,
+    *,
+    device: str = "cpu",
+    timeout_s: float | None = None,
+    progress: bool = False,
+    mem_limit: str | None = None,
+    client=None,
+    what: str = "container",
+    argv: list[str] | None = None,
+    working_dir: str = "/work",
+) -> None:
+    """Run ``image`` with ``command /work`` (or ``argv``) and ``work`` bind-mounted at /work. Raises TaskFailed
+    (with the last 50 log lines) on a non-zero exit, an OOM kill or the timeout; the container is
+    always removed."""
+    import docker
+
+    client = client or docker_client()
+    if client is None:
+        raise UserError("no Docker engine answers", "start Docker, or use backend 'process'")
+    kwargs: dict[str, Any] = {}
+    if device == "cuda":
+        kwargs["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    if mem_limit:
+        kwargs["mem_limit"] = mem_limit
+        kwargs["memswap_limit"] = mem_limit  # no swap: over the limit means OOM-killed
+    sink = _LogSink(work / "container.log", progress)
+    argv = argv or [command, "/work"]
+    sink.feed(f"$ docker run {image} {' '.join(argv)}\n")
+    container = client.containers.run(
+        image,
+        command=argv,
+        volumes={str(Path(work).resolve()): {"bind": "/work", "mode": "rw"}},
+        working_dir=working_dir,
+        user=f"{os.getuid()}:{os.getgid()}",
+        environment={"HOME": "/tmp", "PYTHONUNBUFFERED": "1"},
+        detach=True,
+        **kwargs,
+    )
+
+    def pump() -> None:
+        try:
+            for chunk in container.logs(stream=True, follow=True):
+                sink.feed(chunk.decode("utf-8", errors="replace"))
+        except Exception:  # the container went away (kill on timeout)
+            pass
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        try:
+            status = container.wait(timeout=timeout_s)
+        except Exception:  # requests ReadTimeout / ConnectionError: the wall-clock limit
+            timed_out = True
+            container.kill()
+            status = {"StatusCode": 137}
+        reader.join(timeout=10)
+        container.reload()
+        oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+    finally:
+        try:
+            container.remove(force=True)
+        except Exception:
+            pass
+        tail = sink.close()
+    code = int(status.get("StatusCode", -1))
+    if timed_out:
+        raise TaskFailed(f"{what} '{command}' timed out after {timeout_s:g}s and was killed", log_tail=tail)
+    if oom or code == 137:
+        limit = f" (mem_limit {mem_limit})" if mem_limit else ""
+        raise TaskFailed(f"{what} '{command}' was killed for memory{limit}, exit {code}", log_tail=tail)
+    if code != 0:
+        raise TaskFailed(f"{what} '{command}' exited with code {code}", log_tail=tail)
+
+
+def run_process(
+    script: Path,
+    command: str,
+    work: Path,
+    *,
+    device: str = "cpu",
+    timeout_s: float | None = None,
+    progress: bool = False,
+    python: str | None = None,
+    what: str = "process",
+) -> None:
+    """The same protocol as :func:`run_docker`, with the entry point run by a local interpreter."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if device != "cuda":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    sink = _LogSink(work / "container.log", progress)
+    argv = [python or sys.executable, str(script), command, str(work)]
+    sink.feed("$ " + " ".join(argv) + "\n")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=str(work))
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            sink.feed(raw.decode("utf-8", errors="replace"))
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        code = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        proc.kill()
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=10)
+        tail = sink.close()
+    if timed_out:
+        raise TaskFailed(f"{what} '{command}' timed out after {timeout_s:g}s and was killed", log_tail=tail)
+    if code in (-9, 137):
+        raise TaskFailed(f"{what} '{command}' was killed (SIGKILL, often out of memory)", log_tail=tail)
+    if code != 0:
+        raise TaskFailed(f"{what} '{command}' exited with code {code}", log_tail=tail)
+
+
+def select_backend(requested: str, process_requires: tuple[str, ...] = ()) -> str:
+    """'docker' | 'process' for a requested backend ('auto' picks docker when an engine answers,
+    else process when the framework imports here, else a UserError naming both fixes)."""
+    if requested not in BACKENDS:
+        raise UserError(f"unknown backend {requested!r}", f"use one of {', '.join(BACKENDS)}")
+    has_framework = all(importlib.util.find_spec(m) is not None for m in process_requires)
+    if requested == "docker" or (requested == "auto" and docker_client() is not None):
+        if requested == "docker" and docker_client() is None:
+            raise UserError("backend 'docker' was requested but no Docker engine answers", "start Docker")
+        return "docker"
+    if requested == "process" and not has_framework:
+        raise UserError(
+            f"backend 'process' needs {', '.join(process_requires)} in this Python environment",
+            "pip install tensorflow-cpu (or start Docker and use backend 'docker')",
+        )
+    if has_framework:
+        return "process"
+    raise UserError(
+        "no Docker engine answers and TensorFlow is not installed here, so the container model cannot run",
+        "start Docker (the image is built on first use), or `pip install tensorflow-cpu` to run it as a local process",
+    )
+
+
+# -- the generator base class ---------------------------------------------------------------------
+_IMAGES: dict[str, type[ContainerGenerator]] = {}
+
+
+class ContainerGenerator(Generator):
+    """A generator whose fit/generate run in a Docker image (or a local process) through the
+    work-dir protocol. Subclasses set ``image_name``, ``build_context`` (the folder holding the
+    Dockerfile), ``build_files`` (files sent to the build; empty = all), ``entry_point`` (the script
+    in ``build_context`` for backend 'process') and ``process_requires`` (modules it needs)."""
+
+    image_name: ClassVar[str] = ""
+    build_context: ClassVar[Path | None] = None
+    build_files: ClassVar[tuple[str, ...]] = ()
+    entry_point: ClassVar[str] = "entry.py"
+    process_requires: ClassVar[tuple[str, ...]] = ()
+    parameters: ClassVar[dict[str, Any]] = {"backend": "auto", "mem_limit": None}
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        if cls.image_name and cls.build_context is not None:
+            _IMAGES.setdefault(cls.image_name, cls)
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._backend: str | None = None
+        self._device = "cpu"
+        self._fitted = False
+        self._model_src: Path | None = None  # a saved model dir (load), copied into the work dir on use
+
+    # -- hooks -------------------------------------------------------------------------------
+    @classmethod
+    def image_tag(cls) -> str:
+        return f"{IMAGE_PREFIX}/{cls.image_name}:{context_hash(Path(cls.build_context), cls.build_files)}"
+
+    def spec_extra(self) -> dict[str, Any]:
+        """Model-specific fields of spec.json."""
+        return {"conditional": self.conditional}
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _work(self) -> Path:
+        if self.work_dir is None:
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix=f"scgenbench-{self.name}-")
+            self.work_dir = Path(self._tmp.name)
+        work = Path(self.work_dir)
+        work.mkdir(parents=True, exist_ok=True)
+        return work
+
+    def _write_spec(self, work: Path, **fields: Any) -> None:
+        spec = {
+            **self.spec_extra(),
+            "params": {k: v for k, v in self.params.items() if k not in RUNNER_PARAMS},
+            "label_key": self.label_key,
+            "device": self._device,
+            **fields,
+        }
+        tmp = work / "spec.json.tmp"
+        tmp.write_text(json.dumps(spec, indent=1))
+        tmp.replace(work / "spec.json")
+
+    def _run(self, command: str, work: Path, progress: bool) -> None:
+        if self._backend is None:
+            self._backend = select_backend(self.params.get("backend", "auto"), self.process_requires)
+        what = f"{self.name} {self._backend}"
+        if self._backend == "docker":
+            client = docker_client()
+            if client is None:
+                raise UserError("no Docker engine answers", "start Docker, or use backend 'process'")
+            image = ensure_image(type(self), client, progress=True)
+            run_docker(
+                image, command, work, device=self._device, timeout_s=self.timeout_s, progress=progress,
+                mem_limit=self.params.get("mem_limit"), client=client, what=what,
+            )  # fmt: skip
+        else:
+            script = Path(self.build_context) / self.entry_point
+            run_process(
+                script,
+                command,
+                work,
+                device=self._device,
+                timeout_s=self.timeout_s,
+                progress=progress,
+                what=what,
+            )
+
+    def _need_fitted(self) -> Path:
+        work = self._work()
+        if self._model_src is not None and not (work / "model").is_dir():
+            shutil.copytree(self._model_src, work / "model")
+        if not self._fitted or not (work / "model").is_dir():
+            raise TaskFailed(f"{self.name}: generate called before fit (or load)")
+        return work
+
+    # -- verbs --------------------------------------------------------------------------------------
+    def fit(
+        self, train: ad.AnnData, *, label_key: str, seed: int, device: str = "cpu", progress: bool = False
+    ) -> FitResult:
+        self._remember_training_data(train, label_key)
+        self._device = device
+        work = self._work()
+        slim = ad.AnnData(X=train.X, obs=pd.DataFrame(index=train.obs_names.astype(str)))
+        slim.var_names = self.var_names
+        if label_key in train.obs:
+            slim.obs[label_key] = train.obs[label_key].astype(str).to_numpy()
+        slim.write_h5ad(work / "train.h5ad")
+        for stale in ("fit.json", "generated.h5ad"):
+            (work / stale).unlink(missing_ok=True)
+        if (work / "model").exists():
+            shutil.rmtree(work / "model")
+        self._write_spec(work, seed=int(seed), progress=bool(progress))
+        self._run("fit", work, progress)
+        fit_path = work / "fit.json"
+        if not fit_path.exists():
+            raise TaskFailed(f"{self.name}: fit finished without writing fit.json")
+        record = json.loads(fit_path.read_text())
+        self._fitted = True
+        extra = {k: v for k, v in record.items() if k not in ("train_seconds", "steps", "history")}
+        extra["backend"] = self._backend
+        return FitResult(
+            train_seconds=float(record["train_seconds"]),
+            steps=record.get("steps"),
+            history=record.get("history", {}),
+            extra=extra,
+        )
+
+    def generate(self, n_cells: int | dict[str, int], *, seed: int) -> ad.AnnData:
+        work = self._need_fitted()
+        total, per_label = split_request(n_cells)
+        (work / "generated.h5ad").unlink(missing_ok=True)
+        self._write_spec(work, seed=int(seed), generate_seed=int(seed), n_cells=per_label or total)
+        self._run("generate", work, progress=False)
+        path = work / "generated.h5ad"
+        if not path.exists():
+            raise TaskFailed(f"{self.name}: generate finished without writing generated.h5ad")
+        out = ad.read_h5ad(path)
+        if self.var_names is not None and list(map(str, out.var_names)) != self.var_names:
+            out.var_names = self.var_names
+        return out
+
+    def time_generation(self, n_cells: int, *, seed: int, chunk: int = 10_000) -> float:
+        """Seconds the entry point takes to generate ``n_cells`` cells in chunks (not written);
+        measured inside the container, so image start-up is not counted."""
+        work = self._need_fitted()
+        (work / "timing.json").unlink(missing_ok=True)
+        self._write_spec(
+            work, seed=int(seed), generate_seed=int(seed), n_cells=int(n_cells), chunk=int(chunk)
+        )
+        self._run("time", work, progress=False)
+        return float(json.loads((work / "timing.json").read_text())["seconds"])
+
+    def save(self, path: str | Path) -> None:
+        work = self._need_fitted()
+        path = Path(path)
+        self._write_meta(path)
+        if (path / "model").exists():
+            shutil.rmtree(path / "model")
+        shutil.copytree(work / "model", path / "model")
+
+    @classmethod
+    def load(cls, path: str | Path) -> ContainerGenerator:
+        gen = cls._read_meta(Path(path))
+        assert isinstance(gen, ContainerGenerator)
+        gen._model_src = Path(path) / "model"
+        gen._fitted = True
+        return gen
