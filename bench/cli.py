@@ -29,7 +29,9 @@ EPILOG = textwrap.dedent(
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # wide tables stay readable in logs and CI (rich uses 80 columns when not a terminal)
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
 
 
 def _interactive() -> bool:
