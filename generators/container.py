@@ -12,6 +12,7 @@ Any framework model reuses this by subclassing :class:`ContainerGenerator` and s
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import importlib.util
 import io
@@ -233,10 +234,8 @@ def run_docker(
         container.reload()
         oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
     finally:
-        try:
+        with contextlib.suppress(Exception):
             container.remove(force=True)
-        except Exception:
-            pass
         tail = sink.close()
     code = int(status.get("StatusCode", -1))
     if timed_out:

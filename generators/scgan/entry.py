@@ -447,7 +447,8 @@ def fit(
 def save_model(model: ScGANModel, path: Path, extra: dict[str, Any]) -> None:
     path.mkdir(parents=True, exist_ok=True)
     model.checkpoint().write(str(path / "ckpt"))
-    config = {"n_genes": model.n_genes, "classes": model.classes, "params": model.p, **extra}
+    params = json.loads(json.dumps(dict(model.p), default=list))  # tf.Module wraps dicts and lists
+    config = {"n_genes": model.n_genes, "classes": list(model.classes), "params": params, **extra}
     (path / "config.json").write_text(json.dumps(config))
 
 
