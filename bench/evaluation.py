@@ -95,7 +95,7 @@ class EvalContext:
         """PCA with 50 components fit on the log-normalised real training cells (seeded)."""
         from sklearn.decomposition import PCA
 
-        n = min(N_PCS, self.train.n_obs - 1, self.train.n_vars)
+        n = min(N_PCS, self.train.n_obs - 1, self.train.n_vars - 1)  # arpack needs n < min(shape)
         X = self.train_log
         pca = PCA(n_components=n, svd_solver="arpack", random_state=self.seed)
         pca.fit(X)
