@@ -40,7 +40,9 @@ def slurm_available() -> bool:
         return False
     try:
         out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10)
-        return out.returncode == 0 and any(s.strip() in ("idle", "mixed", "allocated") for s in out.stdout.split())
+        return out.returncode == 0 and any(
+            s.strip() in ("idle", "mixed", "allocated") for s in out.stdout.split()
+        )
     except (OSError, subprocess.SubprocessError):
         return False
 

@@ -1,0 +1,38 @@
+import pytest
+
+from bench.config import build_spec, load_toml
+from bench.errors import UserError
+
+
+def test_cli_over_toml_over_profile(tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        'datasets = ["pbmc3k"]\nseeds = [0, 1, 2]\nprofile = "paper"\n'
+        "[models.activa]\nepochs = 7\n[models.nb]\n"
+        '[metrics.auc]\nspace = "pca50"\n[executor]\nname = "slurm"\npartition = "gpu"\n'
+    )
+    spec = build_spec(load_toml(cfg), seeds=[5], executor={"qos": "high"})
+    assert spec.models == ["activa", "nb", "real"]  # the `real` control is added
+    assert spec.seeds == [5]  # CLI wins
+    assert spec.profile == "paper" and spec.n_top_genes is None
+    assert spec.model_params == {"activa": {"epochs": 7}, "nb": {}}
+    assert spec.metric_options == {"auc": {"space": "pca50"}}
+    assert spec.executor == {"name": "slurm", "partition": "gpu", "qos": "high"}
+
+
+def test_quick_profile_uses_hvgs():
+    spec = build_spec(None, models=["nb"])
+    assert spec.profile == "quick" and spec.n_top_genes == 2000 and spec.datasets == ["pbmc3k"]
+
+
+def test_bad_config_keys_and_values(tmp_path):
+    with pytest.raises(UserError, match="unknown config key"):
+        build_spec({"modles": ["nb"], "models": ["nb"]})
+    with pytest.raises(UserError, match="unknown profile"):
+        build_spec(None, models=["nb"], profile="fast")
+    with pytest.raises(UserError, match="no models"):
+        build_spec(None)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("models = [")
+    with pytest.raises(UserError, match="invalid TOML"):
+        load_toml(bad)

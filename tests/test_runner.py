@@ -1,0 +1,158 @@
+"""End-to-end runner behaviour on a small real AnnData file: reuse, resume after a kill, errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.store import Store
+from tests.conftest import make_counts
+
+FAST = ["--metrics", "mean_corr,mmd", "--experiments", "main"]
+
+
+@pytest.fixture
+def h5ad(tmp_path):
+    path = tmp_path / "cells.h5ad"
+    make_counts(n_cells=200, n_genes=300, n_types=3, seed=1).write_h5ad(path)
+    return path
+
+
+def _run(h5ad, out, *extra):
+    return main(["run", "--models", "nb", "--dataset", str(h5ad), "--label-key", "cell_type",
+                 "--out", str(out), *FAST, *extra])  # fmt: skip
+
+
+def test_run_writes_store_tables_and_files(h5ad, tmp_path, capsys):
+    assert _run(h5ad, tmp_path / "run", "--seeds", "0,1") == 0
+    out = capsys.readouterr().out
+    assert "4 task(s): 0 reused" in out and "mmd" in out
+    with Store(tmp_path / "run") as store:
+        values = store.values()
+        assert set(values.model) == {"nb", "real"} and set(values.seed) == {0, 1}
+        prov = store.runs()[-1]["provenance"]
+    assert prov["packages"]["scgenbench"] and "commit" in prov["git"] and prov["host"]["cpus"]
+    for name in ("values.csv", "summary.md", "summary.json"):
+        assert (tmp_path / "run" / name).stat().st_size > 0
+
+
+def test_rerun_reuses_every_task_and_force_recomputes(h5ad, tmp_path, capsys):
+    assert _run(h5ad, tmp_path / "run") == 0
+    with Store(tmp_path / "run") as store:
+        first = store.values().value.to_numpy()
+    capsys.readouterr()
+    t0 = time.perf_counter()
+    assert _run(h5ad, tmp_path / "run") == 0
+    assert "2 reused" in capsys.readouterr().out
+    assert time.perf_counter() - t0 < 30
+    with Store(tmp_path / "run") as store:
+        np.testing.assert_array_equal(store.values().value.to_numpy(), first)
+    assert _run(h5ad, tmp_path / "run", "--force") == 0
+    assert "0 reused" in capsys.readouterr().out
+    with Store(tmp_path / "run") as store:  # same seed, same values
+        np.testing.assert_allclose(store.values().value.to_numpy(), first, rtol=1e-6)
+
+
+def test_killed_task_leaves_no_values_and_is_redone(h5ad, tmp_path):
+    """SIGKILL a real `bench run` while a task runs: no partial values; the next run redoes it."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--models", "nb", "--no-control", "--dataset", str(h5ad),
+           "--label-key", "cell_type", "--out", str(run_dir), "--metrics", "auc", "--experiments", "main"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "CI": "1"}
+    )
+    db = run_dir / "bench.sqlite"
+    deadline = time.time() + 120
+    status = None
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as conn:
+                    row = conn.execute("SELECT status FROM tasks").fetchone()
+                status = row[0] if row else None
+            except sqlite3.OperationalError:
+                status = None
+            if status == "running":
+                break
+        time.sleep(0.05)
+    assert status == "running", "the task never showed as running"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with Store(run_dir) as store:
+        assert store.values().empty
+        assert store.done_keys() == set()
+    assert main(cmd[3:]) == 0
+    with Store(run_dir) as store:
+        assert len(store.done_keys()) == 1 and not store.values().empty
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_log_normalised_input_is_refused(tmp_path, capsys):
+    import scanpy as sc
+
+    a = make_counts()
+    sc.pp.normalize_total(a, target_sum=1e4)
+    sc.pp.log1p(a)
+    a.write_h5ad(tmp_path / "log.h5ad")
+    assert main(["run", "--models", "nb", "--dataset", str(tmp_path / "log.h5ad"), "--label-key", "cell_type",
+                 "--out", str(tmp_path / "run")]) == 2  # fmt: skip
+    assert "error:" in _error_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_nan_input_is_refused(tmp_path, capsys):
+    a = make_counts()
+    X = a.X.toarray()
+    X[3, 4] = np.nan
+    a.X = X
+    a.write_h5ad(tmp_path / "nan.h5ad")
+    assert main(["run", "--models", "nb", "--dataset", str(tmp_path / "nan.h5ad"), "--label-key", "cell_type",
+                 "--out", str(tmp_path / "run")]) == 2  # fmt: skip
+    assert "nan" in _error_line(capsys).lower()
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_label_key_is_refused(h5ad, tmp_path, capsys):
+    assert main(["run", "--models", "nb", "--dataset", str(h5ad), "--label-key", "celltype",
+                 "--out", str(tmp_path / "run")]) == 2  # fmt: skip
+    line = _error_line(capsys)
+    assert "celltype" in line and "cell_type" in line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--models", "nosuchmodel"], "unknown generator 'nosuchmodel'"),
+        (["--models", "nb", "--metrics", "nosuch"], "unknown metric 'nosuch'"),
+        (["--models", "nb", "--dataset", "/does/not/exist.h5ad"], "exist"),
+        (["--models", "nb", "--config", "/nope.toml"], "config file not found"),
+        (["--models", "nb", "--seeds", "a,b"], "cannot parse"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(args, needle, tmp_path, capsys):
+    assert main(["run", *args, "--out", str(tmp_path / "run")]) == 2
+    assert needle in _error_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_store_merge(h5ad, tmp_path):
+    assert _run(h5ad, tmp_path / "a", "--seeds", "0") == 0
+    assert _run(h5ad, tmp_path / "b", "--seeds", "1") == 0
+    with Store(tmp_path / "a") as a, Store(tmp_path / "b") as b:
+        assert a.merge_from(b) == 2
+        assert a.merge_from(b) == 0
+        assert set(a.values().seed) == {0, 1}
