@@ -125,7 +125,10 @@ class DatasetRecipe:
         try:
             cache.download(self.url, path, progress=progress)
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or exc
+            if isinstance(exc, urllib.error.HTTPError):
+                reason = f"HTTP {exc.code} {exc.reason}"
+            else:
+                reason = getattr(exc, "reason", None) or exc
             raise UserError(
                 f"could not download dataset '{self.name}' from {self.url} ({reason})", self._fix(root)
             ) from exc
