@@ -229,8 +229,6 @@ def make_counts(n_per_class, n_genes=40, seed=0):
 
 
 def to_adata(counts, labels, prefix="c"):
-    from generators.base import to_library_size  # noqa: F401  (import check only)
-
     X = counts.copy()
     tot = X.sum(1, keepdims=True)
     X = np.where(tot > 0, X * 20_000 / np.where(tot > 0, tot, 1), 0).astype(np.float32)
