@@ -151,6 +151,34 @@ class Store:
             c.execute("ROLLBACK")
             raise
 
+    def mark_state(self, spec: TaskSpec, run_id: int | None, status: str) -> None:
+        """Note a task's progress without values (e.g. 'planned', 'submitted' by the Slurm executor);
+        like :meth:`mark_running`, a task in such a state is not done and is redone on the next run."""
+        self.conn.execute(
+            "INSERT INTO tasks (key, run_id, dataset, model, seed, experiment, spec, status, started) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET status=excluded.status, run_id=excluded.run_id, "
+            "started=excluded.started, finished=NULL",
+            (spec.key, run_id, spec.dataset, spec.model, spec.seed, spec.experiment,
+             json.dumps(spec.to_dict(), default=str), status, time.time()),
+        )  # fmt: skip
+
+    def task_states(self, keys: Iterable[str]) -> dict[str, tuple[str, float | None]]:
+        """``{key: (status, finished)}`` of the given tasks that the store has."""
+        keys = list(keys)
+        out: dict[str, tuple[str, float | None]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            q = f"SELECT key, status, finished FROM tasks WHERE key IN ({','.join('?' * len(chunk))})"
+            out.update({k: (s, f) for k, s, f in self.conn.execute(q, chunk).fetchall()})
+        return out
+
+    def task_row(self, key: str) -> dict[str, Any] | None:
+        """One task's row (status, timings, error, log tail...) as a dict, or None."""
+        cur = self.conn.execute("SELECT * FROM tasks WHERE key=?", (key,))
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+
     def tasks(self) -> pd.DataFrame:
         return pd.read_sql_query(
             "SELECT key, run_id, dataset, model, seed, experiment, status, started, finished, fit_seconds, "
