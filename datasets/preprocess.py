@@ -98,14 +98,14 @@ def filter_cells_genes(
     X = sp.csr_matrix(adata.X)
     n_genes = np.asarray((X != 0).sum(axis=1)).ravel()
     keep_cells = n_genes >= min_genes
-    out = adata[keep_cells].copy()
-    out.X = X[keep_cells]
-    out.obs["n_genes"] = n_genes[keep_cells].astype(np.int64)
-    n_cells = np.asarray((out.X != 0).sum(axis=0)).ravel()
+    X = X[keep_cells]
+    n_cells = np.asarray((X != 0).sum(axis=0)).ravel()
     keep_genes = n_cells >= min_cells
-    out = out[:, keep_genes].copy()
-    out.var["n_cells"] = n_cells[keep_genes].astype(np.int64)
-    return out
+    obs = adata.obs.iloc[np.flatnonzero(keep_cells)].copy()
+    obs["n_genes"] = n_genes[keep_cells].astype(np.int64)
+    var = adata.var.iloc[np.flatnonzero(keep_genes)].copy()
+    var["n_cells"] = n_cells[keep_genes].astype(np.int64)
+    return ad.AnnData(X=sp.csr_matrix(X[:, keep_genes]), obs=obs, var=var)
 
 
 def normalize(X, target: float = TARGET_SUM) -> sp.csr_matrix:

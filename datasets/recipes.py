@@ -186,11 +186,12 @@ PBMC3K = DatasetRecipe(
     split_key=None,
     default_rare_class="B",
     rare_class_reason=(
-        "B cells (357) can be downsampled to 10/5/1/0.5 % and keep >= 1 cell, and CD79A/MS4A1 are the "
-        "markers of the paper's Fig. 4; Megakaryocytes (13) and Dendritic (36) are too small to leave a "
-        "test set after the 10 % test split"
+        "B cells: 357 cells (321 after the 10 % test split), so downsampling to 10/5/1/0.5 % keeps >= 1 "
+        "training cell (0.5 % of 321 = 1.6), and CD79A (the marker of the paper's Fig. 4) and MS4A1 mark "
+        "them; Megakaryocytes (13) and Dendritic (36) are too small: 0.5 % of their training cells is "
+        "under one cell and only 1 and 4 of their cells are left for the test set"
     ),
-    url="https://www.10xgenomics.com/datasets (3k PBMCs from a Healthy Donor, Cell Ranger 1.1.0)",
+    url="https://cf.10xgenomics.com/samples/cell-exp/1.1.0/pbmc3k/pbmc3k_filtered_gene_bc_matrices.tar.gz",
     citation="10x Genomics (2016). 3k PBMCs from a Healthy Donor. Chromium v1, Cell Ranger 1.1.0.",
     licence="CC BY 4.0 (10x Genomics)",
     filename="pbmc3k.h5ad",

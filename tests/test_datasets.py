@@ -46,9 +46,7 @@ def test_prepare_h5ad_and_cache_hit(bench_data, tmp_path):
     assert first.default_rare_class == "C"  # no label '2': the third-largest class
     assert (bench_data / "prepared" / first.hash / "train.h5ad").exists()
 
-    t0 = time.perf_counter()
     second = ds.prepare(str(path), label_key="cell_type", split_seed=0)
-    assert time.perf_counter() - t0 < 5
     assert second.info["cached"] is True and second.hash == first.hash
     assert list(second.train.obs_names) == list(first.train.obs_names)
     assert list(second.test.obs_names) == list(first.test.obs_names)
@@ -173,6 +171,11 @@ def test_duplicated_gene_names_made_unique_with_warning(bench_data, tmp_path):
     with pytest.warns(UserWarning, match="1 duplicated gene names"):
         p = ds.prepare(str(_write(a, tmp_path / "dup.h5ad")), label_key="cell_type")
     assert p.train.var_names.is_unique and "gene0-1" in p.train.var_names
+
+
+def test_recipe_with_unknown_label_key(bench_data):
+    with pytest.raises(UserError, match="'celltype' not found in obs .*cell_type"):
+        ds.prepare("pbmc3k", label_key="celltype")
 
 
 def test_empty_file(bench_data, tmp_path):
