@@ -39,7 +39,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
 # quick: ~1-2 minutes of CPU training on pbmc3k quick (2,430 cells x 2,000 genes); measured in
 # docs/models/scgan.md. paper: the original's settings (max_steps 1,000,000 is its default).
 PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {"max_steps": 300, "progress_every": 50},
+    "quick": {"max_steps": 60, "progress_every": 10},
     "paper": {"max_steps": 1_000_000, "progress_every": 1000},
 }
 
