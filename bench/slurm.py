@@ -23,6 +23,7 @@ to fit it, with a note.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -335,10 +336,8 @@ def refresh(run_dir: str | Path, store, ledger: dict[str, Any], keys=None, *,
                 store.write_record(TaskSpec.from_dict(entry["spec"]), rec, entry.get("run_id"))
                 merged = records_dir(run_dir) / "merged" / path.name
                 merged.parent.mkdir(parents=True, exist_ok=True)
-                try:
+                with contextlib.suppress(FileNotFoundError):  # moved by another driver
                     os.replace(path, merged)
-                except FileNotFoundError:
-                    pass
                 out[key] = rec.status
                 continue
         status, finished = stored.get(key, (None, None))
@@ -398,7 +397,9 @@ class SlurmExecutor:
         for name, value in (("sbatch_options", sbatch_options), ("additional_parameters", additional_parameters),
                             ("resources", resources)):  # fmt: skip
             if value is not None and not isinstance(value, dict):
-                raise UserError(f"[executor] {name} must be a table", f"e.g. {name} = {{ constraint = 'a100' }}")
+                raise UserError(
+                    f"[executor] {name} must be a table", f"e.g. {name} = {{ constraint = 'a100' }}"
+                )
         for model, table in (resources or {}).items():
             bad = sorted(set(table) - set(RESOURCE_KEYS)) if isinstance(table, dict) else ["(not a table)"]
             if bad:
@@ -435,7 +436,9 @@ class SlurmExecutor:
         try:
             executor.update_parameters(**params)
         except ValueError as exc:
-            raise UserError(f"invalid Slurm option: {exc}".splitlines()[0], "fix [executor] sbatch_options") from None
+            raise UserError(
+                f"invalid Slurm option: {exc}".splitlines()[0], "fix [executor] sbatch_options"
+            ) from None
         try:
             with executor.batch():
                 jobs = [executor.submit(run_task, s.to_dict(), str(run_dir)) for s in specs]
@@ -517,7 +520,9 @@ class SlurmExecutor:
                       console=console, disable=not progress, transient=False) as bar:  # fmt: skip
             job = bar.add_task("slurm", total=len(keys))
             while True:
-                states = refresh(run_dir, store, ledger, keys, grace_s=self.record_grace_s, seen_ended=seen_ended)
+                states = refresh(
+                    run_dir, store, ledger, keys, grace_s=self.record_grace_s, seen_ended=seen_ended
+                )
                 for key in keys:
                     if states.get(key) == "failed" and key not in reported:
                         reported.add(key)
