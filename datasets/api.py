@@ -145,8 +145,8 @@ def _write_cached(folder: Path, train: ad.AnnData, test: ad.AnnData, meta: dict[
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
-        train.write_h5ad(tmp / "train.h5ad", compression="gzip")
-        test.write_h5ad(tmp / "test.h5ad", compression="gzip")
+        train.write_h5ad(tmp / "train.h5ad", compression="lzf")
+        test.write_h5ad(tmp / "test.h5ad", compression="lzf")
         (tmp / "info.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         try:
             os.replace(tmp, folder)

@@ -35,7 +35,11 @@ def _is_h5ad(path: Path) -> bool:
 
 def read_path(path: str | Path) -> ad.AnnData:
     """Read an .h5ad, a 10x .h5 or a 10x matrix directory; UserError for anything else."""
-    import scanpy as sc
+
+    def sc():  # scanpy is imported only for 10x files (it takes seconds to import)
+        import scanpy
+
+        return scanpy
 
     path = Path(path).expanduser()
     if not path.exists():
@@ -51,7 +55,7 @@ def read_path(path: str | Path) -> ad.AnnData:
                 f"point to the folder holding matrix.mtx, genes.tsv/features.tsv and barcodes.tsv; supported: {SUPPORTED}",
             )
         reader, kind = (
-            (lambda: sc.read_10x_mtx(path, var_names="gene_symbols", cache=False)),
+            (lambda: sc().read_10x_mtx(path, var_names="gene_symbols", cache=False)),
             "10x matrix directory",
         )
     else:
@@ -71,7 +75,7 @@ def read_path(path: str | Path) -> ad.AnnData:
             if is_h5ad:
                 reader, kind = (lambda: ad.read_h5ad(path)), "AnnData (.h5)"
             else:
-                reader, kind = (lambda: sc.read_10x_h5(path)), "10x Genomics HDF5"
+                reader, kind = (lambda: sc().read_10x_h5(path)), "10x Genomics HDF5"
         else:
             raise UserError(
                 f"unsupported dataset file type '{path.suffix}' ({path})", f"supported: {SUPPORTED}"
