@@ -299,3 +299,18 @@ def test_prepare_real_pbmc3k(bench_data):
     quick = ds.prepare("pbmc3k", n_top_genes=2000)
     assert quick.train.n_vars == quick.test.n_vars == 2000
     np.testing.assert_allclose(np.asarray(quick.test.X.sum(axis=1)).ravel(), 20_000, rtol=1e-5)
+
+
+def test_progress_flag_runs_quietly_off_a_tty(bench_data, tmp_path, capsys):
+    path = _write(make_counts(), tmp_path / "toy.h5ad")
+    p = ds.prepare(str(path), label_key="cell_type", progress=True)
+    assert p.train.n_obs > 0
+    assert capsys.readouterr().err == ""
+
+
+def test_benchmark_prepare_cache_hit(benchmark, bench_data, tmp_path):
+    """pytest-benchmark (skipped by default, run with --benchmark-only): a prepared-cache load."""
+    path = _write(make_counts(sizes=(300, 200, 100), n_genes=500), tmp_path / "toy.h5ad")
+    ds.prepare(str(path), label_key="cell_type")
+    result = benchmark(ds.prepare, str(path), label_key="cell_type")
+    assert result.info["cached"]
