@@ -232,7 +232,7 @@ def prepare(
     with _Steps(progress, name, total=6) if progress else nullcontext(lambda _d: None) as step:
         if recipe is not None:
             adata = recipe.read(path)
-            if label_key != recipe.label_key:
+            if label_key is not None and label_key != recipe.label_key:
                 readers.check_label_key(adata, label_key, name)
         else:
             adata = readers.read_path(path)

@@ -235,7 +235,8 @@ def run_pipeline(
     counts = sp.csr_matrix(filt.X, dtype=np.float32)
     counts.sort_indices()
     X = normalize(counts)
-    filt.obs["n_counts"] = np.asarray(counts.sum(axis=1)).ravel().astype(np.float64)
+    if not (normalised_input and "n_counts" in filt.obs):  # keep a published file's pre-normalisation totals
+        filt.obs["n_counts"] = np.asarray(counts.sum(axis=1)).ravel().astype(np.float64)
 
     step("splitting")
     labels = filt.obs[label_key].to_numpy().astype(str)

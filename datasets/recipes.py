@@ -42,7 +42,7 @@ class DatasetRecipe:
 
     name: str
     description: str
-    label_key: str
+    label_key: str | None
     split_key: str | None
     default_rare_class: str | None
     url: str | None
@@ -55,11 +55,12 @@ class DatasetRecipe:
     n_cells: int | None = None
     n_genes: int | None = None
     rare_class_reason: str = ""
+    bundled_path: str | None = None  # a plugin's own bundled file (default: bench/datasets/data/<filename>)
 
     # -- where the file lives ------------------------------------------------------------------
     def local_path(self, root: Path | None = None) -> Path:
         if self.kind == "bundled":
-            return DATA_DIR / self.filename
+            return Path(self.bundled_path) if self.bundled_path else DATA_DIR / self.filename
         return (root or cache.cache_dir()) / "raw" / self.filename
 
     def _fix(self, root: Path | None) -> str:
@@ -72,7 +73,8 @@ class DatasetRecipe:
     # -- validation ----------------------------------------------------------------------------
     def check(self, adata: ad.AnnData, source: str) -> None:
         """Check that a file has this recipe's schema (label column, split column, scale)."""
-        readers.check_label_key(adata, self.label_key, source)
+        if self.label_key is not None:
+            readers.check_label_key(adata, self.label_key, source)
         if self.split_key is not None:
             if self.split_key not in adata.obs:
                 cols = ", ".join(map(str, adata.obs.columns)) or "none"
@@ -147,14 +149,14 @@ class DatasetRecipe:
     def load_raw(self, progress: bool = False, root: Path | None = None) -> ad.AnnData:
         """The raw dataset (counts, or X normalised to 20,000 for ``normalised`` recipes), validated."""
         path, _ = self.fetch(progress=progress, root=root)
-        return self.read(path)
-
-    def read(self, path: Path) -> ad.AnnData:
-        """Read and validate this recipe's file at ``path`` (no fetching, no checksum)."""
-        adata = self._read_checked(path)
+        adata = self.read(path)
         if self.normalised:
             adata.layers["counts"] = adata.X.copy()
         return adata
+
+    def read(self, path: Path) -> ad.AnnData:
+        """Read and validate this recipe's file at ``path`` (no fetching, no checksum)."""
+        return self._read_checked(path)
 
     def add(self, path: str | Path, root: Path | None = None) -> dict:
         """Register a local copy of this recipe's file: validate, copy into the cache, record sha256."""

@@ -153,3 +153,38 @@ def test_file_put_in_place_by_hand_is_registered(bench_data, published_file):
     p = ds.prepare("brain_small")
     assert p.info["sha256"] == cache.sha256_file(path)
     assert json.loads((bench_data / "registry.json").read_text())["brain_small"]["sha256"] == p.info["sha256"]
+
+
+def test_load_raw_sets_counts_layer_for_normalised_files(bench_data, published_file):
+    path, a = published_file
+    ds.add("pbmc68k", path)
+    raw = recipes.PBMC68K.load_raw()
+    assert raw.shape == a.shape
+    np.testing.assert_array_equal(raw.layers["counts"].toarray(), raw.X.toarray())
+    pbmc = recipes.PBMC3K.load_raw()
+    assert pbmc.shape == (2700, 16634) and "counts" not in pbmc.layers
+
+
+def test_plugin_recipe_through_the_registry(bench_data, tmp_path, monkeypatch):
+    from bench import registry
+
+    path = tmp_path / "plugin.h5ad"
+    make_counts(sizes=(40, 30, 20)).write_h5ad(path)
+    recipe = recipes.DatasetRecipe(
+        name="toy_plugin",
+        description="a plugin's bundled toy data",
+        label_key="cell_type",
+        split_key=None,
+        default_rare_class="B",
+        url=None,
+        citation="none",
+        licence="CC0",
+        filename="plugin.h5ad",
+        kind="bundled",
+        bundled_path=str(path),
+    )
+    monkeypatch.setitem(registry._EXTRA["datasets"], "toy_plugin", recipe)
+    assert "toy_plugin" in {d["name"] for d in ds.list_datasets()}
+    p = ds.prepare("toy_plugin")
+    assert p.default_rare_class == "B" and (p.train.n_obs, p.test.n_obs) == (81, 9)
+    assert ds.info("toy_plugin")["present"] is True
