@@ -122,6 +122,7 @@ def _score_mmd(
         block_size=block_size,
         device=ctx.device,
         dtype=dtype,
+        cache=ctx.cache,
     )
     info = {
         "space": "pca50",

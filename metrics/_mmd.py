@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,10 +42,45 @@ def median_nn_distance(X, *, seed: int, k: int = 25, max_cells: int = 2000) -> f
     return float(np.median(nn))
 
 
-def _kernel_sum(A: torch.Tensor, B: torch.Tensor, inv2s2: torch.Tensor, same: bool, block: int) -> float:
-    """Sum over all pairs (a, b), a != b when ``same``, of mean_s exp(-|a-b|^2 / (2 s^2)),
-    computed in ``block`` x ``block`` tiles (float64 accumulation); for ``same`` only the tiles on
-    and above the diagonal are computed and off-diagonal tiles count twice."""
+def _power_chain(coefs: list[float]) -> list[int] | None:
+    """When every coefficient is the smallest one times 2^k (k >= 0), the k's; else None.
+
+    Then exp(-c 2^k d) = exp(-c d)^(2^k): one exp per pair and repeated squaring instead of one
+    exp per scale (the default scales med/2, med, 2 med give coefficients c, 4c, 16c)."""
+    c0 = min(coefs)
+    ks = []
+    for c in sorted(coefs):
+        k = round(math.log2(c / c0))
+        if k < 0 or not math.isclose(c0 * 2.0**k, c, rel_tol=1e-9):
+            return None
+        ks.append(k)
+    return ks
+
+
+def _tile_kernel(d2: torch.Tensor, coefs: list[float], chain: list[int] | None) -> torch.Tensor:
+    """sum_s exp(-coef_s * d2), computed in place in ``d2`` (which is consumed)."""
+    if chain is None:
+        acc = torch.zeros_like(d2)
+        for c in coefs:
+            acc.add_(torch.exp(d2 * (-c)))
+        return acc
+    e = d2.mul_(-min(coefs)).exp_()
+    acc = e.clone()
+    power = 0
+    for k in chain[1:]:
+        while power < k:
+            e.square_()
+            power += 1
+        acc.add_(e)
+    return acc
+
+
+def _kernel_sum(A: torch.Tensor, B: torch.Tensor, coefs: list[float], same: bool, block: int) -> float:
+    """Sum over all pairs (a, b), a != b when ``same``, of sum_s exp(-coef_s |a-b|^2), computed in
+    ``block`` x ``block`` tiles (row sums in the tile dtype, then float64 accumulation); for
+    ``same`` only the tiles on and above the diagonal are computed and off-diagonal tiles count
+    twice. Memory: a few tiles, never the full n x n matrix."""
+    chain = _power_chain(coefs)
     total = 0.0
     nA, nB = A.shape[0], B.shape[0]
     sqA = (A * A).sum(1)
@@ -52,16 +89,18 @@ def _kernel_sum(A: torch.Tensor, B: torch.Tensor, inv2s2: torch.Tensor, same: bo
         a, sa = A[i : i + block], sqA[i : i + block]
         for j in range(i if same else 0, nB, block):
             b, sb = B[j : j + block], sqB[j : j + block]
-            d2 = (sa[:, None] + sb[None, :] - 2.0 * (a @ b.T)).clamp_min_(0.0)
-            k = torch.zeros_like(d2)
-            for c in inv2s2:
-                k.add_(torch.exp(d2 * (-c)))
-            k.div_(len(inv2s2))
+            # |a|^2 + |b|^2 - 2 a.b
+            d2 = torch.addmm(sb[None, :], a, b.T, alpha=-2.0).add_(sa[:, None]).clamp_min_(0.0)
+            k = _tile_kernel(d2, coefs, chain)
             if same and i == j:
                 k.fill_diagonal_(0.0)
-            s = float(k.sum(dtype=torch.float64))
+            s = float(k.sum(1).to(torch.float64).sum())
             total += 2.0 * s if (same and j != i) else s
     return total
+
+
+def _fingerprint(X: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(X).tobytes()).hexdigest()
 
 
 def mmd(
@@ -75,6 +114,7 @@ def mmd(
     block_size: int = 4096,
     device: str = "cpu",
     dtype: str = "float32",
+    cache: dict | None = None,
 ) -> MmdResult:
     """Unbiased squared maximum mean discrepancy with a multi-scale Gaussian kernel.
 
@@ -114,7 +154,11 @@ def mmd(
         Tile size; memory is O(block_size^2), never O(n^2).
     device, dtype
         Torch device ('cpu', 'cuda') and float precision for the kernel tiles ("float32" or
-        "float64"); sums are always accumulated in float64.
+        "float64"); tile sums are accumulated in float64.
+    cache
+        Optional dict in which the real-real kernel sum is kept, keyed by a hash of the real cells,
+        the scales and the precision: scoring several models against one test set computes it
+        once (the adapter passes ``EvalContext.cache``).
     """
     check_same_genes(real, fake)
     real = np.asarray(real, dtype=np.float64)
@@ -137,12 +181,18 @@ def mmd(
     centre = real.mean(0, keepdims=True)
     X = torch.as_tensor(real - centre, dtype=tdtype, device=dev)
     Y = torch.as_tensor(fake - centre, dtype=tdtype, device=dev)
-    inv2s2 = torch.tensor([1.0 / (2.0 * s * s) for s in scales], dtype=tdtype, device=dev)
+    coefs = [1.0 / (2.0 * s * s) for s in scales]
+    key = ("mmd_kxx", _fingerprint(real), scales, dtype)
     with torch.no_grad():
-        kxx = _kernel_sum(X, X, inv2s2, True, block_size)
-        kyy = _kernel_sum(Y, Y, inv2s2, True, block_size)
-        kxy = _kernel_sum(X, Y, inv2s2, False, block_size)
-    value = kxx / (m * (m - 1)) + kyy / (n * (n - 1)) - 2.0 * kxy / (m * n)
+        kxx = cache.get(key) if cache is not None else None
+        if kxx is None:
+            kxx = _kernel_sum(X, X, coefs, True, block_size)
+            if cache is not None:
+                cache[key] = kxx
+        kyy = _kernel_sum(Y, Y, coefs, True, block_size)
+        kxy = _kernel_sum(X, Y, coefs, False, block_size)
+    S = len(scales)
+    value = (kxx / (m * (m - 1)) + kyy / (n * (n - 1)) - 2.0 * kxy / (m * n)) / S
     return MmdResult(mmd=float(value), scales=scales, median_nn=med, n_real=m, n_fake=n)
 
 

@@ -120,6 +120,26 @@ def test_mmd_matches_double_loop():
     assert mmd(X, Y, seed=0, dtype="float32").mmd == pytest.approx(expected, rel=1e-4, abs=1e-6)
 
 
+def test_mmd_explicit_scales_any_ratio_match_double_loop():
+    X, Y = gauss(8, d=3, seed=5), gauss(7, d=3, shift=0.4, seed=6)
+    for scales in ((0.7, 1.9, 3.3), (1.0, 2.0), (2.5,)):  # general path, squaring chain, one scale
+        expected = direct_mmd(X[:7], Y, scales)  # equal sizes: the larger side is subsampled
+        res = mmd(X, Y, seed=0, scales=scales, dtype="float64")
+        assert res.n_real == 7
+        sub = mmd(X[:7], Y, seed=0, scales=scales, dtype="float64").mmd
+        assert sub == pytest.approx(expected, rel=1e-10, abs=1e-12)
+
+
+def test_mmd_cache_of_the_real_term():
+    X, Y1, Y2 = gauss(40, seed=1), gauss(40, shift=0.2, seed=2), gauss(40, shift=0.5, seed=3)
+    cache: dict = {}
+    a = mmd(X, Y1, seed=0, cache=cache)
+    assert len(cache) == 1
+    b = mmd(X, Y2, seed=0, cache=cache)
+    assert len(cache) == 1
+    assert a.mmd == mmd(X, Y1, seed=0).mmd and b.mmd == mmd(X, Y2, seed=0).mmd
+
+
 def test_median_nn_uses_k_minus_one_neighbours():
     X = gauss(60, d=4, seed=4)
     assert median_nn_distance(X, seed=0) == pytest.approx(direct_median_nn(X, k=25))
