@@ -43,7 +43,7 @@ def collect_status(run_dir: str | Path, *, grace_s: float = 0.0,
             rows.append({
                 "label": f"{t.dataset}/{t.model}/seed{t.seed}/{t.experiment}", "key": t.key,
                 "job_id": entry.get("job_id", ""), "state": state if state in STATES else str(state),
-                "error": t.error, "log_tail": t.log_tail, "finished": t.finished,
+                "error": _none(t.error), "log_tail": _none(t.log_tail), "finished": _none(t.finished),
             })  # fmt: skip
             seen.add(t.key)
         for key, entry in entries.items():  # submitted but unknown to the store (should not happen)
@@ -52,6 +52,11 @@ def collect_status(run_dir: str | Path, *, grace_s: float = 0.0,
                              "state": live.get(key, "submitted"), "error": None, "log_tail": None,
                              "finished": None})  # fmt: skip
     return rows
+
+
+def _none(value):
+    """SQL NULL as pandas reads it (NaN or None) -> None."""
+    return None if value is None or (isinstance(value, float) and value != value) else value
 
 
 def show_status(run_dir: str | Path, console=None, *, states=None) -> int:
