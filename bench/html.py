@@ -270,7 +270,7 @@ def fig_markers(arts: dict[str, dict[str, np.ndarray]], dataset: str):
     genes = [str(g) for g in first["marker_genes"]]
     ncol = 1 + len(models)
     Figure = _figure()
-    fig = Figure(figsize=(2.6 * ncol + 1.0, 2.3 * len(genes) + 0.6))
+    fig = Figure(figsize=(2.6 * ncol + 1.0, 2.3 * len(genes) + 0.6), layout="constrained")
     axes = fig.subplots(len(genes), ncol, squeeze=False)
     size = _point_size(len(first["real_umap"]))
     for i, g in enumerate(genes):
@@ -300,7 +300,7 @@ def fig_markers(arts: dict[str, dict[str, np.ndarray]], dataset: str):
                 ax.set_ylabel(g, fontsize=11, fontweight="bold")
             _clean(ax)
         if sc is not None:
-            cb = fig.colorbar(sc, ax=list(axes[i, :]), fraction=0.015, pad=0.01)
+            cb = fig.colorbar(sc, ax=list(axes[i, :]), fraction=0.03, pad=0.01, aspect=12)
             cb.ax.tick_params(labelsize=7)
             cb.set_label("log expr.", fontsize=7)
     fig.suptitle(f"{dataset}: marker-gene log expression on the UMAP", fontsize=11)
@@ -381,7 +381,7 @@ def fig_corr(run: _Run, keys: dict[str, str], dataset: str):
     ncol = min(3, len(models))
     nrow = int(np.ceil(len(models) / ncol))
     Figure = _figure()
-    fig = Figure(figsize=(5.0 * ncol + 0.8, 5.0 * nrow))
+    fig = Figure(figsize=(5.0 * ncol + 0.8, 5.0 * nrow), layout="constrained")
     axes = fig.subplots(nrow, ncol, squeeze=False)
     for ax in axes.ravel()[len(models) :]:
         ax.set_visible(False)
@@ -533,6 +533,7 @@ def fig_tradeoff(summary: pd.DataFrame, dataset: str):
         if metric == "auc":
             ax.axhline(0.5, ls="--", color="#d32f2f", lw=1)
         ax.set_xscale("log")
+        ax.margins(x=0.25, y=0.12)
         ax.set_xlabel("training time (s, log)", fontsize=9)
         ax.set_ylabel(label, fontsize=9)
         ax.tick_params(labelsize=8)
