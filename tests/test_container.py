@@ -18,7 +18,14 @@ from bench.generators.base import validate_output
 from bench.errors import TaskFailed, UserError
 
 PBMC = Path(__file__).resolve().parents[1] / "datasets" / "data" / "pbmc3k.h5ad"
-TINY = {"latent_dim": 8, "gen_layers": [16, 32], "critic_layers": [32, 16], "batch_size": 32, "log_every": 1}
+TINY = {
+    "latent_dim": 8,
+    "gen_layers": [16, 32],
+    "critic_layers": [32, 16],
+    "batch_size": 32,
+    "log_every": 1,
+    "xla": False,
+}
 
 
 @pytest.fixture

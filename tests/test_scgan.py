@@ -19,6 +19,7 @@ TINY = {
     "critic_iters": 5,
     "log_every": 1,
     "progress_every": 1000,
+    "xla": False,  # fast unit tests; test_update_counts covers the XLA path
 }
 
 
@@ -161,7 +162,7 @@ def test_batchnorm_moving_average_update():
 
 def test_update_counts_with_and_without_extra_critic_update():
     X, lab = tiny_data()
-    _, rec = E.fit(X, lab, {**TINY, "max_steps": 3}, 0, progress=False)
+    _, rec = E.fit(X, lab, {**TINY, "max_steps": 3, "xla": True}, 0, progress=False)
     assert (rec["critic_updates"], rec["generator_updates"]) == (1 + 6 + 6, 3)
     _, rec = E.fit(X, None, {**TINY, "max_steps": 3, "extra_critic_update": False}, 0, progress=False)
     assert (rec["critic_updates"], rec["generator_updates"]) == (15, 3)

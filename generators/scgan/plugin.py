@@ -34,6 +34,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "label_ratios": "keyed",
     "log_every": 10,
     "progress_every": 100,
+    "xla": True,
 }
 
 # quick: ~1-2 minutes of CPU training on pbmc3k quick (2,430 cells x 2,000 genes); measured in
