@@ -1,0 +1,350 @@
+"""`bench report --html`: a self-contained page with the tables and the paper's figures.
+
+Fast tests fill a store directly (known values and arrays); the slow test makes a real run with the
+CLI on a small synthetic dataset and renders it. The page is opened in headless Chromium when it is
+installed (required when BENCH_REQUIRE_CHROMIUM=1); its screenshot goes to $BENCH_ARTIFACTS.
+"""
+
+from __future__ import annotations
+
+import base64
+import html as htmllib
+import io
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import html as bhtml
+from bench import report as rpt
+from bench.store import Store
+from bench.tasks import DataSpec, TaskRecord, TaskSpec
+
+FIGURE_SECTIONS = ("umap", "markers", "roc", "correlation", "augmentation", "timing", "tradeoff")
+IMG_RE = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+
+
+# -- a store filled by hand -----------------------------------------------------------------------
+def _spec(model: str, seed: int, experiment: str, dataset: str = "toy") -> TaskSpec:
+    data = DataSpec(dataset, "cell_type", 0, 0.1, 2000)
+    return TaskSpec(dataset=dataset, data=data, data_hash="h" + dataset, model=model, params={}, seed=seed,
+                    experiment=experiment, metrics={}, profile="quick", rare_class="t1")  # fmt: skip
+
+
+def _embedding_artifacts(rng, conditional: bool) -> dict[str, np.ndarray]:
+    centres = np.array([[0, 0], [10, 0], [0, 10]], float)
+    real_lab = np.repeat(np.array(["t0", "t1", "t2"]), 20)
+    gen_lab = np.repeat(np.array(["t0", "t1", "t2"]), 10)
+    real_xy = centres[np.repeat(np.arange(3), 20)] + rng.normal(size=(60, 2))
+    gen_xy = centres[np.repeat(np.arange(3), 10)] + rng.normal(size=(30, 2))
+    genes = np.array(["CD79A", "NKG7", "LYZ"])
+    real_m = np.abs(rng.normal(size=(60, 3))) + 3 * (np.repeat(np.arange(3), 20)[:, None] == np.arange(3))
+    gen_m = np.abs(rng.normal(size=(30, 3))) + 3 * (np.repeat(np.arange(3), 10)[:, None] == np.arange(3))
+    return {
+        "embedding/real_umap": real_xy.astype(np.float32),
+        "embedding/real_labels": real_lab,
+        "embedding/generated_umap": gen_xy.astype(np.float32),
+        "embedding/generated_labels": gen_lab if conditional else np.asarray([], dtype=str),
+        "embedding/generated_knn_labels": gen_lab,
+        "embedding/marker_genes": genes,
+        "embedding/real_markers": real_m.astype(np.float32),
+        "embedding/generated_markers": gen_m.astype(np.float32),
+    }
+
+
+def _auc_artifacts(rng, separation: float) -> dict[str, np.ndarray]:
+    from sklearn.metrics import roc_curve
+
+    out = {"auc/fold_aucs": np.full(3, 0.5)}
+    for k in range(3):
+        y = np.r_[np.zeros(40), np.ones(40)]
+        score = rng.normal(size=80) + separation * y
+        fpr, tpr, _ = roc_curve(y, score)
+        out[f"auc/roc_fpr_{k}"], out[f"auc/roc_tpr_{k}"] = fpr.astype(np.float32), tpr.astype(np.float32)
+    return out
+
+
+REAL_CORR = np.array([[1.0, 0.8, -0.2], [0.8, 1.0, 0.1], [-0.2, 0.1, 1.0]], np.float32)
+GEN_CORR = np.array([[1.0, 0.5, 0.3], [0.5, 1.0, -0.4], [0.3, -0.4, 1.0]], np.float32)
+
+# (model, seed) -> main values; known means: nb auc (0.8+0.9)/2, real auc (0.5+0.52)/2
+MAIN = {
+    ("nb", 0): {"auc": 0.8, "mmd": 0.02, "cd": 1.5, "train_seconds": 2.0, "generate_seconds_per_100k": 5.0},
+    ("nb", 1): {"auc": 0.9, "mmd": 0.03, "cd": 1.7, "train_seconds": 4.0, "generate_seconds_per_100k": 7.0},
+    ("real", 0): {"auc": 0.5, "mmd": 0.001, "cd": 0.4, "train_seconds": 0.01, "generate_seconds_per_100k": 0.1},
+    ("real", 1): {"auc": 0.52, "mmd": 0.002, "cd": 0.6, "train_seconds": 0.02, "generate_seconds_per_100k": 0.1},
+}  # fmt: skip
+
+
+def fill_store(run_dir: Path, *, with_embedding: bool = True, failed: bool = True) -> Store:
+    rng = np.random.default_rng(0)
+    store = Store(run_dir)
+    prov = {"command": "bench run --models nb <script>", "git": {"commit": "abc123", "dirty": False},
+            "python": "3.11", "packages": {"numpy": "1.26"}, "host": {"name": "box", "cpus": 2},
+            "gpu": {"gpus": [], "cuda": None}}  # fmt: skip
+    run_id = store.add_run(
+        {"models": ["nb", "real"], "datasets": ["toy"], "seeds": [0, 1], "profile": "quick"}, prov
+    )
+    for (model, seed), vals in MAIN.items():
+        spec = _spec(model, seed, "main")
+        arts = {**_auc_artifacts(rng, 2.0 if model == "nb" else 0.0),
+                "correlation_discrepancy/real_corr": REAL_CORR, "correlation_discrepancy/generated_corr": GEN_CORR,
+                "correlation_discrepancy/genes": np.array(["GA", "GB", "GC"])}  # fmt: skip
+        if with_embedding:
+            arts.update(_embedding_artifacts(rng, conditional=model == "nb"))
+        rec = TaskRecord(key=spec.key, status="done", values=list(vals.items()), artifacts=arts)
+        store.mark_running(spec, run_id)
+        store.write_record(spec, rec, run_id)
+        aug = _spec(model, seed, "augmentation")
+        values = []
+        for frac, base in ((0.1, 0.8), (0.01, 0.3)):
+            values += [(f"f1_real@{frac:g}", base), (f"f1_oversampled@{frac:g}", base + 0.02),
+                       (f"f1_augmented@{frac:g}", base + 0.1 + 0.05 * seed)]  # fmt: skip
+        store.write_record(aug, TaskRecord(key=aug.key, status="done", values=values), run_id)
+    if failed:
+        bad = _spec("activa", 0, "main")
+        store.write_record(
+            bad, TaskRecord(key=bad.key, status="failed", error="CUDA <oops> & out of memory"), run_id
+        )
+    return store
+
+
+@pytest.fixture
+def filled(tmp_path):
+    store = fill_store(tmp_path / "run")
+    yield store
+    store.close()
+
+
+# -- checks shared by the fast and the slow test -------------------------------------------------
+def decode_images(page: str) -> list:
+    from PIL import Image
+
+    images = []
+    for b64 in IMG_RE.findall(page):
+        raw = base64.b64decode(b64, validate=True)
+        assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+        im = Image.open(io.BytesIO(raw))
+        im.load()
+        arr = np.asarray(im.convert("L"), dtype=float)
+        assert im.width > 200 and im.height > 150 and arr.std() > 5  # not blank
+        images.append(im)
+    return images
+
+
+def assert_self_contained(page: str) -> None:
+    for attr in re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', page):
+        assert attr.startswith(("data:image/png;base64,", "#")), attr[:80]
+    assert "<script" not in page.lower() and "<link" not in page.lower()
+    assert not re.search(r"url\(|@import|https?://[^\s\"<]*\.(js|css)", page)
+
+
+def assert_tables_match_console(page: str, store: Store) -> None:
+    report = rpt.build(store)
+    for tables in report["datasets"].values():
+        frames = [tables["main"], *tables["paper"].values()]
+        for df in frames:
+            for value in df.to_numpy().ravel():
+                assert f">{htmllib.escape(str(value))}<" in page, value
+
+
+def assert_sections(page: str, datasets: list[str]) -> None:
+    for anchor in ("summary", "provenance", "tasks"):
+        assert f'id="{anchor}"' in page
+    for d in datasets:
+        slug = bhtml._slug(d)
+        assert f'id="ds-{slug}"' in page
+        for sec in FIGURE_SECTIONS:
+            assert f'id="{sec}-{slug}"' in page, sec
+
+
+# -- fast tests -----------------------------------------------------------------------------------
+def test_page_has_every_section_and_figure(filled, tmp_path):
+    out = bhtml.write_html(filled, filled.run_dir)
+    assert out == filled.run_dir / "report.html" and out.is_file()
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert_sections(page, ["toy"])
+    images = decode_images(page)
+    assert len(images) == len(FIGURE_SECTIONS)  # one figure per section, none missing
+    assert_self_contained(page)
+    assert 'class="note"' not in page.split('id="ds-toy"')[1].split("</section>")[0]
+
+
+def test_tables_are_the_console_numbers(filled):
+    page = bhtml.render(filled)
+    assert_tables_match_console(page, filled)
+    # independently: nb's AUC over the two seeds is 0.85 ± 0.0707
+    assert ">0.850 ± 0.071<" in page and ">0.510 ± 0.014<" in page
+    # Fig. 7 table: nb augmented at 0.1 = mean(0.9, 0.95)
+    assert ">0.925 ± 0.035<" in page
+
+
+def test_provenance_and_failed_tasks(filled):
+    page = bhtml.render(filled)
+    prov = page.split('id="provenance"')[1]
+    for text in ("abc123", "bench run --models nb &lt;script&gt;", "numpy 1.26", "box", "0, 1", "quick"):
+        assert text in prov, text
+    tasks = page.split('id="tasks"')[1]
+    assert "CUDA &lt;oops&gt; &amp; out of memory" in tasks and "activa" in tasks
+    assert "<oops>" not in page  # escaped everywhere
+
+
+def test_missing_artifacts_give_notes_not_errors(tmp_path):
+    with fill_store(tmp_path / "r", with_embedding=False, failed=False) as store:
+        page = bhtml.render(store)
+    assert "no embedding artifacts" in page
+    assert len(IMG_RE.findall(page)) == len(FIGURE_SECTIONS) - 2  # UMAP and markers left out
+    with Store(tmp_path / "empty") as store:
+        page = bhtml.render(store)
+    assert "no finished task" in page and not IMG_RE.findall(page)
+
+
+def test_output_path_option(filled, tmp_path):
+    out = bhtml.write_html(filled, filled.run_dir, out=tmp_path / "sub" / "paper.html")
+    assert out == tmp_path / "sub" / "paper.html" and out.read_text().rstrip().endswith("</html>")
+    assert oct(out.stat().st_mode & 0o777) != oct(0o600)
+
+
+def test_combine_corr_generated_below_real_above():
+    m = bhtml.combine_corr(REAL_CORR, GEN_CORR)
+    assert m[0, 1] == pytest.approx(0.8) and m[1, 0] == pytest.approx(0.5)  # upper real, lower generated
+    assert m[2, 1] == pytest.approx(-0.4) and m[1, 2] == pytest.approx(0.1)
+    np.testing.assert_array_equal(np.diag(m), 1.0)
+
+
+def test_interp_roc_known_curve():
+    fpr = np.array([0.0, 0.0, 0.5, 1.0])
+    tpr = np.array([0.0, 0.5, 1.0, 1.0])
+    grid = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(bhtml.interp_roc(fpr, tpr, grid), [0.5, 0.75, 1.0, 1.0, 1.0])
+
+
+def test_augmentation_frame_mean_and_range(filled):
+    agg = bhtml.augmentation_frame(filled.values(), "toy")
+    row = agg[(agg.model == "nb") & (agg.cond == "augmented") & (agg.frac == 0.01)].iloc[0]
+    assert row["mean"] == pytest.approx(0.425) and row["min"] == pytest.approx(0.4)
+    assert row["max"] == pytest.approx(0.45) and row["count"] == 2
+
+
+def test_cli_report_html(filled, tmp_path, capsys):
+    from bench.cli import main
+
+    filled.close()
+    assert main(["report", str(tmp_path / "run"), "--html"]) == 0
+    assert (tmp_path / "run" / "report.html").is_file()
+    assert main(["report", str(tmp_path / "run"), "--html", "-o", str(tmp_path / "x.html")]) == 0
+    assert (tmp_path / "x.html").is_file()
+
+
+# -- headless Chromium ----------------------------------------------------------------------------
+def _chromium() -> str | None:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if exe is None and os.environ.get("BENCH_REQUIRE_CHROMIUM") == "1":
+        pytest.fail("headless Chromium is required (BENCH_REQUIRE_CHROMIUM=1) but not installed")
+    return exe
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--enable-logging=stderr", "--v=0"]  # fmt: skip
+# the page has no script, so any console message at all is a fault
+CONSOLE_ERROR = re.compile(r"Uncaught|:CONSOLE[:(]|Failed to load resource|net::ERR_")
+
+
+def open_in_chromium(exe: str, page: Path, tmp: Path, shot_name: str) -> tuple[str, Path]:
+    """Render ``page`` headless: returns the DOM and the screenshot path; fails on console errors."""
+    url = page.resolve().as_uri()
+    common = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={tmp / 'profile'}"]
+    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=180)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    shot = tmp / shot_name
+    cap = subprocess.run([*common, f"--screenshot={shot}", "--window-size=1400,4000", url],
+                         capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert cap.returncode == 0 and shot.is_file(), cap.stderr[-2000:]
+    for err in (dom.stderr, cap.stderr):
+        bad = [line for line in err.splitlines() if CONSOLE_ERROR.search(line)]
+        assert not bad, bad
+    artifacts = os.environ.get("BENCH_ARTIFACTS")
+    if artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(artifacts) / shot_name)
+        shutil.copy(page, Path(artifacts) / shot_name.replace(".png", ".html"))
+    return dom.stdout, shot
+
+
+def _check_rendered(dom: str, shot: Path, datasets: list[str]) -> None:
+    from PIL import Image
+
+    assert_sections(dom, datasets)
+    assert dom.count("<img") >= 1
+    im = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert im.shape == (4000, 1400) and im.std() > 10  # something was drawn
+
+
+def test_opens_in_headless_chromium(filled, tmp_path):
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("chromium not installed")
+    out = bhtml.write_html(filled, filled.run_dir)
+    dom, shot = open_in_chromium(exe, out, tmp_path, "report-filled.png")
+    _check_rendered(dom, shot, ["toy"])
+
+
+def test_chromium_check_catches_console_errors(tmp_path):
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("chromium not installed")
+    bad = tmp_path / "bad.html"
+    bad.write_text('<html><body id="summary"><script>throw new Error("boom")</script></body></html>')
+    with pytest.raises(AssertionError, match="boom"):
+        open_in_chromium(exe, bad, tmp_path, "bad.png")
+
+
+# -- end to end: a real (small) run, then the report ----------------------------------------------
+def _small_h5ad(path: Path) -> Path:
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    n, g, k = 240, 80, 3
+    labels = np.array([f"type{i % k}" for i in range(n)])
+    mu = np.full((n, g), 2.0)
+    for t in range(k):
+        mu[labels == f"type{t}", t * 25 : t * 25 + 25] = 10.0
+    a = ad.AnnData(X=sp.csr_matrix(rng.poisson(mu).astype(np.float32)),
+                   obs=pd.DataFrame({"cell_type": pd.Categorical(labels)}, index=[f"c{i}" for i in range(n)]))  # fmt: skip
+    a.var_names = [f"gene{j}" for j in range(g)]
+    a.write_h5ad(path)
+    return path
+
+
+@pytest.mark.slow
+def test_report_from_a_real_run(tmp_path):
+    from bench.cli import main
+
+    data = _small_h5ad(tmp_path / "small.h5ad")
+    run_dir = tmp_path / "run"
+    args = ["run", "--models", "nb", "--dataset", str(data), "--label-key", "cell_type", "--seeds", "0,1",
+            "--out", str(run_dir)]  # fmt: skip
+    assert main(args) == 0
+    assert main(["report", str(run_dir), "--html"]) == 0
+    page = (run_dir / "report.html").read_text()
+    with Store(run_dir, create=False) as store:
+        datasets = sorted(set(store.values().dataset))
+        assert_tables_match_console(page, store)
+        # the embedding metric ran for both models and both seeds
+        emb = store.values().query("metric == 'embedding_cells'")
+        assert len(emb) == 4
+    assert_sections(page, datasets)
+    assert len(decode_images(page)) == len(FIGURE_SECTIONS) * len(datasets)
+    assert_self_contained(page)
+    exe = _chromium()
+    if exe is not None:
+        dom, shot = open_in_chromium(exe, run_dir / "report.html", tmp_path, "report-e2e.png")
+        _check_rendered(dom, shot, datasets)
