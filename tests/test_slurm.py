@@ -1,0 +1,238 @@
+"""Slurm executor on a real cluster (CI: scripts/ci/slurm-setup.sh makes a one-node cluster).
+
+Skipped without a cluster; FAILS when BENCH_REQUIRE_SLURM=1. The grid runs on a small synthetic
+dataset written here (--label-key), with few RF trees, so the whole module takes minutes on 2 cores.
+The jobs run `sys.executable` from the same environment; the run dir is on a filesystem that the
+jobs share with the driver (here: the same machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.slurm import load_ledger
+from bench.status import collect_status
+from bench.store import Store
+from tests.conftest import make_counts
+
+pytestmark = [pytest.mark.slurm]
+
+CONFIG = """\
+[metrics]
+select = ["auc", "mmd", "correlation_discrepancy", "mean_corr"]
+[metrics.auc]
+n_trees = 50
+folds = 3
+[executor]
+poll_s = 1
+record_grace_s = 3
+"""
+ACTIVA = """\
+[models.activa]      # the quick profile, fewer epochs: CI time
+epochs = 3
+num_cf = 2
+num_vae = 2
+classifier_epochs = 2
+"""
+DETERMINISTIC = {"real", "nb"}
+
+
+def activa_works() -> bool:
+    from bench.registry import available
+
+    cls = available("generators").get("activa")
+    return cls is not None and hasattr(cls, "fit")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("slurm")
+    make_counts(n_cells=300, n_genes=200, n_types=3, seed=3).write_h5ad(root / "tiny.h5ad")
+    (root / "run.toml").write_text(CONFIG)
+    (root / "activa.toml").write_text(CONFIG + ACTIVA)
+    return root
+
+
+def common_args(root: Path, models: str, seeds: str = "0,1") -> list[str]:
+    config = root / ("activa.toml" if "activa" in models else "run.toml")
+    return ["run", "--config", str(config), "--models", models, "--dataset", str(root / "tiny.h5ad"),
+            "--label-key", "cell_type", "--seeds", seeds, "--experiments", "main"]  # fmt: skip
+
+
+def values_by_key(run_dir: Path) -> dict[tuple[str, str], tuple[str, float]]:
+    with Store(run_dir, create=False) as store:
+        df = store.values()
+    return {(r.task_key, r.metric): (r.model, r.value) for r in df.itertuples()}
+
+
+def test_grid_on_slurm_equals_local_run(workspace, require_slurm, capsys):
+    models = "nb,activa" if activa_works() else "nb"  # + the `real` control
+    local, slurm = workspace / "local", workspace / "slurm-grid"
+    assert main([*common_args(workspace, models), "--out", str(local)]) == 0
+    capsys.readouterr()
+    assert main([*common_args(workspace, models), "--out", str(slurm), "--executor", "slurm"]) == 0
+    out = capsys.readouterr().out
+    assert "slurm: submitted array of" in out
+
+    a, b = values_by_key(local), values_by_key(slurm)
+    assert a.keys() == b.keys() and len(a) > 0  # same task keys, same metrics
+    n_models = len(models.split(",")) + 1
+    assert len({k for k, _ in a}) == n_models * 2
+    for key, (model, va) in a.items():
+        vb = b[key][1]
+        if model in DETERMINISTIC:
+            assert vb == pytest.approx(va, abs=1e-6, nan_ok=True), (model, key)
+        else:  # trained models: same seeds, but thread scheduling may differ in a job
+            assert np.isclose(vb, va, rtol=0.1, atol=0.05, equal_nan=True), (model, key, va, vb)
+
+    with Store(slurm, create=False) as store:
+        tasks = store.tasks()
+        assert set(tasks.status) == {"done"}
+        ledger = load_ledger(slurm)["tasks"]
+        assert set(ledger) == set(tasks.key)
+        # tasks with equal resources went into one array: nb and real (1 CPU, 4 GB, 10 min) share it
+        arrays = {e["job_id"].split("_")[0] for e in ledger.values() if e["spec"]["model"] in ("nb", "real")}
+        assert len(arrays) == 1
+        for entry in ledger.values():
+            assert Path(entry["stdout"]).is_file()  # submitit's log of the job
+
+    # local and Slurm results of the same spec merge: same keys, nothing added twice
+    with Store(workspace / "merged") as merged:
+        with Store(local, create=False) as s:
+            assert merged.merge_from(s) == len({k for k, _ in a})
+        with Store(slurm, create=False) as s:
+            assert merged.merge_from(s) == 0
+
+    # running again submits nothing: every task is done
+    assert main([*common_args(workspace, models), "--out", str(slurm), "--executor", "slurm"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"{n_models * 2} reused" in out and "0 to run" in out and "submitted" not in out.split("results:")[0]
+    )
+    assert load_ledger(slurm)["tasks"] == ledger
+
+
+PLUGIN = '''\
+"""Test generators: `boom` raises in fit, `crash` kills its process (the job ends without a
+result); both behave like `nb` once BENCH_TEST_FIXED=1 (the same task keys: a fixed bug)."""
+import os
+import sys
+
+from bench.generators.baselines import NegativeBinomial
+
+
+class Boom(NegativeBinomial):
+    name = "boom"
+
+    def fit(self, train, **kw):
+        if os.environ.get("BENCH_TEST_FIXED") != "1":
+            raise RuntimeError("boom from the plugin")
+        return super().fit(train, **kw)
+
+
+class Crash(NegativeBinomial):
+    name = "crash"
+
+    def fit(self, train, **kw):
+        if os.environ.get("BENCH_TEST_FIXED") != "1":
+            print("crash: dying without a result", file=sys.stderr, flush=True)
+            os._exit(3)
+        return super().fit(train, **kw)
+'''
+
+
+def bench_cli(args: list[str], env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)  # fmt: skip
+
+
+def test_failed_jobs_are_reported_and_only_missing_tasks_rerun(workspace, require_slurm, tmp_path):
+    plugins = tmp_path / "plugins"
+    (plugins / "failplug-0.1.dist-info").mkdir(parents=True)
+    (plugins / "failplug.py").write_text(PLUGIN)
+    (plugins / "failplug-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: failplug\nVersion: 0.1\n"
+    )
+    (plugins / "failplug-0.1.dist-info" / "entry_points.txt").write_text(
+        "[bench.generators]\nboom = failplug:Boom\ncrash = failplug:Crash\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")])}
+    env.pop("BENCH_TEST_FIXED", None)
+    run_dir = tmp_path / "run"
+    args = [*common_args(workspace, "nb,boom,crash", seeds="0"), "--no-control", "--executor", "slurm",
+            "--out", str(run_dir)]  # fmt: skip
+    proc = bench_cli(args, env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    # the task failure: its traceback; the crash: Slurm's end state and the job's stderr tail
+    assert "FAILED tiny/boom/seed0/main: RuntimeError: boom from the plugin" in out
+    assert 'failplug.py", line' in out
+    assert "FAILED tiny/crash/seed0/main: Slurm job" in out and "without writing a result" in out
+    assert "crash: dying without a result" in out
+    assert "2 task(s) failed" in out
+    with Store(run_dir, create=False) as store:
+        status = dict(zip(store.tasks().model, store.tasks().status, strict=True))
+        assert status == {"nb": "done", "boom": "failed", "crash": "failed"}
+        crash_row = store.task_row(
+            next(k for k, e in load_ledger(run_dir)["tasks"].items() if "crash" in e["label"])
+        )
+        assert "crash: dying without a result" in crash_row["log_tail"]
+    first = {e["label"]: e["job_id"] for e in load_ledger(run_dir)["tasks"].values()}
+
+    # `bench status` shows the same
+    st = bench_cli(["status", str(run_dir)], env)
+    assert st.returncode == 1 and "failed: 2" in st.stdout and "done: 1" in st.stdout, st.stdout
+
+    # the bug fixed, the same command resubmits only the two failed tasks
+    proc = bench_cli(args, {**env, "BENCH_TEST_FIXED": "1"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "3 task(s): 1 reused" in out and "2 to run" in out
+    second = {e["label"]: e["job_id"] for e in load_ledger(run_dir)["tasks"].values()}
+    assert second["tiny/nb/seed0/main"] == first["tiny/nb/seed0/main"]
+    for label in ("tiny/boom/seed0/main", "tiny/crash/seed0/main"):
+        assert second[label] != first[label]
+    with Store(run_dir, create=False) as store:
+        assert set(store.tasks().status) == {"done"}
+        v = store.values()
+        # boom/crash are nb once fixed: with the same seed they give nb's values exactly
+        piv = v.pivot_table(index="metric", columns="model", values="value")
+        np.testing.assert_allclose(piv["boom"], piv["nb"], atol=1e-9)
+        np.testing.assert_allclose(piv["crash"], piv["nb"], atol=1e-9)
+
+
+def test_detach_then_status(workspace, require_slurm, capsys):
+    run_dir = workspace / "detached"
+    t0 = time.time()
+    assert main([*common_args(workspace, "nb", seeds="0"), "--out", str(run_dir), "--executor", "slurm",
+                 "--detach"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "follow with `bench status" in out
+    ledger = json.loads((run_dir / "slurm" / "submitted.json").read_text())["tasks"]
+    assert len(ledger) == 2  # nb + real
+    with Store(run_dir, create=False) as store:
+        assert store.done_keys() == set()  # nothing waited for
+
+    deadline = t0 + 600
+    while True:
+        rows = collect_status(run_dir)
+        states = sorted(r["state"] for r in rows)
+        if all(s in ("done", "failed") for s in states) or time.time() > deadline:
+            break
+        assert "failed" not in states, rows
+        time.sleep(2)
+    assert states == ["done", "done"]
+    assert main(["status", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "done: 2" in out and "failed: 0" in out
+    with Store(run_dir, create=False) as store:
+        assert len(store.done_keys()) == 2 and len(store.values()) > 0
