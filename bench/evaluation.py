@@ -123,18 +123,19 @@ class EvalContext:
         """Generated cells on the evaluation scale: (log-normalised CSR, projection on the 50 PCs).
 
         ``scale`` defaults to the one recorded in ``adata.uns`` (see :func:`generated_scale`). The
-        result is cached per AnnData object, so all metrics of one task share one transform.
+        result is cached for the most recent AnnData object, so all metrics of one task share one
+        transform.
         """
         scale = generated_scale(adata, scale)
-        key = ("generated", id(adata), scale)
-        hit = self.cache.get(key)
-        if hit is not None and hit[0] is adata:
-            return hit[1], hit[2]
+        hit = self.cache.get("generated")
+        if hit is not None and hit[0] is adata and hit[1] == scale:
+            return hit[2], hit[3]
         if list(map(str, adata.var_names)) != list(map(str, self.train.var_names)):
             raise TaskFailed("generated var_names differ from the training genes (order or names)")
         X_log = to_lognorm(adata.X, scale)
         pcs = self.project(X_log)
-        self.cache[key] = (adata, X_log, pcs)
+        # one slot: the metrics of one task share it; the next task's cells replace it
+        self.cache["generated"] = (adata, scale, X_log, pcs)
         return X_log, pcs
 
     # -- differentially expressed genes of the real data -------------------------------------
