@@ -381,3 +381,44 @@ def test_entry_point_and_metadata():
     assert get_generator("activa") is ActivaGenerator
     meta = ActivaGenerator.metadata()
     assert meta["conditional"] is True and meta["output_scale"] == "counts"
+
+
+def test_reference_step_trains_exactly_like_the_original_loop():
+    """One `reference` introspective step == one step of the re-created released loop (second pass,
+    anomaly detection, data_parallel and all): the skipped second pass changes no parameter."""
+    import copy
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent / "benchmarks" / "original_activa_loop.py"
+    spec = importlib.util.spec_from_file_location("original_activa_loop", path)
+    original = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(original)
+
+    X, _ = _tensors(tiny_data())
+    cfg = TrainConfig(n_genes=N_GENES, n_classes=3, zdim=8, m=30.0, weight_rec=0.05)
+    ours = ActivaTrainer(cfg, seed=0)
+    enc, dec, cf = (copy.deepcopy(m) for m in (ours.net.encoder, ours.net.decoder, ours.cf))
+    loop = original.OriginalLoop(enc, dec, cf, zdim=8)
+    gen = torch.Generator().manual_seed(1)  # ours draws noise and eps from seed + 1
+    start = {k: _params(m) for k, m in (("enc", enc), ("dec", dec), ("cf", cf))}
+    for i in range(3):
+        xb = X[i * 16 : (i + 1) * 16]
+        ours.intro_step(xb)
+        with torch.autograd.set_detect_anomaly(True):
+            loop.step(xb, m=30.0, weight_rec=0.05, generator=gen)
+    # same updates up to float rounding (Adam amplifies rounding where a gradient is ~0, so compare
+    # the whole update vector of each network)
+    for key, a, b in (("enc", ours.net.encoder, enc), ("dec", ours.net.decoder, dec), ("cf", ours.cf, cf)):
+        da = torch.cat([(p.detach() - p0).ravel() for p, p0 in zip(a.parameters(), start[key], strict=True)])
+        db = torch.cat([(p.detach() - p0).ravel() for p, p0 in zip(b.parameters(), start[key], strict=True)])
+        if key == "cf":
+            assert da.abs().max() == 0 and db.abs().max() == 0  # ACTINN frozen in both
+        else:
+            assert da.norm() > 0
+            assert float((da - db).norm() / da.norm()) < 1e-3, key
+    # the decoder's BatchNorm running statistics (read at generation) match, too
+    for (ka, va), (_, vb) in zip(
+        ours.net.decoder.state_dict().items(), dec.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(va, vb, rtol=1e-4, atol=1e-4, msg=ka)
