@@ -1,12 +1,14 @@
 """The evaluation contract (DESIGN.md): both sides go through one transform before any metric.
 
 Real test cells and generated cells are library-size normalised to 20,000 and log1p-transformed;
-PCA (50 components) is fit on the real *training* cells and both sides are projected. Every
-cached quantity is computed once per task and shared by all metrics of that task.
+PCA (50 components) is fit on the real *training* cells and both sides are projected. Real-data
+quantities are computed once per dataset (shared by every context over the same AnnData objects);
+the transform of generated cells once per task, shared by all metrics of that task.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -49,6 +51,11 @@ def generated_scale(adata: ad.AnnData, scale: str | None = None) -> str:
     return str(scale)
 
 
+def _scale_in_uns(adata: ad.AnnData) -> bool:
+    meta = adata.uns.get("scgenbench", {})
+    return bool((isinstance(meta, dict) and meta.get("output_scale")) or adata.uns.get("output_scale"))
+
+
 def to_lognorm(X: np.ndarray | sp.spmatrix, scale: str) -> sp.csr_matrix:
     """Bring generated values in ``scale`` onto the evaluation scale (library size 20,000, log1p).
 
@@ -62,6 +69,23 @@ def to_lognorm(X: np.ndarray | sp.spmatrix, scale: str) -> sp.csr_matrix:
         X = sp.csr_matrix(X, dtype=np.float32, copy=True)
         np.expm1(X.data, out=X.data)
     return lognorm(X)
+
+
+# Real-data quantities shared by every EvalContext built over the same train/test AnnData objects
+# (the runner keeps one PreparedData per dataset in memory and builds one context per task):
+# (id(train), id(test)) -> (weakref(train), weakref(test), cache). Entries die with the data.
+_SHARED: dict[tuple[int, int], tuple[weakref.ref, weakref.ref, dict[Any, Any]]] = {}
+
+
+def _shared_cache(train: ad.AnnData, test: ad.AnnData) -> dict[Any, Any]:
+    for key in [k for k, (tr, te, _) in _SHARED.items() if tr() is None or te() is None]:
+        del _SHARED[key]
+    key = (id(train), id(test))
+    hit = _SHARED.get(key)
+    if hit is None or hit[0]() is not train or hit[1]() is not test:
+        hit = (weakref.ref(train), weakref.ref(test), {})
+        _SHARED[key] = hit
+    return hit[2]
 
 
 @dataclass
@@ -82,35 +106,48 @@ class EvalContext:
     seed: int = 0
     cache: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def shared(self) -> dict[Any, Any]:
+        """Cache of real-data quantities shared with every context over the same ``train`` and
+        ``test`` objects (log-normalised cells, PCA per seed, DE genes, MMD's real-real term), so
+        the tasks of one dataset compute them once per process. Never holds generated cells."""
+        return _shared_cache(self.train, self.test)
+
+    def _shared(self, key, make):
+        cache = self.shared
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
     @cached_property
     def train_log(self) -> sp.csr_matrix:
-        return lognorm(self.train.X)
+        return self._shared("train_log", lambda: lognorm(self.train.X))
 
     @cached_property
     def test_log(self) -> sp.csr_matrix:
-        return lognorm(self.test.X)
+        return self._shared("test_log", lambda: lognorm(self.test.X))
 
     @cached_property
     def pca(self):
         """PCA with 50 components fit on the log-normalised real training cells (seeded)."""
         from sklearn.decomposition import PCA
 
-        n = min(N_PCS, self.train.n_obs - 1, self.train.n_vars - 1)  # arpack needs n < min(shape)
-        X = self.train_log
-        pca = PCA(n_components=n, svd_solver="arpack", random_state=self.seed)
-        pca.fit(X)
-        return pca
+        def fit():
+            n = min(N_PCS, self.train.n_obs - 1, self.train.n_vars - 1)  # arpack needs n < min(shape)
+            return PCA(n_components=n, svd_solver="arpack", random_state=self.seed).fit(self.train_log)
+
+        return self._shared(("pca", self.seed), fit)
 
     def project(self, X_log: np.ndarray | sp.spmatrix) -> np.ndarray:
         return np.asarray(self.pca.transform(X_log), dtype=np.float32)
 
     @cached_property
     def test_pcs(self) -> np.ndarray:
-        return self.project(self.test_log)
+        return self._shared(("test_pcs", self.seed), lambda: self.project(self.test_log))
 
     @cached_property
     def train_pcs(self) -> np.ndarray:
-        return self.project(self.train_log)
+        return self._shared(("train_pcs", self.seed), lambda: self.project(self.train_log))
 
     def labels(self, which: str = "test") -> np.ndarray:
         adata = self.test if which == "test" else self.train
@@ -122,12 +159,15 @@ class EvalContext:
     ) -> tuple[sp.csr_matrix, np.ndarray]:
         """Generated cells on the evaluation scale: (log-normalised CSR, projection on the 50 PCs).
 
-        ``scale`` defaults to the one recorded in ``adata.uns`` (see :func:`generated_scale`). The
+        ``scale`` defaults to the one recorded in ``adata.uns`` (see :func:`generated_scale`), else
+        to ``cache['output_scale']`` (set by the runner from the generator's class). The
         result is cached for the most recent AnnData object, so all metrics of one task share one
         transform.
         """
+        if scale is None and not _scale_in_uns(adata):
+            scale = self.cache.get("output_scale")
         scale = generated_scale(adata, scale)
-        hit = self.cache.get("generated")
+        hit = self.cache.get("_generated_transform")
         if hit is not None and hit[0] is adata and hit[1] == scale:
             return hit[2], hit[3]
         if list(map(str, adata.var_names)) != list(map(str, self.train.var_names)):
@@ -135,7 +175,7 @@ class EvalContext:
         X_log = to_lognorm(adata.X, scale)
         pcs = self.project(X_log)
         # one slot: the metrics of one task share it; the next task's cells replace it
-        self.cache["generated"] = (adata, scale, X_log, pcs)
+        self.cache["_generated_transform"] = (adata, scale, X_log, pcs)
         return X_log, pcs
 
     # -- differentially expressed genes of the real data -------------------------------------
@@ -144,10 +184,11 @@ class EvalContext:
         ``rank_genes_groups`` on log-normalised cells grouped by ``label_key``), concatenated in
         label order, deduplicated keeping the first occurrence. Cached per (n_genes, method)."""
         key = ("de_genes", n_genes, method)
-        if key not in self.cache:
+        cache = self.shared
+        if key not in cache:
             from bench.metrics._correlation import top_de_genes
 
             adata = ad.AnnData(X=self.train_log, obs=self.train.obs[[self.label_key]].copy())
             adata.var_names = list(map(str, self.train.var_names))
-            self.cache[key] = top_de_genes(adata, self.label_key, n_genes=n_genes, method=method)
-        return list(self.cache[key])
+            cache[key] = top_de_genes(adata, self.label_key, n_genes=n_genes, method=method)
+        return list(cache[key])

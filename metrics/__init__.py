@@ -122,7 +122,7 @@ def _score_mmd(
         block_size=block_size,
         device=ctx.device,
         dtype=dtype,
-        cache=ctx.cache,
+        cache=ctx.shared,
     )
     info = {
         "space": "pca50",

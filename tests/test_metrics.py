@@ -298,9 +298,15 @@ def test_transform_generated_needs_a_scale(ctx):
 
     g = generated_like(ctx.test, "counts")
     del g.uns["scgenbench"]
+    fresh = EvalContext("toy", ctx.train, ctx.test, "cell_type")
     with pytest.raises(TaskFailed, match="output scale"):
-        ctx.transform_generated(g)
-    assert ctx.transform_generated(g, "counts")[0].shape == ctx.test_log.shape
+        fresh.transform_generated(g)
+    assert fresh.transform_generated(g, "counts")[0].shape == ctx.test_log.shape
+    # the runner records the generator's declared scale in ctx.cache["output_scale"]
+    runner_ctx = EvalContext("toy", ctx.train, ctx.test, "cell_type", cache={"output_scale": "counts"})
+    np.testing.assert_allclose(
+        runner_ctx.transform_generated(g)[0].toarray(), ctx.test_log.toarray(), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_to_lognorm_inverts_log1p():
@@ -325,7 +331,12 @@ def test_de_genes_equal_scanpy(ctx):
     assert genes == expected
     # the planted markers are found: type c has g(5c)..g(5c+4)
     assert set(genes[:5]) == {f"g{i}" for i in range(5)}
-    assert ("de_genes", 5, "wilcoxon") in ctx.cache
+    assert ("de_genes", 5, "wilcoxon") in ctx.shared
+    # a second context over the same data (the runner builds one per task) reuses it
+    other = EvalContext("toy", ctx.train, ctx.test, "cell_type", seed=1)
+    assert ("de_genes", 5, "wilcoxon") in other.shared
+    assert other.de_genes(n_genes=5) == genes
+    assert EvalContext("toy", ctx.train.copy(), ctx.test, "cell_type").shared == {}
 
 
 def test_adapters_real_vs_itself(ctx):
