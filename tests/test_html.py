@@ -80,7 +80,9 @@ MAIN = {
 }  # fmt: skip
 
 
-def fill_store(run_dir: Path, *, with_embedding: bool = True, failed: bool = True) -> Store:
+def fill_store(
+    run_dir: Path, *, with_embedding: bool = True, failed: bool = True, datasets: tuple[str, ...] = ("toy",)
+) -> Store:
     rng = np.random.default_rng(0)
     store = Store(run_dir)
     prov = {"command": "bench run --models nb <script>", "git": {"commit": "abc123", "dirty": False},
@@ -89,8 +91,8 @@ def fill_store(run_dir: Path, *, with_embedding: bool = True, failed: bool = Tru
     run_id = store.add_run(
         {"models": ["nb", "real"], "datasets": ["toy"], "seeds": [0, 1], "profile": "quick"}, prov
     )
-    for (model, seed), vals in MAIN.items():
-        spec = _spec(model, seed, "main")
+    for dataset, ((model, seed), vals) in ((d, item) for d in datasets for item in MAIN.items()):
+        spec = _spec(model, seed, "main", dataset)
         arts = {**_auc_artifacts(rng, 2.0 if model == "nb" else 0.0),
                 "correlation_discrepancy/real_corr": REAL_CORR, "correlation_discrepancy/generated_corr": GEN_CORR,
                 "correlation_discrepancy/genes": np.array(["GA", "GB", "GC"])}  # fmt: skip
@@ -99,7 +101,7 @@ def fill_store(run_dir: Path, *, with_embedding: bool = True, failed: bool = Tru
         rec = TaskRecord(key=spec.key, status="done", values=list(vals.items()), artifacts=arts)
         store.mark_running(spec, run_id)
         store.write_record(spec, rec, run_id)
-        aug = _spec(model, seed, "augmentation")
+        aug = _spec(model, seed, "augmentation", dataset)
         values = []
         for frac, base in ((0.1, 0.8), (0.01, 0.3)):
             values += [(f"f1_real@{frac:g}", base), (f"f1_oversampled@{frac:g}", base + 0.02),
@@ -173,6 +175,15 @@ def test_page_has_every_section_and_figure(filled, tmp_path):
     assert len(images) == len(FIGURE_SECTIONS)  # one figure per section, none missing
     assert_self_contained(page)
     assert 'class="note"' not in page.split('id="ds-toy"')[1].split("</section>")[0]
+
+
+def test_one_section_per_dataset(tmp_path):
+    with fill_store(tmp_path / "r", datasets=("pbmc 3k", "brain/small")) as store:
+        page = bhtml.render(store)
+        assert_tables_match_console(page, store)
+    assert_sections(page, ["pbmc 3k", "brain/small"])
+    assert 'id="ds-pbmc-3k"' in page and 'id="ds-brain-small"' in page
+    assert len(decode_images(page)) == 2 * len(FIGURE_SECTIONS)
 
 
 def test_tables_are_the_console_numbers(filled):
