@@ -51,6 +51,22 @@ def generated_scale(adata: ad.AnnData, scale: str | None = None) -> str:
     return str(scale)
 
 
+def infer_scale(X: np.ndarray | sp.spmatrix) -> str | None:
+    """The scale of ``X`` when it is unambiguous for the evaluation transform, else None.
+
+    Only ``log1p`` needs a different transform (counts and library-size-20000 both go straight
+    through :func:`lognorm`), so only "certainly not log1p" is inferred: every row summing to
+    20,000 (+-1 %, the rule ``validate_output`` applies) -> "library-size-20000"; all values
+    integers -> "counts". Anything else is ambiguous."""
+    data = X.data if sp.issparse(X) else np.asarray(X)
+    totals = np.asarray(X.sum(axis=1)).ravel()
+    if totals.size and np.all(np.abs(totals - LIBRARY_SIZE) <= 1e-2 * LIBRARY_SIZE):
+        return "library-size-20000"
+    if data.size and np.all(data == np.round(data)) and data.max() > 0:
+        return "counts"
+    return None
+
+
 def _scale_in_uns(adata: ad.AnnData) -> bool:
     meta = adata.uns.get("scgenbench", {})
     return bool((isinstance(meta, dict) and meta.get("output_scale")) or adata.uns.get("output_scale"))
@@ -160,12 +176,13 @@ class EvalContext:
         """Generated cells on the evaluation scale: (log-normalised CSR, projection on the 50 PCs).
 
         ``scale`` defaults to the one recorded in ``adata.uns`` (see :func:`generated_scale`), else
-        to ``cache['output_scale']`` (set by the runner from the generator's class). The
+        to ``cache['output_scale']`` (set by the runner from the generator's class), else to
+        :func:`infer_scale` when that is unambiguous; otherwise TaskFailed. The
         result is cached for the most recent AnnData object, so all metrics of one task share one
         transform.
         """
         if scale is None and not _scale_in_uns(adata):
-            scale = self.cache.get("output_scale")
+            scale = self.cache.get("output_scale") or infer_scale(adata.X)
         scale = generated_scale(adata, scale)
         hit = self.cache.get("_generated_transform")
         if hit is not None and hit[0] is adata and hit[1] == scale:

@@ -26,7 +26,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from bench.evaluation import EvalContext, lognorm, to_lognorm
+from bench.evaluation import EvalContext, infer_scale, lognorm, to_lognorm
 
 
 def gauss(n, d=10, shift=0.0, seed=0):
@@ -296,17 +296,26 @@ def test_transform_generated_all_scales_agree(ctx, scale):
 def test_transform_generated_needs_a_scale(ctx):
     from bench.errors import TaskFailed
 
-    g = generated_like(ctx.test, "counts")
+    g = generated_like(ctx.test, "log1p")
     del g.uns["scgenbench"]
     fresh = EvalContext("toy", ctx.train, ctx.test, "cell_type")
     with pytest.raises(TaskFailed, match="output scale"):
         fresh.transform_generated(g)
-    assert fresh.transform_generated(g, "counts")[0].shape == ctx.test_log.shape
+    assert fresh.transform_generated(g, "log1p")[0].shape == ctx.test_log.shape
     # the runner records the generator's declared scale in ctx.cache["output_scale"]
-    runner_ctx = EvalContext("toy", ctx.train, ctx.test, "cell_type", cache={"output_scale": "counts"})
+    runner_ctx = EvalContext("toy", ctx.train, ctx.test, "cell_type", cache={"output_scale": "log1p"})
     np.testing.assert_allclose(
         runner_ctx.transform_generated(g)[0].toarray(), ctx.test_log.toarray(), rtol=1e-4, atol=1e-4
     )
+    # counts and library-size-20000 need the same transform and are recognisable without a label
+    for scale in ("counts", "library-size-20000"):
+        h = generated_like(ctx.test, scale)
+        del h.uns["scgenbench"]
+        assert infer_scale(h.X) == scale
+        np.testing.assert_allclose(
+            fresh.transform_generated(h)[0].toarray(), ctx.test_log.toarray(), rtol=1e-4, atol=1e-4
+        )
+    assert infer_scale(g.X) is None
 
 
 def test_to_lognorm_inverts_log1p():
