@@ -265,3 +265,22 @@ def test_ledger_roundtrip_is_atomic(tmp_path):
     assert [p.name for p in (tmp_path / "slurm").iterdir()] == ["submitted.json"]
     assert json.loads((tmp_path / "slurm" / "submitted.json").read_text())["version"] == 1
     assert load_ledger(tmp_path / "empty") == {"version": 1, "tasks": {}}
+
+
+def test_example_config_makes_a_valid_executor(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from bench.config import build_spec, load_toml
+    from bench.executors import make_executor
+
+    for tool in ("sbatch", "squeue"):
+        (tmp_path / tool).write_text("#!/bin/sh\nexit 0\n")
+        (tmp_path / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    spec = build_spec(load_toml(Path(__file__).parents[1] / "examples" / "slurm.toml"), partition="long")
+    ex = make_executor(spec.executor)
+    assert isinstance(ex, SlurmExecutor) and ex.partition == "long"  # the CLI flag over the TOML
+    assert ex.sbatch_options == {"constraint": "a100|h100"} and len(ex.setup) == 2
+    nb = task_resources(generator_resources("nb", "paper"), device="auto", overrides=ex.overrides,
+                        model_overrides=ex.model_resources.get("nb"))  # fmt: skip
+    assert nb == {"cpus": 1, "gpus": 0, "mem_gb": 4.0, "time_min": 30}
