@@ -277,7 +277,9 @@ def test_example_config_makes_a_valid_executor(monkeypatch, tmp_path):
         (tmp_path / tool).write_text("#!/bin/sh\nexit 0\n")
         (tmp_path / tool).chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
-    spec = build_spec(load_toml(Path(__file__).parents[1] / "examples" / "slurm.toml"), partition="long")
+    spec = build_spec(
+        load_toml(Path(__file__).parents[1] / "examples" / "slurm.toml"), executor={"partition": "long"}
+    )
     ex = make_executor(spec.executor)
     assert isinstance(ex, SlurmExecutor) and ex.partition == "long"  # the CLI flag over the TOML
     assert ex.sbatch_options == {"constraint": "a100|h100"} and len(ex.setup) == 2
