@@ -231,6 +231,7 @@ def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False
                 _collect(rec, name, out)
             rec.info["output_scale"] = gen_cls.output_scale
         else:
+            ctx.cache["output_scale"] = gen_cls.output_scale
             metric = get_metric(spec.experiment)
             options = spec.metrics.get(spec.experiment, {})
             out = metric.func(ctx, fit_generate, seed=spec.seed, **options)
