@@ -37,11 +37,12 @@ poll_s = 1
 record_grace_s = 3
 """
 ACTIVA = """\
-[models.activa]      # the quick profile, fewer epochs: CI time
-epochs = 3
-num_cf = 2
-num_vae = 2
-classifier_epochs = 2
+[models.activa]      # the quick profile with fewer, smaller steps (CI time); VAE warm-up only
+epochs = 8
+num_cf = 4
+num_vae = 8
+classifier_epochs = 5
+batch_size = 32
 """
 DETERMINISTIC = {"real", "nb"}
 
