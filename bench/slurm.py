@@ -537,7 +537,14 @@ class SlurmExecutor:
                     f"slurm: {counts['submitted']} queued, {counts['running']} running, {len(failed)} failed"))  # fmt: skip
                 if ended == len(keys):
                     break
-                time.sleep(self.poll_s)
+                try:
+                    time.sleep(self.poll_s)
+                except KeyboardInterrupt:
+                    if console is not None:
+                        console.print(
+                            f"the Slurm jobs keep running; follow them with `bench status {run_dir}`"
+                        )
+                    raise
         if console is not None and not progress:
             console.print(f"slurm: {len(keys) - len(failed)} task(s) done, {len(failed)} failed")
         return failed

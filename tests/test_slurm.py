@@ -237,3 +237,10 @@ def test_detach_then_status(workspace, require_slurm, capsys):
     assert "done: 2" in out and "failed: 0" in out
     with Store(run_dir, create=False) as store:
         assert len(store.done_keys()) == 2 and len(store.values()) > 0
+
+
+def test_sbatch_refusal_is_a_user_error(workspace, require_slurm, capsys):
+    code = main([*common_args(workspace, "nb", seeds="0"), "--out", str(workspace / "refused"),
+                 "--executor", "slurm", "--partition", "no_such_partition"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "sbatch refused the job" in err and "partition" in err.lower(), err
