@@ -97,14 +97,17 @@ class ActivaGenerator(Generator):
         "gpu_max_fraction": 0.5,  # keep the training matrix on the GPU if it takes <= this share of free memory
     }
     profiles = {
-        # CPU-friendly: pbmc3k (2,430 train cells x 2,000 HVGs) in well under a minute on 2 cores
+        # CPU-sized smoke test on pbmc3k (2,429 train cells x 2,000 HVGs); not the paper's settings
         "quick": {
-            "epochs": 40,
-            "num_cf": 6,
-            "num_vae": 6,
-            "classifier_epochs": 20,
+            "classifier_epochs": 20,  # ACTINN alone first: a tiny network, cheap
             "cf_lr": 1e-3,
-            "weight_rec": 0.05,
+            "num_cf": 5,
+            "num_vae": 5,  # epochs 1-4: ACTINN + VAE warm-up
+            "epochs": 30,  # epochs 5-30: introspective
+            "lr_e": 5e-3,  # 25x the paper's 2e-4: a few hundred steps must move a decoder whose
+            "lr_g": 5e-3,  # outputs live on the 20,000-count scale
+            "batch_size": 64,
+            "confidence": 0.9,  # conditional: keep cells ACTINN calls with p >= 0.9 (issue #7)
         },
         # the paper's text (section 3.5-3.6): 10 warm-up epochs (VAE + ACTINN in parallel), then 600
         # introspective epochs with m = 110, alpha_1 = 1, alpha_2 = 0.5
