@@ -49,6 +49,16 @@ RUNNING = {"RUNNING", "COMPLETING"}
 ENDED = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY",
          "BOOT_FAIL", "DEADLINE", "REVOKED"}  # fmt: skip
 
+# pending reasons that no amount of waiting resolves: the request does not fit the partition
+HOPELESS = {
+    "PartitionConfig": "more CPUs, memory or GPUs than the partition's nodes have; lower [executor] resources",
+    "PartitionNodeLimit": "more nodes than the partition allows",
+    "PartitionTimeLimit": "time limit above the partition's; lower time_min or pick another --partition",
+    "BadConstraints": "no node has the requested features; check [executor.sbatch_options] constraint",
+    "InvalidAccount": "unknown account; check --account",
+    "InvalidQOS": "unknown QOS; check --qos",
+}
+
 OPTIONS = {
     "partition": "Slurm partition (--partition)",
     "account": "Slurm account (--account)",
@@ -189,6 +199,17 @@ def partition_limits(partition: str | None) -> PartitionLimits | None:
     if out.returncode != 0 or not out.stdout.strip():
         return None
     return parse_sinfo(out.stdout)
+
+
+def partition_exists(partition: str) -> bool | None:
+    """Whether sinfo knows the partition; None when sinfo cannot be asked."""
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return partition in {line.strip() for line in out.stdout.splitlines()}
 
 
 def fit_to_partition(res: dict[str, Any], limits: PartitionLimits | None, *, device: str,
@@ -349,7 +370,16 @@ def refresh(run_dir: str | Path, store, ledger: dict[str, Any], keys=None, *,
             continue
         job_id = str(entry.get("job_id"))
         state, reason = states.get(job_id, ("", ""))
-        if state in QUEUED:
+        if state == "PENDING" and reason in HOPELESS:
+            # the request can never start here: cancel it and say why, rather than wait forever
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(["scancel", job_id], capture_output=True, timeout=60, check=False)
+            rec = TaskRecord(key=key, status="failed", started=entry.get("submitted", now), finished=now,
+                             error=f"Slurm job {job_id} cannot start ({reason}: {HOPELESS[reason]}); cancelled",
+                             log_tail=None, host="", info={"slurm_job_id": job_id})  # fmt: skip
+            store.write_record(TaskSpec.from_dict(entry["spec"]), rec, entry.get("run_id"))
+            out[key] = "failed"
+        elif state in QUEUED:
             out[key] = "submitted"
         elif state in RUNNING:
             out[key] = "running"
@@ -469,6 +499,9 @@ class SlurmExecutor:
             console.print(f"slurm: {len(newly_done)} finished since the last look (merged), "
                           f"{len(in_flight)} still queued/running (not resubmitted)")  # fmt: skip
 
+        if self.partition and to_submit and partition_exists(self.partition) is False:
+            raise UserError(f"Slurm partition '{self.partition}' does not exist",
+                            "give one that `sinfo -s` lists with --partition (or in [executor])")  # fmt: skip
         limits = partition_limits(self.partition) if self.fit_partition and to_submit else None
         planned = []
         notes: dict[str, list[str]] = {}

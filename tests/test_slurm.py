@@ -243,4 +243,15 @@ def test_sbatch_refusal_is_a_user_error(workspace, require_slurm, capsys):
     code = main([*common_args(workspace, "nb", seeds="0"), "--out", str(workspace / "refused"),
                  "--executor", "slurm", "--partition", "no_such_partition"])  # fmt: skip
     err = capsys.readouterr().err
-    assert code == 2 and "sbatch refused the job" in err and "partition" in err.lower(), err
+    assert code == 2 and "partition 'no_such_partition' does not exist" in err, err
+    # a request no node can meet, submitted unchanged: Slurm queues it (PartitionConfig), and the
+    # driver cancels it and reports why instead of waiting forever
+    big = workspace / "big.toml"
+    big.write_text(CONFIG + "fit_partition = false\ncpus = 4096\n")
+    args = [*common_args(workspace, "nb", seeds="0"), "--out", str(workspace / "refused")]
+    args[args.index("--config") + 1] = str(big)
+    assert main([*args, "--executor", "slurm", "--no-control"]) == 1
+    out = capsys.readouterr().out
+    assert "cannot start (PartitionConfig" in out and "cancelled" in out, out
+    with Store(workspace / "refused", create=False) as store:
+        assert set(store.tasks().status) == {"failed"}

@@ -218,6 +218,13 @@ def test_refresh_merges_records_and_fails_jobs_without_one(submitted, monkeypatc
         # a job that left the queue (squeue forgot it) without a record also fails, after the grace
         out = refresh(run_dir, store, ledger, grace_s=0, states={})
         assert out[specs[2].key] == "failed" and "left the queue" in store.task_row(specs[2].key)["error"]
+        # a job that can never start (bigger than any node) is cancelled and failed, not waited for
+        store.mark_state(specs[2], 1, "submitted")
+        ledger["tasks"][specs[2].key]["submitted"] = time.time() + 1
+        out = refresh(run_dir, store, ledger, [specs[2].key], states={"7_2": ("PENDING", "PartitionConfig")})
+        assert out == {specs[2].key: "failed"}
+        assert "cannot start (PartitionConfig" in store.task_row(specs[2].key)["error"]
+
         # squeue unreachable: nothing is concluded about live jobs
         monkeypatch.setattr("bench.slurm.squeue_states", lambda: None)
         store.mark_state(specs[2], 1, "submitted")
