@@ -43,6 +43,7 @@ num_cf = 4
 num_vae = 8
 classifier_epochs = 5
 batch_size = 32
+confidence = 0.0     # keep every decoded cell: CI checks plumbing, not training quality
 """
 DETERMINISTIC = {"real", "nb"}
 
