@@ -64,6 +64,7 @@ def cmd_run(args) -> int:
         experiments=parse_list(args.experiments),
         rare_class=args.rare_class,
         device=args.device,
+        main_generation=args.main_generation,
         timeout_s=args.timeout,
         control=False if args.no_control else None,
         executor=executor or None,
@@ -219,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rare-class", help="label the augmentation experiment downsamples")
     r.add_argument("--metrics", help="comma-separated metric names (default: all installed)")
     r.add_argument("--experiments", help="main,augmentation (default both)")
+    r.add_argument("--main-generation", choices=["unconditional", "per-label"],
+                   help="main experiment: sample freely (paper protocol, default) or the test set's per-label counts")  # fmt: skip
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when available")
     r.add_argument("--out", help="run dir (default results/<profile>)")
     r.add_argument("--force", action="store_true", help="recompute tasks the store already has")

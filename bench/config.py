@@ -34,6 +34,11 @@ PROFILES: dict[str, dict[str, Any]] = {
     "paper": {"n_top_genes": None},
 }
 EXPERIMENTS = ("main", "augmentation")
+# How the main experiment asks for cells: "unconditional" (every model samples as many cells as the
+# test set from its own distribution: the ACTIVA paper's protocol for Fig. 3-5 / Table 2, its
+# tutorial decodes z ~ N(0, I) for N = test-set size) or "per-label" (conditional models make exactly
+# the test set's count of each label; unconditional models still sample freely).
+MAIN_GENERATION = ("unconditional", "per-label")
 
 
 @dataclass
@@ -51,6 +56,7 @@ class RunSpec:
     n_top_genes: int | None = -1  # -1: the profile's value
     device: str = "auto"
     control: bool = True  # add the `real` positive control
+    main_generation: str = "unconditional"
     timeout_s: float | None = None
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -70,6 +76,11 @@ class RunSpec:
         bad = sorted(set(self.experiments) - set(EXPERIMENTS))
         if bad:
             raise UserError(f"unknown experiment(s) {bad}", f"use: {', '.join(EXPERIMENTS)}")
+        if self.main_generation not in MAIN_GENERATION:
+            raise UserError(
+                f"unknown main generation mode '{self.main_generation}'",
+                f"use one of: {', '.join(MAIN_GENERATION)}",
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"unknown device '{self.device}'", "use --device auto, cpu or cuda")
 
@@ -100,6 +111,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 _KNOWN_KEYS = {
     "models", "datasets", "seeds", "profile", "label_key", "metrics", "experiments", "rare_class",
     "split_seed", "test_fraction", "n_top_genes", "device", "control", "timeout_s", "executor",
+    "main_generation",
 }  # fmt: skip
 
 

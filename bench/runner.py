@@ -60,7 +60,8 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
             for seed in spec.seeds:
                 common = dict(dataset=name, data=dspec, data_hash=prepared.hash, model=model,
                               params=model_params[model], seed=seed, profile=spec.profile, rare_class=rare,
-                              device=spec.device, timeout_s=spec.timeout_s)  # fmt: skip
+                              device=spec.device, timeout_s=spec.timeout_s,
+                              generation=spec.main_generation)  # fmt: skip
                 if "main" in spec.experiments and main_metrics:
                     tasks.append(TaskSpec(**common, experiment="main", metrics=main_metrics))
                 for ename, metric in experiments.items():

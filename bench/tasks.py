@@ -62,6 +62,7 @@ class TaskSpec:
     rare_class: str | None = None
     device: str = "cpu"
     timeout_s: float | None = None
+    generation: str = "unconditional"  # main experiment: "unconditional" or "per-label"
     key: str = ""
 
     def __post_init__(self) -> None:
@@ -74,6 +75,7 @@ class TaskSpec:
                 "experiment": self.experiment,
                 "metrics": self.metrics,
                 "rare_class": self.rare_class,
+                "generation": self.generation,
                 "scoring": SCORING_VERSION,
             }
             blob = json.dumps(ident, sort_keys=True, default=str).encode()
@@ -207,7 +209,7 @@ def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False
             )
             rec.fit_seconds, rec.peak_rss_mb, rec.peak_gpu_mb = fit_seconds, rss, gpu
             rec.info["fit"] = fit_result.to_dict() if fit_result is not None else {}
-            if gen_cls.conditional:
+            if gen_cls.conditional and spec.generation == "per-label":
                 test_labels = data.test.obs[data.label_key].astype(str)
                 request: int | dict[str, int] = {
                     k: int(v) for k, v in test_labels.value_counts().items() if v > 0

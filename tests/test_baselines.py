@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
+from bench.generators.base import validate_output
+from bench.generators.baselines import NegativeBinomial, RealControl
 
 from bench.errors import TaskFailed
-from bench.generators.baselines import NegativeBinomial, RealControl
-from bench.generators.base import validate_output
 
 
 def _fit(cls, train, **params):

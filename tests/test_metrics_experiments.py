@@ -197,3 +197,26 @@ def test_measure_time_and_peak_memory():
     assert 0.2 <= seconds < 5
     assert peak_rss >= before + 100  # the 128 MiB block was seen
     assert peak_gpu is None or peak_gpu >= 0
+
+
+def test_augmentation_fraction_whose_generation_fails_reports_nan_and_why():
+    """A generator that cannot produce the rare class from 2 cells: that fraction's generated arms
+    are NaN (n/a in the tables) with the reason in info; the real-only arm and other fractions stay."""
+    from bench.errors import TaskFailed
+
+    rng = np.random.default_rng(1)
+    X = np.r_[rng.normal(size=(400, 5)), rng.normal(size=(100, 5)) + 2]
+    y = np.array(["rest"] * 400 + ["rare"] * 100)
+    Xt = np.r_[rng.normal(size=(100, 5)), rng.normal(size=(25, 5)) + 2]
+    yt = np.array(["rest"] * 100 + ["rare"] * 25)
+
+    def generate(kept, fraction):
+        if fraction < 0.05:
+            raise TaskFailed("could not generate {'rare': 200} cells")
+        return rng.normal(size=(200, 5)) + 2
+
+    res = augmentation(X, y, Xt, yt, "rare", generate, seed=0, fractions=(0.1, 0.02), n_trees=50)
+    assert res.values["f1_augmented@0.1"] > 0.8
+    assert np.isnan(res.values["f1_augmented@0.02"]) and np.isnan(res.values["f1_gain@0.02"])
+    assert 0.0 <= res.values["f1_real@0.02"] <= 1.0
+    assert "could not generate" in res.info["generation_failed"]["0.02"]

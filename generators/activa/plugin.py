@@ -108,11 +108,13 @@ class ActivaGenerator(Generator):
             "lr_g": 5e-3,  # outputs live on the 20,000-count scale
             "batch_size": 64,
             "confidence": 0.9,  # conditional: keep cells ACTINN calls with p >= 0.9 (issue #7)
+            "max_draws": 200_000,  # a short-trained decoder rarely makes some types: fail fast
         },
         # the paper's text (section 3.5-3.6): 10 warm-up epochs (VAE + ACTINN in parallel), then 600
         # introspective epochs with m = 110, alpha_1 = 1, alpha_2 = 0.5
+        # The variant stays `reference`: the released code produced the published models; use
+        # `[models.activa] variant = "paper"` for Eq. 3-4.
         "paper": {
-            "variant": "paper",
             "m": 110.0,
             "weight_kl": 1.0,
             "weight_rec": 0.5,
