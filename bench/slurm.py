@@ -457,6 +457,8 @@ class SlurmExecutor:
     def _submit_group(self, res: dict[str, Any], specs: list[TaskSpec], run_dir: Path) -> list:
         import submitit
 
+        _detach_submitit_streams()
+
         executor = submitit.SlurmExecutor(folder=slurm_dir(run_dir) / "%j", python=self.python)
         models = sorted({s.model for s in specs})
         params = sbatch_parameters(res, partition=self.partition, account=self.account, qos=self.qos,
@@ -591,3 +593,16 @@ def _main() -> None:  # pragma: no cover - debugging aid: python -m bench.slurm 
 
 if __name__ == "__main__":  # pragma: no cover
     _main()
+
+
+def _detach_submitit_streams() -> None:
+    """submitit's logger holds the sys.stdout/sys.stderr objects of the moment it was imported
+    (a notebook's or a test's captured stream may be closed later). Drop those handlers: its
+    warnings then go through the root logger to whatever stderr is current; debug chatter is off."""
+    import logging
+
+    logger = logging.getLogger("submitit")
+    for handler in list(logger.handlers):
+        if isinstance(handler, logging.StreamHandler):
+            logger.removeHandler(handler)
+    logger.setLevel(logging.WARNING)

@@ -8,8 +8,17 @@ import math
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-E = pytest.importorskip("bench.generators.scgan.entry")
+# TensorFlow is imported when the first test here runs, not at collection: importing it into the
+# pytest process before other modules' tests broke pytest's captured stderr for the Slurm tests.
+tf = E = None
+
+
+@pytest.fixture(autouse=True)
+def _tensorflow():
+    global tf, E
+    tf = pytest.importorskip("tensorflow")
+    E = pytest.importorskip("bench.generators.scgan.entry")
+
 
 TINY = {
     "latent_dim": 8,
