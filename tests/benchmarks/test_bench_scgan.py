@@ -14,8 +14,16 @@ import anndata as ad
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-E = pytest.importorskip("bench.generators.scgan.entry")
+# imported when a benchmark runs, not at collection (TensorFlow in the pytest process at
+# collection time broke pytest's captured stderr for later tests)
+tf = E = None
+
+
+@pytest.fixture(autouse=True)
+def _tensorflow():
+    global tf, E
+    tf = pytest.importorskip("tensorflow")
+    E = pytest.importorskip("bench.generators.scgan.entry")
 
 PBMC = Path(__file__).resolve().parents[2] / "datasets" / "data" / "pbmc3k.h5ad"
 
