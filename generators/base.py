@@ -206,7 +206,11 @@ def validate_output(
         want = {k: v for k, v in per_label.items() if v > 0}
         if {k: int(v) for k, v in got.items() if v > 0} != want:
             raise TaskFailed(f"{name}: per-label counts {got} differ from the request {want}")
-    generated.uns["scgenbench"] = {**generated.uns.get("scgenbench", {}), "model": name, "output_scale": scale}
+    generated.uns["scgenbench"] = {
+        **generated.uns.get("scgenbench", {}),
+        "model": name,
+        "output_scale": scale,
+    }
     return generated
 
 

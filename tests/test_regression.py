@@ -17,8 +17,7 @@ from tests.conftest import make_counts
 
 METRICS = ["--metrics", "mean_corr,mmd,auc", "--experiments", "main"]
 # a 100-tree forest keeps the test quick; the gate logic does not depend on the forest size
-CONFIG = '[metrics.auc]\nn_trees = 100\n'
-
+CONFIG = "[metrics.auc]\nn_trees = 100\n"
 
 
 class ScrambledNB(NegativeBinomial):

@@ -25,6 +25,7 @@ def _tensorflow():
     tf = pytest.importorskip("tensorflow")
     E = pytest.importorskip("bench.generators.scgan.entry")
 
+
 PBMC = Path(__file__).resolve().parents[2] / "datasets" / "data" / "pbmc3k.h5ad"
 
 
