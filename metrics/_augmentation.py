@@ -78,6 +78,7 @@ def augmentation(
     fractions: tuple[float, ...] = PAPER_FRACTIONS,
     n_trees: int = 1000,
     n_jobs: int | None = None,
+    n_oversample: int | None = None,
 ) -> AugmentationResult:
     """Does augmenting a downsampled rare class with generated cells improve its classification?
 
@@ -120,10 +121,12 @@ def augmentation(
             # a generator that cannot make the rare class from so few cells is a result, not a
             # crash: the fraction reports n/a for the generated arm and says why
             failures[tag] = str(exc)
+            fake = None
+        n_fake = int(fake.shape[0]) if fake is not None else int(n_oversample or 0)
+        if n_fake == 0:  # nothing to oversample to: only the real-only arm is defined
             for arm in ("oversampled", "augmented", "gain"):
                 values[f"f1_{arm}@{tag}"] = float("nan")
             continue
-        n_fake = int(fake.shape[0])
         rng = np.random.default_rng(seed + 1000 + k)
         over = rng.choice(np.flatnonzero(y_kept), size=n_fake, replace=True)
         ones = np.ones(n_fake, dtype=bool)
@@ -136,6 +139,10 @@ def augmentation(
             n_trees=n_trees,
             n_jobs=n_jobs,
         )
+        values[f"f1_oversampled@{tag}"] = f_over
+        if fake is None:  # the generator failed at this fraction: its arms are n/a
+            values[f"f1_augmented@{tag}"] = values[f"f1_gain@{tag}"] = float("nan")
+            continue
         f_aug = rare_f1(
             _vstack([X_kept, fake]),
             np.r_[y_kept, ones],
@@ -145,7 +152,6 @@ def augmentation(
             n_trees=n_trees,
             n_jobs=n_jobs,
         )
-        values[f"f1_oversampled@{tag}"] = f_over
         values[f"f1_augmented@{tag}"] = f_aug
         values[f"f1_gain@{tag}"] = f_aug - f_real
         sizes[tag] = n_fake
@@ -209,6 +215,7 @@ def run_augmentation(
         fractions=tuple(float(f) for f in fractions),
         n_trees=int(n_trees),
         n_jobs=n_jobs,
+        n_oversample=int(n_generated),
     )
     info = {**res.info, "rare_class_source": how, "space": space, "n_trees": int(n_trees)}
     info["fractions"] = [float(f) for f in fractions]

@@ -219,4 +219,10 @@ def test_augmentation_fraction_whose_generation_fails_reports_nan_and_why():
     assert res.values["f1_augmented@0.1"] > 0.8
     assert np.isnan(res.values["f1_augmented@0.02"]) and np.isnan(res.values["f1_gain@0.02"])
     assert 0.0 <= res.values["f1_real@0.02"] <= 1.0
+    assert np.isnan(res.values["f1_oversampled@0.02"])  # no count to oversample to was given
     assert "could not generate" in res.info["generation_failed"]["0.02"]
+    # with the requested count known, the generator-free oversampling arm is still measured
+    res = augmentation(X, y, Xt, yt, "rare", generate, seed=0, fractions=(0.1, 0.02), n_trees=50,
+                       n_oversample=200)  # fmt: skip
+    assert 0.0 <= res.values["f1_oversampled@0.02"] <= 1.0
+    assert np.isnan(res.values["f1_augmented@0.02"])
