@@ -177,6 +177,7 @@ def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     rec = TaskRecord(key=spec.key, status="failed", started=started)
+    device = None
     try:
         device = resolve_device(spec.device)
         data = data or _prepared(spec, progress)
@@ -248,7 +249,7 @@ def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False
         rec.error = f"{type(exc).__name__}: {exc}"
         rec.log_tail = "".join(traceback.format_exc().splitlines(keepends=True)[-50:])
     rec.finished = time.time()
-    rec.info["device"] = locals().get("device")
+    rec.info["device"] = device
     return rec
 
 

@@ -104,6 +104,13 @@ def augmentation(
     values: dict[str, float] = {}
     sizes: dict[str, int] = {}
     failures: dict[str, str] = {}
+
+    def f1_with(X_kept, y_kept, extra_rare):
+        """Rare-class F1 of the forest on the downsampled real cells plus extra cells labelled rare."""
+        y = np.r_[y_kept, np.ones(extra_rare.shape[0], dtype=bool)]
+        return rare_f1(_vstack([X_kept, extra_rare]), y, test_X, is_rare_test, seed=seed, n_trees=n_trees,
+                       n_jobs=n_jobs)  # fmt: skip
+
     for k, fraction in enumerate(fractions):
         tag = fraction_tag(fraction)
         kept = downsample_rare(train_labels, rare, fraction, seed=seed + k)
@@ -129,29 +136,11 @@ def augmentation(
             continue
         rng = np.random.default_rng(seed + 1000 + k)
         over = rng.choice(np.flatnonzero(y_kept), size=n_fake, replace=True)
-        ones = np.ones(n_fake, dtype=bool)
-        f_over = rare_f1(
-            _vstack([X_kept, X_kept[over]]),
-            np.r_[y_kept, ones],
-            test_X,
-            is_rare_test,
-            seed=seed,
-            n_trees=n_trees,
-            n_jobs=n_jobs,
-        )
-        values[f"f1_oversampled@{tag}"] = f_over
+        values[f"f1_oversampled@{tag}"] = f1_with(X_kept, y_kept, X_kept[over])
         if fake is None:  # the generator failed at this fraction: its arms are n/a
             values[f"f1_augmented@{tag}"] = values[f"f1_gain@{tag}"] = float("nan")
             continue
-        f_aug = rare_f1(
-            _vstack([X_kept, fake]),
-            np.r_[y_kept, ones],
-            test_X,
-            is_rare_test,
-            seed=seed,
-            n_trees=n_trees,
-            n_jobs=n_jobs,
-        )
+        f_aug = f1_with(X_kept, y_kept, fake)
         values[f"f1_augmented@{tag}"] = f_aug
         values[f"f1_gain@{tag}"] = f_aug - f_real
         sizes[tag] = n_fake
