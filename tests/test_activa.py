@@ -334,6 +334,77 @@ def test_conditional_generation_errors(fitted):
         gen.params["confidence"], gen.params["max_draws"] = 0.0, 20_000
 
 
+def _with_bn_mode(gen: ActivaGenerator, mode: str, **extra) -> ActivaGenerator:
+    """A generator sharing ``gen``'s trained networks, generating with another BatchNorm mode."""
+    other = ActivaGenerator(**{**gen.params, "generation_bn": mode, **extra})
+    other.trainer, other.label_key, other.var_names, other.labels = (
+        gen.trainer,
+        gen.label_key,
+        gen.var_names,
+        gen.labels,
+    )
+    return other
+
+
+def _decoder_buffers(gen: ActivaGenerator) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in gen.trainer.net.decoder.state_dict().items()}
+
+
+def test_generation_bn_modes_known_answers(fitted):
+    gen, _, _ = fitted
+    before = _decoder_buffers(gen)
+    g = torch.Generator().manual_seed(11)
+    z = torch.randn(64, gen.trainer.cfg.zdim, generator=g)
+    dec = gen.trainer.net.decoder
+    with torch.no_grad():
+        dec.eval()
+        want_training = dec(z)
+    # 'training': eval mode with the trained running statistics, i.e. dec.eval()(z)
+    got = _with_bn_mode(gen, "training")._decode(64, torch.Generator().manual_seed(11))
+    torch.testing.assert_close(got, want_training)
+    # 'batch': train-mode BN, statistics of the decoded chunk (by hand: normalise by batch moments)
+    got = _with_bn_mode(gen, "batch")._decode(64, torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        h = z
+        for mod in dec.main:
+            if isinstance(mod, nn.BatchNorm1d):
+                h = (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + mod.eps) * mod.weight + mod.bias
+            else:
+                h = mod(h)
+    torch.testing.assert_close(got, h, rtol=1e-4, atol=1e-3)
+    # 'prior' with the calibration draws == the decoded draws (seed 0, one chunk): the large-batch
+    # statistics ARE this batch's, so 'prior' equals 'batch' up to the unbiased/biased variance
+    n = 4096
+    prior = _with_bn_mode(gen, "prior", bn_calibration_cells=n, gen_chunk=n)
+    batch = _with_bn_mode(gen, "batch", gen_chunk=n)
+    a = prior._decode(n, torch.Generator().manual_seed(0))
+    b = batch._decode(n, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, b, rtol=2e-3, atol=2e-2)
+    assert not torch.allclose(a, _with_bn_mode(gen, "training")._decode(n, torch.Generator().manual_seed(0)))
+    # the first BatchNorm's running mean is the mean of its inputs over the calibration draws
+    zc = torch.randn(n, gen.trainer.cfg.zdim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        first_bn_in = dec.main[1](dec.main[0](zc))
+    torch.testing.assert_close(prior._generation_decoder().main[2].running_mean, first_bn_in.mean(0))
+    # 'prior': each cell independent of the others decoded with it (eval mode)
+    dprior = prior._generation_decoder()
+    assert not dprior.training
+    with torch.no_grad():
+        torch.testing.assert_close(dprior(z[:5]), dprior(z)[:5])
+    # generation never touches the trained networks' BatchNorm buffers (training, resume, save)
+    after = _decoder_buffers(gen)
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+
+
+def test_generation_bn_batch_mode_single_cell_and_bad_mode(fitted):
+    gen, _, _ = fitted
+    out = _with_bn_mode(gen, "batch", gen_chunk=10).generate(11, seed=0)  # last chunk: one cell
+    assert out.n_obs == 11
+    with pytest.raises(UserError, match="generation_bn"):
+        ActivaGenerator(generation_bn="eval")
+
+
 def test_save_load_round_trip_identical_generation(fitted, tmp_path):
     gen, _, _ = fitted
     gen.save(tmp_path)

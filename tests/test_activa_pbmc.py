@@ -2,7 +2,8 @@
 
 Gates: ACTINN's accuracy on the real test split >= 0.8, and >= 90 % of conditionally generated
 cells classified as their requested type by an INDEPENDENT classifier (logistic regression on real
-log-normalised training cells), since ACTINN's own filter agrees with itself by construction.
+log-normalised training cells; ACTINN's own filter agrees with itself by construction), over a
+request for every cell type.
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ def test_quick_profile_conditional_cells_match_independent_classifier(trained):
     # the independent classifier itself must be good on real cells, or the gate means nothing
     real_acc = clf.score(lognorm(test.X), test.obs["cell_type"].astype(str).to_numpy())
     assert real_acc >= 0.85
-    # gated: the three largest lineages; CD8 T is measured and reported but not gated (see below)
-    request = {"CD4 T": 40, "B": 40, "CD14 Monocytes": 40, "CD8 T": 40}
-    out = gen.generate(request, seed=1)
+    # every type, shaped like the real test split (at least 10 cells of each, so the rare ones count)
+    truth = test.obs["cell_type"].astype(str)
+    request = {lab: max(10, int((truth == lab).sum())) for lab in gen.labels}
+    out = gen.generate(request, seed=1)  # TaskFailed here if a type cannot be made
     validate_output(
         gen,
         out,
@@ -66,10 +68,13 @@ def test_quick_profile_conditional_cells_match_independent_classifier(trained):
     )
     want = out.obs["cell_type"].astype(str).to_numpy()
     pred = clf.predict(lognorm(out.X))
-    per_type = {k: float((pred[want == k] == k).mean()) for k in request}
-    gated = want != "CD8 T"
-    agree = float((pred[gated] == want[gated]).mean())
+    agree = float((pred == want).mean())
+    per_type = {k: round(float((pred[want == k] == k).mean()), 2) for k in request}
     print(f"\nindependent LR on real test {real_acc:.3f}; agreement {agree:.3f}; per type {per_type}")
-    # The quick model's "CD8 T" cells are not CD8 T to an independent classifier (CD4/CD8 T differ by
-    # few genes; 30 CPU epochs do not resolve them): a known limitation, see docs/models/activa.md
     assert agree >= 0.9
+    # each lineage with >= 100 training cells on its own; Dendritic (32) and Megakaryocytes (12) are
+    # reported above but not gated per type (measured 0.46-0.64 and 0.87-1.0 over seeds 0-2)
+    n_train = train.obs["cell_type"].astype(str).value_counts()
+    for lab, frac in per_type.items():
+        if n_train[lab] >= 100:
+            assert frac >= 0.8, (lab, frac)

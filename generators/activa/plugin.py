@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from bench.generators.base import FitResult, Generator, make_output, split_reque
 from bench.errors import TaskFailed, UserError
 
 CONFIG_FILE = "activa_config.json"
+GENERATION_BN = ("prior", "batch", "training")
 WEIGHTS_FILE = "activa_weights.pt"
 _TRAIN_KEYS = [
     "zdim",
@@ -89,6 +91,12 @@ class ActivaGenerator(Generator):
         "cf_gamma": 0.95,
         "cf_step": 1000,  # ExponentialLR step every cf_step global iterations
         "bf16": True,  # bf16 autocast on CUDA (ignored on CPU)
+        # BatchNorm statistics the decoder uses at generation (docs/models/activa.md):
+        # 'prior' = eval mode with running statistics re-estimated on decoded z ~ N(0, I) (default);
+        # 'batch' = the tutorial's train-mode BN, statistics of each decoded chunk of gen_chunk cells;
+        # 'training' = eval mode with the running statistics left by training
+        "generation_bn": "prior",
+        "bn_calibration_cells": 20_000,  # z ~ N(0, I) draws that set the 'prior' statistics
         "confidence": 0.0,  # conditional generation: keep a cell only if ACTINN's softmax prob >= this
         "max_draws": 1_000_000,  # conditional generation: give up after decoding this many cells
         "gen_chunk": 10_000,  # cells decoded per forward pass at generation
@@ -101,14 +109,14 @@ class ActivaGenerator(Generator):
         "quick": {
             "classifier_epochs": 20,  # ACTINN alone first: a tiny network, cheap
             "cf_lr": 1e-3,
-            "num_cf": 5,
-            "num_vae": 5,  # epochs 1-4: ACTINN + VAE warm-up
-            "epochs": 30,  # epochs 5-30: introspective
-            "lr_e": 5e-3,  # 25x the paper's 2e-4: a few hundred steps must move a decoder whose
+            "num_cf": 5,  # epochs 1-4: ACTINN + VAE warm-up
+            "num_vae": 90,  # epochs 5-89: VAE warm-up (cheaper per epoch than introspective ones)
+            "epochs": 120,  # epochs 90-120: introspective
+            "lr_e": 5e-3,  # 25x the paper's 2e-4: a few thousand steps must move a decoder whose
             "lr_g": 5e-3,  # outputs live on the 20,000-count scale
             "batch_size": 64,
-            "confidence": 0.9,  # conditional: keep cells ACTINN calls with p >= 0.9 (issue #7)
-            "max_draws": 200_000,  # a short-trained decoder rarely makes some types: fail fast
+            "confidence": 0.99,  # conditional: keep cells ACTINN calls with p >= 0.99 (issue #7)
+            "max_draws": 200_000,  # fail fast if a type cannot be made
         },
         # the paper's text (section 3.5-3.6): 10 warm-up epochs (VAE + ACTINN in parallel), then 600
         # introspective epochs with m = 110, alpha_1 = 1, alpha_2 = 0.5
@@ -131,10 +139,16 @@ class ActivaGenerator(Generator):
             raise UserError(
                 f"unknown ACTIVA variant {self.params['variant']!r}", f"use one of {', '.join(VARIANTS)}"
             )
+        if self.params["generation_bn"] not in GENERATION_BN:
+            raise UserError(
+                f"unknown ACTIVA generation_bn {self.params['generation_bn']!r}",
+                f"use one of {', '.join(GENERATION_BN)}",
+            )
         if not 0.0 <= float(self.params["confidence"]) < 1.0:
             raise UserError("ACTIVA confidence must be in [0, 1)", "e.g. confidence=0.5 or 0 for none")
         self.trainer: ActivaTrainer | None = None
         self.device = torch.device("cpu")
+        self._gen_decoder: torch.nn.Module | None = None  # derived from the trained decoder, lazily
 
     # -- helpers --------------------------------------------------------------------------------
     def _config(self, n_genes: int, n_classes: int) -> TrainConfig:
@@ -188,6 +202,7 @@ class ActivaGenerator(Generator):
         X, y = self._training_tensors(train, label_key)
         cfg = self._config(X.shape[1], len(self.labels))
         self.trainer = trainer = ActivaTrainer(cfg, seed=seed, device=self.device)
+        self._gen_decoder = None
         if resume:
             trainer.load_state_dict(_to_device(state["weights"], self.device))
         history: dict[str, list[float]] = {}
@@ -236,14 +251,50 @@ class ActivaGenerator(Generator):
         return self.trainer
 
     @torch.no_grad()
+    def _generation_decoder(self) -> torch.nn.Module:
+        """The decoder as generation runs it (a copy: training state is never touched).
+
+        ``training``: eval mode, running statistics as training left them. Those mix the batches of
+        posterior codes and of prior draws seen in training, and do not match a batch of z ~ N(0, I):
+        prior draws then land in a few cell types. ``prior``: eval mode with each BatchNorm's running
+        statistics set to those of ``bn_calibration_cells`` decoded prior draws (one train-mode pass
+        with momentum 1, fixed seed), i.e. the large-batch limit of the tutorial's train-mode BN while
+        each cell stays independent of its batch. ``batch``: train mode, statistics of every chunk.
+        """
+        trainer = self._require_trained()
+        if self._gen_decoder is not None:
+            return self._gen_decoder
+        dec = copy.deepcopy(trainer.net.decoder)
+        mode = self.params["generation_bn"]
+        bns = [m for m in dec.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+        if mode == "prior":
+            n = int(self.params["bn_calibration_cells"])
+            if n < 2:
+                raise UserError("ACTIVA bn_calibration_cells must be at least 2", "e.g. 20000")
+            momenta = [m.momentum for m in bns]
+            for m in bns:
+                m.momentum = 1.0  # running statistics := this batch's statistics
+            dec.train()
+            g = torch.Generator(device=trainer.device).manual_seed(0)
+            z = torch.randn((n, trainer.cfg.zdim), generator=g, device=trainer.device)
+            hidden = dec.main[:-2]  # every BatchNorm; the output Linear + ReLU have none
+            hidden(z)
+            for m, mom in zip(bns, momenta, strict=True):
+                m.momentum = mom
+        dec.train(mode == "batch")
+        self._gen_decoder = dec
+        return dec
+
+    @torch.no_grad()
     def _decode(self, n: int, gen: torch.Generator) -> torch.Tensor:
         trainer = self._require_trained()
-        dec = trainer.net.decoder
-        dec.eval()  # BatchNorm with running statistics (the tutorial ran it in train mode)
-        z = torch.randn((n, trainer.cfg.zdim), generator=gen, device=trainer.device)
+        dec = self._generation_decoder()
+        # train-mode BatchNorm cannot normalise a single cell: decode two, keep one
+        m = max(n, 2) if dec.training else n
+        z = torch.randn((m, trainer.cfg.zdim), generator=gen, device=trainer.device)
         with trainer._autocast():
             x = dec(z)
-        return x.float()
+        return x[:n].float()
 
     def classify(self, X: np.ndarray | sp.spmatrix | torch.Tensor) -> np.ndarray:
         """ACTINN's predicted labels for cells on the training scale (library size 20,000)."""
