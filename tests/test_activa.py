@@ -328,7 +328,9 @@ def test_conditional_generation_errors(fitted):
         gen.generate({"zzz": 3}, seed=0)
     gen.params["confidence"], gen.params["max_draws"] = 0.999999, 300
     try:
-        with pytest.raises(TaskFailed, match="could not generate"):
+        with pytest.raises(
+            TaskFailed, match=r"could not generate the requested cells \(.a.: \d+ of 300 made\)"
+        ):
             gen.generate({"a": 300}, seed=0)
     finally:
         gen.params["confidence"], gen.params["max_draws"] = 0.0, 20_000

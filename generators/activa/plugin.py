@@ -328,9 +328,11 @@ class ActivaGenerator(Generator):
         threshold = float(self.params["confidence"])
         while any(have[lab] < want[lab] for lab in want):
             if drawn >= max_draws:
-                missing = {lab: want[lab] - have[lab] for lab in want if have[lab] < want[lab]}
+                short = ", ".join(
+                    f"{lab!r}: {have[lab]} of {want[lab]}" for lab in want if have[lab] < want[lab]
+                )
                 raise TaskFailed(
-                    f"activa: could not generate {missing} cells of the requested type(s) within "
+                    f"activa: could not generate the requested cells ({short} made) within "
                     f"{max_draws} decoded cells (confidence >= {threshold}); the decoder rarely produces "
                     "them: train longer, lower 'confidence', or raise 'max_draws'"
                 )
