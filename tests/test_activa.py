@@ -405,6 +405,8 @@ def test_generation_bn_batch_mode_single_cell_and_bad_mode(fitted):
     assert out.n_obs == 11
     with pytest.raises(UserError, match="generation_bn"):
         ActivaGenerator(generation_bn="eval")
+    with pytest.raises(UserError, match="bn_calibration_cells"):
+        ActivaGenerator(bn_calibration_cells=1)
 
 
 def test_save_load_round_trip_identical_generation(fitted, tmp_path):

@@ -144,6 +144,8 @@ class ActivaGenerator(Generator):
                 f"unknown ACTIVA generation_bn {self.params['generation_bn']!r}",
                 f"use one of {', '.join(GENERATION_BN)}",
             )
+        if int(self.params["bn_calibration_cells"]) < 2:
+            raise UserError("ACTIVA bn_calibration_cells must be at least 2", "e.g. 20000")
         if not 0.0 <= float(self.params["confidence"]) < 1.0:
             raise UserError("ACTIVA confidence must be in [0, 1)", "e.g. confidence=0.5 or 0 for none")
         self.trainer: ActivaTrainer | None = None
@@ -266,21 +268,16 @@ class ActivaGenerator(Generator):
             return self._gen_decoder
         dec = copy.deepcopy(trainer.net.decoder)
         mode = self.params["generation_bn"]
-        bns = [m for m in dec.modules() if isinstance(m, torch.nn.BatchNorm1d)]
         if mode == "prior":
-            n = int(self.params["bn_calibration_cells"])
-            if n < 2:
-                raise UserError("ACTIVA bn_calibration_cells must be at least 2", "e.g. 20000")
-            momenta = [m.momentum for m in bns]
-            for m in bns:
-                m.momentum = 1.0  # running statistics := this batch's statistics
+            for m in dec.modules():
+                if isinstance(m, torch.nn.BatchNorm1d):
+                    m.momentum = 1.0  # running statistics := this batch's statistics (a private copy)
             dec.train()
             g = torch.Generator(device=trainer.device).manual_seed(0)
+            n = int(self.params["bn_calibration_cells"])
             z = torch.randn((n, trainer.cfg.zdim), generator=g, device=trainer.device)
-            hidden = dec.main[:-2]  # every BatchNorm; the output Linear + ReLU have none
-            hidden(z)
-            for m, mom in zip(bns, momenta, strict=True):
-                m.momentum = mom
+            with trainer._autocast():
+                dec.main[:-2](z)  # every BatchNorm; the output Linear + ReLU have none
         dec.train(mode == "batch")
         self._gen_decoder = dec
         return dec
