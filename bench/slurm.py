@@ -585,16 +585,6 @@ class SlurmExecutor:
         return failed
 
 
-def _main() -> None:  # pragma: no cover - debugging aid: python -m bench.slurm RUN_DIR
-    from bench.status import show_status
-
-    sys.exit(show_status(sys.argv[1]))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    _main()
-
-
 def _detach_submitit_streams() -> None:
     """submitit's logger holds the sys.stdout/sys.stderr objects of the moment it was imported
     (a notebook's or a test's captured stream may be closed later). Drop those handlers: its
@@ -606,3 +596,13 @@ def _detach_submitit_streams() -> None:
         if isinstance(handler, logging.StreamHandler):
             logger.removeHandler(handler)
     logger.setLevel(logging.WARNING)
+
+
+def _main() -> None:  # pragma: no cover - debugging aid: python -m bench.slurm RUN_DIR
+    from bench.status import show_status
+
+    sys.exit(show_status(sys.argv[1]))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()

@@ -57,6 +57,14 @@ def require_slurm():
     _require("BENCH_REQUIRE_SLURM", slurm_available(), "a Slurm cluster")
 
 
+def import_tensorflow_lazily(namespace: dict) -> None:
+    """Set a test module's globals ``tf`` and ``E`` (the scGAN entry module); call it from an autouse
+    fixture, so TensorFlow is imported when a test runs, not at collection. TensorFlow in the pytest
+    process at collection time broke pytest's captured stderr for later tests (the Slurm tests)."""
+    namespace["tf"] = pytest.importorskip("tensorflow")
+    namespace["E"] = pytest.importorskip("bench.generators.scgan.entry")
+
+
 def make_counts(n_cells: int = 120, n_genes: int = 60, n_types: int = 3, seed: int = 0) -> ad.AnnData:
     """Small raw-count AnnData with distinct cell types (type k over-expresses its own gene block)."""
     rng = np.random.default_rng(seed)

@@ -8,16 +8,14 @@ import math
 import numpy as np
 import pytest
 
-# TensorFlow is imported when the first test here runs, not at collection: importing it into the
-# pytest process before other modules' tests broke pytest's captured stderr for the Slurm tests.
-tf = E = None
+from tests.conftest import import_tensorflow_lazily
+
+tf = E = None  # set when a test runs, not at collection (tests/conftest.py)
 
 
 @pytest.fixture(autouse=True)
 def _tensorflow():
-    global tf, E
-    tf = pytest.importorskip("tensorflow")
-    E = pytest.importorskip("bench.generators.scgan.entry")
+    import_tensorflow_lazily(globals())
 
 
 TINY = {

@@ -14,16 +14,14 @@ import anndata as ad
 import numpy as np
 import pytest
 
-# imported when a benchmark runs, not at collection (TensorFlow in the pytest process at
-# collection time broke pytest's captured stderr for later tests)
-tf = E = None
+from tests.conftest import import_tensorflow_lazily
+
+tf = E = None  # set when a test runs, not at collection (tests/conftest.py)
 
 
 @pytest.fixture(autouse=True)
 def _tensorflow():
-    global tf, E
-    tf = pytest.importorskip("tensorflow")
-    E = pytest.importorskip("bench.generators.scgan.entry")
+    import_tensorflow_lazily(globals())
 
 
 PBMC = Path(__file__).resolve().parents[2] / "datasets" / "data" / "pbmc3k.h5ad"
