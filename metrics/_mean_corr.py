@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from bench.metrics._utils import pearson
 
 
 def gene_means(X) -> np.ndarray:
@@ -21,8 +22,4 @@ def mean_corr(real, fake) -> float:
     """
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"real has {real.shape[1]} genes, fake has {fake.shape[1]}")
-    a = gene_means(real).astype(np.float64)
-    b = gene_means(fake).astype(np.float64)
-    a, b = a - a.mean(), b - b.mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / den) if den > 0 else float("nan")
+    return pearson(gene_means(real), gene_means(fake))

@@ -46,3 +46,12 @@ def check_space(space: str) -> str:
 def check_same_genes(real, fake) -> None:
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"real has {real.shape[1]} features, fake has {fake.shape[1]}")
+
+
+def pearson(a, b) -> float:
+    """Pearson correlation of two vectors (float64); NaN when either is constant."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    a, b = a - a.mean(), b - b.mean()
+    den = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / den) if den > 0 else float("nan")

@@ -7,7 +7,11 @@ produces, their direction, and what the runner must hand it.
 Kinds:
 
 * ``"sample"``: ``func(ctx, generated, *, seed, **options) -> MetricOutput`` scores generated
-  cells against the real test cells held by the :class:`~bench.evaluation.EvalContext`.
+  cells against the real test cells held by the :class:`~bench.evaluation.EvalContext`. Which
+  cells: ``cells="main"`` the main experiment's generation (unconditional by default);
+  ``cells="per-label"`` cells a conditional model generated for the test set's per-label counts
+  (the runner makes that extra generation when such a metric is selected; unconditional models
+  get no value, shown as n/a).
 * ``"fit"``: ``func(ctx, generator, fit_info, *, seed, **options) -> MetricOutput`` reads the
   fitted generator and its fit measurements (timing).
 * ``"experiment"``: ``func(ctx, fit_generate, *, seed, **options) -> MetricOutput`` runs its own
@@ -51,6 +55,14 @@ class Metric:
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     # experiment this metric's task belongs to ("main" shares one fit; others run their own task)
     experiment: str = "main"
+    # "sample" metrics: the generated cells scored ("main" or "per-label", see the module docstring)
+    cells: Literal["main", "per-label"] = "main"
+    # report table the values go to: "main" (the paper's metrics) or a named group of the suite
+    table: str = "main"
+    # value names left out of the control-scaled scores (bench.scaling): values the negative
+    # control is not built to fail (gene marginals), spreads, hardware measurements; a name ending
+    # in "@" covers every value with that prefix
+    not_scaled: tuple[str, ...] = ()
 
     def options_for(self, profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         return {**self.options, **self.profiles.get(profile, {}), **(overrides or {})}
@@ -67,3 +79,10 @@ class Metric:
                 if name.startswith(prefix):
                     return direction
         return None
+
+    def is_scaled(self, value: str) -> bool:
+        """Whether a value gets a control-scaled score: it has a direction and is not listed (or
+        prefix-listed) in ``not_scaled``."""
+        if self.direction_of(value) is None or value in self.not_scaled:
+            return False
+        return not ("@" in value and value.split("@", 1)[0] + "@" in self.not_scaled)
