@@ -226,7 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run dir (default results/<profile>)")
     r.add_argument("--force", action="store_true", help="recompute tasks the store already has")
     r.add_argument("--timeout", type=float, help="per-container timeout in seconds")
-    r.add_argument("--no-control", action="store_true", help="do not add the `real` positive control")
+    r.add_argument(
+        "--no-control",
+        action="store_true",
+        help="do not add the `real` (positive) and `shuffled` (negative) controls",
+    )
     r.add_argument("--executor", choices=["local", "slurm"], help="where tasks run (default local)")
     r.add_argument("--partition", help="Slurm partition")
     r.add_argument("--account", help="Slurm account")

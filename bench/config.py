@@ -39,6 +39,10 @@ EXPERIMENTS = ("main", "augmentation")
 # tutorial decodes z ~ N(0, I) for N = test-set size) or "per-label" (conditional models make exactly
 # the test set's count of each label; unconditional models still sample freely).
 MAIN_GENERATION = ("unconditional", "per-label")
+# added to every run unless control = false (--no-control): the positive control (real training
+# cells, the noise floor; scaled score 1) and the negative control (each gene permuted across cells;
+# scaled score 0), see bench.scaling
+CONTROLS = ("real", "shuffled")
 
 
 @dataclass
@@ -55,7 +59,7 @@ class RunSpec:
     test_fraction: float = 0.1
     n_top_genes: int | None = -1  # -1: the profile's value
     device: str = "auto"
-    control: bool = True  # add the `real` positive control
+    control: bool = True  # add the controls (CONTROLS)
     main_generation: str = "unconditional"
     timeout_s: float | None = None
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -69,8 +73,8 @@ class RunSpec:
             self.n_top_genes = PROFILES[self.profile]["n_top_genes"]
         if not self.models:
             raise UserError("no models given", "pass --models, e.g. --models activa,nb")
-        if self.control and "real" not in self.models:
-            self.models = [*self.models, "real"]
+        if self.control:
+            self.models = [*self.models, *CONTROLS]
         self.models = list(dict.fromkeys(self.models))
         self.seeds = list(dict.fromkeys(int(s) for s in self.seeds))
         bad = sorted(set(self.experiments) - set(EXPERIMENTS))

@@ -178,21 +178,23 @@ class EvalContext:
         ``scale`` defaults to the one recorded in ``adata.uns`` (see :func:`generated_scale`), else
         to ``cache['output_scale']`` (set by the runner from the generator's class), else to
         :func:`infer_scale` when that is unambiguous; otherwise TaskFailed. The
-        result is cached for the most recent AnnData object, so all metrics of one task share one
-        transform.
+        result is cached for the two most recent AnnData objects, so all metrics of one task share
+        one transform per set of generated cells.
         """
         if scale is None and not _scale_in_uns(adata):
             scale = self.cache.get("output_scale") or infer_scale(adata.X)
         scale = generated_scale(adata, scale)
-        hit = self.cache.get("_generated_transform")
-        if hit is not None and hit[0] is adata and hit[1] == scale:
-            return hit[2], hit[3]
+        slots = self.cache.setdefault("_generated_transform", [])
+        for hit in slots:
+            if hit[0] is adata and hit[1] == scale:
+                return hit[2], hit[3]
         if list(map(str, adata.var_names)) != list(map(str, self.train.var_names)):
             raise TaskFailed("generated var_names differ from the training genes (order or names)")
         X_log = to_lognorm(adata.X, scale)
         pcs = self.project(X_log)
-        # one slot: the metrics of one task share it; the next task's cells replace it
-        self.cache["_generated_transform"] = (adata, scale, X_log, pcs)
+        # two slots: the metrics of one task share them (the main cells and, for per-type metrics,
+        # the per-label cells); the next task's cells replace them
+        slots[:] = [*slots[-1:], (adata, scale, X_log, pcs)]
         return X_log, pcs
 
     # -- differentially expressed genes of the real data -------------------------------------

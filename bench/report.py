@@ -1,5 +1,6 @@
-"""Tables derived from the store: the console table per dataset, the paper-shaped tables, and the
-files ``values.csv`` (long), ``summary.md`` and ``summary.json`` written into the run dir."""
+"""Tables derived from the store: the console table per dataset, the paper-shaped tables, the metric
+suite's tables (one per ``Metric.table`` group) and the control-scaled scores (bench.scaling), and
+the files ``values.csv`` (long), ``summary.md`` and ``summary.json`` written into the run dir."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import scaling
+from bench.config import CONTROLS
 from bench.registry import available
 
 ARROW = {"lower": "↓", "higher": "↑"}
 CONTROL = "real"
+SCALED_TITLE = "scaled scores (real control = 1, shuffled control = 0; mean over values every model has)"
 AUG_RE = re.compile(r"^f1_(?P<cond>[a-z]+)@(?P<frac>[0-9.eE-]+)$")
 
 
@@ -24,6 +28,16 @@ def directions() -> dict[str, str]:
     out: dict[str, str] = {}
     for metric in available("metrics").values():
         out.update(getattr(metric, "directions", {}) or {})
+    return out
+
+
+def table_groups() -> dict[str, dict[str, str]]:
+    """Directions of every value, grouped by the report table its metric declares (``Metric.table``:
+    "main" for the paper's metrics and plugins, a group name for the metric suite's)."""
+    out: dict[str, dict[str, str]] = {}
+    for metric in available("metrics").values():
+        group = getattr(metric, "table", "main")
+        out.setdefault(group, {}).update(getattr(metric, "directions", {}) or {})
     return out
 
 
@@ -47,7 +61,8 @@ def fmt(mean: float, sd: float, n: int) -> str:
 
 
 def _order_models(models: list[str]) -> list[str]:
-    return sorted(models, key=lambda m: (m == CONTROL, m))
+    """Models by name, the controls last (in CONTROLS order)."""
+    return sorted(models, key=lambda m: (m in CONTROLS, CONTROLS.index(m) if m in CONTROLS else 0, m))
 
 
 def main_table(summary: pd.DataFrame, dataset: str, dirs: dict[str, str]) -> pd.DataFrame:
@@ -127,12 +142,16 @@ def paper_tables(summary: pd.DataFrame, dataset: str) -> dict[str, pd.DataFrame]
 def build(store, run_keys: list[str] | None = None) -> dict[str, Any]:
     values = store.values(run_keys)
     summary = summarise(values)
-    dirs = directions()
-    out: dict[str, Any] = {"values": values, "summary": summary, "datasets": {}}
+    groups = table_groups()
+    scaled = scaling.build(values)
+    out: dict[str, Any] = {"values": values, "summary": summary, "scaled": scaled, "datasets": {}}
     for dataset in sorted(set(values.dataset)):
+        suite = {g: main_table(summary, dataset, d) for g, d in groups.items() if g != "main"}
         out["datasets"][dataset] = {
-            "main": main_table(summary, dataset, dirs),
+            "main": main_table(summary, dataset, groups.get("main", {})),
             "paper": paper_tables(summary, dataset),
+            "suite": {g: df for g, df in suite.items() if not df.empty},
+            "scaled": scaling.table(scaled, dataset),
         }
     return out
 
@@ -159,6 +178,9 @@ def print_tables(report: dict[str, Any], console, *, paper: bool = True) -> None
         if paper:
             for title, df in tables["paper"].items():
                 show(df, f"{dataset}: {title}")
+        for group, df in tables.get("suite", {}).items():
+            show(df, f"{dataset}: {group}")
+        show(tables.get("scaled", pd.DataFrame()), f"{dataset}: {SCALED_TITLE}")
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -193,9 +215,15 @@ def write_files(
         md += [_md_table(tables["main"]), ""]
         for title, df in tables["paper"].items():
             md += [f"### {title}", "", _md_table(df), ""]
+        for group, df in tables.get("suite", {}).items():
+            md += [f"### {group}", "", _md_table(df), ""]
+        if not tables.get("scaled", pd.DataFrame()).empty:
+            md += [f"### {SCALED_TITLE}", "", _md_table(tables["scaled"]), ""]
     paths[1].write_text("\n".join(md))
     summary = report["summary"].replace({np.nan: None})
-    paths[2].write_text(
-        json.dumps({"provenance": provenance, "summary": summary.to_dict(orient="records")}, indent=1)
-    )
+    doc = {"provenance": provenance, "summary": summary.to_dict(orient="records")}
+    if "scaled" in report:
+        doc["scaled"] = report["scaled"]["summary"].replace({np.nan: None}).to_dict(orient="records")
+        doc["mean_scaled"] = report["scaled"]["means"].replace({np.nan: None}).to_dict(orient="records")
+    paths[2].write_text(json.dumps(doc, indent=1))
     return paths

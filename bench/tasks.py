@@ -223,10 +223,14 @@ def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False
             ctx.cache["generated"] = generated
             ctx.cache["output_scale"] = gen_cls.output_scale
             fit_info = {"train_seconds": fit_seconds, "peak_rss_mb": rss, "peak_gpu_mb": gpu}
+            per_label = PerLabelCells(gen, generated, request, data, known, spec.seed)
             for name, options in spec.metrics.items():
                 metric = get_metric(name)
                 if metric.kind == "sample":
-                    out = metric.func(ctx, generated, seed=spec.seed, **options)
+                    cells = generated if metric.cells == "main" else per_label.get()
+                    if cells is None:  # per-label cells of an unconditional model: n/a
+                        continue
+                    out = metric.func(ctx, cells, seed=spec.seed, **options)
                 elif metric.kind == "fit":
                     out = metric.func(ctx, gen, fit_info, seed=spec.seed, **options)
                 else:
@@ -251,6 +255,34 @@ def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False
     rec.finished = time.time()
     rec.info["device"] = device
     return rec
+
+
+class PerLabelCells:
+    """The cells that ``cells="per-label"`` metrics score (per-type metrics): for a conditional
+    model, exactly the test set's count of each label. The main generation when it already was
+    per-label; otherwise one extra generation (seed + 2; the main one uses seed + 1), made on first
+    use and validated like every output. ``None`` for unconditional models."""
+
+    def __init__(self, gen, generated, request, data, known: list[str], seed: int):
+        self.gen, self.generated, self.request = gen, generated, request
+        self.data, self.known, self.seed = data, known, seed
+        self._cells = None
+
+    def get(self):
+        from bench.generators.base import validate_output
+
+        if not type(self.gen).conditional:
+            return None
+        if isinstance(self.request, dict):
+            return self.generated
+        if self._cells is None:
+            counts = self.data.test.obs[self.data.label_key].astype(str).value_counts()
+            request = {str(k): int(v) for k, v in counts.items() if v > 0}
+            out = self.gen.generate(request, seed=self.seed + 2)
+            self._cells = validate_output(self.gen, out, var_names=list(map(str, self.data.train.var_names)),
+                                          label_key=self.data.label_key, known_labels=self.known,
+                                          requested=request)  # fmt: skip
+        return self._cells
 
 
 def _collect(rec: TaskRecord, metric: str, out) -> None:

@@ -1,9 +1,11 @@
-"""Baselines every table needs: the ``real`` positive control and the ``nb`` negative-binomial model."""
+"""Baselines every table needs: the ``real`` positive control, the ``shuffled`` negative control and
+the ``nb`` negative-binomial model."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anndata as ad
 import numpy as np
@@ -11,6 +13,9 @@ import scipy.sparse as sp
 from bench.generators.base import FitResult, Generator, make_output, split_request, to_library_size
 
 from bench.errors import TaskFailed
+
+if TYPE_CHECKING:  # the new generator contract (CONTRACT.md); a real import once main has it
+    from bench.generators.base import FitContext
 
 
 def _label_plan(labels: list[str], weights: np.ndarray, n_cells, rng: np.random.Generator) -> np.ndarray:
@@ -78,6 +83,51 @@ class RealControl(Generator):
         gen._X = sp.load_npz(Path(path) / "cells.npz").tocsr()
         gen._y = np.load(Path(path) / "labels.npy")
         return gen
+
+
+def permute_columns(X, rng: np.random.Generator) -> sp.csr_matrix:
+    """Each column of ``X`` permuted independently across rows (a uniformly random permutation per
+    column, drawn from ``rng`` column by column): every column keeps its values (its marginal),
+    and every dependence between columns is destroyed. Sparse input stays sparse: a column's
+    non-zero values go to a uniformly random subset of rows, in random order, which is the same
+    distribution as permuting the whole column."""
+    if not sp.issparse(X):
+        return sp.csr_matrix(rng.permuted(np.asarray(X, dtype=np.float32), axis=0))
+    X = sp.csc_matrix(X, dtype=np.float32)
+    X.sum_duplicates()
+    n = X.shape[0]
+    indices = X.indices.copy()
+    for j in range(X.shape[1]):
+        lo, hi = X.indptr[j], X.indptr[j + 1]
+        if hi > lo:
+            indices[lo:hi] = rng.choice(n, size=hi - lo, replace=False)
+    out = sp.csc_matrix((X.data.copy(), indices, X.indptr.copy()), shape=X.shape)
+    out.sort_indices()
+    return out.tocsr()
+
+
+class ShuffledControl(RealControl):
+    """Negative control: training cells with each gene permuted independently across cells.
+
+    Every gene keeps its distribution of counts (all marginals), every gene-gene correlation and
+    every cell type is destroyed: the floor that scaled scores map to 0 (openproblems-style
+    controls). Fit permutes the raw counts (``layers['counts']``, else X) once, seeded; generation
+    samples rows of the permuted matrix like the ``real`` control (so "conditional" only in form: a
+    per-label request gets the requested number of cells per label, and those cells carry no type).
+    Output scale: counts, so the evaluation normalises the new library sizes like any model's.
+    """
+
+    name = "shuffled"
+    conditional = True
+    output_scale = "counts"
+    description = "Negative control: training cells with each gene permuted independently across cells"
+    paper = "negative control (openproblems-style scaled scores)"
+
+    def fit(self, train, ctx: FitContext) -> FitResult:
+        counts = train.layers.get("counts", train.X)
+        self._X = permute_columns(counts, np.random.default_rng(ctx.seed))
+        self._y = train.obs[ctx.label_key].astype(str).to_numpy()
+        return FitResult(train_seconds=None)
 
 
 class NegativeBinomial(Generator):

@@ -12,7 +12,7 @@ def test_cli_over_toml_over_profile(tmp_path):
         '[metrics.auc]\nspace = "pca50"\n[executor]\nname = "slurm"\npartition = "gpu"\n'
     )
     spec = build_spec(load_toml(cfg), seeds=[5], executor={"qos": "high"})
-    assert spec.models == ["activa", "nb", "real"]  # the `real` control is added
+    assert spec.models == ["activa", "nb", "real", "shuffled"]  # the controls are added
     assert spec.seeds == [5]  # CLI wins
     assert spec.profile == "paper" and spec.n_top_genes is None
     assert spec.model_params == {"activa": {"epochs": 7}, "nb": {}}
