@@ -9,7 +9,8 @@ Sections: summary tables (the console tables of :func:`bench.report.build`, same
 provenance of every run, task status, then per dataset: UMAP by source and by cell type (Fig. 4),
 marker genes on the UMAP (Fig. 4C-D), ROC curves of the real-vs-synthetic classifier with fold
 bands (Fig. 3), correlation of DE genes (Fig. 5), rare-class F1 against the training fraction
-(Fig. 7), training time (Table 1) and quality against training time.
+(Fig. 7), training time (Table 1) and quality against training time; then the metric suite's
+figures (:mod:`bench.html_suite`: PRDC, memorisation, per-type heatmap, DE recovery).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from bench import report as rpt
+from bench.config import CONTROLS
 
 DPI = 90
 CONTROL = rpt.CONTROL
@@ -129,7 +131,7 @@ def _colours(names: list[str], cmap: str = "tab10") -> dict[str, Any]:
 
 
 def _model_label(model: str) -> str:
-    return f"{model} (control)" if model == CONTROL else model
+    return f"{model} (control)" if model in CONTROLS else model
 
 
 def _summary_cell(summary: pd.DataFrame, dataset: str, model: str, metric: str) -> tuple[float, float, int]:
@@ -638,6 +640,10 @@ def _tables_html(dataset: str, tables: dict[str, Any]) -> str:
     parts = [f'<h3 id="tables-{slug}">{_esc(dataset)}</h3>', table_html(tables["main"])]
     for title, df in tables["paper"].items():
         parts.append(f"<h4>{_esc(title)}</h4>{table_html(df)}")
+    for group, df in tables.get("suite", {}).items():
+        parts.append(f"<h4>{_esc(group)}</h4>{table_html(df)}")
+    if not tables.get("scaled", pd.DataFrame()).empty:
+        parts.append(f'<h4 id="scaled-{slug}">{_esc(rpt.SCALED_TITLE)}</h4>{table_html(tables["scaled"])}')
     return "".join(parts)
 
 
@@ -685,6 +691,9 @@ def _dataset_html(run: _Run, dataset: str, summary: pd.DataFrame) -> str:
             parts.append(_note(what))
         else:
             parts.append(_img(fig, f"{dataset} {sec}", _esc(cap[sec])))
+    from bench.html_suite import suite_html  # the metric suite's figures (imports this module)
+
+    parts.append(suite_html(run, dataset, summary))
     parts.append("</section>")
     return "".join(parts)
 

@@ -24,7 +24,8 @@ from bench import report as rpt
 from bench.store import Store
 from bench.tasks import DataSpec, TaskRecord, TaskSpec
 
-FIGURE_SECTIONS = ("umap", "markers", "roc", "correlation", "augmentation", "timing", "tradeoff")
+FIGURE_SECTIONS = ("umap", "markers", "roc", "correlation", "augmentation", "timing", "tradeoff",
+                   "prdc", "memorisation", "per_type", "de_recovery")  # fmt: skip
 IMG_RE = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
@@ -68,6 +69,36 @@ def _auc_artifacts(rng, separation: float) -> dict[str, np.ndarray]:
     return out
 
 
+def _suite_artifacts(rng, model: str) -> dict[str, np.ndarray]:
+    """What the metric suite keeps for its figures (memorisation, per type, DE recovery)."""
+    copying = model == "real"  # the positive control returns training cells: distance 0
+    types = np.array(["t0", "t1", "t2"])
+    real_lfc = rng.normal(2.0, 1.0, size=12).astype(np.float32)
+    return {
+        "memorisation/generated_distances": (np.zeros(40) if copying else rng.gamma(4.0, 1.0, 40)).astype(
+            np.float32
+        ),
+        "memorisation/test_distances": rng.gamma(4.0, 1.0, 40).astype(np.float32),
+        "memorisation/threshold": np.array([0.9], np.float32),
+        "per_type/types": types,
+        "per_type/n_cells": np.array([20, 15, 12]),
+        "per_type/mmd": rng.uniform(0.0, 0.1, 3),
+        "per_type/energy": rng.uniform(0.5, 3.0, 3),
+        "per_type/auc": rng.uniform(0.5, 1.0, 3),
+        "de_recovery/types": types,
+        "de_recovery/type_index": np.repeat(np.arange(3), 4),
+        "de_recovery/genes": np.array([f"G{i}" for i in range(12)]),
+        "de_recovery/real_lfc": real_lfc,
+        "de_recovery/generated_lfc": (real_lfc + rng.normal(0.0, 0.5, 12)).astype(np.float32),
+    }
+
+
+# suite values per model (the PRDC bars and the titles of the suite figures)
+SUITE = {"nb": {"precision": 0.9, "recall": 0.6, "density": 0.95, "coverage": 0.7, "memorisation_ratio": 1.0,
+                "memorisation_share": 0.0, "de_lfc_r": 0.6, "de_jaccard": 0.4},
+         "real": {"precision": 0.8, "recall": 0.9, "density": 1.0, "coverage": 0.95, "memorisation_ratio": 0.0,
+                  "memorisation_share": 1.0, "de_lfc_r": 0.5, "de_jaccard": 0.5}}  # fmt: skip
+
 REAL_CORR = np.array([[1.0, 0.8, -0.2], [0.8, 1.0, 0.1], [-0.2, 0.1, 1.0]], np.float32)
 GEN_CORR = np.array([[1.0, 0.5, 0.3], [0.5, 1.0, -0.4], [0.3, -0.4, 1.0]], np.float32)
 
@@ -98,7 +129,10 @@ def fill_store(
                 "correlation_discrepancy/genes": np.array(["GA", "GB", "GC"])}  # fmt: skip
         if with_embedding:
             arts.update(_embedding_artifacts(rng, conditional=model == "nb"))
-        rec = TaskRecord(key=spec.key, status="done", values=list(vals.items()), artifacts=arts)
+        arts.update(_suite_artifacts(rng, model))
+        rec = TaskRecord(
+            key=spec.key, status="done", values=[*vals.items(), *SUITE[model].items()], artifacts=arts
+        )
         store.mark_running(spec, run_id)
         store.write_record(spec, rec, run_id)
         aug = _spec(model, seed, "augmentation", dataset)

@@ -1,0 +1,239 @@
+"""The HTML report's figures of the metric suite beyond the paper (one per group): PRDC bars, the
+memorisation histogram, the per-type heatmap and the DE-recovery scatter. Read from the store like
+every figure of :mod:`bench.html` (values and the arrays the scoring stage kept); a figure whose
+values or arrays are missing becomes a one-line note. docs/report.md describes each figure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench import html as bhtml
+from bench import report as rpt
+
+SECTIONS = {
+    "prdc": "Fidelity and coverage: k-NN precision, recall, density, coverage",
+    "memorisation": "Memorisation: distance to the closest training cell",
+    "per_type": "Per cell type: MMD, energy distance and AUC within each type",
+    "de_recovery": "DE recovery: log fold changes of each type's top DE genes",
+}
+PRDC_VALUES = ("precision", "recall", "density", "coverage")
+PER_TYPE_VALUES = (("mmd", "MMD"), ("energy", "energy distance"), ("auc", "RF AUC (0.5 ideal)"))
+MISSING = {
+    "prdc": "no PRDC values in this run (metric 'prdc')",
+    "memorisation": "no memorisation distances stored (metric 'memorisation')",
+    "per_type": "no per-type values stored (metric 'per_type'; conditional models only)",
+    "de_recovery": "no DE-recovery arrays stored (metric 'de_recovery'; conditional models only)",
+}
+
+
+def _grid(n: int, ncol: int, width: float, height: float, **kw):
+    ncol = max(1, min(ncol, n))
+    nrow = int(np.ceil(n / ncol))
+    fig = bhtml._figure()(figsize=(width * ncol, height * nrow), **kw)
+    axes = fig.subplots(nrow, ncol, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def fig_prdc(summary: pd.DataFrame, dataset: str):
+    """Grouped bars: the four scores per model, mean over seeds with the sd as error bar."""
+    sub = summary[
+        (summary.dataset == dataset) & (summary.experiment == "main") & summary.metric.isin(PRDC_VALUES)
+    ]
+    if sub.empty:
+        return None
+    models = rpt._order_models(sorted(set(sub.model)))
+    colours = bhtml._colours(list(PRDC_VALUES), "tab10")
+    fig = bhtml._figure()(figsize=(max(6.0, 1.3 * len(models) + 2.5), 3.8))
+    ax = fig.subplots()
+    width = 0.8 / len(PRDC_VALUES)
+    x = np.arange(len(models))
+    for i, value in enumerate(PRDC_VALUES):
+        cells = [bhtml._summary_cell(summary, dataset, m, value) for m in models]
+        means = np.array([c[0] for c in cells])
+        sds = np.nan_to_num(np.array([c[1] for c in cells]))
+        ax.bar(x + (i - 1.5) * width, np.nan_to_num(means), width, yerr=sds, color=colours[value], label=value,
+               capsize=2)  # fmt: skip
+    ax.axhline(1.0, color="#9e9e9e", lw=0.8, ls=":")
+    ax.set_xticks(x, [bhtml._model_label(m) for m in models], fontsize=9)
+    ax.set_ylabel("score (higher is better)", fontsize=9)
+    ax.legend(fontsize=8, ncol=4, loc="upper left", bbox_to_anchor=(0, 1.13))
+    ax.tick_params(labelsize=8)
+    ax.set_title(f"{dataset}: precision, recall, density, coverage (k = 5, 50 PCs; mean ± sd over seeds)",
+                 fontsize=11, pad=28)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def fig_memorisation(run, keys: dict[str, str], dataset: str):
+    """Per model: histogram of each generated cell's distance to its closest training cell, over the
+    same for the real test cells (grey), with the copy threshold (the test cells' 1st percentile)."""
+    fig, axes = _grid(len(keys), 4, 3.8, 3.0)
+    for ax, (m, key) in zip(axes, keys.items(), strict=False):
+        a = run.artifacts(key, "memorisation")
+        gen, test = np.asarray(a["generated_distances"], float), np.asarray(a["test_distances"], float)
+        hi = float(np.quantile(np.r_[gen, test], 0.99)) or 1.0
+        bins = np.linspace(0.0, hi, 40)
+        ax.hist(
+            np.clip(test, 0, hi),
+            bins=bins,
+            color=bhtml.REAL_COLOUR,
+            alpha=0.7,
+            density=True,
+            label="real test",
+        )
+        ax.hist(np.clip(gen, 0, hi), bins=bins, color="#e53935", alpha=0.55, density=True, label="generated")
+        ax.axvline(float(a["threshold"][0]), color="#000", ls="--", lw=1, label="test 1st percentile")
+        ratio, share = run.task_value(key, "memorisation_ratio"), run.task_value(key, "memorisation_share")
+        txt = f"ratio {ratio:.2f}, share {share:.2f}" if ratio is not None and share is not None else ""
+        ax.set_title(f"{bhtml._model_label(m)} (seed {run.seed_of(key)})\n{txt}", fontsize=9)
+        ax.set_xlabel("distance to closest training cell (50 PCs)", fontsize=8)
+        ax.set_yticks([])
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"{dataset}: distance of each cell to its closest training cell", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def per_type_matrix(run, keys: dict[str, str], value: str) -> tuple[list[str], list[str], np.ndarray]:
+    """(models, types, models x types matrix of one per-type value; NaN where a type was not scored)."""
+    arts = {m: run.artifacts(k, "per_type") for m, k in keys.items()}
+    types = sorted({str(t) for a in arts.values() for t in a["types"]})
+    mat = np.full((len(arts), len(types)), np.nan)
+    for i, a in enumerate(arts.values()):
+        for t, v in zip(a["types"], a.get(value, []), strict=False):
+            mat[i, types.index(str(t))] = float(v)
+    return list(arts), types, mat
+
+
+def fig_per_type(run, keys: dict[str, str], dataset: str):
+    """Heatmaps (models x cell types) of the per-type MMD, energy distance and AUC of one seed."""
+    panels = [
+        (v, lab)
+        for v, lab in PER_TYPE_VALUES
+        if any(v in run.artifacts(k, "per_type") for k in keys.values())
+    ]
+    if not panels:
+        return None
+    models, types, _ = per_type_matrix(run, keys, panels[0][0])
+    fig, axes = _grid(len(panels), 3, 0.55 * len(types) + 2.6, 0.42 * len(models) + 2.4, layout="constrained")
+    for ax, (value, label) in zip(axes, panels, strict=False):
+        models, types, mat = per_type_matrix(run, keys, value)
+        masked = np.ma.masked_invalid(mat)
+        im = ax.imshow(masked, cmap="viridis_r" if value != "auc" else "magma_r", aspect="auto",
+                       vmin=0.5 if value == "auc" else None, vmax=1.0 if value == "auc" else None)  # fmt: skip
+        for i in range(mat.shape[0]):
+            for j in range(mat.shape[1]):
+                if np.isfinite(mat[i, j]):
+                    dark = float(im.norm(mat[i, j])) > 0.5  # the reversed maps are dark at the top
+                    ax.text(
+                        j,
+                        i,
+                        f"{mat[i, j]:.2g}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="w" if dark else "k",
+                    )
+        ax.set_xticks(range(len(types)), types, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(models)), [bhtml._model_label(m) for m in models], fontsize=8)
+        ax.set_title(f"{label} (lower is better)", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
+    seeds = sorted({run.seed_of(k) for k in keys.values()})
+    fig.suptitle(f"{dataset}: generated cells of each type against real test cells of that type "
+                 f"(seed {', '.join(map(str, seeds))}; blank: too few cells)", fontsize=10)  # fmt: skip
+    return fig
+
+
+def fig_de_recovery(run, keys: dict[str, str], dataset: str):
+    """Per model: log2 fold change (type vs rest) of each type's top real DE genes, real test cells (x)
+    against generated cells (y), coloured by type, with the identity line."""
+    fig, axes = _grid(len(keys), 4, 3.6, 3.6)
+    all_types = sorted({str(t) for k in keys.values() for t in run.artifacts(k, "de_recovery")["types"]})
+    colours = bhtml._colours(all_types)
+    for ax, (m, key) in zip(axes, keys.items(), strict=False):
+        a = run.artifacts(key, "de_recovery")
+        types = [str(t) for t in a["types"]]
+        x, y, idx = (
+            np.asarray(a["real_lfc"], float),
+            np.asarray(a["generated_lfc"], float),
+            np.asarray(a["type_index"]),
+        )
+        for i, t in enumerate(types):
+            sel = idx == i
+            ax.scatter(
+                x[sel], y[sel], s=8, color=colours[t], alpha=0.7, linewidths=0, label=t, rasterized=True
+            )
+        if len(x):
+            lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+            ax.plot([lo, hi], [lo, hi], color="#d32f2f", ls="--", lw=1)
+        r, j = run.task_value(key, "de_lfc_r"), run.task_value(key, "de_jaccard")
+        txt = f"r {r:.2f}, Jaccard {j:.2f}" if r is not None and j is not None else ""
+        ax.set_title(f"{bhtml._model_label(m)} (seed {run.seed_of(key)})\n{txt}", fontsize=9)
+        ax.set_xlabel("log2 FC, real test cells", fontsize=8)
+        ax.set_ylabel("log2 FC, generated cells", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    if all_types:
+        handles = [axes[0].scatter([], [], s=12, color=colours[t]) for t in all_types]
+        fig.legend(handles, all_types, fontsize=7, loc="lower center", ncol=min(6, len(all_types)),
+                   bbox_to_anchor=(0.5, -0.04))  # fmt: skip
+    fig.suptitle(f"{dataset}: DE recovery per cell type (top real DE genes, type vs rest)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def suite_html(run, dataset: str, summary: pd.DataFrame) -> str:
+    """The four figure sections of one dataset (h3 ids ``<section>-<dataset slug>``)."""
+    slug = bhtml._slug(dataset)
+    parts: list[str] = []
+    for sec, title in SECTIONS.items():
+        parts.append(f'<h3 id="{sec}-{slug}">{title}</h3>')
+        seed, fig = None, None
+        if sec == "prdc":
+            fig = fig_prdc(summary, dataset)
+        else:
+            required = {
+                "memorisation": "generated_distances",
+                "per_type": "types",
+                "de_recovery": "real_lfc",
+            }[sec]
+            seed, keys = run.figure_tasks(dataset, sec, required)
+            if keys:
+                fig = {
+                    "memorisation": fig_memorisation,
+                    "per_type": fig_per_type,
+                    "de_recovery": fig_de_recovery,
+                }[sec](run, keys, dataset)
+        if fig is None:
+            parts.append(bhtml._note(MISSING[sec]))
+        else:
+            parts.append(bhtml._img(fig, f"{dataset} {title}", bhtml._esc(captions(seed)[sec])))
+    return "".join(parts)
+
+
+def captions(seed: int | None) -> dict[str, str]:
+    s = f" Seed {seed}." if seed is not None else ""
+    return {
+        "prdc": "Precision and density: how much of the generated cells lies on the real data (fidelity); "
+        "recall and coverage: how much of the real data the generated cells reach (diversity). k-NN balls "
+        "(k = 5) on the 50 PCs; density is ~1 and coverage ~0.97 for a fresh real sample. Mean ± sd over seeds.",
+        "memorisation": "Distance from each generated cell (red) and each real test cell (grey) to its "
+        "closest training cell. A generator that copies training cells piles up left of the dashed line "
+        "(the test cells' 1st percentile); the `real` control returns training cells, so it sits at 0 by "
+        "construction." + s,
+        "per_type": "MMD, energy distance and random-forest AUC between the cells a conditional model "
+        "generated for a type and the real test cells of that type (blank: fewer than 10 cells on a "
+        "side). A model that mixes types up scores well on the pooled metrics and badly here." + s,
+        "de_recovery": "Each point is one of a type's top 50 DE genes in the real test cells (Welch t, type "
+        "vs rest): its log2 fold change in the real cells against the generated cells of that type. On "
+        "the red line the generator reproduces the effect size; r is the mean over types of the "
+        "per-type Pearson r, Jaccard the mean overlap of the real and generated top-50 sets." + s,
+    }
+
+
+__all__ = ["SECTIONS", "fig_de_recovery", "fig_memorisation", "fig_per_type", "fig_prdc", "suite_html"]
