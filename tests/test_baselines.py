@@ -91,3 +91,27 @@ def test_validate_output_catches_problems(train_adata):
     bad.obs["cell_type"] = "alien"
     with pytest.raises(TaskFailed, match="not in the training set"):
         validate_output(gen, bad, requested={"alien": 10}, **kw)
+
+
+def test_permute_columns_keeps_every_marginal_and_destroys_correlation():
+    import scipy.sparse as sp
+    from bench.generators.baselines import permute_columns
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(400, 1))
+    X = np.maximum(
+        np.round(np.hstack([z, z, -z, rng.normal(size=(400, 2))]) * 3 + 2), 0
+    )  # 3 correlated genes
+    for inp in (X, sp.csr_matrix(X)):
+        out = permute_columns(inp, np.random.default_rng(1))
+        assert sp.issparse(out) and out.shape == X.shape
+        D = out.toarray()
+        np.testing.assert_array_equal(np.sort(D, axis=0), np.sort(X, axis=0))  # each gene's values kept
+        assert np.corrcoef(X[:, 0], X[:, 1])[0, 1] > 0.99
+        assert (
+            abs(np.corrcoef(D[:, 0], D[:, 1])[0, 1]) < 0.15
+            and abs(np.corrcoef(D[:, 0], D[:, 2])[0, 1]) < 0.15
+        )
+    a = permute_columns(sp.csr_matrix(X), np.random.default_rng(5))
+    b = permute_columns(sp.csr_matrix(X), np.random.default_rng(5))
+    assert (a != b).nnz == 0  # seeded

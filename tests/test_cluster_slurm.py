@@ -45,7 +45,7 @@ classifier_epochs = 5
 batch_size = 32
 confidence = 0.0     # keep every decoded cell: CI checks plumbing, not training quality
 """
-DETERMINISTIC = {"real", "nb"}
+DETERMINISTIC = {"real", "shuffled", "nb"}
 
 
 def activa_works() -> bool:
@@ -77,7 +77,7 @@ def values_by_key(run_dir: Path) -> dict[tuple[str, str], tuple[str, float]]:
 
 
 def test_grid_on_slurm_equals_local_run(workspace, require_slurm, capsys):
-    models = "nb,activa" if activa_works() else "nb"  # + the `real` control
+    models = "nb,activa" if activa_works() else "nb"  # + the `real` and `shuffled` controls
     local, slurm = workspace / "local", workspace / "slurm-grid"
     assert main([*common_args(workspace, models), "--out", str(local)]) == 0
     capsys.readouterr()
@@ -87,7 +87,7 @@ def test_grid_on_slurm_equals_local_run(workspace, require_slurm, capsys):
 
     a, b = values_by_key(local), values_by_key(slurm)
     assert a.keys() == b.keys() and len(a) > 0  # same task keys, same metrics
-    n_models = len(models.split(",")) + 1
+    n_models = len(models.split(",")) + 2
     assert len({k for k, _ in a}) == n_models * 2
     for key, (model, va) in a.items():
         vb = b[key][1]
@@ -101,8 +101,12 @@ def test_grid_on_slurm_equals_local_run(workspace, require_slurm, capsys):
         assert set(tasks.status) == {"done"}
         ledger = load_ledger(slurm)["tasks"]
         assert set(ledger) == set(tasks.key)
-        # tasks with equal resources went into one array: nb and real (1 CPU, 4 GB, 10 min) share it
-        arrays = {e["job_id"].split("_")[0] for e in ledger.values() if e["spec"]["model"] in ("nb", "real")}
+        # tasks with equal resources went into one array: nb and the controls (1 CPU, 4 GB, 10 min)
+        arrays = {
+            e["job_id"].split("_")[0]
+            for e in ledger.values()
+            if e["spec"]["model"] in ("nb", "real", "shuffled")
+        }
         assert len(arrays) == 1
         for entry in ledger.values():
             assert Path(entry["stdout"]).is_file()  # submitit's log of the job

@@ -34,10 +34,10 @@ def _run(h5ad, out, *extra):
 def test_run_writes_store_tables_and_files(h5ad, tmp_path, capsys):
     assert _run(h5ad, tmp_path / "run", "--seeds", "0,1") == 0
     out = capsys.readouterr().out
-    assert "4 task(s): 0 reused" in out and "mmd" in out
+    assert "6 task(s): 0 reused" in out and "mmd" in out  # nb and the two controls, two seeds
     with Store(tmp_path / "run") as store:
         values = store.values()
-        assert set(values.model) == {"nb", "real"} and set(values.seed) == {0, 1}
+        assert set(values.model) == {"nb", "real", "shuffled"} and set(values.seed) == {0, 1}
         prov = store.runs()[-1]["provenance"]
     assert prov["packages"]["scgenbench"] and "commit" in prov["git"] and prov["host"]["cpus"]
     for name in ("values.csv", "summary.md", "summary.json"):
@@ -51,7 +51,7 @@ def test_rerun_reuses_every_task_and_force_recomputes(h5ad, tmp_path, capsys):
     capsys.readouterr()
     t0 = time.perf_counter()
     assert _run(h5ad, tmp_path / "run") == 0
-    assert "2 reused" in capsys.readouterr().out
+    assert "3 reused" in capsys.readouterr().out
     assert time.perf_counter() - t0 < 30
     with Store(tmp_path / "run") as store:
         np.testing.assert_array_equal(store.values().value.to_numpy(), first)

@@ -16,10 +16,10 @@ import time
 import warnings
 
 import pytest
+from bench.generators.base import validate_output
 from bench.metrics import DE_RECOVERY, ENERGY, GENE_STATS, MEMORISATION, PER_TYPE, PRDC, SINKHORN
 
 from bench.evaluation import EvalContext
-from bench.generators.base import validate_output
 
 SUITE = (ENERGY, SINKHORN, PRDC, MEMORISATION, GENE_STATS, PER_TYPE, DE_RECOVERY)
 
@@ -74,6 +74,8 @@ def test_bench_suite_per_model(benchmark, data, model):
         return time.process_time() - cpu0
 
     cpu = benchmark.pedantic(suite, rounds=1, iterations=1)
-    benchmark.extra_info.update(cpu_seconds=round(cpu, 2), **{f"cpu_{k}": round(v, 2) for k, v in seconds.items()})
+    benchmark.extra_info.update(
+        cpu_seconds=round(cpu, 2), **{f"cpu_{k}": round(v, 2) for k, v in seconds.items()}
+    )
     print(f"\n{model}: suite {cpu:.1f} CPU-s; " + ", ".join(f"{k} {v:.2f}" for k, v in seconds.items()))
     assert cpu < 30.0
