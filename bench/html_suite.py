@@ -23,8 +23,8 @@ PER_TYPE_VALUES = (("mmd", "MMD"), ("energy", "energy distance"), ("auc", "RF AU
 MISSING = {
     "prdc": "no PRDC values in this run (metric 'prdc')",
     "memorisation": "no memorisation distances stored (metric 'memorisation')",
-    "per_type": "no per-type values stored (metric 'per_type'; conditional models only)",
-    "de_recovery": "no DE-recovery arrays stored (metric 'de_recovery'; conditional models only)",
+    "per_type": "no per-type values (metric 'per_type'; conditional models, types with enough cells)",
+    "de_recovery": "no DE-recovery arrays (metric 'de_recovery'; conditional models, types with enough cells)",
 }
 
 
@@ -120,6 +120,8 @@ def fig_per_type(run, keys: dict[str, str], dataset: str):
     if not panels:
         return None
     models, types, _ = per_type_matrix(run, keys, panels[0][0])
+    if not types:  # every type had too few cells
+        return None
     fig, axes = _grid(len(panels), 3, 0.55 * len(types) + 2.6, 0.42 * len(models) + 2.4, layout="constrained")
     for ax, (value, label) in zip(axes, panels, strict=False):
         models, types, mat = per_type_matrix(run, keys, value)
@@ -152,8 +154,10 @@ def fig_per_type(run, keys: dict[str, str], dataset: str):
 def fig_de_recovery(run, keys: dict[str, str], dataset: str):
     """Per model: log2 fold change (type vs rest) of each type's top real DE genes, real test cells (x)
     against generated cells (y), coloured by type, with the identity line."""
-    fig, axes = _grid(len(keys), 4, 3.6, 3.6)
     all_types = sorted({str(t) for k in keys.values() for t in run.artifacts(k, "de_recovery")["types"]})
+    if not all_types:  # every type had too few cells
+        return None
+    fig, axes = _grid(len(keys), 4, 3.6, 3.6)
     colours = bhtml._colours(all_types)
     for ax, (m, key) in zip(axes, keys.items(), strict=False):
         a = run.artifacts(key, "de_recovery")
@@ -178,10 +182,9 @@ def fig_de_recovery(run, keys: dict[str, str], dataset: str):
         ax.set_ylabel("log2 FC, generated cells", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    if all_types:
-        handles = [axes[0].scatter([], [], s=12, color=colours[t]) for t in all_types]
-        fig.legend(handles, all_types, fontsize=7, loc="lower center", ncol=min(6, len(all_types)),
-                   bbox_to_anchor=(0.5, -0.04))  # fmt: skip
+    handles = [axes[0].scatter([], [], s=12, color=colours[t]) for t in all_types]
+    fig.legend(handles, all_types, fontsize=7, loc="lower center", ncol=min(6, len(all_types)),
+               bbox_to_anchor=(0.5, -0.04))  # fmt: skip
     fig.suptitle(f"{dataset}: DE recovery per cell type (top real DE genes, type vs rest)", fontsize=11)
     fig.tight_layout()
     return fig

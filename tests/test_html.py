@@ -366,7 +366,7 @@ def _small_h5ad(path: Path) -> Path:
     import scipy.sparse as sp
 
     rng = np.random.default_rng(0)
-    n, g, k = 240, 80, 3
+    n, g, k = 450, 80, 3  # 15 test cells per type: enough for the per-type metrics (>= 10 a side)
     labels = np.array([f"type{i % k}" for i in range(n)])
     mu = np.full((n, g), 2.0)
     for t in range(k):
