@@ -421,3 +421,14 @@ def test_per_type_adapters_keep_per_type_values(ctx):
     del unlabelled.obs["cell_type"]
     with pytest.raises(TaskFailed, match="labelled"):
         PER_TYPE.func(ctx, unlabelled, seed=0)
+
+
+def test_bench_list_metrics_shows_the_suite_with_directions(capsys):
+    from bench.cli import main
+
+    assert main(["list", "metrics"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for metric in SUITE:
+        assert metric.name in out
+        for value, direction in metric.directions.items():
+            assert f"{value} {'↓' if direction == 'lower' else '↑'}" in out, value
