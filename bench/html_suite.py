@@ -232,10 +232,10 @@ def captions(seed: int | None) -> dict[str, str]:
         "per_type": "MMD, energy distance and random-forest AUC between the cells a conditional model "
         "generated for a type and the real test cells of that type (blank: fewer than 10 cells on a "
         "side). A model that mixes types up scores well on the pooled metrics and badly here." + s,
-        "de_recovery": "Each point is one of a type's top 50 DE genes in the real test cells (Welch t, type "
+        "de_recovery": "Each point is one of a type's top 20 DE genes in the real test cells (Welch t, type "
         "vs rest): its log2 fold change in the real cells against the generated cells of that type. On "
         "the red line the generator reproduces the effect size; r is the mean over types of the "
-        "per-type Pearson r, Jaccard the mean overlap of the real and generated top-50 sets." + s,
+        "per-type Pearson r, Jaccard the mean overlap of the real and generated top-20 sets." + s,
     }
 
 

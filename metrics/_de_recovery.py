@@ -67,7 +67,7 @@ class DeRecoveryResult:
 
 
 def de_recovery(
-    real, real_labels, fake, fake_labels, *, top_k: int = 50, min_cells: int = 5
+    real, real_labels, fake, fake_labels, *, top_k: int = 20, min_cells: int = 5
 ) -> DeRecoveryResult:
     """Does each generated cell type have the real type's marker genes, with the right effect sizes?
 
@@ -92,7 +92,8 @@ def de_recovery(
     real_labels, fake_labels
         Cell type of every real / generated cell (generated: the type it was generated for).
     top_k
-        Genes per type (50).
+        Genes per type (20: on pbmc3k a real sample's per-type fold changes agree with r ~0.9
+        over the top 20 genes and ~0.4 over the top 50, whose tail is noise).
     min_cells
         Types with fewer cells on either side are skipped.
     """
@@ -137,7 +138,7 @@ def generated_labels(ctx, generated) -> np.ndarray:
     return generated.obs[ctx.label_key].astype(str).to_numpy()
 
 
-def _score_de_recovery(ctx, generated, *, seed: int, top_k: int = 50, min_cells: int = 5) -> MetricOutput:
+def _score_de_recovery(ctx, generated, *, seed: int, top_k: int = 20, min_cells: int = 5) -> MetricOutput:
     X_log, _ = ctx.transform_generated(generated)
     res = de_recovery(ctx.test_log, ctx.labels("test"), X_log, generated_labels(ctx, generated),
                       top_k=top_k, min_cells=min_cells)  # fmt: skip
@@ -162,12 +163,12 @@ DE_RECOVERY = Metric(
     name="de_recovery",
     func=_score_de_recovery,
     directions={"de_lfc_r": "higher", "de_jaccard": "higher"},
-    description="per cell type (vs rest): Pearson r of log fold changes of the real top-50 DE genes, "
-    "Jaccard of the top-50 sets, generated vs real test cells (mean over types)",
+    description="per cell type (vs rest): Pearson r of log fold changes of the real top-20 DE genes, "
+    "Jaccard of the top-20 sets, generated vs real test cells (mean over types)",
     reference="Welch t ranking as scanpy rank_genes_groups t-test; ACTIVA paper section 5.3 markers",
     requires_conditional=True,
     cells="per-label",
-    options={"top_k": 50, "min_cells": 5},
+    options={"top_k": 20, "min_cells": 5},
     table="biology",
 )
 
