@@ -2,13 +2,15 @@
 
 Commands (WORKDIR holds the run's files; nothing else is read or written)::
 
-    python entry.py fit WORKDIR        # train.h5ad + spec.json  -> model/ + fit.json
+    python entry.py fit WORKDIR        # train.h5ad + spec.json  -> model/ + fit.json (+ snapshots/)
     python entry.py generate WORKDIR   # model/ + spec.json      -> generated.h5ad
-    python entry.py time WORKDIR       # model/ + spec.json      -> timing.json (cells generated, not written)
 
 ``spec.json``: ``{"conditional": bool, "params": {...}, "label_key": str, "seed": int,
 "device": "cpu" | "cuda", "progress": bool, "n_cells": int | {label: int}, "generate_seed": int,
-"chunk": int}``.
+"chunk": int, "snapshots": {"fractions": [...], "n_cells": int} | null}``. With ``snapshots``, fit
+writes ``snapshots/step-<k>.h5ad`` (``n_cells`` generated cells after step k, for k at each
+fraction of ``max_steps``) and ``snapshots/index.json``; the harness scores them (convergence).
+``generated.h5ad`` carries the generation time measured here in ``uns['scgenbench']``.
 
 Dependencies: TensorFlow 2, anndata, numpy, h5py (scipy comes with anndata). This module must not
 import the harness (``bench``): the image does not install it.
@@ -354,9 +356,12 @@ def fit(
     seed: int,
     *,
     progress: bool = True,
+    on_step=None,
 ) -> tuple[ScGANModel, dict[str, Any]]:
     """Train on ``X`` (cells x genes, CSR or dense, library-size normalised) and return the model and
-    the fit record (train_seconds, steps, history)."""
+    the fit record (train_seconds, steps, cells_seen, history). ``on_step(model, steps_done,
+    cells_seen, train_seconds)``, when given, is called after every step and returns the seconds it
+    spent (left out of ``train_seconds``)."""
     import scipy.sparse as sp
 
     tf.random.set_seed(seed)
@@ -399,6 +404,7 @@ def fit(
     }
     max_steps = int(p["max_steps"])
     n_critic = n_gen = 0
+    paused = 0.0
     start = time.perf_counter()
     for step in range(max_steps):
         k = (
@@ -426,16 +432,19 @@ def fit(
             for key, v in zip(("critic_loss", "gen_loss", "gp", "wdist", "lr"), vals, strict=True):
                 history[key].append(v)
             history["step"].append(step)
+        if on_step is not None:
+            paused += on_step(model, step + 1, n_critic * B, time.perf_counter() - start - paused)
         if progress and (step % int(p["progress_every"]) == 0 or last):
-            el = time.perf_counter() - start
+            el = time.perf_counter() - start - paused
             _log(
                 f"step {step + 1}/{max_steps}  critic {float(d_loss):.4f}  gen {float(g_loss):.4f}  "
                 f"gp {float(gp):.4f}  lr {float(lr):.3g}  {(step + 1) / max(el, 1e-9):.2f} steps/s"
             )
-    train_seconds = time.perf_counter() - start
+    train_seconds = time.perf_counter() - start - paused
     record = {
         "train_seconds": train_seconds,
         "steps": max_steps,
+        "cells_seen": n_critic * B,
         "critic_updates": n_critic,
         "generator_updates": n_gen,
         "history": history,
@@ -506,7 +515,9 @@ def cmd_fit(workdir: Path) -> None:
         f"device {device}, tensorflow {tf.__version__}"
     )
     seed = int(spec.get("seed", 0))
-    model, record = fit(adata.X, labels, spec.get("params", {}), seed, progress=spec.get("progress", True))
+    params = spec.get("params", {})
+    on_step = snapshot_writer(workdir, spec, adata, labels, {**DEFAULTS, **params}["max_steps"], seed)
+    model, record = fit(adata.X, labels, params, seed, progress=spec.get("progress", True), on_step=on_step)
     save_model(
         model,
         workdir / "model",
@@ -522,7 +533,55 @@ def cmd_fit(workdir: Path) -> None:
     _log(f"fit done: {record['steps']} steps in {record['train_seconds']:.1f}s")
 
 
-def cmd_generate(workdir: Path, *, write: bool = True) -> None:
+def snapshot_steps(fractions, max_steps: int) -> list[int]:
+    """Steps (1-based) at the given fractions of the budget, as the harness's FitContext does."""
+    return sorted({min(max_steps, max(1, round(f * max_steps))) for f in fractions}) if max_steps > 0 else []
+
+
+def snapshot_writer(workdir: Path, spec: dict[str, Any], adata, labels, max_steps: int, seed: int):
+    """The ``on_step`` hook that writes the snapshots the harness asked for (None when it asked none)."""
+    snap = spec.get("snapshots")
+    if not snap or not snap.get("fractions") or int(snap.get("n_cells", 0)) < 1:
+        return None
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+
+    todo = snapshot_steps(snap["fractions"], int(max_steps))
+    folder = workdir / "snapshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    index: list[dict[str, Any]] = []
+    ratios = None
+    if labels is not None:
+        classes = sorted({str(x) for x in labels}, key=natural_key)
+        ratios = [float(np.mean(labels == c)) for c in classes]
+
+    def on_step(model, steps_done: int, cells_seen: int, train_seconds: float) -> float:
+        if not todo or steps_done != todo[0]:
+            return 0.0
+        todo.pop(0)
+        start = time.perf_counter()
+        n = int(snap["n_cells"])
+        lab = generation_plan(model, n, seed + steps_done, ratios)
+        X = model.generate(n, lab, tf.random.Generator.from_seed(seed + 7919 * steps_done))
+        out = ad.AnnData(X=sp.csr_matrix(X, dtype=np.float32))
+        out.obs_names = [f"snap-{i}" for i in range(n)]
+        out.var_names = [str(v) for v in adata.var_names]
+        if lab is not None:
+            key = spec.get("label_key") or "label"
+            out.obs[key] = pd.Categorical(np.asarray(model.classes, dtype=object)[lab].astype(str))
+        name = f"step-{steps_done}.h5ad"
+        out.write_h5ad(folder / name)
+        index.append(
+            {"step": steps_done, "cells_seen": cells_seen, "train_seconds": train_seconds, "file": name}
+        )
+        (folder / "index.json").write_text(json.dumps(index))
+        return time.perf_counter() - start
+
+    return on_step
+
+
+def cmd_generate(workdir: Path) -> None:
     import anndata as ad
     import pandas as pd
     import scipy.sparse as sp
@@ -535,42 +594,31 @@ def cmd_generate(workdir: Path, *, write: bool = True) -> None:
     chunk = int(spec.get("chunk", 10_000))
     rng = tf.random.Generator.from_seed(seed)
     start = time.perf_counter()
-    if write:
-        lab = generation_plan(model, n_cells, seed, config.get("class_ratios"))
-        n = int(sum(n_cells.values())) if isinstance(n_cells, dict) else int(n_cells)
-        X = sp.csr_matrix(model.generate(n, lab, rng, chunk), dtype=np.float32)
-        out = ad.AnnData(X=X)
-        out.obs_names = [f"gen-{i}" for i in range(n)]
-        out.var_names = config["var_names"]
-        if lab is not None:
-            key = spec.get("label_key") or config.get("label_key") or "label"
-            names = np.asarray(model.classes, dtype=object)[lab] if n else np.array([], dtype=object)
-            out.obs[key] = pd.Categorical(names.astype(str), categories=model.classes)
-        out.write_h5ad(workdir / "generated.h5ad")
-        _log(f"generated {n} cells in {time.perf_counter() - start:.2f}s")
-        return
-    # timing mode: generate (and sparsify, as generate does) in chunks, write nothing but the timing
-    n = int(n_cells)
-    done = 0
-    while done < n:
-        k = min(chunk, n - done)
-        lab = generation_plan(model, k, seed + done, config.get("class_ratios"))
-        sp.csr_matrix(model.generate(k, lab, rng, chunk), dtype=np.float32)
-        done += k
+    lab = generation_plan(model, n_cells, seed, config.get("class_ratios"))
+    n = int(sum(n_cells.values())) if isinstance(n_cells, dict) else int(n_cells)
+    X = sp.csr_matrix(model.generate(n, lab, rng, chunk), dtype=np.float32)
     seconds = time.perf_counter() - start
-    (workdir / "timing.json").write_text(json.dumps({"n_cells": n, "seconds": seconds, "chunk": chunk}))
-    _log(f"timing: {n} cells in {seconds:.2f}s")
+    out = ad.AnnData(X=X)
+    out.obs_names = [f"gen-{i}" for i in range(n)]
+    out.var_names = config["var_names"]
+    if lab is not None:
+        key = spec.get("label_key") or config.get("label_key") or "label"
+        names = np.asarray(model.classes, dtype=object)[lab] if n else np.array([], dtype=object)
+        out.obs[key] = pd.Categorical(names.astype(str), categories=model.classes)
+    out.uns["scgenbench"] = {"generate_seconds": seconds}
+    out.write_h5ad(workdir / "generated.h5ad")
+    _log(f"generated {n} cells in {seconds:.2f}s")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["fit", "generate", "time"])
+    parser.add_argument("command", choices=["fit", "generate"])
     parser.add_argument("workdir", type=Path)
     args = parser.parse_args(argv)
     if args.command == "fit":
         cmd_fit(args.workdir)
     else:
-        cmd_generate(args.workdir, write=args.command == "generate")
+        cmd_generate(args.workdir)
     return 0
 
 
