@@ -65,6 +65,10 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 128,
     "critic_iters": 5,
     "max_steps": 1_000_000,
+    # None: max_steps; "N steps" sets max_steps; "N epochs" = N passes of the training cells through
+    # the critic (each step reads (critic_iters + 1) batches); "N minutes" stops training after that
+    # much time (max_steps then only sets the learning-rate decay's horizon)
+    "budget": None,
     "extra_critic_update": True,  # the original: one more critic update per step (6:1)
     "bn_decay": 0.999,
     "bn_eps": 1e-5,
@@ -80,6 +84,23 @@ DEFAULTS: dict[str, Any] = {
 def natural_key(s: str) -> list[Any]:
     """Sort key that orders '2' before '10' (the original's natsorted cluster categories)."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(s))]
+
+
+def resolve_budget(p: dict[str, Any], n_cells: int) -> tuple[int, float | None]:
+    """(max_steps, time limit in seconds or None) of the params' ``budget`` for ``n_cells`` cells."""
+    budget = p.get("budget")
+    if not budget:
+        return int(p["max_steps"]), None
+    amount, unit = str(budget).split()
+    amount = float(amount)
+    if unit == "steps":
+        return max(1, round(amount)), None
+    if unit == "epochs":
+        per_step = (int(p["critic_iters"]) + 1) * int(p["batch_size"])
+        return max(1, math.ceil(amount * n_cells / per_step)), None
+    if unit == "minutes":
+        return int(p["max_steps"]), amount * 60.0
+    raise ValueError(f"unknown budget unit {unit!r}")
 
 
 def learning_rate(step: int | tf.Tensor, max_steps: int, lr_initial: float, lr_final: float):
@@ -360,13 +381,14 @@ def fit(
 ) -> tuple[ScGANModel, dict[str, Any]]:
     """Train on ``X`` (cells x genes, CSR or dense, library-size normalised) and return the model and
     the fit record (train_seconds, steps, cells_seen, history). ``on_step(model, steps_done,
-    cells_seen, train_seconds)``, when given, is called after every step and returns the seconds it
-    spent (left out of ``train_seconds``)."""
+    cells_seen, train_seconds, last)``, when given, is called after every step and returns the
+    seconds it spent (left out of ``train_seconds``)."""
     import scipy.sparse as sp
 
     tf.random.set_seed(seed)
     np.random.seed(seed % 2**32)
     p = {**DEFAULTS, **params}
+    p["max_steps"], time_limit = resolve_budget(p, X.shape[0])
     classes = sorted({str(x) for x in labels}, key=natural_key) if labels is not None else None
     model = ScGANModel(X.shape[1], classes, p, seed)
     rng = np.random.default_rng(seed)
@@ -406,6 +428,7 @@ def fit(
     n_critic = n_gen = 0
     paused = 0.0
     start = time.perf_counter()
+    steps_done = 0
     for step in range(max_steps):
         k = (
             (int(p["critic_iters"]) + 1 if step > 0 else 1)
@@ -424,7 +447,9 @@ def fit(
         )
         n_critic += k
         n_gen += 1
-        last = step == max_steps - 1
+        steps_done = step + 1
+        trained = time.perf_counter() - start - paused
+        last = step == max_steps - 1 or (time_limit is not None and trained >= time_limit)
         if step % int(p["log_every"]) == 0 or last:
             vals = [float(v) for v in (d_loss, g_loss, gp, wdist, lr)]
             if not all(math.isfinite(v) for v in vals[:4]):
@@ -433,18 +458,22 @@ def fit(
                 history[key].append(v)
             history["step"].append(step)
         if on_step is not None:
-            paused += on_step(model, step + 1, n_critic * B, time.perf_counter() - start - paused)
+            paused += on_step(model, step + 1, n_critic * B, trained, last)
         if progress and (step % int(p["progress_every"]) == 0 or last):
             el = time.perf_counter() - start - paused
             _log(
                 f"step {step + 1}/{max_steps}  critic {float(d_loss):.4f}  gen {float(g_loss):.4f}  "
                 f"gp {float(gp):.4f}  lr {float(lr):.3g}  {(step + 1) / max(el, 1e-9):.2f} steps/s"
             )
+        if last:
+            break
     train_seconds = time.perf_counter() - start - paused
     record = {
         "train_seconds": train_seconds,
-        "steps": max_steps,
+        "steps": steps_done,
         "cells_seen": n_critic * B,
+        "max_steps": max_steps,
+        "time_limit_s": time_limit,
         "critic_updates": n_critic,
         "generator_updates": n_gen,
         "history": history,
@@ -516,7 +545,8 @@ def cmd_fit(workdir: Path) -> None:
     )
     seed = int(spec.get("seed", 0))
     params = spec.get("params", {})
-    on_step = snapshot_writer(workdir, spec, adata, labels, {**DEFAULTS, **params}["max_steps"], seed)
+    max_steps, time_limit = resolve_budget({**DEFAULTS, **params}, adata.n_obs)
+    on_step = snapshot_writer(workdir, spec, adata, labels, max_steps, time_limit, seed)
     model, record = fit(adata.X, labels, params, seed, progress=spec.get("progress", True), on_step=on_step)
     save_model(
         model,
@@ -538,8 +568,12 @@ def snapshot_steps(fractions, max_steps: int) -> list[int]:
     return sorted({min(max_steps, max(1, round(f * max_steps))) for f in fractions}) if max_steps > 0 else []
 
 
-def snapshot_writer(workdir: Path, spec: dict[str, Any], adata, labels, max_steps: int, seed: int):
-    """The ``on_step`` hook that writes the snapshots the harness asked for (None when it asked none)."""
+def snapshot_writer(
+    workdir: Path, spec: dict[str, Any], adata, labels, max_steps: int, time_limit: float | None, seed: int
+):
+    """The ``on_step`` hook that writes the snapshots the harness asked for (None when it asked none):
+    at fractions of ``max_steps``, or of ``time_limit`` seconds under a minutes budget, and always
+    at the last step."""
     snap = spec.get("snapshots")
     if not snap or not snap.get("fractions") or int(snap.get("n_cells", 0)) < 1:
         return None
@@ -547,7 +581,10 @@ def snapshot_writer(workdir: Path, spec: dict[str, Any], adata, labels, max_step
     import pandas as pd
     import scipy.sparse as sp
 
-    todo = snapshot_steps(snap["fractions"], int(max_steps))
+    if time_limit is None:
+        todo = snapshot_steps(snap["fractions"], int(max_steps))
+    else:
+        todo = sorted(f * time_limit for f in snap["fractions"])
     folder = workdir / "snapshots"
     folder.mkdir(parents=True, exist_ok=True)
     index: list[dict[str, Any]] = []
@@ -556,10 +593,12 @@ def snapshot_writer(workdir: Path, spec: dict[str, Any], adata, labels, max_step
         classes = sorted({str(x) for x in labels}, key=natural_key)
         ratios = [float(np.mean(labels == c)) for c in classes]
 
-    def on_step(model, steps_done: int, cells_seen: int, train_seconds: float) -> float:
-        if not todo or steps_done != todo[0]:
+    def on_step(model, steps_done: int, cells_seen: int, train_seconds: float, last: bool) -> float:
+        reached = steps_done if time_limit is None else train_seconds
+        if not todo or not (reached >= todo[0] or last):
             return 0.0
-        todo.pop(0)
+        while todo and (reached >= todo[0] or last):  # one snapshot, however many fractions passed
+            todo.pop(0)
         start = time.perf_counter()
         n = int(snap["n_cells"])
         lab = generation_plan(model, n, seed + steps_done, ratios)
