@@ -1,14 +1,15 @@
 import numpy as np
 import pytest
 from bench.generators.base import validate_output
-from bench.generators.baselines import NegativeBinomial, RealControl
+from bench.generators.baselines import NegativeBinomial, RealControl, ShuffledControl
 
 from bench.errors import TaskFailed
+from tests.conftest import fit_generator
 
 
 def _fit(cls, train, **params):
     gen = cls(**params)
-    gen.fit(train, label_key="cell_type", seed=0)
+    fit_generator(gen, train)
     return gen
 
 
@@ -115,3 +116,33 @@ def test_permute_columns_keeps_every_marginal_and_destroys_correlation():
     a = permute_columns(sp.csr_matrix(X), np.random.default_rng(5))
     b = permute_columns(sp.csr_matrix(X), np.random.default_rng(5))
     assert (a != b).nnz == 0  # seeded
+
+
+def test_shuffled_control_keeps_marginals_and_breaks_types(train_adata):
+    gen = _fit(ShuffledControl, train_adata)
+    counts = train_adata.layers["counts"].toarray()
+    # fit permuted each gene's raw counts across the training cells: same values per gene
+    np.testing.assert_array_equal(np.sort(gen._X.toarray(), axis=0), np.sort(counts, axis=0))
+    assert not np.array_equal(gen._X.toarray(), counts)
+    req = {"t0": 30, "t2": 20}
+    out = gen.generate(req, seed=1)
+    validate_output(gen, out, var_names=list(train_adata.var_names), label_key="cell_type",
+                    known_labels=["t0", "t1", "t2"], requested=req)  # fmt: skip
+    assert out.obs["cell_type"].value_counts().to_dict() == req
+    # the cells "of" t0 carry no t0 signature: its marker block is no higher than in real t1 cells
+    X = out.X.toarray()
+    t0_real = counts[train_adata.obs["cell_type"] == "t0"][:, :20].mean()
+    t0_shuffled = X[(out.obs["cell_type"] == "t0").to_numpy()][:, :20].mean()
+    assert t0_shuffled < 0.7 * t0_real
+    assert (gen.generate(40, seed=3).X != gen.generate(40, seed=3).X).nnz == 0  # seeded
+    again = _fit(ShuffledControl, train_adata)
+    assert (again._X != gen._X).nnz == 0  # the permutation is seeded by the fit's seed
+
+
+def test_shuffled_is_a_registered_control():
+    from bench.config import CONTROLS, build_spec
+    from bench.registry import get_generator
+
+    assert get_generator("shuffled") is ShuffledControl and CONTROLS == ("real", "shuffled")
+    assert build_spec(None, models=["nb"]).models == ["nb", "real", "shuffled"]
+    assert build_spec(None, models=["nb"], control=False).models == ["nb"]

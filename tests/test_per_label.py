@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from bench.generators.base import validate_output
 from bench.generators.baselines import NegativeBinomial
 
 from bench import registry
 from bench.tasks import DataSpec, PerLabelCells, TaskSpec, execute_task
-from tests.conftest import make_counts
+from tests.conftest import fit_generator, make_counts
 
 
 class UnconditionalNB(NegativeBinomial):
@@ -61,21 +62,22 @@ def test_unconditional_model_gets_no_per_type_values(prepared, tmp_path):
 
 def test_per_label_cells_made_once_or_reused(prepared):
     gen = NegativeBinomial()
-    known = sorted(prepared.train.obs["cell_type"].astype(str).unique())
-    gen.var_names, gen.labels, gen.label_key = list(map(str, prepared.train.var_names)), known, "cell_type"
-    try:
-        gen.fit(prepared.train, label_key="cell_type", seed=0)  # generator contract before issue 20
-    except TypeError:
-        from bench.generators.base import FitContext
-
-        gen.fit(prepared.train, FitContext(label_key="cell_type", seed=0, device="cpu", work_dir=None))
+    fit_generator(gen, prepared.train)
+    known = gen.labels
     main = gen.generate(prepared.test.n_obs, seed=1)
-    cells = PerLabelCells(gen, main, prepared.test.n_obs, prepared, known, seed=0)
+    genes = list(map(str, prepared.train.var_names))
+
+    def validate(g, out, request):
+        return validate_output(
+            g, out, var_names=genes, label_key="cell_type", known_labels=known, requested=request
+        )
+
+    cells = PerLabelCells(gen, main, prepared.test.n_obs, prepared, validate, seed=0)
     first = cells.get()
     assert first is cells.get() and first is not main  # one extra generation, made once
     want = prepared.test.obs["cell_type"].astype(str).value_counts().to_dict()
     assert first.obs["cell_type"].astype(str).value_counts().to_dict() == want
     request = {k: int(v) for k, v in want.items()}
-    assert PerLabelCells(gen, main, request, prepared, known, seed=0).get() is main  # already per-label
+    assert PerLabelCells(gen, main, request, prepared, validate, seed=0).get() is main  # already per-label
     unconditional = UnconditionalNB()
-    assert PerLabelCells(unconditional, main, prepared.test.n_obs, prepared, known, seed=0).get() is None
+    assert PerLabelCells(unconditional, main, prepared.test.n_obs, prepared, validate, seed=0).get() is None

@@ -16,7 +16,7 @@ import time
 import warnings
 
 import pytest
-from bench.generators.base import validate_output
+from bench.generators.base import FitContext, bind_training_data, validate_output
 from bench.metrics import DE_RECOVERY, ENERGY, GENE_STATS, MEMORISATION, PER_TYPE, PRDC, SINKHORN
 
 from bench.evaluation import EvalContext
@@ -35,16 +35,11 @@ def generated_cells(data, model: str):
     from bench.generators.baselines import NegativeBinomial, RealControl
 
     gen = {"real": RealControl, "nb": NegativeBinomial}[model]()
-    known = sorted(data.train.obs[data.label_key].astype(str).unique())
-    gen.var_names, gen.labels, gen.label_key = list(map(str, data.train.var_names)), known, data.label_key
+    bind_training_data(gen, data.train, data.label_key)
+    known = gen.labels
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            gen.fit(data.train, label_key=data.label_key, seed=0)  # generator contract before issue 20
-        except TypeError:
-            from bench.generators.base import FitContext
-
-            gen.fit(data.train, FitContext(label_key=data.label_key, seed=0, device="cpu", work_dir=None))
+        gen.fit(data.train, FitContext(label_key=data.label_key, seed=0))
     per_label = {str(k): int(v) for k, v in data.test.obs[data.label_key].astype(str).value_counts().items()}
     out = []
     for request, seed in ((int(data.test.n_obs), 1), (per_label, 2)):
