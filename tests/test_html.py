@@ -392,9 +392,9 @@ def test_report_from_a_real_run(tmp_path):
     with Store(run_dir, create=False) as store:
         datasets = sorted(set(store.values().dataset))
         assert_tables_match_console(page, store)
-        # the embedding metric ran for both models and both seeds
+        # the embedding metric ran for nb and the two controls, both seeds
         emb = store.values().query("metric == 'embedding_cells'")
-        assert len(emb) == 4
+        assert len(emb) == 6
     assert_sections(page, datasets)
     assert len(decode_images(page)) == len(FIGURE_SECTIONS) * len(datasets)
     assert_self_contained(page)

@@ -153,6 +153,6 @@ def test_store_merge(h5ad, tmp_path):
     assert _run(h5ad, tmp_path / "a", "--seeds", "0") == 0
     assert _run(h5ad, tmp_path / "b", "--seeds", "1") == 0
     with Store(tmp_path / "a") as a, Store(tmp_path / "b") as b:
-        assert a.merge_from(b) == 2
+        assert a.merge_from(b) == 3  # nb and the two controls
         assert a.merge_from(b) == 0
         assert set(a.values().seed) == {0, 1}
