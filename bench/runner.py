@@ -10,7 +10,7 @@ from bench import provenance
 from bench.config import RunSpec
 from bench.errors import UserError
 from bench.registry import available, get_generator, get_metric
-from bench.tasks import DataSpec, TaskSpec
+from bench.tasks import DataSpec, TaskSpec, resolve_device
 
 
 @dataclass
@@ -38,7 +38,7 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
     skipped: list[str] = []
     for ds in spec.datasets:
         dspec = DataSpec(ds, spec.label_key, spec.split_seed, spec.test_fraction, spec.n_top_genes)
-        prepared = dspec.prepare(progress=progress)
+        prepared = dspec.prepare(progress=progress, write_cache=False)  # written once all is valid
         name = prepared.name
         data[name] = prepared
         labels = set(prepared.train.obs[prepared.label_key].astype(str))
@@ -72,6 +72,10 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
                         continue
                     options = metric.options_for(spec.profile, spec.metric_options.get(ename))
                     tasks.append(TaskSpec(**common, experiment=ename, metrics={ename: options}))
+    from bench.datasets import save_prepared
+
+    for prepared in data.values():
+        save_prepared(prepared)
     return Plan(tasks=tasks, data=data, skipped=skipped)
 
 
@@ -85,8 +89,10 @@ def run(spec: RunSpec, run_dir: str | Path, *, force: bool = False, progress: bo
     from bench.executors import make_executor
     from bench.store import Store
 
-    the_plan = plan(spec, progress=progress)
+    if spec.device == "cuda" and spec.executor.get("name", "local") == "local":
+        resolve_device("cuda")  # no visible GPU: UserError before anything is prepared or written
     executor = make_executor(spec.executor)  # validates executor settings before anything is written
+    the_plan = plan(spec, progress=progress)
     run_dir = Path(run_dir)
     with Store(run_dir) as store:
         prov = provenance.collect(argv)

@@ -35,7 +35,7 @@ class DataSpec:
     test_fraction: float
     n_top_genes: int | None
 
-    def prepare(self, progress: bool = False):
+    def prepare(self, progress: bool = False, write_cache: bool = True):
         from bench import datasets
 
         return datasets.prepare(
@@ -45,6 +45,7 @@ class DataSpec:
             test_fraction=self.test_fraction,
             n_top_genes=self.n_top_genes,
             progress=progress,
+            write_cache=write_cache,
         )
 
 

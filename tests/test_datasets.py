@@ -314,3 +314,17 @@ def test_benchmark_prepare_cache_hit(benchmark, bench_data, tmp_path):
     ds.prepare(str(path), label_key="cell_type")
     result = benchmark(ds.prepare, str(path), label_key="cell_type")
     assert result.info["cached"]
+
+
+def test_prepare_without_cache_write_then_save(bench_data, tmp_path):
+    """write_cache=False keeps the result in memory (the runner validates the whole run first);
+    save_prepared writes exactly what a plain prepare would have cached."""
+    path = _write(make_counts(sizes=(100, 60, 40)), tmp_path / "toy.h5ad")
+    held = ds.prepare(str(path), label_key="cell_type", write_cache=False)
+    assert held.info["cached"] is False and not (bench_data / "prepared").exists()
+    ds.save_prepared(held)
+    again = ds.prepare(str(path), label_key="cell_type")
+    assert again.info["cached"] is True and again.hash == held.hash
+    assert list(again.test.obs_names) == list(held.test.obs_names)
+    np.testing.assert_array_equal(again.train.X.toarray(), held.train.X.toarray())
+    ds.save_prepared(held)  # already there: a no-op
