@@ -187,8 +187,11 @@ class EvalContext:
         hit = self.cache.get("_generated_transform")
         if hit is not None and hit[0] is adata and hit[1] == scale:
             return hit[2], hit[3]
-        if list(map(str, adata.var_names)) != list(map(str, self.train.var_names)):
-            raise TaskFailed("generated var_names differ from the training genes (order or names)")
+        from bench.generators.base import gene_mismatch
+
+        mismatch = gene_mismatch(list(map(str, adata.var_names)), list(map(str, self.train.var_names)))
+        if mismatch:
+            raise TaskFailed(mismatch)
         X_log = to_lognorm(adata.X, scale)
         pcs = self.project(X_log)
         # one slot: the metrics of one task share it; the next task's cells replace it

@@ -29,9 +29,12 @@ def task_dir(run_dir: Path, spec: TaskSpec) -> Path:
 
 
 def report_failure(console, spec: TaskSpec, error: str | None, log_tail: str | None) -> None:
+    """One line per failed task (and the tail of a container's or job's log where there is one)."""
     if console is None:
         return
-    console.print(f"[red]FAILED[/red] {spec.label}: {error}")
+    from rich.markup import escape
+
+    console.print(f"[red]FAILED[/red] {escape(f'{spec.label}: {error}')}", soft_wrap=True)
     if log_tail:
         lines = log_tail.rstrip().splitlines()[-50:]
         console.print("\n".join("    " + line for line in lines), markup=False, highlight=False)
