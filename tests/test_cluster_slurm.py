@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -84,6 +85,11 @@ def test_grid_on_slurm_equals_local_run(workspace, require_slurm, capsys):
     assert main([*common_args(workspace, models), "--out", str(slurm), "--executor", "slurm"]) == 0
     out = capsys.readouterr().out
     assert "slurm: submitted array of" in out
+    # not a terminal: the driver prints one plain line per finished task (task, status, s, left, ETA)
+    n_tasks = (len(models.split(",")) + 1) * 2
+    finished = re.findall(rf"^\[(\d+)/{n_tasks}\] \S+/seed\d/main: done in [\d.]+ s; (\d+) left, ETA \d+:\d\d:\d\d$",
+                          out, flags=re.M)  # fmt: skip
+    assert [(int(i), int(left)) for i, left in finished] == [(i, n_tasks - i) for i in range(1, n_tasks + 1)]
 
     a, b = values_by_key(local), values_by_key(slurm)
     assert a.keys() == b.keys() and len(a) > 0  # same task keys, same metrics
