@@ -176,7 +176,7 @@ AUC = Metric(
     name="auc",
     func=_score_auc,
     directions={"auc": "lower", "auc_sd": "lower"},
-    description="5-fold CV AUC of a 1000-tree random forest separating real test from generated cells",
+    description="cross-validated AUC of a random forest separating real test from generated cells",
     reference="ACTIVA paper section 5.2, Fig. 3; Marouf et al. 2020",
     options={"space": "genes", "n_trees": 1000, "folds": 5, "n_jobs": None, "max_cells": None},
     # 5 x 1000 fully grown trees on all genes take ~40-60 s on 2 cores for pbmc3k; the quick
