@@ -96,9 +96,16 @@ def tune(
                       profile=profile, device=device, seed=seed)  # fmt: skip
     genes = list(map(str, fit_part.var_names))
     known = sorted(fit_part.obs[prepared.label_key].astype(str).unique())
-    rows = []
+    earlier = _earlier_rows(Path(out) / f"{model}-{prepared.name}.json", prepared.hash, profile, budget, seed)
+    rows = [r for r in earlier if _point_of(r, grid) not in [_key(p) for p in grid_points(grid)]]
     points = grid_points(grid)
     for i, point in enumerate(points, 1):
+        done = [r for r in earlier if _point_of(r, grid) == _key(point)]
+        if done:  # the same point of the same sweep was measured before: reuse it, like `bench run`
+            rows.append(done[0])
+            if console is not None:
+                console.print(f"[{i}/{len(points)}] {_key(point)}: reused")
+            continue
         overrides = {**cls.tuning_params(point)}
         if budget is not None:
             overrides["budget"] = budget
@@ -123,8 +130,34 @@ def tune(
             console.print(f"[{i}/{len(points)}] {shown}: MMD {row['mmd']:.4f}, CD {row['cd']:.2f}, "
                           f"mean_corr {row['mean_corr']:.3f}, {row['fit_seconds']:.0f} s")  # fmt: skip
     table = pd.DataFrame(rows).sort_values("mmd", kind="stable").reset_index(drop=True)
-    _write(table, model, prepared, profile, budget, seed, grid, out)
+    axes = list(dict.fromkeys([*grid, *(k for r in earlier for k in _axes_of(r))]))
+    full_grid = {a: sorted({r[a] for r in rows if a in r}, key=str) for a in axes}
+    _write(table, model, prepared, profile, budget, seed, full_grid, out)
     return table
+
+
+_SCORE_KEYS = ("mmd", "cd", "mean_corr", "steps", "cells_seen", "fit_seconds")
+
+
+def _axes_of(row: dict[str, Any]) -> list[str]:
+    return [k for k in row if k not in _SCORE_KEYS]
+
+
+def _key(point: dict[str, Any]) -> tuple:
+    return tuple(sorted((k, float(v) if isinstance(v, int | float) else v) for k, v in point.items()))
+
+
+def _point_of(row: dict[str, Any], grid: dict[str, list[Any]]) -> tuple:
+    return _key({k: row[k] for k in _axes_of(row)})
+
+
+def _earlier_rows(path: Path, data_hash: str, profile: str, budget, seed: int) -> list[dict[str, Any]]:
+    """Rows of an earlier sweep of the same model, data, profile, budget and seed (else none)."""
+    if not path.exists():
+        return []
+    doc = json.loads(path.read_text())
+    same = (doc.get("data_hash"), doc.get("profile"), doc.get("budget"), doc.get("seed"))
+    return list(doc.get("rows", [])) if same == (data_hash, profile, budget, seed) else []
 
 
 def _write(table: pd.DataFrame, model: str, prepared, profile: str, budget, seed: int, grid, out) -> None:
