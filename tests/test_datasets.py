@@ -96,7 +96,7 @@ def test_prepare_10x_without_labels_clusters(bench_data, tmp_path):
     assert p.label_key == "cluster" and p.info["clustering"]["method"] == "leiden"
     counts = {**p.info["labels_train"]}
     assert counts == {"0": 63, "1": 40, "2": 27}
-    assert p.default_rare_class == "2"
+    assert p.default_rare_class is None  # a file: the runner's augmentation rule decides
 
 
 # -- validation errors -----------------------------------------------------------------------
