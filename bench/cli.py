@@ -10,17 +10,25 @@ from pathlib import Path
 
 from bench.errors import UserError
 
-EPILOG = textwrap.dedent(
+RUN_EXAMPLES = textwrap.dedent(
     """\
     examples:
       bench run --models activa,nb --dataset pbmc3k               # quick profile, seed 0, + `real` control
       bench run --models activa,scgan --dataset brain_small --seeds 0,1,2 --profile paper
       bench run --models nb --dataset my.h5ad --label-key cell_type
+      bench run --models nb --dataset my.h5ad                     # no labels: clustered like scGAN
       bench run --config run.toml --executor slurm --partition gpu --detach
+    """
+)
+EPILOG = textwrap.dedent(
+    """\
+    examples:
+      bench run --models activa,nb --dataset pbmc3k               # more: bench run --help
       bench report results/quick --html
       bench list generators
       bench datasets info brain_small
       bench datasets add brain_small ~/Downloads/20kBrainSmall_preprocessed.h5
+      bench baseline results/quick -o baseline.json
       bench check results/quick --baseline results/baselines/quick-pbmc3k.json
     """
 )
@@ -63,6 +71,7 @@ def cmd_run(args) -> int:
         metrics=parse_list(args.metrics),
         experiments=parse_list(args.experiments),
         rare_class=args.rare_class,
+        fractions=parse_list(args.fractions, float),
         device=args.device,
         main_generation=args.main_generation,
         timeout_s=args.timeout,
@@ -109,32 +118,50 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _values(values: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items() if v is not None) or "-"
+
+
 def cmd_list(args) -> int:
     from rich.table import Table
 
+    from bench.config import PROFILES
     from bench.registry import available
 
     console = _console()
+    profile = args.profile
+    n_genes = PROFILES[profile]["n_top_genes"]
+    other = " / ".join(f"--profile {p}" for p in PROFILES if p != profile)
+    console.print(
+        f"profile [bold]{profile}[/bold]{' (the default)' if profile == 'quick' else ''}: "
+        f"{f'{n_genes:,} highly variable genes' if n_genes else 'all genes'}; the values below are "
+        f"this profile's ({other} for the others)"
+    )
     kinds = [args.kind] if args.kind else ["generators", "metrics", "datasets"]
     for kind in kinds:
         table = Table(title=kind, title_justify="left")
         items = available(kind)
         if kind == "generators":
-            for col in ("name", "conditional", "output scale", "GPU", "paper / description"):
+            for col in ("name", "conditional", "output scale", "GPU", "description / paper",
+                        f"{profile} profile sets"):  # fmt: skip
                 table.add_column(col)
             for name, cls in items.items():
                 meta = cls.metadata() if hasattr(cls, "metadata") else {}
+                sets = getattr(cls, "profiles", {}).get(profile, {})
                 table.add_row(name, str(meta.get("conditional", "?")), str(meta.get("output_scale", "?")),
                               "yes" if meta.get("needs_gpu") else "no",
-                              meta.get("paper") or meta.get("description") or repr(cls))  # fmt: skip
+                              meta.get("description") or meta.get("paper") or repr(cls),
+                              _values(sets))  # fmt: skip
         elif kind == "metrics":
-            for col in ("name", "kind", "values (direction)", "description"):
+            for col in ("name", "kind", "values (direction)", "description", f"options ({profile})"):
                 table.add_column(col)
             for name, m in items.items():
                 dirs = ", ".join(
                     f"{k} {'↓' if v == 'lower' else '↑'}" for k, v in getattr(m, "directions", {}).items()
                 )
-                table.add_row(name, getattr(m, "kind", "?"), dirs, getattr(m, "description", repr(m)))
+                options = m.options_for(profile) if hasattr(m, "options_for") else {}
+                table.add_row(name, getattr(m, "kind", "?"), dirs, getattr(m, "description", repr(m)),
+                              _values(options))  # fmt: skip
         else:
             table.add_column("name")
             table.add_column("description")
@@ -187,6 +214,18 @@ def cmd_baseline(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from bench.tune import parse_grid, tune
+
+    console = _console()
+    table = tune(args.model, args.dataset, profile=args.profile, grid=parse_grid(args.grid), budget=args.budget,
+                 seed=args.seed, label_key=args.label_key, device=args.device, out=args.out, console=console)  # fmt: skip
+    scores = ("mmd", "cd", "mean_corr", "steps", "cells_seen", "fit_seconds")
+    best = {k: v for k, v in table.to_dict("records")[0].items() if k not in scores}
+    console.print(f"best by validation MMD: {best} (MMD {table.mmd.iloc[0]:.4f}); table in {args.out}")
+    return 0
+
+
 def cmd_status(args) -> int:
     from bench.status import show_status
 
@@ -194,6 +233,17 @@ def cmd_status(args) -> int:
 
 
 # -- parser ------------------------------------------------------------------------------------
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("scgenbench")
+    except PackageNotFoundError:  # a source tree that is not installed
+        from bench import __version__
+
+        return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,20 +254,27 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s (scgenbench) {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    r = sub.add_parser("run", help="train, generate and score models on datasets", epilog=EPILOG,
+    r = sub.add_parser("run", help="train, generate and score models on datasets", epilog=RUN_EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     r.add_argument("--models", help="comma-separated generator names (see `bench list generators`)")
     r.add_argument("--dataset", "--datasets", dest="dataset",
                    help="dataset name(s) or path (.h5ad, 10x .h5, 10x matrix dir); default pbmc3k")  # fmt: skip
     r.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default 0)")
     r.add_argument(
-        "--profile", choices=["quick", "paper"], help="quick (CPU-friendly, default) or paper settings"
+        "--profile",
+        choices=["quick", "standard", "paper"],
+        help="quick (CPU smoke test, default), standard (converged on the bundled data, ~30 min per "
+        "model and seed on 2 cores) or paper (the published settings, for a GPU)",
     )
     r.add_argument("--config", help="TOML file with the run spec (CLI flags override it)")
     r.add_argument("--label-key", help="obs column with cell-type labels (for files given by path)")
-    r.add_argument("--rare-class", help="label the augmentation experiment downsamples")
+    r.add_argument("--rare-class", help="label the augmentation experiment downsamples (default: the smallest "
+                   "type keeping >= 5 training cells at the smallest fraction)")  # fmt: skip
+    r.add_argument("--fractions", help="augmentation: fractions of the rare class kept, e.g. 0.1,0.05,0.01,0.005 "
+                   "(the paper's, the default)")  # fmt: skip
     r.add_argument("--metrics", help="comma-separated metric names (default: all installed)")
     r.add_argument("--experiments", help="main,augmentation (default both)")
     r.add_argument("--main-generation", choices=["unconditional", "per-label"],
@@ -225,7 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when available")
     r.add_argument("--out", help="run dir (default results/<profile>)")
     r.add_argument("--force", action="store_true", help="recompute tasks the store already has")
-    r.add_argument("--timeout", type=float, help="per-container timeout in seconds")
+    r.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="wall-clock limit per task: stops a generator's container and also its in-process "
+                   "training (checked between training steps); the task is recorded as failed")  # fmt: skip
     r.add_argument(
         "--no-control",
         action="store_true",
@@ -239,48 +298,85 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="tables (and --html report) of a run dir")
-    rep.add_argument("run_dir")
+    rep.add_argument("run_dir", help="run dir of `bench run` (--out; default results/<profile>)")
     rep.add_argument("--html", action="store_true", help="write a self-contained HTML report")
     rep.add_argument("-o", "--output", help="HTML output path (default RUN_DIR/report.html)")
     rep.set_defaults(func=cmd_report)
 
     ls = sub.add_parser("list", help="installed generators, metrics and datasets")
-    ls.add_argument("kind", nargs="?", choices=["generators", "metrics", "datasets"])
+    ls.add_argument(
+        "kind",
+        nargs="?",
+        choices=["generators", "metrics", "datasets"],
+        help="list only these (default: all three)",
+    )
+    ls.add_argument(
+        "--profile",
+        choices=["quick", "standard", "paper"],
+        default="quick",
+        help="show this run profile's parameter and option values (default quick)",
+    )
     ls.set_defaults(func=cmd_list)
 
     ds = sub.add_parser("datasets", help="dataset recipes: list, info, add a local copy")
     dsub = ds.add_subparsers(dest="action", metavar="ACTION")
     dsub.add_parser("list", help="list dataset recipes")
     info = dsub.add_parser("info", help="show a dataset's source, licence, cache state")
-    info.add_argument("name")
+    info.add_argument("name", help="registered dataset name (see `bench datasets list`)")
     add = dsub.add_parser("add", help="register a local file for a dataset (no download)")
-    add.add_argument("name")
-    add.add_argument("path")
+    add.add_argument("name", help="registered dataset name, e.g. brain_small")
+    add.add_argument("path", help="your local copy of that dataset's file")
     ds.set_defaults(func=cmd_datasets, action="list")
 
     im = sub.add_parser("images", help="container images of generators")
     isub = im.add_subparsers(dest="action", metavar="ACTION", required=True)
     b = isub.add_parser("build", help="build a generator's image")
-    b.add_argument("name")
+    b.add_argument("name", help="generator with an image, e.g. scgan")
     b.add_argument("--base-image", help="base image (default $BENCH_BASE_IMAGE or python:3.11-slim)")
     im.set_defaults(func=cmd_images)
 
-    ck = sub.add_parser("check", help="compare a run with a baseline; exit 1 on regression")
-    ck.add_argument("run_dir")
-    ck.add_argument("--baseline", required=True)
+    ck = sub.add_parser("check", help="compare a run with a baseline; exit 1 on regression",
+                        description="Compare every directional value of RUN_DIR with a baseline file: "
+                        "exit 1 when a value got worse by more than the tolerance or is missing, else 0.")  # fmt: skip
+    ck.add_argument("run_dir", help="run dir of the `bench run` to check")
+    ck.add_argument("--baseline", required=True, metavar="BASELINE.json",
+                    help="baseline file written by `bench baseline` (from a trusted run)")  # fmt: skip
     ck.add_argument("--tolerance", type=float, help="absolute tolerance (overrides the baseline's)")
     ck.add_argument(
         "--sd-units", type=float, help="tolerance in seed-to-seed sd units (overrides the baseline's)"
     )
     ck.set_defaults(func=cmd_check)
 
-    bl = sub.add_parser("baseline", help="write a regression baseline from a run dir")
-    bl.add_argument("run_dir")
-    bl.add_argument("-o", "--output", required=True)
+    bl = sub.add_parser("baseline", help="write a regression baseline from a run dir",
+                        description="Write the mean and seed-to-seed sd of every directional value of a "
+                        "trusted run (use several seeds), with the tolerance, for `bench check`.")  # fmt: skip
+    bl.add_argument("run_dir", help="run dir of a trusted `bench run`")
+    bl.add_argument("-o", "--output", required=True, metavar="BASELINE.json",
+                    help="where to write the baseline (commit it next to your CI config)")  # fmt: skip
     bl.set_defaults(func=cmd_baseline)
 
+    tu = sub.add_parser(
+        "tune",
+        help="the standard profile's tuning sweep: a model's grid scored by MMD on a validation split "
+        "of the training cells",
+    )
+    tu.add_argument("--model", required=True, help="generator name")
+    tu.add_argument("--dataset", default="pbmc3k", help="dataset name or path (default pbmc3k)")
+    tu.add_argument("--profile", default="standard", choices=["quick", "standard", "paper"],
+                    help="profile whose settings the grid points override (default standard)")  # fmt: skip
+    tu.add_argument("--grid", action="append", metavar="NAME=V1,V2",
+                    help="a grid axis (repeatable); default: the generator's own tuning grid")  # fmt: skip
+    tu.add_argument("--budget", help='training budget of every point, in epochs (e.g. "300 epochs")')
+    tu.add_argument("--seed", type=int, default=0, help="seed of the fits and of the validation split")
+    tu.add_argument("--label-key", help="obs column with cell-type labels (for files given by path)")
+    tu.add_argument(
+        "--device", default="cpu", choices=["cpu", "cuda"], help="where the fits run (default cpu)"
+    )
+    tu.add_argument("--out", default="results/tuning", help="where the sweep table goes")
+    tu.set_defaults(func=cmd_tune)
+
     st = sub.add_parser("status", help="progress of a (detached) run")
-    st.add_argument("run_dir")
+    st.add_argument("run_dir", help="run dir of a `bench run` (Slurm runs: also the jobs' states)")
     st.set_defaults(func=cmd_status)
     return p
 

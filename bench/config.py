@@ -1,13 +1,16 @@
 """RunSpec: what a run does. CLI flags go over an optional TOML file, which goes over the profile.
 
-Example TOML (``bench run --config run.toml``)::
+A TOML file (``bench run --config run.toml``) names the models in one of two ways. TOML forbids
+a key ``models`` next to ``[models.X]`` tables, so a file uses one or the other:
+
+* a list, with optional ``[model_params.X]`` tables of parameters::
 
     models = ["activa", "scgan", "nb"]
     datasets = ["pbmc3k"]
     seeds = [0, 1, 2]
     profile = "quick"
 
-    [models.activa]          # generator parameters over the profile's
+    [model_params.activa]    # generator parameters over the profile's
     epochs = 40
 
     [metrics.auc]            # metric options over the profile's
@@ -16,6 +19,13 @@ Example TOML (``bench run --config run.toml``)::
     [executor]
     name = "slurm"
     partition = "gpu"
+
+* or one ``[models.X]`` table per model in the run (its parameters; an empty table for none)::
+
+    [models.activa]
+    epochs = 40
+
+    [models.nb]
 """
 
 from __future__ import annotations
@@ -28,8 +38,11 @@ from typing import Any
 from bench.errors import UserError
 
 PROFILES: dict[str, dict[str, Any]] = {
-    # CPU-friendly: 2,000 highly variable genes, short training; for CI and laptops
+    # CPU-friendly: 2,000 highly variable genes, short training; a smoke test for CI and laptops
     "quick": {"n_top_genes": 2000},
+    # 2,000 HVGs, every model trained to convergence on the bundled data on a 2-core CPU (about 30
+    # minutes per model and seed), settings chosen by `bench tune` (docs/tuning.md)
+    "standard": {"n_top_genes": 2000},
     # the paper's settings: all genes, the published training lengths
     "paper": {"n_top_genes": None},
 }
@@ -115,17 +128,33 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 _KNOWN_KEYS = {
     "models", "datasets", "seeds", "profile", "label_key", "metrics", "experiments", "rare_class",
     "split_seed", "test_fraction", "n_top_genes", "device", "control", "timeout_s", "executor",
-    "main_generation",
+    "main_generation", "model_params",
 }  # fmt: skip
+
+
+def _tables(value: Any, key: str) -> dict[str, dict[str, Any]]:
+    """``{name: {param: value}}`` from ``[key.name]`` tables; UserError for anything else."""
+    bad = [k for k, v in value.items() if not isinstance(v, dict)] if isinstance(value, dict) else [key]
+    if bad:
+        raise UserError(
+            f"config key '{key}' must hold one table per model, e.g. [{key}.activa]; got a plain value for {bad}",
+            f"write [{key}.NAME] tables with parameter = value lines",
+        )
+    return {k: dict(v) for k, v in value.items()}
 
 
 def build_spec(file_cfg: dict[str, Any] | None, **cli: Any) -> RunSpec:
     """Merge a TOML config (may be None) and CLI values (None = not given) into a RunSpec."""
     cfg = dict(file_cfg or {})
-    model_params = cfg.pop("models_params", None) or {}
+    model_params = _tables(cfg.pop("model_params", None) or {}, "model_params")
     models = cfg.get("models")
     if isinstance(models, dict):  # [models.activa] tables: names and parameters in one place
-        model_params = {k: dict(v) for k, v in models.items()}
+        if model_params:
+            raise UserError(
+                "model parameters are given both in [models.X] and in [model_params.X] tables",
+                "use one form: either [models.X] tables alone or a models list with [model_params.X]",
+            )
+        model_params = _tables(models, "models")
         cfg["models"] = list(models)
     metric_cfg = cfg.get("metrics")
     metric_options: dict[str, dict[str, Any]] = {}
@@ -137,6 +166,9 @@ def build_spec(file_cfg: dict[str, Any] | None, **cli: Any) -> RunSpec:
     unknown = sorted(set(cfg) - _KNOWN_KEYS)
     if unknown:
         raise UserError(f"unknown config key(s) {unknown}", f"known keys: {', '.join(sorted(_KNOWN_KEYS))}")
+    fractions = cli.pop("fractions", None)
+    if fractions is not None:  # --fractions: the augmentation experiment's
+        metric_options.setdefault("augmentation", {})["fractions"] = tuple(fractions)
     for key, value in cli.items():
         if value is None:
             continue

@@ -188,8 +188,11 @@ class EvalContext:
         for hit in slots:
             if hit[0] is adata and hit[1] == scale:
                 return hit[2], hit[3]
-        if list(map(str, adata.var_names)) != list(map(str, self.train.var_names)):
-            raise TaskFailed("generated var_names differ from the training genes (order or names)")
+        from bench.generators.base import gene_mismatch
+
+        mismatch = gene_mismatch(list(map(str, adata.var_names)), list(map(str, self.train.var_names)))
+        if mismatch:
+            raise TaskFailed(mismatch)
         X_log = to_lognorm(adata.X, scale)
         pcs = self.project(X_log)
         # two slots: the metrics of one task share them (the main cells and, for per-type metrics,

@@ -4,6 +4,7 @@ the store; a failed task is recorded with its error and log tail and the others 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,44 @@ def task_dir(run_dir: Path, spec: TaskSpec) -> Path:
 
 
 def report_failure(console, spec: TaskSpec, error: str | None, log_tail: str | None) -> None:
+    """One line per failed task (and the tail of a container's or job's log where there is one)."""
     if console is None:
         return
-    console.print(f"[red]FAILED[/red] {spec.label}: {error}")
+    from rich.markup import escape
+
+    console.print(f"[red]FAILED[/red] {escape(f'{spec.label}: {error}')}", soft_wrap=True)
     if log_tail:
         lines = log_tail.rstrip().splitlines()[-50:]
         console.print("\n".join("    " + line for line in lines), markup=False, highlight=False)
+
+
+class TaskLines:
+    """One plain line per finished task, for logs (Slurm, CI, ``nohup``) where a progress bar
+    cannot draw: ``[3/12] pbmc3k/nb/seed0/main: done in 4.2 s; 9 left, ETA 0:00:38``. The ETA is
+    the mean wall time per finished task so far times the tasks left. Silent when ``console`` is
+    None or a progress bar is drawn on a terminal instead."""
+
+    def __init__(self, console, total: int, *, bar: bool = False):
+        self.on = console is not None and not (bar and console.is_terminal)
+        self.console, self.total, self.done = console, total, 0
+        self.start = time.monotonic()
+
+    def finished(self, label: str, status: str, seconds: float | None) -> None:
+        self.done += 1
+        if not self.on:
+            return
+        left = self.total - self.done
+        eta = (time.monotonic() - self.start) / self.done * left
+        took = f" in {seconds:.1f} s" if seconds is not None else ""
+        self.console.print(
+            f"[{self.done}/{self.total}] {label}: {status}{took}; {left} left, ETA {_clock(eta)}",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 class LocalExecutor:
@@ -49,6 +82,7 @@ class LocalExecutor:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, disable=not progress or not tasks, transient=False) as bar:  # fmt: skip
             job = bar.add_task("tasks", total=len(tasks))
+            lines = TaskLines(console, len(tasks), bar=progress)
             for spec in tasks:
                 bar.update(job, description=spec.label)
                 store.mark_running(spec, run_id)
@@ -57,5 +91,6 @@ class LocalExecutor:
                 if rec.status != "done":
                     failed.append(spec.key)
                     report_failure(console, spec, rec.error, rec.log_tail)
+                lines.finished(spec.label, rec.status, rec.finished - rec.started)
                 bar.advance(job)
         return {"failed": failed}

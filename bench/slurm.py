@@ -545,10 +545,11 @@ class SlurmExecutor:
         """Poll until every task is done or failed; report failures with their log tails."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from bench.executors import report_failure
+        from bench.executors import TaskLines, report_failure
 
         seen_ended: dict[str, float] = {}
         reported: set[str] = set()
+        lines, ended_keys = TaskLines(console, len(keys), bar=progress), set()
         failed: list[str] = []
         entries = ledger["tasks"]
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -566,6 +567,16 @@ class SlurmExecutor:
                         spec = TaskSpec.from_dict(entries[key]["spec"])
                         error = f"{row.get('error')} [job {entries[key]['job_id']}]"
                         report_failure(console, spec, error, row.get("log_tail"))
+                for key in keys:
+                    if states.get(key) in ("done", "failed") and key not in ended_keys:
+                        ended_keys.add(key)
+                        row = store.task_row(key) or {}
+                        took = (
+                            row["finished"] - row["started"]
+                            if row.get("finished") and row.get("started")
+                            else None
+                        )
+                        lines.finished(TaskSpec.from_dict(entries[key]["spec"]).label, states[key], took)
                 counts = {s: sum(1 for k in keys if states.get(k) == s) for s in ("submitted", "running")}
                 ended = sum(1 for k in keys if states.get(k) in ("done", "failed"))
                 bar.update(job, completed=ended, description=(

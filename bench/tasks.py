@@ -9,6 +9,7 @@ record file that the driver merges (Slurm), so a task killed midway leaves nothi
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -35,7 +36,7 @@ class DataSpec:
     test_fraction: float
     n_top_genes: int | None
 
-    def prepare(self, progress: bool = False):
+    def prepare(self, progress: bool = False, write_cache: bool = True):
         from bench import datasets
 
         return datasets.prepare(
@@ -45,6 +46,7 @@ class DataSpec:
             test_fraction=self.test_fraction,
             n_top_genes=self.n_top_genes,
             progress=progress,
+            write_cache=write_cache,
         )
 
 
@@ -278,8 +280,7 @@ def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False
         rec.error = str(exc)
         rec.log_tail = exc.log_tail or None
     except Exception as exc:  # a bug in a plugin must not take the other tasks down
-        rec.error = f"{type(exc).__name__}: {exc}"
-        rec.log_tail = "".join(traceback.format_exc().splitlines(keepends=True)[-50:])
+        rec.error = describe_exception(exc, spec, work_dir)
     rec.finished = time.time()
     rec.info["device"] = device
     return rec
@@ -306,6 +307,37 @@ class PerLabelCells:
             request = {str(k): int(v) for k, v in counts.items() if v > 0}
             self._cells = self.validate(self.gen, self.gen.generate(request, seed=self.seed + 3), request)
         return self._cells
+
+
+def describe_exception(exc: BaseException, spec: TaskSpec, work_dir: Path) -> str:
+    """One line for an unexpected exception (type, message, the generator's file:line, where the
+    traceback is); the full traceback goes to ``work_dir/task.log``."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where, base = (frames[-1] if frames else None), None
+    try:  # the innermost frame in the generator's own code: its package folder, or its lone module
+        from bench.registry import get_generator
+
+        cls = get_generator(spec.model)
+        source = Path(inspect.getfile(cls)).resolve()
+        in_package = "." in cls.__module__ or source.name == "__init__.py"
+        home = source.parent if in_package else source
+        mine = [f for f in frames if Path(f.filename).resolve().is_relative_to(home)]
+        if mine:
+            where, base = mine[-1], source.parent.parent if in_package else source.parent
+    except Exception:  # unknown model or no source file: the innermost frame will do
+        pass
+    place = ""
+    if where is not None:
+        path = Path(where.filename)
+        if base is not None:
+            path = path.resolve().relative_to(base)
+        place = f" ({path}:{where.lineno})"
+    message = (str(exc).strip().splitlines() or [""])[0]
+    log = Path(work_dir) / "task.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(traceback.format_exception(exc))
+    log.write_text(f"{spec.label} (task {spec.key}) failed:\n{text}")
+    return f"{type(exc).__name__}: {message}{place}; traceback in {log}"
 
 
 def _collect(rec: TaskRecord, metric: str, out) -> None:

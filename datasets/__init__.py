@@ -3,15 +3,25 @@
 Public API (used by the runner and the CLI)::
 
     prepare(dataset, *, label_key=None, split_seed=0, test_fraction=0.1, n_top_genes=None,
-            cache_dir=None, progress=False) -> PreparedData
+            cache_dir=None, progress=False, write_cache=True) -> PreparedData
+    save_prepared(data)           (writes what prepare(..., write_cache=False) kept in memory)
     info(name) -> dict            add(name, path) -> dict
     list_datasets() -> list[dict] cache_dir() -> Path
 
 See docs/datasets.md.
 """
 
-from bench.datasets.api import add, cache_dir, info, list_datasets, prepare
+from bench.datasets.api import add, cache_dir, info, list_datasets, prepare, save_prepared
 from bench.datasets.prepared import PreparedData
 from bench.datasets.recipes import DatasetRecipe
 
-__all__ = ["PreparedData", "DatasetRecipe", "prepare", "info", "add", "list_datasets", "cache_dir"]
+__all__ = [
+    "PreparedData",
+    "DatasetRecipe",
+    "prepare",
+    "info",
+    "add",
+    "list_datasets",
+    "cache_dir",
+    "save_prepared",
+]

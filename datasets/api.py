@@ -168,6 +168,7 @@ def prepare(
     n_top_genes: int | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = False,
+    write_cache: bool = True,
 ) -> PreparedData:
     """Load a dataset, run the scGAN preprocessing pipeline and split it (cached by content hash).
 
@@ -175,6 +176,8 @@ def prepare(
     an .h5ad, a 10x .h5 or a 10x matrix directory. ``label_key``: obs column of cell labels; for a
     recipe it defaults to the recipe's, for a file without one the cells are clustered (Leiden)
     into obs['cluster']. See :mod:`bench.datasets.preprocess` for the steps.
+    ``write_cache=False``: keep a newly prepared dataset in memory only; :func:`save_prepared`
+    writes it later (the runner does so once the whole run has been validated).
     """
     _check_params(split_seed, test_fraction, n_top_genes)
     root = Path(cache_dir).expanduser() if cache_dir else cache.cache_dir()
@@ -253,11 +256,11 @@ def prepare(
         )
     label_key = pinfo["label_key"]
     totals = {k: pinfo["labels_train"][k] + pinfo["labels_test"][k] for k in pinfo["labels_train"]}
+    # a recipe's own choice (the paper's cluster 2); otherwise the runner applies the augmentation
+    # rule (bench.metrics.choose_rare_class), which depends on the run's fractions
     rare = None
     if recipe is not None and label_key == recipe.label_key and recipe.default_rare_class in totals:
         rare = recipe.default_rare_class
-    if rare is None:
-        rare = preprocess.default_rare_class(totals)
     meta = {
         "dataset": name,
         "hash": key,
@@ -275,9 +278,20 @@ def prepare(
     }
     for part in (train, test):
         part.uns["scgenbench"] = {"dataset": name, "hash": key, "info_json": json.dumps(meta, sort_keys=True)}
-    _write_cached(folder, train, test, meta)
+    if write_cache:
+        _write_cached(folder, train, test, meta)
     meta["cached"] = False
     return _result(name, train, test, meta)
+
+
+def save_prepared(data: PreparedData) -> None:
+    """Write a dataset that ``prepare(..., write_cache=False)`` returned into the cache (no-op if
+    it is there already)."""
+    folder = Path(data.info["cache_path"])
+    if (folder / "info.json").exists():
+        return
+    meta = {k: v for k, v in data.info.items() if k not in ("cached", "load_seconds")}
+    _write_cached(folder, data.train, data.test, meta)
 
 
 def _result(name: str, train: ad.AnnData, test: ad.AnnData, meta: dict[str, Any]) -> PreparedData:

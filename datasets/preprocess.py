@@ -33,12 +33,13 @@ import scipy.sparse as sp
 
 from bench.errors import UserError
 
-PREPROCESS_VERSION = "1"
+PREPROCESS_VERSION = "2"  # 2: no default rare class from preprocessing (the runner's rule)
 TARGET_SUM = 20_000
 MIN_GENES = 10
 MIN_CELLS = 3
 LEIDEN_RESOLUTION = 0.15
 N_PCS = 50
+N_NEIGHBORS = 15
 HVG_FLAVOR = "seurat"
 HELD_OUT = ("test", "valid")
 
@@ -70,6 +71,9 @@ def cluster_scgan(counts: ad.AnnData, *, seed: int, resolution: float = LEIDEN_R
     """
     import scanpy as sc
 
+    from bench.compat import import_umap, knn_transformer
+
+    import_umap()  # scanpy's neighbours import umap; keep TensorFlow out of this process
     work = ad.AnnData(sp.csr_matrix(counts.X, dtype=np.float32), obs=pd.DataFrame(index=counts.obs_names))
     work.var_names = counts.var_names
     n_expressed = int((np.asarray(work.X.sum(axis=0)).ravel() >= 1).sum())
@@ -78,7 +82,13 @@ def cluster_scgan(counts: ad.AnnData, *, seed: int, resolution: float = LEIDEN_R
         sc.pp.recipe_zheng17(work, n_top_genes=min(1000, n_expressed))
         n_comps = min(N_PCS, work.n_obs - 1, work.n_vars - 1)
         sc.pp.pca(work, n_comps=n_comps, random_state=seed)
-        sc.pp.neighbors(work, n_pcs=n_comps, random_state=seed)
+        sc.pp.neighbors(
+            work,
+            n_neighbors=N_NEIGHBORS,
+            n_pcs=n_comps,
+            random_state=seed,
+            transformer=knn_transformer(work.n_obs, n_neighbors=N_NEIGHBORS, seed=seed),
+        )
         sc.tl.leiden(
             work,
             resolution=resolution,
@@ -216,7 +226,7 @@ def run_pipeline(
             "resolution": LEIDEN_RESOLUTION,
             "recipe": "zheng17",
             "n_pcs": N_PCS,
-            "n_neighbors": 15,
+            "n_neighbors": N_NEIGHBORS,
             "seed": split_seed,
         }
     obs[label_key] = np.asarray(obs[label_key]).astype(str)
@@ -302,13 +312,3 @@ def run_pipeline(
         labels_test={c: int((test.obs[label_key] == c).sum()) for c in categories},
     )
     return train, test, info
-
-
-def default_rare_class(label_counts: dict[str, int]) -> str | None:
-    """Label '2' if present, else the third-largest class (the smallest one if there are fewer than 3)."""
-    if not label_counts:
-        return None
-    if "2" in label_counts:
-        return "2"
-    ordered = sorted(label_counts, key=lambda k: (-label_counts[k], k))
-    return ordered[min(2, len(ordered) - 1)]

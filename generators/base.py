@@ -204,6 +204,10 @@ class Generator(ABC):
     parameters: ClassVar[dict[str, Any]] = {}
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}
     resources: ClassVar[dict[str, Any]] = {"cpus": 2, "gpus": 0, "mem_gb": 8, "time_min": 60}
+    # `bench tune`: the grid the standard profile's settings were chosen from (axis -> values; an
+    # axis may stand for several parameters, see tuning_params) and the sweep's budget in epochs
+    tuning: ClassVar[dict[str, list[Any]]] = {}
+    tuning_budget: ClassVar[str | None] = None
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.parameters))
@@ -221,6 +225,12 @@ class Generator(ABC):
     def params_for_profile(cls, profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Parameters for a run profile, with user overrides on top."""
         return {**cls.parameters, **cls.profiles.get(profile, {}), **(overrides or {})}
+
+    @classmethod
+    def tuning_params(cls, point: dict[str, Any]) -> dict[str, Any]:
+        """Parameters for one point of the tuning grid (axis names are parameter names unless a
+        model maps an axis onto several, e.g. ACTIVA's ``lr`` onto ``lr_e`` and ``lr_g``)."""
+        return dict(point)
 
     # -- verbs -----------------------------------------------------------------------------
     @abstractmethod
@@ -312,8 +322,9 @@ def validate_output(
         raise TaskFailed(f"{name}: generate() returned {type(generated).__name__}, expected AnnData")
     if generated.n_obs != total:
         raise TaskFailed(f"{name}: generated {generated.n_obs} cells, {total} were requested")
-    if list(map(str, generated.var_names)) != list(var_names):
-        raise TaskFailed(f"{name}: generated var_names differ from the training genes (order or names)")
+    mismatch = gene_mismatch(list(map(str, generated.var_names)), list(map(str, var_names)))
+    if mismatch:
+        raise TaskFailed(f"{name}: {mismatch}")
     X = generated.X
     data = X.data if sp.issparse(X) else np.asarray(X)
     if not np.all(np.isfinite(data)):
@@ -347,6 +358,26 @@ def validate_output(
         "output_scale": scale,
     }
     return generated
+
+
+def gene_mismatch(generated: list[str], training: list[str]) -> str | None:
+    """None when the generated genes are the training genes in the same order, else a message that
+    names the first mismatching position and both names (and both counts if they differ)."""
+    if generated == training:
+        return None
+    pos = next((i for i, (g, t) in enumerate(zip(generated, training, strict=False)) if g != t), None)
+    if len(generated) != len(training):
+        where = (
+            f"; first difference at position {pos}, '{generated[pos]}' where the training data has "
+            f"'{training[pos]}'"
+            if pos is not None
+            else ""
+        )
+        return f"generated cells have {len(generated)} genes, the training data has {len(training)}{where}"
+    return (
+        f"generated var_names differ from the training genes: first at position {pos}, "
+        f"'{generated[pos]}' where the training data has '{training[pos]}'"
+    )
 
 
 def to_library_size(X: np.ndarray | sp.spmatrix, target: float = LIBRARY_SIZE) -> np.ndarray:

@@ -32,16 +32,22 @@ def _label_plan(labels: list[str], weights: np.ndarray, n_cells, rng: np.random.
 
 
 class RealControl(Generator):
-    """Positive control: "generates" by sampling real *training* cells (never test cells).
+    """Positive control: real training cells (never test cells), drawn without replacement, or with
+    replacement for a label that asks for more cells than the training set holds.
 
     Its scores are the noise floor of every metric (Table 2's "Training Set" column): a model
-    cannot be expected to be closer to the test set than other real cells are.
+    cannot be expected to be closer to the test set than other real cells are. An unconditional
+    request larger than the training set is likewise drawn with replacement; a label with no
+    training cells fails the task.
     """
 
     name = "real"
     conditional = True
     output_scale = "library-size-20000"
-    description = "Positive control: real training cells sampled without replacement (noise floor)"
+    description = (
+        "Positive control: real training cells (never test cells), drawn without replacement, or with "
+        "replacement for a label that asks for more cells than the training set holds"
+    )
     paper = "ACTIVA paper, Table 2 'Training Set' control"
     resources = {"cpus": 1, "gpus": 0, "mem_gb": 4, "time_min": 10}
 

@@ -15,7 +15,6 @@ present, the top differentially expressed gene of each real training cluster (sc
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from bench.metrics.base import Metric, MetricOutput
+
+from bench.compat import import_umap
 
 # The paper's markers (Fig. 4 and section 5.3: CD79A, CD19, MS4A1 for B cells; LTB, LDHB, CCL5,
 # NKG7, GZMA for PBMC clusters 1-2; Hmgb2 for Brain Small) and the usual PBMC / E18 mouse brain
@@ -44,25 +45,6 @@ class EmbeddingResult:
     generated_umap: np.ndarray  # (n_generated, 2)
     real_index: np.ndarray  # rows of the real input that were embedded (sorted)
     generated_index: np.ndarray  # rows of the generated input that were embedded (sorted)
-
-
-def _umap_class():
-    """``umap.UMAP`` without importing TensorFlow/Keras (umap imports them only for ParametricUMAP,
-    which costs seconds and memory); the block is lifted right after the import."""
-    if "umap" in sys.modules:
-        return sys.modules["umap"].UMAP
-    blocked = [m for m in ("tensorflow", "keras") if m not in sys.modules]
-    for m in blocked:
-        sys.modules[m] = None  # type: ignore[assignment]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import umap
-    finally:
-        for m in blocked:
-            if sys.modules.get(m) is None:
-                del sys.modules[m]
-    return umap.UMAP
 
 
 def _draw(n: int, cap: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -96,7 +78,7 @@ def umap_embed(
     rng = np.random.default_rng(seed)
     ri = _draw(real.shape[0], max_cells, rng)
     gi = _draw(generated.shape[0], max_cells, rng)
-    UMAP = _umap_class()
+    UMAP = import_umap().UMAP
     reducer = UMAP(
         n_components=2,
         n_neighbors=int(min(n_neighbors, len(ri) - 1)),

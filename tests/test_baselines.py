@@ -146,3 +146,21 @@ def test_shuffled_is_a_registered_control():
     assert get_generator("shuffled") is ShuffledControl and CONTROLS == ("real", "shuffled")
     assert build_spec(None, models=["nb"]).models == ["nb", "real", "shuffled"]
     assert build_spec(None, models=["nb"], control=False).models == ["nb"]
+
+
+def test_real_draws_with_replacement_only_for_a_label_short_of_cells(train_adata):
+    """What the `real` description says: without replacement, except for a label that asks for
+    more cells than the training set holds (the augmentation experiment's rare class)."""
+    gen = _fit(RealControl, train_adata)
+    y = train_adata.obs["cell_type"].astype(str).to_numpy()
+    n_t1 = int((y == "t1").sum())
+    out = gen.generate({"t0": int((y == "t0").sum()), "t1": 3 * n_t1}, seed=2)
+    X = out.X.toarray()
+    labels = out.obs["cell_type"].astype(str).to_numpy()
+    t0_rows = {tuple(r) for r in X[labels == "t0"].round(3)}
+    assert len(t0_rows) == (labels == "t0").sum()  # every t0 training cell exactly once
+    assert t0_rows == {tuple(r) for r in train_adata.X.toarray()[y == "t0"].round(3)}
+    t1_rows = [tuple(r) for r in X[labels == "t1"].round(3)]
+    assert len(t1_rows) == 3 * n_t1 and len(set(t1_rows)) < len(t1_rows)  # repeats: with replacement
+    unconditional = gen.generate(train_adata.n_obs // 2, seed=2).X.toarray().round(3)
+    assert len({tuple(r) for r in unconditional}) == train_adata.n_obs // 2  # no repeats

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -84,6 +85,11 @@ def test_grid_on_slurm_equals_local_run(workspace, require_slurm, capsys):
     assert main([*common_args(workspace, models), "--out", str(slurm), "--executor", "slurm"]) == 0
     out = capsys.readouterr().out
     assert "slurm: submitted array of" in out
+    # not a terminal: the driver prints one plain line per finished task (task, status, s, left, ETA)
+    n_tasks = (len(models.split(",")) + 1) * 2
+    finished = re.findall(rf"^\[(\d+)/{n_tasks}\] \S+/seed\d/main: done in [\d.]+ s; (\d+) left, ETA \d+:\d\d:\d\d$",
+                          out, flags=re.M)  # fmt: skip
+    assert [(int(i), int(left)) for i, left in finished] == [(i, n_tasks - i) for i in range(1, n_tasks + 1)]
 
     a, b = values_by_key(local), values_by_key(slurm)
     assert a.keys() == b.keys() and len(a) > 0  # same task keys, same metrics
@@ -179,9 +185,12 @@ def test_failed_jobs_are_reported_and_only_missing_tasks_rerun(workspace, requir
     proc = bench_cli(args, env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
-    # the task failure: its traceback; the crash: Slurm's end state and the job's stderr tail
-    assert "FAILED tiny/boom/seed0/main: RuntimeError: boom from the plugin" in out
-    assert 'failplug.py", line' in out
+    # the task failure: one line naming the plugin's file:line and the task log that holds the
+    # traceback; the crash: Slurm's end state and the job's stderr tail
+    boom = re.search(r"^FAILED tiny/boom/seed0/main: RuntimeError: boom from the plugin \(failplug\.py:\d+\); "
+                     r"traceback in (\S+/task\.log) \[job \S+\]$", out, flags=re.M)  # fmt: skip
+    assert boom, out
+    assert 'failplug.py", line' in Path(boom.group(1)).read_text() and 'failplug.py", line' not in out
     assert "FAILED tiny/crash/seed0/main: Slurm job" in out and "without writing a result" in out
     assert "crash: dying without a result" in out
     assert "2 task(s) failed" in out

@@ -1,3 +1,5 @@
+import tomllib
+
 import pytest
 
 from bench.config import build_spec, load_toml
@@ -36,3 +38,19 @@ def test_bad_config_keys_and_values(tmp_path):
     bad.write_text("models = [")
     with pytest.raises(UserError, match="invalid TOML"):
         load_toml(bad)
+
+
+def test_models_list_with_model_params_tables():
+    cfg = tomllib.loads('models = ["activa", "nb"]\n[model_params.activa]\nvariant = "paper"\n')
+    spec = build_spec(cfg)
+    assert spec.models == ["activa", "nb", "real"]
+    assert spec.model_params == {"activa": {"variant": "paper"}}
+
+
+def test_model_tables_must_be_tables_and_one_form_only():
+    with pytest.raises(UserError, match=r"one table per model.*\['activa'\]"):
+        build_spec(tomllib.loads('models = { activa = "paper" }'))
+    with pytest.raises(UserError, match=r"one table per model.*\['nb'\]"):
+        build_spec(tomllib.loads('models = ["nb"]\nmodel_params = { nb = 3 }'))
+    with pytest.raises(UserError, match="both in"):
+        build_spec(tomllib.loads("[models.nb]\n[model_params.nb]\nx = 1\n"))

@@ -1,0 +1,165 @@
+"""Every mistake a new user makes ends the same way: exit code 2, one line on stderr, nothing written.
+
+Each case runs the real CLI (``bench.cli.main``) in an empty working directory with an empty
+dataset cache (``BENCH_DATA``); afterwards neither may hold anything (no run dir, no prepared
+data), and stderr (captured at the file-descriptor level, so library output counts too) must be
+exactly one line. The inputs are small AnnData files with one defect each.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from bench.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from datasets_fixtures import make_counts  # noqa: E402
+
+
+def _write(adata: ad.AnnData, path: Path) -> str:
+    adata.write_h5ad(path)
+    return str(path)
+
+
+def _inputs(folder: Path) -> dict[str, str]:
+    """One file per defect (and a good one), written once per test into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    good = make_counts(sizes=(60, 45, 30), n_genes=60)
+    out = {"good": _write(good, folder / "good.h5ad")}
+    lognorm = good.copy()
+    X = sp.csr_matrix(sp.diags(1e4 / np.asarray(good.X.sum(axis=1)).ravel()) @ good.X, dtype=np.float32)
+    X.data = np.log1p(X.data)
+    lognorm.X = X
+    out["lognorm"] = _write(lognorm, folder / "lognorm.h5ad")
+    scaled = good.copy()
+    dense = good.X.toarray()
+    scaled.X = (dense - dense.mean(axis=0)) / (dense.std(axis=0) + 1e-6)
+    out["scaled"] = _write(scaled, folder / "scaled.h5ad")
+    nan = good.copy()
+    nan.X = good.X.toarray()
+    nan.X[3, 4] = np.nan
+    out["nan"] = _write(nan, folder / "nan.h5ad")
+    lonely = good.copy()
+    lonely.obs["cell_type"] = lonely.obs["cell_type"].astype(str)
+    lonely.obs.iloc[0, lonely.obs.columns.get_loc("cell_type")] = "lonely"
+    out["lonely"] = _write(lonely, folder / "lonely.h5ad")
+    (folder / "empty.h5ad").write_bytes(b"")
+    out["empty"] = str(folder / "empty.h5ad")
+    (folder / "cells.csv").write_text("gene,cell\n1,2\n")
+    out["csv"] = str(folder / "cells.csv")
+    configs = {
+        "bad_toml": 'models = ["nb"\n',
+        "old_doc_form": 'models = ["nb"]\n[models.nb]\n',
+        "unknown_key": 'modles = ["nb"]\n',
+        "unknown_param": "[models.nb]\nbogus = 1\n",
+        "params_not_in_run": 'models = ["nb"]\n[model_params.activa]\nepochs = 3\n',
+        "bad_executor": 'models = ["nb"]\n[executor]\nname = "kubernetes"\n',
+    }
+    for name, text in configs.items():
+        (folder / f"{name}.toml").write_text(text)
+        out[name] = str(folder / f"{name}.toml")
+    return out
+
+
+RUN = ["run", "--out", "{out}", "--models"]
+CASES: dict[str, list[str]] = {
+    "unknown model": [*RUN, "nosuch"],
+    "no models": ["run", "--out", "{out}"],
+    "unknown dataset": [*RUN, "nb", "--dataset", "nosuch"],
+    "missing file": [*RUN, "nb", "--dataset", "{in}/missing.h5ad"],
+    "empty file": [*RUN, "nb", "--dataset", "{empty}"],
+    "unsupported file type": [*RUN, "nb", "--dataset", "{csv}"],
+    "log-normalised X": [*RUN, "nb", "--dataset", "{lognorm}", "--label-key", "cell_type"],
+    "scaled X": [*RUN, "nb", "--dataset", "{scaled}", "--label-key", "cell_type"],
+    "NaN in X": [*RUN, "nb", "--dataset", "{nan}", "--label-key", "cell_type"],
+    "missing label column": [*RUN, "nb", "--dataset", "{good}", "--label-key", "celltype"],
+    "a label with one cell": [*RUN, "nb", "--dataset", "{lonely}", "--label-key", "cell_type"],
+    "rare class not a label": [
+        *RUN,
+        "nb",
+        "--dataset",
+        "{good}",
+        "--label-key",
+        "cell_type",
+        "--rare-class",
+        "Z",
+    ],  # fmt: skip
+    "unparsable seeds": [*RUN, "nb", "--seeds", "0,one"],
+    "unknown metric": [*RUN, "nb", "--metrics", "nosuch"],
+    "unknown experiment": [*RUN, "nb", "--experiments", "mian"],
+    "missing config": ["run", "--out", "{out}", "--config", "{in}/missing.toml"],
+    "invalid TOML": ["run", "--out", "{out}", "--config", "{bad_toml}"],
+    "models list and [models.X]": ["run", "--out", "{out}", "--config", "{old_doc_form}"],
+    "unknown config key": ["run", "--out", "{out}", "--config", "{unknown_key}"],
+    "unknown model parameter": ["run", "--out", "{out}", "--config", "{unknown_param}"],
+    "parameters for a model not in the run": ["run", "--out", "{out}", "--config", "{params_not_in_run}"],
+    "unknown executor": ["run", "--out", "{out}", "--config", "{bad_executor}"],
+    "--device cuda without a GPU": [
+        *RUN,
+        "nb",
+        "--dataset",
+        "{good}",
+        "--label-key",
+        "cell_type",
+        "--device",
+        "cuda",
+    ],  # fmt: skip
+    "report of a missing run dir": ["report", "{out}"],
+    "check of a missing run dir": ["check", "{out}", "--baseline", "{in}/missing.json"],
+    "info of an unknown dataset": ["datasets", "info", "nosuch"],
+    "add a missing file": ["datasets", "add", "brain_small", "{in}/missing.h5"],
+}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    folder = tmp_path_factory.mktemp("inputs")
+    return folder, _inputs(folder)
+
+
+def _cuda_visible() -> bool:
+    """Whether this process already sees a GPU (then hiding it with CUDA_VISIBLE_DEVICES is too late)."""
+    torch = sys.modules.get("torch")
+    return bool(torch is not None and torch.cuda.is_initialized() and torch.cuda.device_count())
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, inputs, tmp_path, monkeypatch, capfd):
+    folder, files = inputs
+    work, cache = tmp_path / "work", tmp_path / "cache"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("BENCH_DATA", str(cache))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU, also on a GPU machine
+    if "cuda" in case and _cuda_visible():
+        pytest.skip("CUDA was initialised in this process before the test could hide the GPU")
+    argv = [a.format(out=work / "run", **{"in": folder}, **files) for a in CASES[case]]
+    rc = main(argv)
+    out, err = capfd.readouterr()
+    lines = err.strip().splitlines()
+    assert rc == 2, f"exit {rc}; stderr: {err}; stdout: {out}"
+    assert len(lines) == 1, f"stderr has {len(lines)} lines:\n{err}"
+    assert lines[0].startswith("error: ")
+    assert list(work.iterdir()) == [], f"written: {sorted(p.name for p in work.iterdir())}"
+    assert not cache.exists() or list(cache.rglob("*")) == [], f"cache: {list(cache.rglob('*'))}"
+
+
+def test_device_cuda_without_gpu_in_a_fresh_process(tmp_path):
+    """The same check as the parametrised case, where no earlier test can have touched CUDA."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "BENCH_DATA": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--models", "nb", "--device", "cuda", "--out",
+           str(tmp_path / "run")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: --device cuda was asked for but no CUDA GPU is visible (use --device auto or cpu)"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

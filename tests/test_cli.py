@@ -1,0 +1,136 @@
+"""Command-line polish: --version, help texts, `bench list` with the active profile's values, the
+one description of the `real` control, and the documented screenshot helper."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+from bench.generators.baselines import RealControl
+
+from bench.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _help(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--help"])
+    assert info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"bench (scgenbench) {version('scgenbench')}"
+
+
+def test_run_help_shows_run_examples_only(capsys):
+    out = _help(capsys, "run")
+    examples = out.split("examples:", 1)[1].strip().splitlines()
+    assert len(examples) >= 3
+    assert all(line.strip().startswith("bench run ") for line in examples), examples
+
+
+def _parsers(parser: argparse.ArgumentParser, path: str = "bench"):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, f"{path} {name}")
+
+
+def test_every_argument_of_every_command_is_described():
+    missing = [
+        f"{path}: {action.dest}"
+        for path, parser in _parsers(build_parser())
+        for action in parser._actions
+        if not isinstance(action, argparse._HelpAction | argparse._SubParsersAction) and not action.help
+    ]
+    assert missing == []
+
+
+def test_baseline_and_check_help_describe_their_arguments(capsys):
+    check = " ".join(_help(capsys, "check").split())
+    assert "run dir of the `bench run` to check" in check
+    assert "baseline file written by `bench baseline`" in check
+    assert "exit 1 when a value got worse" in check
+    baseline = " ".join(_help(capsys, "baseline").split())
+    assert "run dir of a trusted `bench run`" in baseline and "where to write the baseline" in baseline
+
+
+def test_timeout_help_says_it_stops_in_process_training(capsys):
+    text = " ".join(_help(capsys, "run").split())
+    assert "--timeout SECONDS wall-clock limit per task: stops a generator's container and also its " \
+        "in-process training" in text  # fmt: skip
+
+
+def _cells(out: str, name: str, column: int) -> str:
+    """The text of one table column of the row ``name`` (joined over its wrapped lines)."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(rf"^│ {re.escape(name)}\s+│", line))
+    parts = []
+    for line in lines[start:]:
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if not cells or (parts and cells[0]):
+            break
+        parts.append(cells[column])
+    return " ".join(p for p in parts if p)
+
+
+def test_list_states_the_active_profiles_values(capsys):
+    assert main(["list"]) == 0
+    quick = capsys.readouterr().out
+    assert "profile quick (the default): 2,000 highly variable genes" in quick
+    assert "n_trees=200" in _cells(quick, "auc", 4) and "1000" not in _cells(quick, "auc", 3)
+    assert "epochs=120" in _cells(quick, "activa", 5)
+    assert main(["list", "metrics", "--profile", "paper"]) == 0
+    paper = capsys.readouterr().out
+    assert "profile paper: all genes" in paper
+    assert "n_trees=1000" in _cells(paper, "auc", 4)
+    assert main(["list", "generators", "--profile", "paper"]) == 0
+    assert "epochs=610" in _cells(capsys.readouterr().out, "activa", 5)
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_real_is_described_the_same_way_everywhere(capsys):
+    """One description, matching what `real` does with a label short of cells (test_baselines)."""
+    canon = _flat(RealControl.description.removeprefix("Positive control: "))
+    assert "with replacement for a label that asks for more cells than the training set holds" in canon
+    assert canon in _flat(RealControl.__doc__)
+    for doc in ("README.md", "docs/metrics.md", "docs/report.md"):
+        assert canon in _flat((ROOT / doc).read_text()), doc
+    assert main(["list", "generators"]) == 0
+    assert _cells(capsys.readouterr().out, "real", 4) == RealControl.description
+    for doc in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]:
+        text = _flat(doc.read_text())
+        assert "held-out real training" not in text and "held-out-free" not in text, doc
+
+
+def test_screenshot_helper_works_here(tmp_path):
+    """docs/report.md's advice (scripts/ci/screenshot.sh) runs headless Chromium with --no-sandbox,
+    which Chromium requires as root; this test runs it as whoever runs the suite (root in CI)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if chromium is None:
+        if os.environ.get("BENCH_REQUIRE_CHROMIUM") == "1":
+            pytest.fail("headless Chromium is required (BENCH_REQUIRE_CHROMIUM=1) but not installed")
+        pytest.skip("Chromium not installed")
+    assert "scripts/ci/screenshot.sh" in (ROOT / "docs" / "report.md").read_text()
+    page = tmp_path / "page.html"
+    page.write_text("<!doctype html><html><body><h1>scgenbench</h1></body></html>")
+    out = tmp_path / "shot.png"
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "ci" / "screenshot.sh"), str(page), str(out)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
