@@ -43,7 +43,7 @@ def test_bad_config_keys_and_values(tmp_path):
 def test_models_list_with_model_params_tables():
     cfg = tomllib.loads('models = ["activa", "nb"]\n[model_params.activa]\nvariant = "paper"\n')
     spec = build_spec(cfg)
-    assert spec.models == ["activa", "nb", "real"]
+    assert spec.models == ["activa", "nb", "real", "shuffled"]
     assert spec.model_params == {"activa": {"variant": "paper"}}
 
 
