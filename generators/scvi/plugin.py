@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 MODES = ("prior", "posterior_predictive")
 LIKELIHOODS = ("nb", "zinb")
+DISPERSIONS = ("gene", "gene-cell")
 MODEL_DIR = "scvi_model"
 _QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "scvi")
 
@@ -49,12 +50,10 @@ def _import_scvi():
 
 
 @contextlib.contextmanager
-def quiet_lightning(verbose: bool) -> Iterator[None]:
-    """Silence lightning's and scvi-tools' start-up chatter (accelerator lines, tips, the srun
-    hint, data-loader worker advice) unless ``verbose``; restores the log levels afterwards."""
-    if verbose:
-        yield
-        return
+def quiet_lightning() -> Iterator[None]:
+    """Silence lightning's and scvi-tools' chatter (accelerator lines, tips, the srun hint,
+    data-loader advice, the seed line); restores the log levels afterwards. The progress bar is
+    separate (``enable_progress_bar``)."""
     saved = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -87,7 +86,7 @@ class ScviGenerator(Generator):
         "n_layers": 1,
         "dropout_rate": 0.1,
         "gene_likelihood": "nb",  # or "zinb" (scvi-tools' default)
-        "dispersion": "gene",  # "gene", "gene-batch" (here: per cell type) or "gene-cell"
+        "dispersion": "gene",  # or "gene-cell" (no batch or label key is registered: no per-type form)
         "encode_label": True,  # the encoder sees the type too (a conditional VAE); false: decoder only
         # training (SCVI.train; 0 = scvi-tools' heuristic: min(400, 400 * 20,000 / cells) epochs)
         "max_epochs": 0,
@@ -119,6 +118,10 @@ class ScviGenerator(Generator):
                 f"scvi: unknown gene_likelihood {p['gene_likelihood']!r}",
                 f"use one of {', '.join(LIKELIHOODS)}",
             )
+        if p["dispersion"] not in DISPERSIONS:
+            raise UserError(
+                f"scvi: unknown dispersion {p['dispersion']!r}", f"use one of {', '.join(DISPERSIONS)}"
+            )
         for key in ("max_epochs", "n_epochs_kl_warmup"):
             if int(p[key]) < 0:
                 raise UserError(f"scvi: {key} must be >= 0", f"e.g. {key} = {self.parameters[key]}")
@@ -143,7 +146,7 @@ class ScviGenerator(Generator):
         adata = self._anndata(train, ctx.label_key)
         if (np.asarray(adata.X.sum(axis=1)).ravel() <= 0).any():
             raise UserError("scvi: some training cells have no counts", "filter empty cells before the run")
-        with quiet_lightning(ctx.progress):
+        with quiet_lightning():
             scvi.settings.seed = int(ctx.seed)
             scvi.model.SCVI.setup_anndata(adata, categorical_covariate_keys=[ctx.label_key])
             self.model = scvi.model.SCVI(
@@ -152,15 +155,10 @@ class ScviGenerator(Generator):
                 dispersion=p["dispersion"], encode_covariates=bool(p["encode_label"]),
             )  # fmt: skip
         self._set_library_sizes()
-        max_epochs = int(p["max_epochs"]) or scvi.model.get_max_epochs_heuristic(adata.n_obs)
-        n_train = (
-            int(round(float(p["train_size"]) * adata.n_obs)) if float(p["train_size"]) < 1 else adata.n_obs
-        )
-        steps_per_epoch = max(1, -(-n_train // int(p["batch_size"])))
-        monitor = _monitor(self, ctx, max_epochs * steps_per_epoch)
-        with quiet_lightning(ctx.progress):
+        monitor = _monitor(self, ctx)
+        with quiet_lightning():
             self.model.train(
-                max_epochs=max_epochs,
+                max_epochs=int(p["max_epochs"]) or None,  # None: scvi-tools' heuristic
                 accelerator="gpu" if ctx.device == "cuda" else "cpu",
                 devices=1,
                 train_size=float(p["train_size"]),
@@ -180,7 +178,7 @@ class ScviGenerator(Generator):
         history = {k: [float(v) for v in df.iloc[:, 0].to_numpy()] for k, df in self.model.history.items()}
         trainer = self.model.trainer
         held_out = self.model.validation_indices
-        with quiet_lightning(ctx.progress):
+        with quiet_lightning():
             # get_elbo returns the ELBO; the history logs its negative per cell (lower is better)
             neg_elbo_validation = (
                 -float(self.model.get_elbo(indices=held_out)) if len(held_out) else float("nan")
@@ -192,9 +190,9 @@ class ScviGenerator(Generator):
             history=history,
             extra={
                 "device": str(self.model.device),
-                "max_epochs": max_epochs,
-                "train_cells": n_train,
-                "stopped_early": int(trainer.current_epoch) < max_epochs,
+                "max_epochs": int(trainer.max_epochs),
+                "train_cells": len(self.model.train_indices),
+                "stopped_early": int(trainer.current_epoch) < int(trainer.max_epochs),
                 "elbo_train": history.get("elbo_train", [float("nan")])[-1],  # negative ELBO per cell
                 "elbo_validation": neg_elbo_validation,  # the same, on the held-out (1 - train_size) cells
             },
@@ -284,7 +282,7 @@ class ScviGenerator(Generator):
         scvi = _import_scvi()
         path = Path(path)
         gen = cls._read_meta(path)
-        with quiet_lightning(False):
+        with quiet_lightning():
             gen.model = scvi.model.SCVI.load(
                 str(path / MODEL_DIR), accelerator="gpu" if device == "cuda" else "cpu"
             )
@@ -293,17 +291,23 @@ class ScviGenerator(Generator):
         return gen
 
 
-def _monitor(gen: ScviGenerator, ctx: FitContext, total_steps: int):
+def _monitor(gen: ScviGenerator, ctx: FitContext):
     """A lightning callback (built here so importing this module needs no lightning) that counts
     training cells, stops at the deadline and hands the harness generated cells at
-    ``ctx.snapshot_steps(total_steps)``."""
+    ``ctx.snapshot_steps(total)``, total = max_epochs x batches per epoch (the budget; early
+    stopping may end training before the last snapshot)."""
     from lightning.pytorch.callbacks import Callback
 
     class Monitor(Callback):
         def __init__(self) -> None:
             self.cells_seen = 0
             self.error: TaskFailed | None = None
-            self.snap_at = set(ctx.snapshot_steps(total_steps))
+            self.snap_at: set[int] = set()
+
+        def on_train_start(self, trainer, pl_module) -> None:
+            self.snap_at = set(
+                ctx.snapshot_steps(int(trainer.max_epochs) * int(trainer.num_training_batches))
+            )
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             self.cells_seen += int(batch["X"].shape[0])
