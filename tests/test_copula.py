@@ -302,3 +302,21 @@ def test_negative_counts_are_a_user_error():
     train.layers["counts"].data[0] = -1
     with pytest.raises(UserError, match="negative"):
         fit_generator(GaussianCopula(), train)
+
+
+def test_both_count_models_are_registered_and_listed():
+    """``copula`` and ``scvi`` come through the entry points like every built-in, and `bench list`
+    shows them with their metadata."""
+    import os
+    import subprocess
+    import sys
+
+    from bench.generators.scvi import ScviGenerator
+
+    from bench.registry import get_generator
+
+    assert get_generator("copula") is GaussianCopula and get_generator("scvi") is ScviGenerator
+    out = subprocess.run([sys.executable, "-m", "bench.cli", "list", "generators"], capture_output=True,
+                         text=True, check=True, env={**os.environ, "COLUMNS": "200"}).stdout  # fmt: skip
+    for needle in ("copula", "scDesign2", "scvi", "Lopez et al., scVI"):
+        assert needle in out

@@ -88,11 +88,7 @@ class GaussianCopula(Generator):
     name = "copula"
     conditional = True
     output_scale = "counts"
-    paper = (
-        "Sun, Song, Li, Li: scDesign2: a transparent simulator that generates high-fidelity single-cell "
-        "gene expression count data with gene correlations captured, Genome Biology 22:163 (2021), "
-        "doi:10.1186/s13059-021-02367-2"
-    )
+    paper = "Sun et al., scDesign2, Genome Biology 22:163 (2021), doi:10.1186/s13059-021-02367-2"
     code_url = "https://github.com/JSB-UCLA/scDesign2"
     description = "scDesign2-style per-type NB marginals + Gaussian copula over the top genes (numpy/scipy)"
     parameters: dict[str, Any] = {

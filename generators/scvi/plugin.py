@@ -73,10 +73,7 @@ class ScviGenerator(Generator):
     name = "scvi"
     conditional = True
     output_scale = "counts"
-    paper = (
-        "Lopez, Regier, Cole, Jordan, Yosef: Deep generative modeling for single-cell transcriptomics, "
-        "Nature Methods 15:1053-1058 (2018), doi:10.1038/s41592-018-0229-2"
-    )
+    paper = "Lopez et al., scVI, Nature Methods 15:1053-1058 (2018), doi:10.1038/s41592-018-0229-2"
     code_url = "https://github.com/scverse/scvi-tools"
     description = "scVI (scvi-tools) conditioned on cell type; new cells from z ~ N(0, I)"
     parameters: dict[str, Any] = {
