@@ -189,3 +189,30 @@ def test_bad_parameters_are_user_errors(params, needle):
 def test_generate_before_fit_fails():
     with pytest.raises(TaskFailed, match="before fit"):
         ScviGenerator().generate(3, seed=0)
+
+
+@pytest.mark.slow
+def test_both_count_models_run_in_the_harness(tmp_path, capsys):
+    """`bench run` with scvi and copula through their entry points, both experiments (main and the
+    rare-type augmentation, which refits each model per fraction), on a small count file."""
+    from bench.cli import main
+    from bench.store import Store
+
+    path = tmp_path / "cells.h5ad"
+    make_counts(n_cells=300, n_genes=60, n_types=3, seed=12).write_h5ad(path)
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        'datasets = ["' + str(path) + '"]\nlabel_key = "cell_type"\nseeds = [0]\n'
+        'metrics = {select = ["mean_corr", "mmd", "correlation_discrepancy"], augmentation = {n_trees = 20}}\n'
+        "[models.copula]\ncopula_genes = 20\n"
+        "[models.scvi]\nmax_epochs = 2\nn_epochs_kl_warmup = 1\nn_hidden = 16\n"
+    )
+    assert main(["run", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    with Store(tmp_path / "run") as store:
+        values = store.values()
+    for model in ("copula", "scvi"):
+        mine = values[values.model == model]
+        assert {"mean_corr", "mmd", "cd"} <= set(mine.metric), model
+        assert mine.metric.str.startswith("f1_augmented").any(), model
+        assert np.isfinite(mine.value).all(), model
+    assert "copula" in capsys.readouterr().out
