@@ -8,10 +8,11 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from bench.metrics import AUGMENTATION, TIMING, augmentation, downsample_rare, measure, timing
+from bench.metrics import AUGMENTATION, TIMING, augmentation, downsample_rare, timing
 
 from bench.errors import UserError
 from bench.evaluation import EvalContext
+from bench.timing import GenerationTiming, measure, time_generation
 
 
 def make_counts(n_per_class, n_genes=30, seed=0, fold=6.0):
@@ -153,31 +154,55 @@ def test_augmentation_default_and_quick_options():
 
 
 # -- timing -----------------------------------------------------------------------------------------
-class SleepyGenerator:
-    """Takes 1 ms per 1,000 cells."""
+def sleepy_generate(n_cells, seed):
+    """Takes 1 ms per 1,000 cells; reports its own time as a container entry point does."""
+    time.sleep(n_cells / 1e6)
+    out = ad.AnnData(X=np.zeros((n_cells, 1), np.float32))
+    out.uns["scgenbench"] = {"generate_seconds": n_cells / 2e6}  # half the wall time
+    return out
 
-    def __init__(self):
-        self.generated = 0
 
-    def time_generation(self, n_cells, *, seed, chunk=10_000):
-        start = time.perf_counter()
-        time.sleep(n_cells / 1e6)
-        self.generated += n_cells
-        return time.perf_counter() - start
+def test_time_generation_chunks_and_own_time():
+    calls = []
+
+    def generate(k, seed):
+        calls.append((k, seed))
+        return sleepy_generate(k, seed)
+
+    t = time_generation(generate, 25_000, seed=10, chunk=10_000)
+    assert calls == [(10_000, 10), (10_000, 10_010), (5_000, 20_010)]  # seed + cells done
+    assert t.n_cells == 25_000 and t.chunk == 10_000
+    assert t.wall_seconds >= 0.025 and t.own_seconds == pytest.approx(0.0125)
+    # a chunk without a reported time: no own time at all
+    t = time_generation(lambda k, s: ad.AnnData(X=np.zeros((k, 1))), 20, seed=0, chunk=10)
+    assert t.own_seconds is None
 
 
 def test_timing_values_and_scaling():
-    gen = SleepyGenerator()
-    values = timing(
-        gen, {"train_seconds": 12.5, "peak_rss_mb": 300.0, "peak_gpu_mb": None}, seed=0, n_cells=20_000
-    )
-    assert gen.generated == 20_000
-    assert values["train_seconds"] == 12.5 and values["peak_rss_mb"] == 300.0
-    assert "peak_gpu_mb" not in values
+    fit = {"train_seconds": 12.5, "fit_wall_seconds": 20.0, "peak_rss_mb": 300.0, "peak_gpu_mb": None,
+           "train_steps": 400, "cells_seen": 51_200}  # fmt: skip
+    values = timing(fit, GenerationTiming(wall_seconds=0.02, own_seconds=0.01, n_cells=20_000, chunk=10_000))
+    assert values["train_seconds"] == 12.5 and values["fit_wall_seconds"] == 20.0
+    assert values["peak_rss_mb"] == 300.0 and "peak_gpu_mb" not in values
+    assert values["train_steps"] == 400 and values["cells_seen"] == 51_200
     assert values["generate_cells_timed"] == 20_000
-    # 20 ms for 20,000 cells -> ~100 ms per 100,000
-    assert 0.09 < values["generate_seconds_per_100k"] < 0.5
-    out = TIMING.func(None, gen, {"train_seconds": 1.0}, seed=0, **TIMING.options_for("quick"))
+    # 10 ms (own) and 20 ms (wall) for 20,000 cells -> 50 and 100 ms per 100,000
+    assert values["generate_seconds_per_100k"] == pytest.approx(0.05)
+    assert values["generate_wall_seconds_per_100k"] == pytest.approx(0.1)
+    # without an own time, the wall time is the generation time
+    values = timing({"train_seconds": 1.0}, GenerationTiming(0.02, None, 20_000, 10_000))
+    assert values["generate_seconds_per_100k"] == pytest.approx(0.1)
+    # the adapter asks the runner's time_generation for the profile's cell count
+    asked = []
+
+    def timer(n):
+        asked.append(n)
+        return time_generation(sleepy_generate, n, seed=0)
+
+    out = TIMING.func(
+        None, {"train_seconds": 1.0, "time_generation": timer}, seed=0, **TIMING.options_for("quick")
+    )
+    assert asked == [10_000]
     assert out.values["generate_cells_timed"] == 10_000 and out.info["generate_scaled_from"] == 10_000
     assert set(out.values) - {"generate_cells_timed"} <= set(TIMING.directions)
     assert TIMING.options["n_cells"] == 100_000
@@ -189,14 +214,27 @@ def test_measure_time_and_peak_memory():
         time.sleep(0.2)
         return float(block.sum())
 
-    import psutil
+    m = measure(work, interval=0.01)
+    assert m.result == 4096 * 4096
+    assert 0.2 <= m.seconds < 5
+    assert 100 <= m.peak_rss_mb < 400  # the 128 MiB block, not the whole process
+    assert m.peak_gpu_mb is None or m.peak_gpu_mb >= 0
 
-    before = psutil.Process().memory_info().rss / 2**20
-    result, seconds, peak_rss, peak_gpu = measure(work, interval=0.01)
-    assert result == 4096 * 4096
-    assert 0.2 <= seconds < 5
-    assert peak_rss >= before + 100  # the 128 MiB block was seen
-    assert peak_gpu is None or peak_gpu >= 0
+
+def test_measure_is_the_calls_own_memory_not_the_process():
+    """Memory held before the call does not count: the same work measures the same with and
+    without 512 MiB already resident (issue 13: nb showed 728 MB after one task, 419 after another)."""
+
+    def work():
+        block = np.ones((2048, 4096))  # 64 MiB
+        time.sleep(0.1)
+        return block.size
+
+    alone = measure(work, interval=0.01).peak_rss_mb
+    ballast = np.ones((8192, 8192))  # 512 MiB resident during the second measurement
+    with_ballast = measure(work, interval=0.01).peak_rss_mb
+    assert ballast.sum() > 0
+    assert abs(with_ballast - alone) < 48 and 50 < alone < 200
 
 
 def test_augmentation_fraction_whose_generation_fails_reports_nan_and_why():

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+from bench.generators.base import Budget
 from bench.generators.container import ContainerGenerator
 
 HERE = Path(__file__).resolve().parent
@@ -27,6 +28,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "batch_size": 128,
     "critic_iters": 5,
     "max_steps": 1_000_000,
+    "budget": None,  # None: max_steps; or "N steps" / "N epochs" / "N minutes" (docs/models/scgan.md)
     "extra_critic_update": True,
     "bn_decay": 0.999,
     "bn_eps": 1e-5,
@@ -74,6 +76,12 @@ class ScGAN(ContainerGenerator):
     }
     profiles: ClassVar[dict[str, dict[str, Any]]] = PROFILES
     resources: ClassVar[dict[str, Any]] = {"cpus": 4, "gpus": 1, "mem_gb": 16, "time_min": 24 * 60}
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        # checked here (one clear line before any container starts), passed on in a canonical form
+        budget = Budget.parse(self.params["budget"], what=f"{self.name} budget")
+        self.params["budget"] = None if budget is None else str(budget)
 
 
 class CscGAN(ScGAN):
