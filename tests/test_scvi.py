@@ -203,7 +203,7 @@ def test_both_count_models_run_in_the_harness(tmp_path, capsys):
     cfg = tmp_path / "run.toml"
     cfg.write_text(
         'datasets = ["' + str(path) + '"]\nlabel_key = "cell_type"\nseeds = [0]\n'
-        'metrics = {select = ["mean_corr", "mmd", "correlation_discrepancy"], augmentation = {n_trees = 20}}\n'
+        'metrics = {select = ["mean_corr", "mmd", "correlation_discrepancy", "augmentation"], augmentation = {n_trees = 20}}\n'
         "[models.copula]\ncopula_genes = 20\n"
         "[models.scvi]\nmax_epochs = 2\nn_epochs_kl_warmup = 1\nn_hidden = 16\n"
     )

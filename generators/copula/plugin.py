@@ -10,21 +10,18 @@ marginals' inverse CDFs; the other genes are drawn independently. See docs/model
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anndata as ad
 import numpy as np
 import scipy.sparse as sp
-from bench.generators.base import FitResult, Generator, make_output
+from bench.generators.base import FitContext, FitResult, Generator, make_output
 from bench.generators.baselines import draw_nb, label_plan
 from bench.generators.copula.marginals import Marginals, cdf_tables, fit_marginals, quantile, randomised_pit
 from bench.generators.counts import training_counts
 from scipy import special
 
 from bench.errors import TaskFailed, UserError
-
-if TYPE_CHECKING:
-    from bench.generators.base import FitContext
 
 MODEL_FILE = "copula.npz"
 CHUNK = 2048  # cells drawn at once per type (bounds the dense block in memory)

@@ -15,21 +15,18 @@ import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from bench.generators.base import FitResult, Generator, make_output
+from bench.generators.base import FitContext, FitResult, Generator, make_output
 from bench.generators.baselines import label_plan
 from bench.generators.counts import training_counts
 
 from bench.errors import TaskFailed, UserError
-
-if TYPE_CHECKING:
-    from bench.generators.base import FitContext
 
 MODES = ("prior", "posterior_predictive")
 LIKELIHOODS = ("nb", "zinb")
