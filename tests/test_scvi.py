@@ -53,7 +53,7 @@ def test_model_is_conditional_on_the_label_and_trained_on_counts(fitted):
     reg = gen.model.adata_manager.registry["setup_args"]
     assert reg["categorical_covariate_keys"] == ["cell_type"] and reg["layer"] is None
     np.testing.assert_array_equal(gen.model.adata.X.toarray(), train.layers["counts"].toarray())
-    assert gen.model.module.gene_likelihood == "nb" and gen.model.module.encode_covariates is True
+    assert gen.model.module.gene_likelihood == "nb" and gen.model.module.encode_covariates is False
 
 
 def test_prior_generation_is_conditional_seeded_and_valid(fitted):
@@ -149,13 +149,15 @@ def test_save_load_with_scvi_tools_round_trips(fitted, tmp_path):
     assert (a.X != b.X).nnz == 0
 
 
-def test_zinb_option():
+def test_zinb_and_encoder_covariate_options():
     train = _train()
-    gen = ScviGenerator(**{**TINY, "max_epochs": 1, "gene_likelihood": "zinb"})
+    gen = ScviGenerator(**{**TINY, "max_epochs": 1, "gene_likelihood": "zinb", "encode_label": True})
     fit_generator(gen, train, seed=0)
-    assert gen.model.module.gene_likelihood == "zinb"
-    out = gen.generate({"t0": 20}, seed=0)
-    assert out.n_obs == 20 and np.all(out.X.data == np.round(out.X.data))
+    assert gen.model.module.gene_likelihood == "zinb" and gen.model.module.encode_covariates is True
+    for mode in ("prior", "posterior_predictive"):
+        gen.params["mode"] = mode
+        out = gen.generate({"t0": 20}, seed=0)
+        assert out.n_obs == 20 and np.all(out.X.data == np.round(out.X.data))
 
 
 @pytest.mark.parametrize("progress", [False, True])
