@@ -160,6 +160,28 @@ def test_correlation_factor_reproduces_the_pearson_correlation(n):
     assert A.shape == ((20, n) if n <= 20 else (20, 20))
 
 
+def test_constant_normal_scores_get_a_zero_row():
+    """Without jitter a gene with equal counts in every cell has constant scores: no correlation,
+    its copula draw is 0 (the marginal's median), nothing is NaN."""
+    z = np.random.default_rng(6).standard_normal((40, 5))
+    z[:, 2] = 0.3
+    for n in (40, 4):
+        A = correlation_factor(z[:n])
+        assert np.isfinite(A).all() and not A[2].any()
+    train = copula_cells(60, seed=3)
+    counts = train.layers["counts"].toarray()
+    counts[:, 5] = 1.0  # a gene with one count in every cell
+    train.layers["counts"] = sp.csr_matrix(counts)
+    factors = []
+    for seed in (0, 1):  # without jitter the fit does not depend on the seed
+        gen = GaussianCopula(jitter=False, copula_genes=10)
+        fit_generator(gen, train, seed=seed)
+        factors.append(gen._models[gen.labels.index("a")].factor)
+    np.testing.assert_array_equal(factors[0], factors[1])
+    assert np.isfinite(factors[0]).all()
+    assert np.isfinite(gen.generate({"a": 30}, seed=0).X.data).all()
+
+
 TRUE_R = np.array([[1.0, 0.7, 0.3, 0.0], [0.7, 1.0, 0.0, 0.0], [0.3, 0.0, 1.0, -0.5], [0.0, 0.0, -0.5, 1.0]])
 TRUE_MU = np.array([20.0, 10.0, 30.0, 8.0])
 TRUE_SIZE = np.array([5.0, 3.0, 8.0, 2.0])

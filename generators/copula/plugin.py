@@ -31,9 +31,9 @@ class TypeModel:
     """One cell type's fitted model: marginals of every gene, the copula genes and a factor ``A``
     of their correlation matrix (``A @ A.T`` = R; ``genes x rank``)."""
 
-    def __init__(self, marginals: Marginals, genes: np.ndarray, factor: np.ndarray, tables=None):
+    def __init__(self, marginals: Marginals, genes: np.ndarray, factor: np.ndarray):
         self.marginals, self.genes, self.factor = marginals, genes, factor
-        self._tables: list[np.ndarray] | None = tables
+        self._tables: list[np.ndarray] | None = None  # CDF tables of the copula genes, built on first use
         self._indep = np.setdiff1d(np.arange(marginals.n_genes), genes)
 
     @property
@@ -64,19 +64,28 @@ class TypeModel:
 def correlation_factor(z: np.ndarray) -> np.ndarray:
     """A factor ``A`` (genes x rank) with ``A @ A.T`` = the Pearson correlation of the columns of
     ``z``: the standardised data themselves when there are no more cells than genes (rank n - 1;
-    exact, no decomposition), else the Cholesky factor (eigenvectors if it is not positive definite)."""
-    n, g = z.shape
+    exact, no decomposition), else the Cholesky factor (eigenvectors if it is not positive definite).
+    A constant column (only without jitter: equal counts in every cell) gets a zero row: its copula
+    draw is always 0, i.e. the marginal's median."""
+    n = z.shape[0]
     zs = z - z.mean(axis=0)
-    zs /= np.sqrt((zs**2).sum(axis=0) / (n - 1))
+    sd = np.sqrt((zs**2).sum(axis=0) / (n - 1))
+    varies = sd > 1e-12  # normal scores lie within +-5: below this a column is constant up to rounding
+    zs = zs[:, varies] / sd[varies]
+    g = zs.shape[1]
     if n <= g:
-        return np.ascontiguousarray(zs.T / np.sqrt(n - 1))
-    corr = (zs.T @ zs) / (n - 1)
-    try:
-        return np.linalg.cholesky(corr)
-    except np.linalg.LinAlgError:
-        w, v = np.linalg.eigh(corr)
-        keep = w > 1e-10 * w.max()
-        return v[:, keep] * np.sqrt(w[keep])
+        sub = zs.T / np.sqrt(n - 1)
+    else:
+        corr = (zs.T @ zs) / (n - 1)
+        try:
+            sub = np.linalg.cholesky(corr)
+        except np.linalg.LinAlgError:
+            w, v = np.linalg.eigh(corr)
+            keep = w > 1e-10 * w.max()
+            sub = v[:, keep] * np.sqrt(w[keep])
+    A = np.zeros((z.shape[1], sub.shape[1]))
+    A[varies] = sub
+    return A
 
 
 class GaussianCopula(Generator):
@@ -150,7 +159,7 @@ class GaussianCopula(Generator):
         v = rng.random(x.shape) if p["jitter"] else np.full(x.shape, 0.5)
         tables = cdf_tables(sub, upto=x.max(axis=0).astype(np.int64))
         factor = correlation_factor(special.ndtri(randomised_pit(x, tables, v)))
-        return TypeModel(marg, genes, factor, tables)
+        return TypeModel(marg, genes, factor)
 
     # -- generate ---------------------------------------------------------------------------------
     def generate(self, n_cells: int | dict[str, int], *, seed: int) -> ad.AnnData:
