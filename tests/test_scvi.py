@@ -218,3 +218,29 @@ def test_both_count_models_run_in_the_harness(tmp_path, capsys):
         assert mine.metric.str.startswith("f1_augmented").any(), model
         assert np.isfinite(mine.value).all(), model
     assert "copula" in capsys.readouterr().out
+
+
+def test_profiles_paper_is_scvi_tools_defaults_and_quick_is_shorter():
+    import inspect
+
+    from scvi.module import VAE
+    from scvi.train import TrainingPlan
+
+    def defaults(fn):
+        return {k: v.default for k, v in inspect.signature(fn).parameters.items()}
+
+    for prof in ScviGenerator.profiles.values():
+        assert set(prof) <= set(ScviGenerator.parameters)
+    paper = ScviGenerator.params_for_profile("paper")
+    assert paper == ScviGenerator.parameters
+    model, vae, plan, train = (defaults(f) for f in (scvi.model.SCVI.__init__, VAE.__init__, TrainingPlan.__init__,
+                                                      scvi.model.SCVI.train))  # fmt: skip
+    for key in ("n_latent", "n_hidden", "n_layers", "dropout_rate", "dispersion"):
+        assert paper[key] == model[key], key
+    assert paper["encode_label"] == vae["encode_covariates"]
+    assert (paper["lr"], paper["n_epochs_kl_warmup"]) == (plan["lr"], plan["n_epochs_kl_warmup"])
+    assert (paper["batch_size"], paper["early_stopping"]) == (train["batch_size"], train["early_stopping"])
+    assert paper["max_epochs"] == 0 and train["max_epochs"] is None  # both mean scvi-tools' heuristic
+    assert model["gene_likelihood"] == "zinb" and paper["gene_likelihood"] == "nb"  # the documented departure
+    quick = ScviGenerator.params_for_profile("quick")
+    assert (quick["max_epochs"], quick["n_epochs_kl_warmup"], quick["lr"]) == (120, 60, 3e-3)
