@@ -93,7 +93,8 @@ def fit_marginals(counts: sp.spmatrix, *, zero_inflation: bool = False, min_nonz
     * otherwise NB by maximum likelihood: ``mu`` = mean, ``size`` = root of the profile score;
       with ``zero_inflation`` a gene with more zeros than its NB fit predicts gets a ZINB fit by
       EM instead (scDesign2 fits ZINB to every over-dispersed gene with zeros; where the NB fit
-      already predicts as many zeros as observed, that ZINB fit's maximum is the NB fit).
+      already predicts as many zeros as observed, it is a stationary point of the ZINB likelihood
+      on the boundary pi = 0 and is kept).
     """
     counts = sp.csr_matrix(counts, dtype=np.float64)
     n, g = counts.shape
@@ -113,8 +114,8 @@ def fit_marginals(counts: sp.spmatrix, *, zero_inflation: bool = False, min_nonz
         k = nb_genes.size
         size[nb_genes] = nb_size_mle(gene, x, mult, float(n), mean[nb_genes], k)
         if zero_inflation:
-            # zero inflation can raise the likelihood only where the NB fit predicts fewer zeros
-            # than observed: elsewhere d loglik / d pi <= 0 at pi = 0, the NB fit is the ZINB MLE
+            # zero inflation can raise the likelihood near the NB fit only where it predicts fewer
+            # zeros than observed: elsewhere d loglik / d pi = n_zero / f0 - n <= 0 at pi = 0
             r, m = size[nb_genes], mean[nb_genes]
             excess = (n - nnz[nb_genes]) > n * np.exp(-r * np.log1p(m / r))
             zi = nb_genes[excess]
