@@ -204,6 +204,10 @@ class Generator(ABC):
     parameters: ClassVar[dict[str, Any]] = {}
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}
     resources: ClassVar[dict[str, Any]] = {"cpus": 2, "gpus": 0, "mem_gb": 8, "time_min": 60}
+    # `bench tune`: the grid the standard profile's settings were chosen from (axis -> values; an
+    # axis may stand for several parameters, see tuning_params) and the sweep's budget in epochs
+    tuning: ClassVar[dict[str, list[Any]]] = {}
+    tuning_budget: ClassVar[str | None] = None
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.parameters))
@@ -221,6 +225,12 @@ class Generator(ABC):
     def params_for_profile(cls, profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Parameters for a run profile, with user overrides on top."""
         return {**cls.parameters, **cls.profiles.get(profile, {}), **(overrides or {})}
+
+    @classmethod
+    def tuning_params(cls, point: dict[str, Any]) -> dict[str, Any]:
+        """Parameters for one point of the tuning grid (axis names are parameter names unless a
+        model maps an axis onto several, e.g. ACTIVA's ``lr`` onto ``lr_e`` and ``lr_g``)."""
+        return dict(point)
 
     # -- verbs -----------------------------------------------------------------------------
     @abstractmethod

@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 from bench.metrics._auc import AucResult, auc, make_forest
 from bench.metrics._augmentation import (
+    MIN_RARE_CELLS,
     PAPER_FRACTIONS,
-    QUICK_FRACTIONS,
     AugmentationResult,
     augmentation,
+    choose_rare_class,
     downsample_rare,
     fraction_tag,
+    kept_rare_cells,
     rare_f1,
     run_augmentation,
 )
@@ -42,6 +44,8 @@ from bench.metrics._utils import check_space, equal_size
 from bench.metrics.base import Metric, MetricOutput
 
 __all__ = [
+    "MIN_RARE_CELLS",
+    "PAPER_FRACTIONS",
     "AUC",
     "AUGMENTATION",
     "CD",
@@ -57,9 +61,11 @@ __all__ = [
     "auc",
     "augmentation",
     "cd_from_corr",
+    "choose_rare_class",
     "correlation_discrepancy",
     "downsample_rare",
     "equal_size",
+    "kept_rare_cells",
     "make_forest",
     "mean_corr",
     "median_nn_distance",
@@ -203,7 +209,7 @@ CD = Metric(
 
 def _augmentation_directions() -> dict[str, str]:
     out: dict[str, str] = {}
-    for f in sorted(set(PAPER_FRACTIONS) | set(QUICK_FRACTIONS), reverse=True):
+    for f in sorted(PAPER_FRACTIONS, reverse=True):
         tag = fraction_tag(f)
         out[f"f1_real@{tag}"] = "higher"
         out[f"f1_oversampled@{tag}"] = "higher"
@@ -227,7 +233,7 @@ AUGMENTATION = Metric(
         "space": "genes",
         "n_jobs": None,
     },
-    profiles={"quick": {"fractions": QUICK_FRACTIONS, "n_trees": 200}},
+    profiles={"quick": {"n_trees": 200}},
     experiment="augmentation",
 )
 

@@ -148,7 +148,7 @@ def test_augmentation_default_and_quick_options():
     assert AUGMENTATION.options["fractions"] == (0.1, 0.05, 0.01, 0.005)
     assert AUGMENTATION.options["n_generated"] == 1500 and AUGMENTATION.options["n_trees"] == 1000
     quick = AUGMENTATION.options_for("quick")
-    assert quick["fractions"] == (0.1, 0.01) and quick["n_trees"] == 200
+    assert quick["fractions"] == (0.1, 0.05, 0.01, 0.005) and quick["n_trees"] == 200  # the paper's four
     assert AUGMENTATION.kind == "experiment" and AUGMENTATION.requires_conditional
     assert AUGMENTATION.experiment == "augmentation"
 
@@ -264,3 +264,52 @@ def test_augmentation_fraction_whose_generation_fails_reports_nan_and_why():
                        n_oversample=200)  # fmt: skip
     assert 0.0 <= res.values["f1_oversampled@0.02"] <= 1.0
     assert np.isnan(res.values["f1_augmented@0.02"])
+
+
+# -- the default rare class and fractions ---------------------------------------------------------
+PBMC3K_TRAIN = {"CD4 T": 1042, "CD14 Monocytes": 438, "B": 321, "CD8 T": 296, "FCGR3A Monocytes": 144,
+                "NK": 144, "Dendritic": 32, "Megakaryocytes": 12}  # fmt: skip
+PBMC3K_TEST = {k: max(1, round(v / 9)) for k, v in PBMC3K_TRAIN.items()}
+
+
+def test_default_rare_class_keeps_five_cells_at_the_smallest_fraction():
+    from bench.metrics import PAPER_FRACTIONS, choose_rare_class, kept_rare_cells
+
+    rare, fractions, why = choose_rare_class(PBMC3K_TRAIN, PBMC3K_TEST, PAPER_FRACTIONS)
+    assert rare == "CD4 T" and fractions == (0.1, 0.05, 0.01, 0.005) and "5 of 1042" in why
+    assert kept_rare_cells(321, 0.01) == 3 and kept_rare_cells(321, 0.005) == 2  # B: why not B
+    # larger fractions admit smaller classes: the smallest that keeps 5 at 10 % (50 cells)
+    assert choose_rare_class(PBMC3K_TRAIN, PBMC3K_TEST, (0.5, 0.1))[0] == "FCGR3A Monocytes"
+    # a class without test cells is never chosen
+    assert choose_rare_class({**PBMC3K_TRAIN, "X": 2000}, PBMC3K_TEST)[0] == "CD4 T"
+    # nothing large enough: the largest class, dropping the fractions that keep < 5 of it
+    rare, fractions, why = choose_rare_class({"a": 300, "b": 120}, {"a": 30, "b": 12})
+    assert rare == "a" and fractions == (0.1, 0.05) and "0.01, 0.005 dropped" in why
+    rare, fractions, _ = choose_rare_class({"a": 20, "b": 10}, {"a": 2, "b": 1})
+    assert rare == "a" and fractions == (0.1,)  # the largest fraction always stays
+
+
+def test_plan_applies_the_rule_and_the_users_choice(tmp_path):
+    from bench.config import build_spec
+    from bench.runner import plan
+
+    the_plan = plan(build_spec(None, models=["nb"], experiments=["augmentation"], metrics=["augmentation"]))
+    aug = [t for t in the_plan.tasks if t.experiment == "augmentation"]
+    assert {t.rare_class for t in aug} == {"CD4 T"}
+    assert aug[0].metrics["augmentation"]["fractions"] == (0.1, 0.05, 0.01, 0.005)
+    assert any("rare class 'CD4 T'" in note for note in the_plan.skipped)
+    # the user's choice stands, with a note on the fractions that keep fewer than 5 cells
+    the_plan = plan(build_spec(None, models=["nb"], experiments=["augmentation"], metrics=["augmentation"],
+                               rare_class="B"))  # fmt: skip
+    assert {t.rare_class for t in the_plan.tasks} == {"B"}
+    assert any("0.01 keeps 3, 0.005 keeps 2" in note for note in the_plan.skipped)
+
+
+def test_fractions_from_the_command_line(tmp_path):
+    from bench.cli import build_parser
+    from bench.config import build_spec, parse_list
+
+    args = build_parser().parse_args(["run", "--models", "nb", "--fractions", "0.2,0.1", "--rare-class", "B"])
+    spec = build_spec(None, models=parse_list(args.models), fractions=parse_list(args.fractions, float),
+                      rare_class=args.rare_class)  # fmt: skip
+    assert spec.metric_options["augmentation"]["fractions"] == (0.2, 0.1) and spec.rare_class == "B"

@@ -43,6 +43,8 @@ MODEL_DEFAULTS: dict[str, Any] = {
 # docs/models/scgan.md. paper: the original's settings (max_steps 1,000,000 is its default).
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"max_steps": 60, "progress_every": 10},
+    # the sweep's winner (`bench tune`, docs/tuning.md) and its budget in steps
+    "standard": {"progress_every": 100},
     "paper": {"max_steps": 1_000_000, "progress_every": 1000},
 }
 
@@ -76,6 +78,19 @@ class ScGAN(ContainerGenerator):
     }
     profiles: ClassVar[dict[str, dict[str, Any]]] = PROFILES
     resources: ClassVar[dict[str, Any]] = {"cpus": 4, "gpus": 1, "mem_gb": 16, "time_min": 24 * 60}
+
+    # `bench tune` (docs/tuning.md): the learning rate's start (its end stays a tenth of it, as the
+    # original's 1e-4 -> 1e-5) x batch size, every point for the same 120 epochs (cells through the
+    # critic): about 6 minutes of 2-core CPU per point at batch 128, the effort every model gets
+    tuning: ClassVar[dict[str, list[Any]]] = {"lr": [1e-4, 5e-4, 2e-3], "batch_size": [64, 128]}
+    tuning_budget: ClassVar[str | None] = "120 epochs"
+
+    @classmethod
+    def tuning_params(cls, point: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in point.items() if k != "lr"}
+        if "lr" in point:
+            out["lr_initial"], out["lr_final"] = float(point["lr"]), float(point["lr"]) / 10
+        return out
 
     def __init__(self, **params: Any):
         super().__init__(**params)
