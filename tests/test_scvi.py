@@ -232,7 +232,7 @@ def test_profiles_paper_is_scvi_tools_defaults_and_quick_is_shorter():
     for prof in ScviGenerator.profiles.values():
         assert set(prof) <= set(ScviGenerator.parameters)
     paper = ScviGenerator.params_for_profile("paper")
-    assert paper == ScviGenerator.parameters
+    assert paper == ScviGenerator.parameters == ScviGenerator.params_for_profile("standard")
     model, vae, plan, train = (defaults(f) for f in (scvi.model.SCVI.__init__, VAE.__init__, TrainingPlan.__init__,
                                                       scvi.model.SCVI.train))  # fmt: skip
     for key in ("n_latent", "n_hidden", "n_layers", "dropout_rate", "dispersion"):
