@@ -20,7 +20,7 @@ from bench.generators.base import (
 from bench.errors import TaskFailed
 
 
-def _label_plan(labels: list[str], weights: np.ndarray, n_cells, rng: np.random.Generator) -> np.ndarray:
+def label_plan(labels: list[str], weights: np.ndarray, n_cells, rng: np.random.Generator) -> np.ndarray:
     """Labels of the cells to generate: the request per label, or drawn by training proportions."""
     total, per_label = split_request(n_cells)
     if per_label is not None:
@@ -29,6 +29,26 @@ def _label_plan(labels: list[str], weights: np.ndarray, n_cells, rng: np.random.
             raise TaskFailed(f"cannot generate unknown label(s) {unknown}; known: {labels}")
         return np.repeat(list(per_label), list(per_label.values())).astype(str)
     return rng.choice(np.asarray(labels, dtype=str), size=total, p=weights)
+
+
+def draw_nb(
+    mu: np.ndarray, size: np.ndarray, n: int, rng: np.random.Generator, pi: np.ndarray | None = None
+) -> np.ndarray:
+    """``n`` independent draws (rows) of every gene (columns), float32: NB(mean ``mu``, size
+    ``size``), Poisson where ``size`` is inf, always 0 where ``mu`` is 0; with ``pi``, each draw is
+    a structural zero with that probability (zero-inflated)."""
+    out = np.zeros((n, mu.size), dtype=np.float32)
+    pois = ~np.isfinite(size)
+    if pois.any():
+        out[:, pois] = rng.poisson(mu[pois], size=(n, int(pois.sum())))
+    nbm = ~pois & (mu > 0)
+    if nbm.any():
+        r = size[nbm]
+        out[:, nbm] = rng.negative_binomial(r, r / (r + mu[nbm]), size=(n, int(nbm.sum())))
+    if pi is not None and (pi > 0).any():
+        zi = pi > 0
+        out[:, zi] *= rng.random((n, int(zi.sum()))) >= pi[zi]
+    return out
 
 
 class RealControl(Generator):
@@ -181,21 +201,11 @@ class NegativeBinomial(Generator):
         return size
 
     def _sample(self, label_idx: int, n: int, rng: np.random.Generator) -> np.ndarray:
-        mu, size = self._mu[label_idx], self._size[label_idx]
-        out = np.zeros((n, mu.size), dtype=np.float32)
-        pois = ~np.isfinite(size)
-        if pois.any():
-            out[:, pois] = rng.poisson(mu[pois], size=(n, int(pois.sum())))
-        nbm = ~pois & (mu > 0)
-        if nbm.any():
-            r = size[nbm]
-            p = r / (r + mu[nbm])
-            out[:, nbm] = rng.negative_binomial(r, p, size=(n, int(nbm.sum())))
-        return out
+        return draw_nb(self._mu[label_idx], self._size[label_idx], n, rng)
 
     def generate(self, n_cells, *, seed) -> ad.AnnData:
         rng = np.random.default_rng(seed)
-        labels = _label_plan(self.labels, self._weights, n_cells, rng)
+        labels = label_plan(self.labels, self._weights, n_cells, rng)
         X = np.zeros((labels.size, len(self.var_names)), dtype=np.float32)
         for i, lab in enumerate(self.labels):
             rows = np.flatnonzero(labels == lab)

@@ -12,7 +12,7 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   # install torch first so the project's torch range is already satisfied (else pip may pick a multi-GB CUDA build)
   "$PY" -m pip install "torch==2.13.0" || "$PY" -m pip install "torch>=2.2,<=2.14.1"
 fi
-"$PY" -m pip install -e ".[dev,tf]"
+"$PY" -m pip install -e ".[dev,tf,scvi]"
 
 if [[ "${1:-}" == "--services" ]]; then
   if [[ $(id -u) -ne 0 ]]; then

@@ -1,0 +1,246 @@
+"""The ``scvi`` generator (scvi-tools): training on counts with the type as a covariate, new cells
+from the prior, posterior-predictive mode, seeds, snapshots, the deadline, save/load, quiet logs."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from bench.generators.base import validate_output
+
+from bench.errors import TaskFailed, UserError
+from tests.conftest import fit_generator, make_counts
+
+scvi = pytest.importorskip("scvi")
+
+from bench.generators.scvi import ScviGenerator  # noqa: E402
+
+EPOCHS = 3
+TINY = {"max_epochs": EPOCHS, "n_epochs_kl_warmup": 1, "batch_size": 32, "n_hidden": 16, "n_latent": 4}
+
+
+def _train(seed: int = 0, n_cells: int = 150):
+    train = make_counts(n_cells=n_cells, n_genes=40, seed=seed)
+    train.layers["counts"] = train.X.copy()
+    # library sizes that differ by type, so "drawn from that type's training cells" is checkable
+    scale = np.where(train.obs["cell_type"] == "t2", 3, 1)
+    train.layers["counts"] = train.layers["counts"].multiply(scale[:, None]).tocsr()
+    return train
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    train = _train()
+    gen = ScviGenerator(**TINY)
+    result = fit_generator(gen, train, seed=0)
+    return gen, train, result
+
+
+def test_fit_reports_steps_cells_seen_and_history(fitted):
+    gen, train, result = fitted
+    n_train = round(0.9 * train.n_obs)  # scvi-tools keeps 10 % for validation
+    assert result.epochs == EPOCHS
+    assert result.steps == EPOCHS * int(np.ceil(n_train / 32))
+    assert result.cells_seen == EPOCHS * n_train
+    assert len(result.history["elbo_train"]) == EPOCHS
+    assert np.isfinite(result.extra["elbo_validation"]) and result.extra["device"] == "cpu"
+    assert result.extra["max_epochs"] == EPOCHS and result.extra["stopped_early"] is False
+
+
+def test_model_is_conditional_on_the_label_and_trained_on_counts(fitted):
+    gen, train, _ = fitted
+    reg = gen.model.adata_manager.registry["setup_args"]
+    assert reg["categorical_covariate_keys"] == ["cell_type"] and reg["layer"] is None
+    np.testing.assert_array_equal(gen.model.adata.X.toarray(), train.layers["counts"].toarray())
+    assert gen.model.module.gene_likelihood == "nb" and gen.model.module.encode_covariates is False
+
+
+def test_prior_generation_is_conditional_seeded_and_valid(fitted):
+    gen, train, _ = fitted
+    req = {"t0": 6, "t1": 0, "t2": 9}
+    kw = dict(var_names=list(train.var_names), label_key="cell_type", known_labels=gen.labels)
+    out = validate_output(gen, gen.generate(req, seed=4), requested=req, **kw)
+    assert out.obs["cell_type"].value_counts().to_dict() == {"t2": 9, "t0": 6}
+    assert np.all(out.X.data == np.round(out.X.data))  # counts from the NB
+    again, other = gen.generate(req, seed=4), gen.generate(req, seed=5)
+    assert (again.X != out.X).nnz == 0 and (other.X != out.X).nnz > 0
+    un = validate_output(gen, gen.generate(300, seed=1), requested=300, **kw)
+    shares = un.obs["cell_type"].value_counts(normalize=True).sort_index().to_numpy()
+    np.testing.assert_allclose(shares, [1 / 3] * 3, atol=0.08)  # training proportions
+
+
+@pytest.mark.parametrize("mode", ["prior", "posterior_predictive"])
+def test_library_sizes_follow_the_types_training_cells(fitted, mode):
+    """NB means sum to the library size, so a type's generated totals average its training
+    cells' library sizes (type t2 has three times the counts of t0)."""
+    gen, train, _ = fitted
+    gen.params["mode"] = mode
+    try:
+        out = gen.generate({"t0": 1500, "t2": 1500}, seed=2)
+    finally:
+        gen.params["mode"] = "prior"
+    totals = np.asarray(out.X.sum(axis=1)).ravel()
+    lib = np.asarray(train.layers["counts"].sum(axis=1)).ravel()
+    for lab in ("t0", "t2"):
+        want = lib[(train.obs["cell_type"] == lab).to_numpy()].mean()
+        got = totals[(out.obs["cell_type"] == lab).to_numpy()].mean()
+        assert got == pytest.approx(want, rel=0.05)
+
+
+def test_prior_and_posterior_predictive_differ(fitted):
+    gen, _, _ = fitted
+    prior = gen.generate({"t1": 50}, seed=3)
+    gen.params["mode"] = "posterior_predictive"
+    try:
+        post = gen.generate({"t1": 50}, seed=3)
+    finally:
+        gen.params["mode"] = "prior"
+    assert (prior.X != post.X).nnz > 0
+
+
+def test_same_seed_same_model_different_seed_differs():
+    train = _train()
+    weights = []
+    for seed in (1, 1, 2):
+        gen = ScviGenerator(**{**TINY, "max_epochs": 1})
+        fit_generator(gen, train, seed=seed)
+        weights.append(gen.model.module.px_r.detach().clone())
+    assert np.array_equal(weights[0].numpy(), weights[1].numpy())
+    assert not np.array_equal(weights[0].numpy(), weights[2].numpy())
+
+
+def test_snapshots_at_the_contract_steps():
+    from bench.generators.base import SNAPSHOT_FRACTIONS
+
+    train = _train()
+    seen = []
+
+    def grab(snap):
+        cells = snap.cells(20, 0) if callable(snap.cells) else snap.cells
+        seen.append((snap.step, snap.cells_seen, cells.n_obs, cells.n_vars))
+
+    gen = ScviGenerator(**{**TINY, "max_epochs": 4})
+    result = fit_generator(gen, train, seed=0, snapshot_fractions=SNAPSHOT_FRACTIONS, on_snapshot=grab)
+    from bench.generators.base import FitContext
+
+    want = FitContext(label_key="x", seed=0, snapshot_fractions=SNAPSHOT_FRACTIONS, on_snapshot=grab)
+    assert [s[0] for s in seen] == want.snapshot_steps(result.steps)
+    per_step = result.cells_seen / result.steps
+    for step, cells_seen, n_obs, n_vars in seen:
+        assert cells_seen == pytest.approx(step * per_step, abs=32) and (n_obs, n_vars) == (20, 40)
+    assert gen.model.module.training is False  # generation mid-training left no mode behind
+
+
+def test_deadline_stops_training():
+    train = _train()
+    gen = ScviGenerator(**{**TINY, "max_epochs": 50})
+    with pytest.raises(TaskFailed, match="time limit"):
+        fit_generator(gen, train, seed=0, deadline=time.monotonic() - 1)
+
+
+def test_save_load_with_scvi_tools_round_trips(fitted, tmp_path):
+    gen, _, _ = fitted
+    gen.save(tmp_path / "m")
+    assert (tmp_path / "m" / "scvi_model" / "model.pt").exists()
+    again = ScviGenerator.load(tmp_path / "m")
+    assert again.labels == gen.labels and again.var_names == gen.var_names and again.params == gen.params
+    a, b = gen.generate({"t0": 5, "t1": 7}, seed=9), again.generate({"t0": 5, "t1": 7}, seed=9)
+    assert (a.X != b.X).nnz == 0
+
+
+def test_zinb_and_encoder_covariate_options():
+    train = _train()
+    gen = ScviGenerator(**{**TINY, "max_epochs": 1, "gene_likelihood": "zinb", "encode_label": True})
+    fit_generator(gen, train, seed=0)
+    assert gen.model.module.gene_likelihood == "zinb" and gen.model.module.encode_covariates is True
+    for mode in ("prior", "posterior_predictive"):
+        gen.params["mode"] = mode
+        out = gen.generate({"t0": 20}, seed=0)
+        assert out.n_obs == 20 and np.all(out.X.data == np.round(out.X.data))
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_lightning_chatter_is_silenced(capfd, progress):
+    gen = ScviGenerator(**{**TINY, "max_epochs": 1})
+    fit_generator(gen, _train(), seed=0, progress=progress)
+    out = "".join(capfd.readouterr())
+    for chatter in (
+        "GPU available",
+        "TPU available",
+        "Seed set",
+        "srun",
+        "LitLogger",
+        "Trainer.fit",
+        "LeafSpec",
+    ):
+        assert chatter not in out
+    assert ("Epoch 1/1" in out) is progress  # the progress bar only when asked for
+
+
+@pytest.mark.parametrize(
+    "params, needle",
+    [({"mode": "sample"}, "unknown mode"), ({"gene_likelihood": "poisson"}, "gene_likelihood"),
+     ({"dispersion": "gene-batch"}, "dispersion"), ({"max_epochs": -1}, "max_epochs"), ({"train_size": 0}, "train_size"), ({"epochs": 3}, "unknown parameter")],
+)  # fmt: skip
+def test_bad_parameters_are_user_errors(params, needle):
+    with pytest.raises(UserError, match=needle):
+        ScviGenerator(**params)
+
+
+def test_generate_before_fit_fails():
+    with pytest.raises(TaskFailed, match="before fit"):
+        ScviGenerator().generate(3, seed=0)
+
+
+@pytest.mark.slow
+def test_both_count_models_run_in_the_harness(tmp_path, capsys):
+    """`bench run` with scvi and copula through their entry points, both experiments (main and the
+    rare-type augmentation, which refits each model per fraction), on a small count file."""
+    from bench.cli import main
+    from bench.store import Store
+
+    path = tmp_path / "cells.h5ad"
+    make_counts(n_cells=300, n_genes=60, n_types=3, seed=12).write_h5ad(path)
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        'datasets = ["' + str(path) + '"]\nlabel_key = "cell_type"\nseeds = [0]\n'
+        'metrics = {select = ["mean_corr", "mmd", "correlation_discrepancy", "augmentation"], augmentation = {n_trees = 20}}\n'
+        "[models.copula]\ncopula_genes = 20\n"
+        "[models.scvi]\nmax_epochs = 2\nn_epochs_kl_warmup = 1\nn_hidden = 16\n"
+    )
+    assert main(["run", "--config", str(cfg), "--out", str(tmp_path / "run")]) == 0
+    with Store(tmp_path / "run") as store:
+        values = store.values()
+    for model in ("copula", "scvi"):
+        mine = values[values.model == model]
+        assert {"mean_corr", "mmd", "cd"} <= set(mine.metric), model
+        assert mine.metric.str.startswith("f1_augmented").any(), model
+        assert np.isfinite(mine.value).all(), model
+    assert "copula" in capsys.readouterr().out
+
+
+def test_profiles_paper_is_scvi_tools_defaults_and_quick_is_shorter():
+    import inspect
+
+    from scvi.module import VAE
+    from scvi.train import TrainingPlan
+
+    def defaults(fn):
+        return {k: v.default for k, v in inspect.signature(fn).parameters.items()}
+
+    for prof in ScviGenerator.profiles.values():
+        assert set(prof) <= set(ScviGenerator.parameters)
+    paper = ScviGenerator.params_for_profile("paper")
+    assert paper == ScviGenerator.parameters == ScviGenerator.params_for_profile("standard")
+    model, vae, plan, train = (defaults(f) for f in (scvi.model.SCVI.__init__, VAE.__init__, TrainingPlan.__init__,
+                                                      scvi.model.SCVI.train))  # fmt: skip
+    for key in ("n_latent", "n_hidden", "n_layers", "dropout_rate", "dispersion"):
+        assert paper[key] == model[key], key
+    assert paper["encode_label"] == vae["encode_covariates"]
+    assert (paper["lr"], paper["n_epochs_kl_warmup"]) == (plan["lr"], plan["n_epochs_kl_warmup"])
+    assert (paper["batch_size"], paper["early_stopping"]) == (train["batch_size"], train["early_stopping"])
+    assert paper["max_epochs"] == 0 and train["max_epochs"] is None  # both mean scvi-tools' heuristic
+    assert model["gene_likelihood"] == "zinb" and paper["gene_likelihood"] == "nb"  # the documented departure
+    quick = ScviGenerator.params_for_profile("quick")
+    assert (quick["max_epochs"], quick["n_epochs_kl_warmup"], quick["lr"]) == (120, 60, 3e-3)
