@@ -14,8 +14,10 @@ number stays the same:
 
 Every class of the generator's MRO counts, so a subclass also changes when its base does. Files
 are named by module name in the hash, never by absolute path: the same code gives the same key in
-another checkout. The scoring's code version hashes ``bench.evaluation`` and the ``bench.metrics``
-package, plus the code of any metric plugin from another distribution a task uses.
+another checkout. The scoring's code version hashes ``bench.evaluation``, the ``bench.metrics``
+package, ``bench.convergence`` and ``bench.timing`` (the modules that turn generated cells and the
+runner's measurements into values), plus the code of any metric plugin from another distribution
+a task uses.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from typing import Any
 
 OWN_DISTRIBUTION = "scgenbench"
 OWN_GENERATORS = "bench.generators"
-SCORING_MODULES = ("bench.evaluation", "bench.metrics")
+# what turns generated cells (and the runner's measurements) into stored values
+SCORING_MODULES = ("bench.evaluation", "bench.metrics", "bench.convergence", "bench.timing")
 SKIP_PARTS = {"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 HASH_LENGTH = 16
 
@@ -215,8 +218,8 @@ def code_version(obj: Any) -> CodeVersion:
 
 
 def scoring_version(metrics: dict[str, Any] | None = None) -> str:
-    """Hash of the scoring code: ``bench.evaluation``, the ``bench.metrics`` package and the code of
-    every given metric (name -> Metric) that comes from another distribution."""
+    """Hash of the scoring code (:data:`SCORING_MODULES`) and of every given metric (name -> Metric)
+    that comes from another distribution."""
     files: dict[str, Path] = {}
     for name in SCORING_MODULES:
         files.update(_package_files(name))

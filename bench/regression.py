@@ -35,7 +35,8 @@ from bench.report import direction_of, summarise
 FORMAT = 2
 READABLE_FORMATS = (1, 2)
 HARDWARE_DEPENDENT = {
-    "train_seconds", "fit_wall_seconds", "generate_seconds_per_100k", "peak_rss_mb", "peak_gpu_mb",
+    "train_seconds", "fit_wall_seconds", "generate_seconds_per_100k", "generate_wall_seconds_per_100k",
+    "peak_rss_mb", "peak_gpu_mb",
 }  # fmt: skip
 DEFAULT_TOLERANCE = {"sd_units": 3.0, "rel": 0.05}
 FAILING = ("regressed", "missing", "incomplete")
