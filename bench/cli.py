@@ -52,6 +52,7 @@ def _interactive() -> bool:
 def cmd_run(args) -> int:
     from bench import report as rpt
     from bench.config import build_spec, load_toml, parse_list
+    from bench.failures import retry_advice
     from bench.runner import default_run_dir, run
     from bench.store import Store
 
@@ -86,15 +87,17 @@ def cmd_run(args) -> int:
         console.print(f"submitted; follow with `bench status {run_dir}`")
         return 0
     with Store(run_dir) as store:
-        report = rpt.build(store, result["keys"])
+        report = rpt.build(store, result["run_id"])
         prov = store.runs()[-1]["provenance"]
         rpt.print_tables(report, console)
         paths = rpt.write_files(report, run_dir, prov)
+        failed = [(f"{r['dataset']}/{r['model']}/seed{r['seed']}/{r['experiment']}", r["error"])
+                  for r in map(store.task_row, result["failed"]) if r]  # fmt: skip
     console.print(f"results: {run_dir} ({', '.join(p.name for p in paths)})")
     if result["failed"]:
-        console.print(
-            f"[red]{len(result['failed'])} task(s) failed[/red]; run the same command again to retry them"
-        )
+        console.print(f"[red]{len(result['failed'])} task(s) failed[/red]")
+        for line in retry_advice(failed, run_dir):
+            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
         return 1
     return 0
 
@@ -198,19 +201,29 @@ def cmd_images(args) -> int:
     return 0
 
 
+def _scope(args) -> dict:
+    from bench.config import EXPERIMENTS, parse_list
+
+    experiments = parse_list(args.experiments)
+    bad = sorted(set(experiments or []) - set(EXPERIMENTS))
+    if bad:
+        raise UserError(f"unknown experiment(s) {bad}", f"use: {', '.join(EXPERIMENTS)}")
+    return {"experiments": experiments, "models": parse_list(args.models)}
+
+
 def cmd_check(args) -> int:
     from bench.regression import check
 
-    return check(
-        args.run_dir, args.baseline, console=_console(), tolerance=args.tolerance, sd_units=args.sd_units
-    )
+    return check(args.run_dir, args.baseline, console=_console(), rel=args.rel, sd_units=args.sd_units,
+                 **_scope(args))  # fmt: skip
 
 
 def cmd_baseline(args) -> int:
     from bench.regression import write_baseline
 
-    path = write_baseline(args.run_dir, args.output)
-    _console().print(f"wrote baseline {path}")
+    console = _console()
+    path = write_baseline(args.run_dir, args.output, console=_console(stderr=True), **_scope(args))
+    console.print(f"wrote baseline {path}")
     return 0
 
 
@@ -337,22 +350,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     ck = sub.add_parser("check", help="compare a run with a baseline; exit 1 on regression",
                         description="Compare every directional value of RUN_DIR with a baseline file: "
-                        "exit 1 when a value got worse by more than the tolerance or is missing, else 0.")  # fmt: skip
+                        "exit 1 when a value got worse by more than its slack or is missing, else 0.")  # fmt: skip
     ck.add_argument("run_dir", help="run dir of the `bench run` to check")
     ck.add_argument("--baseline", required=True, metavar="BASELINE.json",
                     help="baseline file written by `bench baseline` (from a trusted run)")  # fmt: skip
-    ck.add_argument("--tolerance", type=float, help="absolute tolerance (overrides the baseline's)")
+    ck.add_argument("--rel", type=float,
+                    help="slack as a fraction of the value's own scale (default 0.05; overrides the baseline's)")  # fmt: skip
     ck.add_argument(
-        "--sd-units", type=float, help="tolerance in seed-to-seed sd units (overrides the baseline's)"
+        "--sd-units", type=float, help="slack in seed-to-seed sd units (default 3; overrides the baseline's)"
     )
+    ck.add_argument("--experiments", help="check only these experiments, e.g. main")
+    ck.add_argument("--models", help="check only these models, e.g. nb,real")
     ck.set_defaults(func=cmd_check)
 
     bl = sub.add_parser("baseline", help="write a regression baseline from a run dir",
                         description="Write the mean and seed-to-seed sd of every directional value of a "
-                        "trusted run (use several seeds), with the tolerance, for `bench check`.")  # fmt: skip
+                        "trusted run (use several seeds), with the slack, for `bench check`.")  # fmt: skip
     bl.add_argument("run_dir", help="run dir of a trusted `bench run`")
     bl.add_argument("-o", "--output", required=True, metavar="BASELINE.json",
                     help="where to write the baseline (commit it next to your CI config)")  # fmt: skip
+    bl.add_argument("--experiments", help="only these experiments, e.g. main")
+    bl.add_argument("--models", help="only these models, e.g. my_model,nb,real")
     bl.set_defaults(func=cmd_baseline)
 
     tu = sub.add_parser(

@@ -69,6 +69,9 @@ figcaption { font-size: 13px; color: #555; max-width: 1100px; }
 p.note { font-size: 13px; color: #777; font-style: italic; }
 pre { background: #f5f5f5; padding: 8px; font-size: 12px; overflow-x: auto; max-height: 400px; }
 .failed { color: #b71c1c; }
+td.best { background: #e8f5e9; color: #1b5e20; font-weight: 700; }
+td.failed { background: #ffebee; }
+p.note.failed { color: #b71c1c; font-style: normal; margin: 0 0 4px 0; }
 """
 
 
@@ -106,20 +109,22 @@ def _note(text: str) -> str:
 
 
 def table_html(df: pd.DataFrame) -> str:
-    """An HTML table with the index as leading columns (MultiIndex levels each a column)."""
+    """An HTML table with the index as leading columns (MultiIndex levels each a column); the best
+    model's cells (``df.attrs['best']``) coloured, failed cells in red, and the failure notes
+    (``df.attrs['notes']``) under the table."""
     if df.empty:
         return ""
-    multi = isinstance(df.index, pd.MultiIndex)
-    idx_names = list(df.index.names) if multi else ["model"]
-    head = "".join(f"<th>{_esc(n or '')}</th>" for n in idx_names)
+    head = "".join(f"<th>{_esc(n or '')}</th>" for n in rpt._index_names(df))
     head += "".join(f"<th>{_esc(c)}</th>" for c in df.columns)
     rows = []
-    for idx, r in df.iterrows():
-        idx = idx if isinstance(idx, tuple) else (idx,)
-        cells = "".join(f'<td class="idx">{_esc(i)}</td>' for i in idx)
-        cells += "".join(f'<td class="num">{_esc(v)}</td>' for v in r.tolist())
-        rows.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    for idx, cells in rpt._rows(df):
+        tds = "".join(f'<td class="idx">{_esc(i)}</td>' for i in idx)
+        for _, text, best in cells:
+            cls = "num best" if best else "num failed" if text == "failed" else "num"
+            tds += f'<td class="{cls}">{_esc(text)}</td>'
+        rows.append(f"<tr>{tds}</tr>")
+    notes = "".join(f'<p class="note failed">failed: {_esc(n)}</p>' for n in df.attrs.get("notes", []))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{notes}"
 
 
 def _colours(names: list[str], cmap: str = "tab10") -> dict[str, Any]:
@@ -134,23 +139,28 @@ def _model_label(model: str) -> str:
     return f"{model} (control)" if model in CONTROLS else model
 
 
-def _summary_cell(summary: pd.DataFrame, dataset: str, model: str, metric: str) -> tuple[float, float, int]:
-    hit = summary[(summary.dataset == dataset) & (summary.model == model) & (summary.metric == metric)]
+def _summary_cell(summary: pd.DataFrame, dataset: str, model: str, metric: str) -> tuple[float, float, str]:
+    """(mean, sd, table text) of a main-experiment value; NaN and 'n/a' when absent."""
+    hit = summary[(summary.dataset == dataset) & (summary.model == model) & (summary.metric == metric)
+                  & (summary.experiment == "main")]  # fmt: skip
     if hit.empty:
-        return float("nan"), float("nan"), 0
+        return float("nan"), float("nan"), "n/a"
     r = hit.iloc[0]
-    return float(r["mean"]), float(r["sd"]), int(r["n"])
+    return float(r["mean"]), float(r["sd"]), rpt.cell_text(r)
 
 
 class _Run:
-    """What the figures read from the store: finished tasks and their artifacts."""
+    """What the figures read from the store: the planned tasks of the report (per task slot, the
+    latest run's), the finished ones and their artifacts."""
 
-    def __init__(self, store):
+    def __init__(self, store, report: dict[str, Any] | None = None):
         self.store = store
+        report = report if report is not None else rpt.build(store)
+        planned = report["planned"]
         tasks = store.tasks()
-        self.all_tasks = tasks
-        self.tasks = tasks[tasks.status == "done"].reset_index(drop=True)
-        self.values = store.values()
+        self.all_tasks = tasks[tasks.key.isin(set(planned.key))].reset_index(drop=True)
+        self.tasks = self.all_tasks[self.all_tasks.status == "done"].reset_index(drop=True)
+        self.values = report["values"]
 
     def main_tasks(self, dataset: str) -> pd.DataFrame:
         t = self.tasks
@@ -361,7 +371,7 @@ def fig_roc(run: _Run, dataset: str, summary: pd.DataFrame):
         ax.set_aspect("equal")
         ax.set_xlabel("false positive rate", fontsize=9)
         ax.set_ylabel("true positive rate", fontsize=9)
-        auc = rpt.fmt(*_summary_cell(summary, dataset, m, "auc"))
+        auc = _summary_cell(summary, dataset, m, "auc")[2]
         ax.set_title(f"{_model_label(m)}: AUC {auc}\n{len(curves)} folds, {len(keys)} seed(s)", fontsize=10)
         ax.legend(loc="lower right", fontsize=7)
         ax.tick_params(labelsize=8)
@@ -418,8 +428,9 @@ CONDITIONS = {"real": ("real only (downsampled)", "#1e88e5"),
 
 
 def augmentation_frame(values: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """F1 per (model, condition, fraction): mean, min and max over seeds."""
+    """F1 per (model, condition, fraction): mean, min and max over the seeds the arms share."""
     v = values[(values.dataset == dataset) & (values.experiment == "augmentation")]
+    v = rpt.align_augmentation_arms(rpt._finite(v))
     rows = []
     for r in v.itertuples():
         m = rpt.AUG_RE.match(r.metric)
@@ -492,9 +503,9 @@ def fig_timing(summary: pd.DataFrame, dataset: str):
         ok = ~np.isnan(means)
         ax.barh(y[ok], means[ok], xerr=sds[ok], color=[colours[m] for m, o in zip(models, ok, strict=True) if o],
                 capsize=3)  # fmt: skip
-        for yi, mean, sd, n in zip(y, means, sds, [v[2] for v in vals], strict=True):
+        for yi, mean, sd, text in zip(y, means, sds, [v[2] for v in vals], strict=True):
             if not np.isnan(mean):
-                ax.text(mean + sd, yi, "  " + rpt.fmt(mean, sd, n), va="center", fontsize=8)
+                ax.text(mean + sd, yi, "  " + text, va="center", fontsize=8)
         ax.set_yticks(y, [_model_label(m) for m in models], fontsize=9)
         ax.invert_yaxis()
         pos = means[ok & (means > 0)]
@@ -580,6 +591,13 @@ def _provenance_html(runs: list[dict[str, Any]]) -> str:
             ),  # fmt: skip
             ("packages", _esc(", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items()))),
         ]
+        code = prov.get("code") or {}
+        for name, v in (code.get("generators") or {}).items():
+            rows.append((f"generator {_esc(name)}", _esc(f"{v.get('distribution') or 'not installed'} "
+                         f"{v.get('version') or ''}{' (editable)' if v.get('editable') else ''}, code "
+                         f"{v.get('code_hash')} ({v.get('files')} files)")))  # fmt: skip
+        if code.get("scoring"):
+            rows.append(("scoring code", _esc(code["scoring"])))
         for name, info in (prov.get("datasets") or {}).items():
             rows.append((f"dataset {name}", _esc(json.dumps(info, default=str))))
         if prov.get("merged_from"):
@@ -700,8 +718,8 @@ def _dataset_html(run: _Run, dataset: str, summary: pd.DataFrame) -> str:
 
 def render(store) -> str:
     """The whole report page as a string."""
-    run = _Run(store)
     report = rpt.build(store)
+    run = _Run(store, report)
     summary = report["summary"]
     runs = store.runs()
     datasets = list(report["datasets"])
@@ -720,7 +738,7 @@ def render(store) -> str:
         )
     else:
         body.append('<section id="summary"><h2>Summary tables</h2>')
-        body.append(_note("Mean ± sd over seeds; ↓ lower is better, ↑ higher is better; the same numbers as "
+        body.append(_note(f"{rpt.LEGEND[0].upper()}{rpt.LEGEND[1:]} (here: highlighted); the same numbers as "
                           "the console tables of `bench report`."))  # fmt: skip
         body += [_tables_html(d, report["datasets"][d]) for d in datasets]
         body.append("</section>")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import provenance
+from bench.codeversion import code_version, scoring_version
 from bench.config import RunSpec
 from bench.errors import UserError
 from bench.registry import available, get_generator, get_metric
@@ -18,6 +19,7 @@ class Plan:
     tasks: list[TaskSpec]
     data: dict[str, Any]  # dataset name -> PreparedData
     skipped: list[str]  # notes on what was not planned and why (e.g. unconditional models)
+    code: dict[str, Any]  # {"generators": {model: code version}, "scoring": hash}: for provenance
 
 
 def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
@@ -30,6 +32,18 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
         params = cls.params_for_profile(spec.profile, spec.model_params.get(name))
         cls(**params)  # rejects unknown parameters with a clear message
         model_params[name] = params
+    # the code versions go into every task key: editing a model's or the scoring's code reruns
+    versions = {name: code_version(cls) for name, cls in gens.items()}
+    model_code = {n: {"distribution": v.distribution, "version": v.version, "code_hash": v.code_hash}
+                  for n, v in versions.items()}  # fmt: skip
+    scoring: dict[tuple[str, ...], str] = {}
+
+    def scoring_of(names) -> str:
+        key = tuple(sorted(names))
+        if key not in scoring:
+            scoring[key] = scoring_version({n: metrics[n] for n in key})
+        return scoring[key]
+
     unknown = sorted(set(spec.model_params) - set(gens))
     if unknown:
         raise UserError(f"parameters given for model(s) not in the run: {unknown}", "add them to --models")
@@ -66,23 +80,25 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
                 common = dict(dataset=name, data=dspec, data_hash=prepared.hash, model=model,
                               params=model_params[model], seed=seed, profile=spec.profile, rare_class=rare,
                               device=spec.device, timeout_s=spec.timeout_s,
-                              generation=spec.main_generation)  # fmt: skip
+                              generation=spec.main_generation, code=model_code[model])  # fmt: skip
                 if "main" in spec.experiments and main_metrics:
-                    tasks.append(TaskSpec(**common, experiment="main", metrics=main_metrics))
+                    tasks.append(TaskSpec(**common, experiment="main", metrics=main_metrics,
+                                          scoring=scoring_of(main_metrics)))  # fmt: skip
                 for ename, metric in experiments.items():
                     if metric.requires_conditional and not cls.conditional:
                         note = f"{ename}: n/a for {model} (unconditional)"
                         if note not in skipped:
                             skipped.append(note)
                         continue
-                    tasks.append(
-                        TaskSpec(**common, experiment=ename, metrics={ename: experiment_options[ename]})
-                    )
+                    tasks.append(TaskSpec(**common, experiment=ename, metrics={ename: experiment_options[ename]},
+                                          scoring=scoring_of([ename])))  # fmt: skip
     from bench.datasets import save_prepared
 
     for prepared in data.values():
         save_prepared(prepared)
-    return Plan(tasks=tasks, data=data, skipped=skipped)
+    code = {"generators": {n: v.to_dict() for n, v in versions.items()},
+            "scoring": scoring_of(metrics)}  # fmt: skip
+    return Plan(tasks=tasks, data=data, skipped=skipped, code=code)
 
 
 def _augmentation_plan(prepared, rare: str | None, options: dict[str, Any], notes: list[str]) -> str:
@@ -131,7 +147,9 @@ def run(spec: RunSpec, run_dir: str | Path, *, force: bool = False, progress: bo
     with Store(run_dir) as store:
         prov = provenance.collect(argv)
         prov["datasets"] = {name: {**d.info, "hash": d.hash} for name, d in the_plan.data.items()}
+        prov["code"] = the_plan.code
         run_id = store.add_run(spec.to_dict(), prov)
+        store.add_planned(run_id, the_plan.tasks)
         done = store.done_keys()
         pending = [t for t in the_plan.tasks if force or t.key not in done]
         reused = len(the_plan.tasks) - len(pending)

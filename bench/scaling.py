@@ -5,7 +5,9 @@ one dataset, experiment and seed::
 
     scaled = (value - negative) / (positive - negative)
 
-with ``positive`` the value of the `real` control (real training cells: the noise floor) and
+on the value's own scale; a value ranked by its distance to a target (AUC, ideal 0.5) is scaled on
+that distance (``-|value - target|`` for value, positive and negative), so an AUC of 0.3 and one of
+0.7 get the same scaled score. With ``positive`` the value of the `real` control (real training cells: the noise floor) and
 ``negative`` the value of the `shuffled` control (each gene permuted across cells) for the same
 seed; when a control lacks that seed, its mean over its seeds is used. The scale is left undefined
 (NaN) when the controls do not separate (|positive - negative| <= 1e-9 + 1e-6 max(|positive|,
@@ -33,8 +35,8 @@ KEYS = ["dataset", "experiment", "metric"]
 
 
 def scaled_values() -> tuple[Any, Any]:
-    """(is_scaled(value name) -> bool, direction_of(value name) -> 'lower' | 'higher' | None) over
-    every installed metric plugin."""
+    """(is_scaled(value name) -> bool, direction_of(value name) -> 'lower' | 'higher' | None |
+    ('target', target)) over every installed metric plugin."""
     from bench.registry import available
 
     metrics = [m for m in available("metrics").values() if hasattr(m, "direction_of")]
@@ -42,6 +44,8 @@ def scaled_values() -> tuple[Any, Any]:
     def direction_of(name: str):
         for m in metrics:
             d = m.direction_of(name)
+            if d == "target":
+                return ("target", m.target_of(name))
             if d is not None:
                 return d
         return None
@@ -69,7 +73,8 @@ def scale(
     direction_of=None,
 ) -> pd.DataFrame:
     """The long value table (dataset, model, seed, experiment, metric, value) restricted to scalable
-    values, with the columns ``positive``, ``negative`` (the controls' values used) and ``scaled``."""
+    values, with the columns ``positive``, ``negative`` (the controls' values used, on the scale
+    that is scaled: ``-|x - target|`` for a target direction) and ``scaled``."""
     cols = ["dataset", "model", "seed", "experiment", "metric", "value", "positive", "negative", "scaled"]
     if values.empty:
         return pd.DataFrame(columns=cols)
@@ -77,7 +82,11 @@ def scale(
         found_scaled, found_direction = scaled_values()
         is_scaled, direction_of = is_scaled or found_scaled, direction_of or found_direction
     v = values[values.metric.map(is_scaled)].copy()
-    out = v[["dataset", "model", "seed", "experiment", "metric", "value"]]
+    # a target direction: scale the negated distance to the target (higher is better)
+    target = v.metric.map(lambda m: d[1] if isinstance(d := direction_of(m), tuple) else np.nan).astype(float)
+    v["raw"] = v["value"].astype(float)
+    v["value"] = np.where(target.notna(), -(v["raw"] - target).abs(), v["raw"])
+    out = v[["dataset", "model", "seed", "experiment", "metric", "value", "raw"]]
     for model, name in ((positive, "positive"), (negative, "negative")):
         per_seed, mean = _control(v, model, name)
         out = out.merge(per_seed, on=[*KEYS, "seed"], how="left").merge(mean, on=KEYS, how="left")
@@ -85,9 +94,11 @@ def scale(
         out = out.drop(columns=f"{name}_mean")
     sep = out["positive"] - out["negative"]
     tol = 1e-9 + 1e-6 * np.maximum(out["positive"].abs(), out["negative"].abs())
-    sign = out.metric.map(lambda m: 1.0 if direction_of(m) == "higher" else -1.0)
+    higher = out.metric.map(lambda m: direction_of(m) == "higher" or isinstance(direction_of(m), tuple))
+    sign = np.where(higher, 1.0, -1.0)
     ok = (sep.abs() > tol) & (sep * sign > 0)  # separated, and the positive control is the better
     out["scaled"] = np.where(ok, (out["value"] - out["negative"]) / sep.where(ok, 1.0), np.nan)
+    out["value"] = out["raw"]
     return out[cols].reset_index(drop=True)
 
 

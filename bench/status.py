@@ -3,7 +3,8 @@
 Merges the record files that finished Slurm jobs wrote into the store (the same as the waiting
 driver does), notes jobs that ended without a result as failed (with their log tails), and prints
 one row per task: planned, submitted (queued), running, done or failed. Exit code 0 when no task
-failed, 1 otherwise; run ``bench run`` with the same arguments again to resubmit what is missing.
+failed, 1 otherwise; running ``bench run`` with the same arguments again resubmits what is
+missing, which helps for transient failures only (timeout, out of memory, killed: bench.failures).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.failures import retry_advice
 
 STATES = ("planned", "submitted", "running", "done", "failed")
 STYLE = {"planned": "dim", "submitted": "cyan", "running": "yellow", "done": "green", "failed": "red"}
@@ -84,7 +87,8 @@ def show_status(run_dir: str | Path, console=None, *, states=None) -> int:
             lines = r["log_tail"].rstrip().splitlines()[-30:]
             console.print("\n".join("    " + line for line in lines), markup=False, highlight=False)
     if failed:
-        console.print("run the same `bench run` command again to resubmit the failed and missing tasks")
+        for line in retry_advice([(r["label"], r["error"]) for r in failed], run_dir):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     elif counts["submitted"] or counts["running"] or counts["planned"]:
         console.print("in progress; run `bench status` again later, or `bench report` for what is done")
     return 1 if failed else 0

@@ -1,6 +1,7 @@
 """Results store: SQLite in the run dir (stdlib sqlite3).
 
-Tables: ``runs`` (spec + provenance), ``tasks`` (key, status, timings, memory, error),
+Tables: ``runs`` (spec + provenance), ``planned`` (every task a run planned, reused ones included:
+what the tables count seeds against), ``tasks`` (key, status, timings, memory, error),
 ``task_values`` (long format: dataset, model, seed, experiment, metric, value) and ``artifacts``
 (arrays for the report). A task's values and artifacts are written in one transaction with its
 status, so an interrupted task leaves no partial values. Tables shown to users are derived from
@@ -30,6 +31,12 @@ CREATE TABLE IF NOT EXISTS runs (
     created REAL NOT NULL,
     spec TEXT NOT NULL,
     provenance TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS planned (
+    run_id INTEGER NOT NULL, key TEXT NOT NULL,
+    dataset TEXT, model TEXT, seed INTEGER, experiment TEXT,
+    metrics TEXT,
+    PRIMARY KEY (run_id, key)
 );
 CREATE TABLE IF NOT EXISTS tasks (
     key TEXT PRIMARY KEY,
@@ -94,6 +101,49 @@ class Store:
             {"run_id": r[0], "created": r[1], "spec": json.loads(r[2]), "provenance": json.loads(r[3])}
             for r in rows
         ]
+
+    # -- the plan of each run ------------------------------------------------------------------
+    def add_planned(self, run_id: int, specs: Iterable[TaskSpec]) -> None:
+        """Record the tasks a run planned (reused or not): the denominators of the tables."""
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO planned VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, t.key, t.dataset, t.model, t.seed, t.experiment, json.dumps(sorted(t.metrics)))
+             for t in specs],
+        )  # fmt: skip
+
+    def planned(self, run_id: int | None = None) -> pd.DataFrame:
+        """The planned tasks (key, dataset, model, seed, experiment, metrics list, status, error)
+        of one run, or, without ``run_id``, of the store: per (dataset, model, seed, experiment)
+        the task the latest run planned, so results of code that a later run replaced are left
+        out. Stores written before plans were recorded: every task the store holds."""
+        cols = ["key", "dataset", "model", "seed", "experiment", "metrics"]
+        if run_id is not None:
+            df = pd.read_sql_query(f"SELECT {', '.join(cols)} FROM planned WHERE run_id=?", self.conn,
+                                   params=(run_id,))  # fmt: skip
+        elif self.conn.execute("SELECT 1 FROM planned LIMIT 1").fetchone():
+            df = pd.read_sql_query(
+                f"SELECT {', '.join('p.' + c for c in cols)} FROM planned p JOIN (SELECT dataset, model, seed, "
+                "experiment, MAX(run_id) AS run_id FROM planned GROUP BY dataset, model, seed, experiment) l "
+                "ON p.run_id = l.run_id AND p.dataset = l.dataset AND p.model = l.model AND p.seed = l.seed "
+                "AND p.experiment = l.experiment",
+                self.conn,
+            )
+        else:
+            df = pd.read_sql_query(
+                "SELECT key, dataset, model, seed, experiment, spec FROM tasks "
+                "ORDER BY COALESCE(finished, started, 0)", self.conn,
+            )  # fmt: skip
+            df["metrics"] = [
+                json.dumps(sorted(json.loads(s).get("metrics") or {})) if s else "[]" for s in df.spec
+            ]
+            df = df.drop(columns="spec").drop_duplicates(
+                ["dataset", "model", "seed", "experiment"], keep="last"
+            )
+        df["metrics"] = [json.loads(m) if m else [] for m in df.metrics]
+        states = pd.read_sql_query("SELECT key, status, error FROM tasks", self.conn)
+        df = df.merge(states, on="key", how="left")
+        df["status"] = df.status.fillna("not started")
+        return df.sort_values(["dataset", "model", "experiment", "seed"]).reset_index(drop=True)
 
     # -- tasks ----------------------------------------------------------------------------------
     def done_keys(self) -> set[str]:
@@ -245,7 +295,13 @@ class Store:
             self.write_record(spec, rec, None)
             n += 1
         for run in other.runs():
-            self.add_run(run["spec"], {**run["provenance"], "merged_from": str(other.run_dir)})
+            new_id = self.add_run(run["spec"], {**run["provenance"], "merged_from": str(other.run_dir)})
+            rows = other.conn.execute(
+                "SELECT key, dataset, model, seed, experiment, metrics FROM planned WHERE run_id=?",
+                (run["run_id"],),
+            ).fetchall()
+            self.conn.executemany("INSERT OR REPLACE INTO planned VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                  [(new_id, *r) for r in rows])  # fmt: skip
         return n
 
 

@@ -1,7 +1,9 @@
 """Tasks: the unit of work (dataset x model x seed x experiment), what runs it and what it returns.
 
-A task is a pure function of (prepared data hash, model name + parameters, seed, experiment,
-metric options): its key is the hash of those, which makes resume and caching safe. A task's
+A task is a pure function of (prepared data hash, model name + parameters + code version, seed,
+experiment, metric options, scoring code version): its key is the hash of those, which makes
+resume and caching safe; editing a model's or the scoring's code changes the key
+(bench.codeversion). A task's
 result is a :class:`TaskRecord`, written to the store in one transaction (local executor) or to a
 record file that the driver merges (Slurm), so a task killed midway leaves nothing behind.
 """
@@ -23,9 +25,6 @@ from typing import Any
 import numpy as np
 
 from bench.errors import TaskFailed, UserError
-
-# bump when a change to scoring makes stored values incomparable with new ones
-SCORING_VERSION = 1
 
 
 @dataclass
@@ -65,6 +64,10 @@ class TaskSpec:
     device: str = "cpu"
     timeout_s: float | None = None
     generation: str = "unconditional"  # main experiment: "unconditional" or "per-label"
+    # code versions (bench.codeversion): the generator's {distribution, version, code_hash, ...}
+    # and the hash of the scoring code; both go into the key
+    code: dict[str, Any] = field(default_factory=dict)
+    scoring: str = ""
     key: str = ""
 
     def __post_init__(self) -> None:
@@ -72,13 +75,14 @@ class TaskSpec:
             ident = {
                 "data": self.data_hash,
                 "model": self.model,
+                "code": self.code,
                 "params": self.params,
                 "seed": self.seed,
                 "experiment": self.experiment,
                 "metrics": self.metrics,
                 "rare_class": self.rare_class,
                 "generation": self.generation,
-                "scoring": SCORING_VERSION,
+                "scoring": self.scoring,
             }
             blob = json.dumps(ident, sort_keys=True, default=str).encode()
             self.key = hashlib.sha256(blob).hexdigest()[:20]

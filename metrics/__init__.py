@@ -36,6 +36,7 @@ from bench.metrics._augmentation import (
     run_augmentation,
 )
 from bench.metrics._correlation import (
+    DE_METHODS,
     CdResult,
     cd_from_corr,
     correlation_discrepancy,
@@ -54,7 +55,7 @@ from bench.metrics._gene_stats import (
 )
 from bench.metrics._mean_corr import mean_corr
 from bench.metrics._memorisation import MEMORISATION, MemorisationResult, memorisation
-from bench.metrics._mmd import MmdResult, median_nn_distance, mmd
+from bench.metrics._mmd import ESTIMATORS, MmdResult, median_nn_distance, mmd
 from bench.metrics._per_type import PER_TYPE, PER_TYPE_METRICS, PerTypeResult, per_type
 from bench.metrics._prdc import PRDC, PrdcResult, prdc
 from bench.metrics._sinkhorn import SINKHORN, SinkhornResult, median_distance, sinkhorn_w2
@@ -163,6 +164,7 @@ def _score_mmd(
     block_size: int = 4096,
     scale_factors: tuple[float, ...] = (0.5, 1.0, 2.0),
     dtype: str = "float32",
+    estimator: str = "unbiased",
 ) -> MetricOutput:
     real, fake = _features(ctx, generated, "pca50")
     res = mmd(
@@ -174,6 +176,7 @@ def _score_mmd(
         block_size=block_size,
         device=ctx.device,
         dtype=dtype,
+        estimator=estimator,
         cache=ctx.shared,
     )
     info = {
@@ -182,6 +185,8 @@ def _score_mmd(
         "median_nn": res.median_nn,
         "n_cells_per_side": res.n_real,
         "device": ctx.device,
+        "estimator": estimator,
+        "kernel": "sum over scales",
     }
     return MetricOutput(values={"mmd": res.mmd}, info=info)
 
@@ -228,8 +233,10 @@ MEAN_CORR = Metric(
 AUC = Metric(
     name="auc",
     func=_score_auc,
-    directions={"auc": "lower", "auc_sd": "lower"},
-    description="cross-validated AUC of a random forest separating real test from generated cells",
+    # 0.5 is ideal (0.3 is as bad as 0.7); auc_sd, the spread over CV folds, is information
+    directions={"auc": "target"},
+    targets={"auc": 0.5},
+    description="cross-validated AUC of a random forest separating real test from generated cells (0.5 ideal)",
     reference="ACTIVA paper section 5.2, Fig. 3; Marouf et al. 2020",
     options={"space": "genes", "n_trees": 1000, "folds": 5, "n_jobs": None, "max_cells": None},
     # 5 x 1000 fully grown trees on all genes take ~40-60 s on 2 cores for pbmc3k; the quick
@@ -242,9 +249,16 @@ MMD = Metric(
     name="mmd",
     func=_score_mmd,
     directions={"mmd": "lower"},
-    description="unbiased MMD^2, multi-scale Gaussian kernel (med/2, med, 2 med) on 50 PCs",
+    description="unbiased MMD^2, Gaussian kernel summed over scales med/2, med, 2 med, on 50 PCs",
     reference="ACTIVA paper section 5.3, Table 2; Gretton et al. 2012; Marouf et al. 2020",
-    options={"max_cells": None, "block_size": 4096, "scale_factors": (0.5, 1.0, 2.0), "dtype": "float32"},
+    options={
+        "max_cells": None,
+        "block_size": 4096,
+        "scale_factors": (0.5, 1.0, 2.0),
+        "dtype": "float32",
+        "estimator": "unbiased",
+    },  # fmt: skip
+    choices={"estimator": ESTIMATORS, "dtype": ("float32", "float64")},
 )
 
 CD = Metric(
@@ -253,7 +267,9 @@ CD = Metric(
     directions={"cd": "lower"},
     description="max column 1-norm of G - R over top-5 DE genes per cluster (Pearson)",
     reference="ACTIVA paper section 5.3, Eq. (6), Fig. 5",
+    # method: scanpy's DE test that picks the genes (recorded with the values in summary.json)
     options={"n_genes": 5, "method": "wilcoxon"},
+    choices={"method": DE_METHODS},
 )
 
 

@@ -15,7 +15,8 @@ from sklearn.model_selection import StratifiedKFold
 
 @dataclass
 class AucResult:
-    """``auc``: mean of the fold AUCs; ``auc_sd``: their standard deviation (ddof 0);
+    """``auc``: mean of the fold AUCs; ``auc_sd``: their sample standard deviation (ddof 1, like
+    every sd in the tables; NaN for a single fold);
     ``fold_aucs``; ``roc``: one (fpr, tpr) pair per fold; ``n_cells``: cells per side."""
 
     auc: float
@@ -78,7 +79,8 @@ def auc(
     :func:`make_forest` (``n_trees`` trees, Gini, ``max_features='sqrt'``, grown until leaves are
     pure) on the training folds and compute the ROC AUC of ``predict_proba`` on the held-out fold.
     An AUC of 0.5 means the classifier cannot tell the sides apart (ideal); 1.0 means perfectly
-    separable. Lower is better.
+    separable, and so does 0.0 (the forest then systematically calls each side the other): models
+    are ranked by |AUC - 0.5|.
 
     Parameters
     ----------
@@ -98,7 +100,7 @@ def auc(
     Returns
     -------
     AucResult
-        Mean and standard deviation of the fold AUCs, the fold AUCs and per-fold ROC curves.
+        Mean and standard deviation (ddof 1) of the fold AUCs, the fold AUCs and per-fold ROC curves.
     """
     check_same_genes(real, fake)
     real, fake = equal_size(real, fake, seed, max_cells)
@@ -121,7 +123,7 @@ def auc(
         preds.append((y[te], score))
     return AucResult(
         auc=float(np.mean(aucs)),
-        auc_sd=float(np.std(aucs)),
+        auc_sd=float(np.std(aucs, ddof=1)) if len(aucs) > 1 else float("nan"),
         fold_aucs=aucs,
         roc=rocs,
         n_cells=n,

@@ -9,6 +9,9 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
+# the DE tests that may pick CD's genes (scanpy rank_genes_groups methods); wilcoxon is the default
+DE_METHODS = ("wilcoxon", "t-test")
+
 
 @dataclass
 class CdResult:
@@ -24,10 +27,12 @@ class CdResult:
 def pearson_matrix(X) -> np.ndarray:
     """Gene-by-gene Pearson correlation of ``X`` (cells x genes), float64.
 
-    A gene with zero variance (e.g. never expressed in the generated cells) has an undefined
-    correlation; it is set to 0 with every other gene and 1 with itself, i.e. treated as
-    uncorrelated. Against a real gene that is correlated, this counts as a full discrepancy of
-    |R_ij|, which is the penalty a model that fails to express a marker should get.
+    A gene with zero variance (constant, e.g. never expressed in the generated cells) has no
+    correlation: its whole row and column are 0, its diagonal entry included. This is the usual
+    ``np.nan_to_num(np.corrcoef(X.T))`` convention (the NaNs that a constant gene gives become 0),
+    so values agree with implementations that use it. Against a real gene that is correlated (and
+    has R_jj = 1), a constant generated gene costs sum_i |R_ij| in its column: the penalty a model
+    that fails to express a marker should get.
     """
     X = X.toarray() if sp.issparse(X) else np.asarray(X)
     X = X.astype(np.float64)
@@ -37,7 +42,7 @@ def pearson_matrix(X) -> np.ndarray:
     C = np.zeros((X.shape[1], X.shape[1]))
     Z = Xc[:, ok] / norm[ok]
     C[np.ix_(ok, ok)] = np.clip(Z.T @ Z, -1.0, 1.0)
-    np.fill_diagonal(C, 1.0)
+    C[ok, ok] = 1.0
     return C
 
 
@@ -59,7 +64,7 @@ def correlation_discrepancy(real, fake) -> CdResult:
     is better. The paper computes it over the union of the top 5 differentially expressed genes
     of every cluster (55 genes for 68K PBMC, 40 for Brain Small), see :func:`top_de_genes`;
     ``real`` and ``fake`` are the log-normalised cells restricted to those genes, columns in the
-    same order. Zero-variance genes: see :func:`pearson_matrix` (correlation 0, diagonal 1). No
+    same order. Zero-variance genes: see :func:`pearson_matrix` (row and column 0). No
     random step: the value does not depend on the cell order.
     """
     if real.shape[1] != fake.shape[1]:
@@ -76,9 +81,13 @@ def top_de_genes(adata: ad.AnnData, groupby: str, *, n_genes: int = 5, method: s
     Runs ``scanpy.tl.rank_genes_groups(adata, groupby, method=method)`` (one group vs the rest,
     scanpy's defaults otherwise) on ``adata`` (X: log-normalised, as the paper's scanpy 1.6
     workflow) and concatenates ``uns['rank_genes_groups']['names'][group][:n_genes]`` over the
-    groups in scanpy's (sorted) group order, keeping the first occurrence of a gene.
+    groups in scanpy's (sorted) group order, keeping the first occurrence of a gene. ``method``:
+    ``"wilcoxon"`` (default, the ACTIVA paper's scanpy workflow) or ``"t-test"`` (Welch's t-test).
     """
     import scanpy as sc
+
+    if method not in DE_METHODS:
+        raise ValueError(f"unknown DE test {method!r}; use one of {DE_METHODS}")
 
     adata = ad.AnnData(X=adata.X, obs=adata.obs[[groupby]].copy(), var=adata.var[[]].copy())
     adata.obs[groupby] = adata.obs[groupby].astype(str).astype("category")

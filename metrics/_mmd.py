@@ -10,10 +10,12 @@ import numpy as np
 import torch
 from bench.metrics._utils import check_same_genes, equal_size, subsample
 
+ESTIMATORS = ("unbiased", "biased")
+
 
 @dataclass
 class MmdResult:
-    """``mmd``: the unbiased estimate of squared MMD; ``scales``: the kernel bandwidths used;
+    """``mmd``: the estimate of squared MMD (unbiased unless asked otherwise); ``scales``: the kernel bandwidths used;
     ``median_nn``: the median nearest-neighbour distance they derive from; ``n_real``/``n_fake``."""
 
     mmd: float
@@ -114,30 +116,35 @@ def mmd(
     block_size: int = 4096,
     device: str = "cpu",
     dtype: str = "float32",
+    estimator: str = "unbiased",
     cache: dict | None = None,
 ) -> MmdResult:
-    """Unbiased squared maximum mean discrepancy with a multi-scale Gaussian kernel.
+    """Squared maximum mean discrepancy with a multi-scale Gaussian kernel (unbiased by default).
 
-    Definition (Gretton et al. 2012, Lemma 6; ACTIVA paper section 5.3 / Table 2 "following
-    Marouf et al." on the first 50 principal components)::
+    Definition (Gretton et al. 2012, Lemma 6 and Eq. 5; ACTIVA paper section 5.3 / Table 2
+    "following Marouf et al." on the first 50 principal components)::
 
-        MMD_u^2 = 1/(m(m-1)) sum_{i!=j} k(x_i, x_j) + 1/(n(n-1)) sum_{i!=j} k(y_i, y_j)
-                  - 2/(m n) sum_{i,j} k(x_i, y_j)
-        k(a, b) = 1/S sum_{s in scales} exp(-|a - b|^2 / (2 s^2))
+        unbiased: MMD_u^2 = 1/(m(m-1)) sum_{i!=j} k(x_i, x_j) + 1/(n(n-1)) sum_{i!=j} k(y_i, y_j)
+                            - 2/(m n) sum_{i,j} k(x_i, y_j)
+        biased:   MMD_b^2 = 1/m^2 sum_{i,j} k(x_i, x_j) + 1/n^2 sum_{i,j} k(y_i, y_j)
+                            - 2/(m n) sum_{i,j} k(x_i, y_j)
+        k(a, b) = sum_{s in scales} exp(-|a - b|^2 / (2 s^2))
 
-    with x the real cells and y the generated cells. Diagonal terms are excluded (unbiased
-    estimator), so the value is ~0 (and may be slightly negative) for two samples of one
-    distribution; the kernel is averaged over the S scales so k(a, a) = 1 and MMD^2 <= 2.
+    with x the real cells and y the generated cells. The kernel *sums* its S bandwidths, the usual
+    convention of the multi-scale MMD in the single-cell generator literature (the scGAN-lineage
+    code; GRouNdGAN's also sums, with each term weighted by S); k(a, a) = S. The unbiased
+    estimator excludes the diagonal terms, so its value is ~0 (and may be slightly negative) for
+    two samples of one distribution; the biased one includes them and is > 0 even then.
 
     Bandwidths: unless ``scales`` is given, s in ``scale_factors`` x ``med`` = {med/2, med, 2 med}
     where ``med`` is :func:`median_nn_distance` of the *real* cells (median distance to their 24
     nearest neighbours, seeded subsample of at most 2000 cells). This follows the scGAN lineage
     (Shaham et al. 2017 code used by Marouf et al.; GRouNdGAN uses the same three multiples of the
     same median), and because it depends on the real cells only, every model scored against the
-    same test set gets the same kernel. Differences from GRouNdGAN's code (documented in
-    docs/metrics.md): unbiased instead of biased estimate, 2 s^2 in the exponent (the standard
-    Gaussian kernel) instead of s^2, kernel averaged instead of multiplied by 3, one median over a
-    seeded subsample instead of 19 bootstrap medians.
+    same test set gets the same kernel. Differences from GRouNdGAN's code (docs/metrics.md):
+    unbiased instead of biased estimate by default, 2 s^2 in the exponent (the standard Gaussian
+    kernel) instead of s^2, scales summed with weight 1 instead of S, one median over a seeded
+    subsample instead of 19 bootstrap medians.
 
     Parameters
     ----------
@@ -155,11 +162,15 @@ def mmd(
     device, dtype
         Torch device ('cpu', 'cuda') and float precision for the kernel tiles ("float32" or
         "float64"); tile sums are accumulated in float64.
+    estimator
+        "unbiased" (default) or "biased" (diagonal terms included, as GRouNdGAN's code).
     cache
         Optional dict in which the real-real kernel sum is kept, keyed by a hash of the real cells,
         the scales and the precision: scoring several models against one test set computes it
         once (the adapter passes ``EvalContext.cache``).
     """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown MMD estimator {estimator!r}; use one of {ESTIMATORS}")
     check_same_genes(real, fake)
     real = np.asarray(real, dtype=np.float64)
     fake = np.asarray(fake, dtype=np.float64)
@@ -191,9 +202,12 @@ def mmd(
                 cache[key] = kxx
         kyy = _kernel_sum(Y, Y, coefs, True, block_size)
         kxy = _kernel_sum(X, Y, coefs, False, block_size)
-    S = len(scales)
-    value = (kxx / (m * (m - 1)) + kyy / (n * (n - 1)) - 2.0 * kxy / (m * n)) / S
+    if estimator == "unbiased":
+        value = kxx / (m * (m - 1)) + kyy / (n * (n - 1)) - 2.0 * kxy / (m * n)
+    else:  # the diagonal adds k(a, a) = S per cell
+        S = len(scales)
+        value = (kxx + m * S) / (m * m) + (kyy + n * S) / (n * n) - 2.0 * kxy / (m * n)
     return MmdResult(mmd=float(value), scales=scales, median_nn=med, n_real=m, n_fake=n)
 
 
-__all__ = ["MmdResult", "median_nn_distance", "mmd"]
+__all__ = ["ESTIMATORS", "MmdResult", "median_nn_distance", "mmd"]

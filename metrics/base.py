@@ -28,8 +28,34 @@ from typing import Any, Literal
 
 import numpy as np
 
-Direction = Literal["lower", "higher"]
+from bench.errors import UserError
+
+# "lower" / "higher": the better direction; "target": closest to the value's target is best (a
+# classifier AUC's ideal is 0.5, so 0.3 is as bad as 0.7): ranked and gated by |value - target|
+Direction = Literal["lower", "higher", "target"]
+DIRECTIONS = ("lower", "higher", "target")
 Kind = Literal["sample", "fit", "experiment"]
+
+
+def badness(value: float, direction: Direction, target: float | None = None) -> float:
+    """A value on a lower-is-better scale: ``value`` ("lower"), ``-value`` ("higher") or
+    ``|value - target|`` ("target"); used to rank models, colour the best and gate regressions."""
+    if direction == "lower":
+        return float(value)
+    if direction == "higher":
+        return -float(value)
+    if direction == "target":
+        if target is None:
+            raise ValueError("direction 'target' needs a target value")
+        return abs(float(value) - float(target))
+    raise ValueError(f"unknown direction {direction!r}; use one of {DIRECTIONS}")
+
+
+def arrow(direction: Direction, target: float | None = None) -> str:
+    """How tables mark a direction: ``↓``, ``↑`` or ``(→0.5)`` for a target."""
+    if direction == "target":
+        return f"(→{target:g})"
+    return {"lower": "↓", "higher": "↑"}[direction]
 
 
 @dataclass
@@ -46,14 +72,18 @@ class Metric:
     name: str
     func: Callable[..., MetricOutput]
     kind: Kind = "sample"
-    # direction of every value the metric writes; values not listed are informational
+    # direction of every value the metric writes; values not listed are informational (not ranked,
+    # not gated); a "target" direction takes its ideal value from ``targets``
     directions: dict[str, Direction] = field(default_factory=dict)
+    targets: dict[str, float] = field(default_factory=dict)
     description: str = ""
     reference: str = ""
     requires_conditional: bool = False
     # options the run spec may set, with defaults (and quick-profile overrides)
     options: dict[str, Any] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # allowed values of options that take one of a few (e.g. the DE test: "wilcoxon", "t-test")
+    choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     # experiment this metric's task belongs to ("main" shares one fit; others run their own task)
     experiment: str = "main"
     # "sample" metrics: the generated cells scored ("main" or "per-label", see the module docstring)
@@ -65,21 +95,46 @@ class Metric:
     # in "@" covers every value with that prefix
     not_scaled: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        for value, direction in self.directions.items():
+            if direction not in DIRECTIONS:
+                raise ValueError(f"metric {self.name}: unknown direction {direction!r} of {value!r}")
+            if direction == "target" and value not in self.targets:
+                raise ValueError(f"metric {self.name}: {value!r} has direction 'target' but no target")
+
     def options_for(self, profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {**self.options, **self.profiles.get(profile, {}), **(overrides or {})}
+        """The options of a run: defaults, then the profile's, then the user's; a value outside an
+        option's ``choices`` is a UserError."""
+        out = {**self.options, **self.profiles.get(profile, {}), **(overrides or {})}
+        for option, allowed in self.choices.items():
+            if option in out and out[option] not in allowed:
+                raise UserError(
+                    f"metric {self.name}: {option} = {out[option]!r} is not supported",
+                    f"use one of: {', '.join(map(str, allowed))} ([metrics.{self.name}] {option})",
+                )
+        return out
+
+    def _declared(self, value: str) -> str | None:
+        if value in self.directions:
+            return value
+        if "@" in value:
+            prefix = value.split("@", 1)[0] + "@"
+            for name in self.directions:
+                if name.startswith(prefix):
+                    return name
+        return None
 
     def direction_of(self, value: str) -> Direction | None:
         """Direction of a value name; names with an ``@`` suffix (``f1_augmented@0.2``) fall back
         to any declared name with the same prefix, so option-dependent names keep their direction.
         ``None`` for informational values."""
-        if value in self.directions:
-            return self.directions[value]
-        if "@" in value:
-            prefix = value.split("@", 1)[0] + "@"
-            for name, direction in self.directions.items():
-                if name.startswith(prefix):
-                    return direction
-        return None
+        name = self._declared(value)
+        return self.directions[name] if name is not None else None
+
+    def target_of(self, value: str) -> float | None:
+        """The target of a value with direction "target" (else None)."""
+        name = self._declared(value)
+        return self.targets.get(name) if name is not None else None
 
     def is_scaled(self, value: str) -> bool:
         """Whether a value gets a control-scaled score: it has a direction and is not listed (or

@@ -43,7 +43,24 @@ def test_auc_same_distribution_is_chance():
 def test_auc_separable_is_near_one():
     res = auc(gauss(150, seed=1), gauss(150, shift=3.0, seed=2), seed=0, n_trees=100)
     assert res.auc > 0.95
-    assert res.auc_sd == pytest.approx(np.std(res.fold_aucs))
+
+
+def test_auc_fold_sd_is_the_sample_sd():
+    # ddof=1 like every other sd in the tables (main used the population sd, ddof=0)
+    res = auc(gauss(60, seed=1), gauss(60, shift=0.4, seed=2), seed=0, n_trees=30)
+    assert len(set(res.fold_aucs)) > 1
+    assert res.auc_sd == pytest.approx(np.std(res.fold_aucs, ddof=1))
+    assert res.auc_sd != pytest.approx(np.std(res.fold_aucs))
+
+
+def test_auc_direction_is_the_distance_to_one_half():
+    from bench.metrics.base import arrow, badness
+
+    assert AUC.direction_of("auc") == "target" and AUC.target_of("auc") == 0.5
+    assert AUC.direction_of("auc_sd") is None  # the fold spread is information, not a score
+    assert badness(0.3, "target", 0.5) == pytest.approx(badness(0.7, "target", 0.5))
+    assert badness(0.55, "target", 0.5) < badness(0.3, "target", 0.5)
+    assert arrow("target", 0.5) == "(→0.5)"
 
 
 def test_auc_folds_agree_with_sklearn():
@@ -86,16 +103,21 @@ def test_auc_sparse_equals_dense():
 
 
 # -- MMD --------------------------------------------------------------------------------------------
-def direct_mmd(X, Y, scales):
-    """Unbiased MMD^2 by an O(n^2) double loop (independent of the blocked implementation)."""
+def direct_mmd(X, Y, scales, biased=False):
+    """MMD^2 by a plain O(n^2) double loop (independent of the blocked implementation), with the
+    kernel summed over the scales; unbiased (diagonal terms left out) or biased (included)."""
 
     def k(a, b):
         d2 = float(((a - b) ** 2).sum())
-        return sum(math.exp(-d2 / (2 * s * s)) for s in scales) / len(scales)
+        return sum(math.exp(-d2 / (2 * s * s)) for s in scales)
 
     m, n = len(X), len(Y)
-    xx = sum(k(X[i], X[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
-    yy = sum(k(Y[i], Y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    if biased:
+        xx = sum(k(X[i], X[j]) for i in range(m) for j in range(m)) / (m * m)
+        yy = sum(k(Y[i], Y[j]) for i in range(n) for j in range(n)) / (n * n)
+    else:
+        xx = sum(k(X[i], X[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+        yy = sum(k(Y[i], Y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
     xy = sum(k(X[i], Y[j]) for i in range(m) for j in range(n)) / (m * n)
     return xx + yy - 2 * xy
 
@@ -118,16 +140,32 @@ def test_mmd_matches_double_loop():
     np.testing.assert_allclose(res.scales, scales)
     assert res.mmd == pytest.approx(expected, rel=1e-10, abs=1e-12)
     assert mmd(X, Y, seed=0, dtype="float32").mmd == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    # the biased estimator (diagonal terms included) against the same double loop
+    biased = direct_mmd(X, Y, scales, biased=True)
+    assert biased > expected
+    assert mmd(X, Y, seed=0, dtype="float64", estimator="biased").mmd == pytest.approx(biased, rel=1e-10)
+
+
+def test_mmd_kernel_sums_its_scales():
+    # one pair of cells per side at known distances: with the kernel summed over S scales,
+    # biased MMD^2 of identical single points is 0 and of far-apart points is 2 S (k(a,a) = S)
+    X, Y = np.zeros((2, 2)), np.full((2, 2), 1e3)
+    for scales in ((1.0,), (1.0, 2.0, 4.0)):
+        res = mmd(X, Y, seed=0, scales=scales, dtype="float64", estimator="biased")
+        assert res.mmd == pytest.approx(2 * len(scales))
+    with pytest.raises(ValueError, match="estimator"):
+        mmd(X, Y, seed=0, scales=(1.0,), estimator="plain")
 
 
 def test_mmd_explicit_scales_any_ratio_match_double_loop():
     X, Y = gauss(8, d=3, seed=5), gauss(7, d=3, shift=0.4, seed=6)
     for scales in ((0.7, 1.9, 3.3), (1.0, 2.0), (2.5,)):  # general path, squaring chain, one scale
-        expected = direct_mmd(X[:7], Y, scales)  # equal sizes: the larger side is subsampled
         res = mmd(X, Y, seed=0, scales=scales, dtype="float64")
-        assert res.n_real == 7
-        sub = mmd(X[:7], Y, seed=0, scales=scales, dtype="float64").mmd
-        assert sub == pytest.approx(expected, rel=1e-10, abs=1e-12)
+        assert res.n_real == 7  # equal sizes: the larger side is subsampled
+        for estimator in ("unbiased", "biased"):
+            expected = direct_mmd(X[:7], Y, scales, biased=estimator == "biased")
+            sub = mmd(X[:7], Y, seed=0, scales=scales, dtype="float64", estimator=estimator).mmd
+            assert sub == pytest.approx(expected, rel=1e-10, abs=1e-12)
 
 
 def test_mmd_cache_of_the_real_term():
@@ -153,15 +191,16 @@ def test_mmd_blocked_equals_unblocked():
 
 
 def test_mmd_same_distribution_near_zero_and_separated_larger():
+    # thresholds in units of S = 3 scales (the kernel sums them, k(a, a) = 3)
     same = mmd(gauss(300, seed=1), gauss(300, seed=2), seed=0).mmd
     apart = mmd(gauss(300, seed=1), gauss(300, shift=1.0, seed=2), seed=0).mmd
-    assert abs(same) < 0.01
-    assert apart > 0.1 > 10 * abs(same)
+    assert abs(same) < 0.03
+    assert apart > 0.3 > 10 * abs(same)
 
 
 def test_mmd_identical_inputs_near_zero():
     X = gauss(200, seed=1)
-    assert abs(mmd(X, X.copy(), seed=0).mmd) < 0.01
+    assert abs(mmd(X, X.copy(), seed=0).mmd) < 0.03  # 3 scales summed
 
 
 def test_mmd_seeded_and_order_invariant():
@@ -208,20 +247,32 @@ def test_cd_identical_is_zero_and_order_invariant():
     assert correlation_discrepancy(X[rng.permutation(100)], Y[rng.permutation(100)]).cd == pytest.approx(base)
 
 
-def test_pearson_matrix_matches_numpy_and_zero_variance_is_uncorrelated():
+def test_pearson_matrix_matches_numpy_and_a_constant_gene_is_nan_to_num():
     X = gauss(50, d=5, seed=1)
     np.testing.assert_allclose(pearson_matrix(X), np.corrcoef(X, rowvar=False), atol=1e-12)
     X[:, 2] = 3.0
     C = pearson_matrix(sp.csr_matrix(X))
-    assert np.isfinite(C).all()
-    assert C[2, 2] == 1.0 and np.all(C[2, [0, 1, 3, 4]] == 0) and np.all(C[[0, 1, 3, 4], 2] == 0)
-    # a constant generated gene against a correlated real gene costs |R_ij| in its column
-    real = gauss(50, d=2, seed=3)
-    real[:, 1] = real[:, 0] + 0.1 * real[:, 1]
-    fake = real.copy()
-    fake[:, 1] = 0.0
-    r = np.corrcoef(real, rowvar=False)[0, 1]
-    assert correlation_discrepancy(real, fake).cd == pytest.approx(abs(r))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = np.nan_to_num(np.corrcoef(X, rowvar=False))
+    np.testing.assert_allclose(C, expected, atol=1e-12)
+    assert np.all(C[2] == 0) and np.all(C[:, 2] == 0)  # the whole row and column, diagonal included
+
+
+def test_cd_hand_computed_with_a_constant_gene():
+    # real: g1 = (1, 2, 3, 4), g2 = 2 g1 (r = 1), g3 = (1, -1, 1, -1): r(g1, g3) = -2 / (sqrt(5) 2)
+    real = np.array([[1, 2, 1], [2, 4, -1], [3, 6, 1], [4, 8, -1]], dtype=float)
+    # generated: g1 as real, g2 constant (never varies), g3 = -g1 (r = -1)
+    fake = np.array([[1, 5, -1], [2, 5, -2], [3, 5, -3], [4, 5, -4]], dtype=float)
+    a = -1 / math.sqrt(5)
+    R = np.array([[1, 1, a], [1, 1, a], [a, a, 1]])
+    G = np.array([[1, 0, -1], [0, 0, 0], [-1, 0, 1]])  # the constant gene's row and column are 0
+    res = correlation_discrepancy(real, fake)
+    np.testing.assert_allclose(res.real_corr, R, atol=1e-12)
+    np.testing.assert_allclose(res.generated_corr, G, atol=1e-12)
+    # |G - R| column sums: g1: 0 + 1 + (1 + a); g2: 1 + 1 + |a|; g3: (1 + a) + |a| + 0
+    cols = [1 + 1 + a, 2 - a, 1 + a - a]
+    np.testing.assert_allclose(res.column_sums, cols, atol=1e-12)
+    assert res.cd == pytest.approx(2 + 1 / math.sqrt(5))  # the constant gene's column
 
 
 # -- mean correlation -------------------------------------------------------------------------------
@@ -348,6 +399,27 @@ def test_de_genes_equal_scanpy(ctx):
     assert EvalContext("toy", ctx.train.copy(), ctx.test, "cell_type").shared == {}
 
 
+def test_de_test_is_an_option_t_test_equals_scanpy(ctx):
+    import scanpy as sc
+
+    from bench.errors import UserError
+
+    genes = ctx.de_genes(n_genes=5, method="t-test")
+    a = ad.AnnData(X=ctx.train_log.copy(), obs=ctx.train.obs[["cell_type"]].copy())
+    a.var_names = ctx.train.var_names
+    sc.tl.rank_genes_groups(a, "cell_type", method="t-test")
+    names = a.uns["rank_genes_groups"]["names"]
+    expected = list(dict.fromkeys(itertools.chain.from_iterable(names[g][:5] for g in names.dtype.names)))
+    assert genes == expected
+    out = CD.func(
+        ctx, generated_like(ctx.test, "counts"), seed=0, **CD.options_for("quick", {"method": "t-test"})
+    )
+    assert out.info["de_method"] == "t-test" and list(out.artifacts["genes"]) == expected
+    assert CD.options_for("quick")["method"] == "wilcoxon"
+    with pytest.raises(UserError, match="wilcoxon, t-test"):
+        CD.options_for("quick", {"method": "logreg"})
+
+
 def test_adapters_real_vs_itself(ctx):
     # CD and mean_corr are deterministic: the test cells themselves give the exact answers
     gen = generated_like(ctx.test, "counts")
@@ -360,14 +432,15 @@ def test_adapters_real_vs_itself(ctx):
     # folds, and the forest would learn to predict the opposite label (AUC ~0).
     gen = generated_like(ctx.train, "library-size-20000")
     m = MMD.func(ctx, gen, seed=0, **MMD.options_for("quick"))
-    assert abs(m.values["mmd"]) < 0.02 and len(m.info["scales"]) == 3
+    assert abs(m.values["mmd"]) < 0.06 and len(m.info["scales"]) == 3
     a = AUC.func(ctx, gen, seed=0, **{**AUC.options_for("quick"), "n_trees": 50})
     assert abs(a.values["auc"] - 0.5) < 0.15 and a.info["space"] == "genes"
     assert {"roc_fpr_0", "roc_tpr_4", "fold_aucs"} <= set(a.artifacts)
     p = AUC.func(ctx, gen, seed=0, space="pca50", n_trees=50)
     assert p.info["space"] == "pca50"
     for metric, output in ((CD, out), (MMD, m), (AUC, a)):
-        assert set(output.values) <= set(metric.directions)
+        assert set(metric.directions) <= set(output.values)
+    assert m.info["estimator"] == "unbiased" and out.info["de_method"] == "wilcoxon"
 
 
 def test_adapters_detect_a_bad_generator(ctx):
@@ -380,7 +453,7 @@ def test_adapters_detect_a_bad_generator(ctx):
     only = ctx.train[ctx.train.obs["cell_type"] == "type0"]
     gen = generated_like(only, "counts")
     real_floor = MMD.func(ctx, generated_like(ctx.train, "counts"), seed=0).values["mmd"]
-    assert MMD.func(ctx, gen, seed=0).values["mmd"] > 5 * abs(real_floor) + 0.05
+    assert MMD.func(ctx, gen, seed=0).values["mmd"] > 5 * abs(real_floor) + 0.15
     assert CD.func(ctx, gen, seed=0).values["cd"] > 1.0
 
 

@@ -38,3 +38,36 @@ def test_plugin_runs_in_the_harness(installed, tmp_path):
     out = subprocess.run(cmd, env=installed, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "pca_gaussian" in out.stdout and "mean_corr" in out.stdout
+
+
+def test_editing_the_installed_plugin_stops_the_reuse(installed, tmp_path):
+    """The plugin's key holds its distribution's name, version and a hash of its package files: a
+    rerun reuses its tasks until a file of the installed package changes."""
+    import re
+
+    from bench.store import Store
+    from tests.conftest import make_counts
+
+    make_counts(n_cells=120, n_genes=60, seed=5).write_h5ad(tmp_path / "d.h5ad")
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--models", "pca_gaussian", "--dataset", str(tmp_path / "d.h5ad"),
+           "--label-key", "cell_type", "--metrics", "mean_corr", "--experiments", "main", "--no-control",
+           "--out", str(tmp_path / "run")]  # fmt: skip
+
+    def reused() -> int:
+        out = subprocess.run(cmd, env=installed, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return int(re.search(r"(\d+) reused", out.stdout)[1])
+
+    assert reused() == 0
+    assert reused() == 1
+    target = Path(installed["PYTHONPATH"].split(os.pathsep)[0]) / "scgenbench_gaussian" / "__init__.py"
+    original = target.read_text()
+    try:
+        target.write_text(original + "\n# edited after the first runs\n")
+        assert reused() == 0
+    finally:
+        target.write_text(original)
+    with Store(tmp_path / "run", create=False) as store:
+        code = store.runs()[-1]["provenance"]["code"]["generators"]["pca_gaussian"]
+    assert code["distribution"] == "scgenbench-gaussian" and code["version"] == "0.1.0"
+    assert code["editable"] is False and re.fullmatch(r"[0-9a-f]{16}", code["code_hash"])

@@ -54,6 +54,19 @@ def test_scaled_values_known_answers():
     )
 
 
+def test_auc_is_scaled_on_its_distance_to_one_half():
+    """AUC's ideal is 0.5: real 0.5, shuffled 1.0 -> 0.75 and 0.25 are both halfway (0.5), and the
+    value column keeps the raw AUC."""
+    rows = [("d", "real", 0, "main", "auc", 0.5), ("d", "shuffled", 0, "main", "auc", 1.0),
+            ("d", "a", 0, "main", "auc", 0.75), ("d", "b", 0, "main", "auc", 0.25),
+            ("d", "c", 0, "main", "auc", 0.9)]  # fmt: skip
+    out = scaling.scale(table(rows)).set_index("model")
+    assert out.loc["a", "scaled"] == pytest.approx(0.5) and out.loc["b", "scaled"] == pytest.approx(0.5)
+    assert out.loc["c", "scaled"] == pytest.approx(0.2)
+    assert out.loc["real", "scaled"] == 1.0 and out.loc["shuffled", "scaled"] == 0.0
+    assert out.loc["b", "value"] == 0.25  # raw value kept
+
+
 def test_mean_scaled_score_clips_and_uses_common_values():
     rows = [*ROWS,
             # a per-type value only conditional models have: left out of everyone's mean when another
