@@ -120,12 +120,14 @@ def cmd_list(args) -> int:
         table = Table(title=kind, title_justify="left")
         items = available(kind)
         if kind == "generators":
-            for col in ("name", "conditional", "output scale", "GPU", "paper / description"):
+            # sandbox: "default" (docs/docker.md, security model), the relaxations a container model
+            # declares, or "in-process" (runs inside the harness, like the harness's own code)
+            for col in ("name", "conditional", "output scale", "GPU", "sandbox", "paper / description"):
                 table.add_column(col)
             for name, cls in items.items():
                 meta = cls.metadata() if hasattr(cls, "metadata") else {}
                 table.add_row(name, str(meta.get("conditional", "?")), str(meta.get("output_scale", "?")),
-                              "yes" if meta.get("needs_gpu") else "no",
+                              "yes" if meta.get("needs_gpu") else "no", meta.get("sandbox", "in-process"),
                               meta.get("paper") or meta.get("description") or repr(cls))  # fmt: skip
         elif kind == "metrics":
             for col in ("name", "kind", "values (direction)", "description"):
@@ -292,9 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted; finished tasks are kept, run the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM inside `bench run` (bench.interrupt)
+        reason = getattr(exc, "reason", "interrupted")
+        record = getattr(exc, "record", None)
+        stopped = f"; task {record.key} was stopped and recorded as failed" if record is not None else ""
+        print(f"{reason}{stopped}; finished tasks are kept, run the same command to resume", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 130))
 
 
 if __name__ == "__main__":
