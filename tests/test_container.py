@@ -191,6 +191,8 @@ def test_docker_nonzero_exit_timeout_and_oom(docker_engine, tmp_path):
         gen.fit(small_pbmc(), label_key="cell_type", seed=0)
     gen = ScGAN(backend="docker", max_steps=10, mem_limit="48m", **TINY)
     gen.work_dir = tmp_path / "m"
-    with pytest.raises(TaskFailed, match=r"out of memory: killed at its memory limit \(48m, from mem_limit\)"):
+    with pytest.raises(
+        TaskFailed, match=r"out of memory: killed at its memory limit \(48m, from mem_limit\)"
+    ):
         gen.fit(small_pbmc(), label_key="cell_type", seed=0)
     assert _leftovers(docker_engine, image) == before
