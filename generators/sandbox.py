@@ -172,23 +172,27 @@ def resolve_limits(
     params = params or {}
     res = flat_resources(resources)
     source: dict[str, str] = {}
-    slurm_cpus = env.get("SLURM_CPUS_PER_TASK")
+
+    def positive(var: str) -> int | None:  # Slurm's 0 means "all of the node": no information here
+        value = env.get(var, "")
+        return int(value) if value.isdigit() and int(value) > 0 else None
+
+    slurm_cpus = positive("SLURM_CPUS_PER_TASK")
     if params.get("cpu_limit") is not None:
         cpus, source["cpus"] = float(params["cpu_limit"]), "cpu_limit"
         if cpus <= 0:
             raise UserError(f"cpu_limit {cpus:g} must be positive", "e.g. cpu_limit = 4")
-    elif slurm_cpus and slurm_cpus.isdigit():
+    elif slurm_cpus:
         cpus, source["cpus"] = float(slurm_cpus), "SLURM_CPUS_PER_TASK"
     else:
         cpus, source["cpus"] = float(res["cpus"]), "resources"
     cpus = max(0.01, min(cpus, float(available_cpus())))
     if params.get("mem_limit") is not None:
         mem, source["mem"] = parse_size(params["mem_limit"]), "mem_limit"
-    elif env.get("SLURM_MEM_PER_NODE", "").isdigit():
-        mem, source["mem"] = int(env["SLURM_MEM_PER_NODE"]) * 1024**2, "SLURM_MEM_PER_NODE"
-    elif env.get("SLURM_MEM_PER_CPU", "").isdigit() and slurm_cpus and slurm_cpus.isdigit():
-        mem = int(env["SLURM_MEM_PER_CPU"]) * int(slurm_cpus) * 1024**2
-        source["mem"] = "SLURM_MEM_PER_CPU"
+    elif positive("SLURM_MEM_PER_NODE"):
+        mem, source["mem"] = positive("SLURM_MEM_PER_NODE") * 1024**2, "SLURM_MEM_PER_NODE"
+    elif positive("SLURM_MEM_PER_CPU") and slurm_cpus:
+        mem, source["mem"] = positive("SLURM_MEM_PER_CPU") * slurm_cpus * 1024**2, "SLURM_MEM_PER_CPU"
     else:
         mem, source["mem"] = int(float(res["mem_gb"]) * 1024**3), "resources"
     gpus, gpu_ids = 0, ()

@@ -54,6 +54,7 @@ def test_limits_come_from_resources_slurm_or_the_run():
     assert (lim.mem_bytes, lim.source["mem"]) == (300 * MB, "SLURM_MEM_PER_NODE")
     lim = S.resolve_limits(res, {}, env={"SLURM_MEM_PER_CPU": "100", "SLURM_CPUS_PER_TASK": "1"})
     assert lim.mem_bytes == 100 * MB
+    assert S.resolve_limits(res, {}, env={"SLURM_MEM_PER_NODE": "0"}).mem_bytes == 512 * MB  # 0: whole node
     # per-run parameters win
     lim = S.resolve_limits(res, {"mem_limit": "2g", "cpu_limit": 0.5}, env={"SLURM_MEM_PER_NODE": "300"})
     assert (lim.mem_bytes, lim.cpus, lim.source["mem"]) == (2 * GB, 0.5, "mem_limit")
@@ -155,12 +156,14 @@ def test_interruptible_raises_once_and_restores_handlers():
 
 
 # -- the local executor on SIGTERM, with an in-process model (no engine needed) -------------------------
-class _SelfTerminating(Generator):
-    name: ClassVar[str] = "test_self_terminating"
-    parameters: ClassVar[dict] = {}
+class _SelfSignalling(Generator):
+    """An in-process model whose fit sends ``signum`` to its own process (as `kill` or Ctrl-C would)."""
+
+    name: ClassVar[str] = "test_self_signalling"
+    parameters: ClassVar[dict] = {"signum": int(signal.SIGTERM)}
 
     def fit(self, train, *args, **kwargs):
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), int(self.params["signum"]))
         time.sleep(10)
         return FitResult(train_seconds=0.0)
 
@@ -168,25 +171,28 @@ class _SelfTerminating(Generator):
         raise AssertionError("not reached")
 
 
-def test_sigterm_marks_the_running_task_failed(tmp_path, capsys):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_marks_the_running_task_failed(tmp_path, capsys, signum):
     from bench import registry
     from bench.cli import main
     from bench.store import Store
 
     make_counts(n_cells=90, n_genes=40).write_h5ad(tmp_path / "d.h5ad")
-    registry.register("generators", _SelfTerminating.name, _SelfTerminating)
+    (tmp_path / "run.toml").write_text(f"[models.{_SelfSignalling.name}]\nsignum = {int(signum)}\n")
+    registry.register("generators", _SelfSignalling.name, _SelfSignalling)
     try:
-        code = main(["run", "--models", _SelfTerminating.name, "--dataset", str(tmp_path / "d.h5ad"),
-                     "--label-key", "cell_type", "--metrics", "mean_corr", "--experiments", "main", "--no-control",
-                     "--out", str(tmp_path / "run")])  # fmt: skip
+        code = main(["run", "--config", str(tmp_path / "run.toml"), "--models", _SelfSignalling.name,
+                     "--dataset", str(tmp_path / "d.h5ad"), "--label-key", "cell_type", "--metrics", "mean_corr",
+                     "--experiments", "main", "--no-control", "--out", str(tmp_path / "run")])  # fmt: skip
     finally:
-        del registry._EXTRA["generators"][_SelfTerminating.name]
-    assert code == 143
-    assert "interrupted by SIGTERM" in capsys.readouterr().err
+        del registry._EXTRA["generators"][_SelfSignalling.name]
+    assert code == 128 + signum
+    name = signal.Signals(signum).name
+    assert f"interrupted by {name}; task " in capsys.readouterr().err
     with Store(tmp_path / "run", create=False) as store:
         (row,) = store.tasks().itertuples()
         assert row.status == "failed"
-        assert store.task_row(row.key)["error"].startswith("interrupted by SIGTERM: the task was stopped")
+        assert store.task_row(row.key)["error"].startswith(f"interrupted by {name}: the task was stopped")
 
 
 # -- process backend: the limits the OS offers -----------------------------------------------------------
