@@ -28,8 +28,11 @@ from typing import Any
 from bench.errors import UserError
 
 PROFILES: dict[str, dict[str, Any]] = {
-    # CPU-friendly: 2,000 highly variable genes, short training; for CI and laptops
+    # CPU-friendly: 2,000 highly variable genes, short training; a smoke test for CI and laptops
     "quick": {"n_top_genes": 2000},
+    # 2,000 HVGs, every model trained to convergence on the bundled data on a 2-core CPU (about 30
+    # minutes per model and seed), settings chosen by `bench tune` (docs/tuning.md)
+    "standard": {"n_top_genes": 2000},
     # the paper's settings: all genes, the published training lengths
     "paper": {"n_top_genes": None},
 }
@@ -133,6 +136,9 @@ def build_spec(file_cfg: dict[str, Any] | None, **cli: Any) -> RunSpec:
     unknown = sorted(set(cfg) - _KNOWN_KEYS)
     if unknown:
         raise UserError(f"unknown config key(s) {unknown}", f"known keys: {', '.join(sorted(_KNOWN_KEYS))}")
+    fractions = cli.pop("fractions", None)
+    if fractions is not None:  # --fractions: the augmentation experiment's
+        metric_options.setdefault("augmentation", {})["fractions"] = tuple(fractions)
     for key, value in cli.items():
         if value is None:
             continue

@@ -42,15 +42,20 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
         name = prepared.name
         data[name] = prepared
         labels = set(prepared.train.obs[prepared.label_key].astype(str))
-        rare = spec.rare_class if spec.rare_class is not None else prepared.default_rare_class
         experiments = {
             n: m for n, m in metrics.items() if m.kind == "experiment" and m.experiment in spec.experiments
         }
+        rare = spec.rare_class if spec.rare_class is not None else prepared.default_rare_class
         if experiments and rare is not None and rare not in labels:
             raise UserError(
                 f"rare class '{rare}' is not a label of dataset {name}",
                 f"pass --rare-class with one of: {', '.join(sorted(labels))}",
             )
+        experiment_options = {
+            n: m.options_for(spec.profile, spec.metric_options.get(n)) for n, m in experiments.items()
+        }
+        if "augmentation" in experiment_options:
+            rare = _augmentation_plan(prepared, rare, experiment_options["augmentation"], skipped)
         main_metrics = {
             n: m.options_for(spec.profile, spec.metric_options.get(n))
             for n, m in metrics.items()
@@ -70,9 +75,38 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
                         if note not in skipped:
                             skipped.append(note)
                         continue
-                    options = metric.options_for(spec.profile, spec.metric_options.get(ename))
-                    tasks.append(TaskSpec(**common, experiment=ename, metrics={ename: options}))
+                    tasks.append(
+                        TaskSpec(**common, experiment=ename, metrics={ename: experiment_options[ename]})
+                    )
     return Plan(tasks=tasks, data=data, skipped=skipped)
+
+
+def _augmentation_plan(prepared, rare: str | None, options: dict[str, Any], notes: list[str]) -> str:
+    """The augmentation experiment's rare class and fractions (``options['fractions']`` is updated):
+    the user's or the dataset's choice as given (with a note for a fraction that keeps fewer than
+    MIN_RARE_CELLS real cells), else the rule of :func:`bench.metrics.choose_rare_class`."""
+    from bench.metrics import MIN_RARE_CELLS, choose_rare_class, kept_rare_cells
+
+    counts = {part: prepared.info.get(f"labels_{part}") for part in ("train", "test")}
+    if counts["train"] is None:  # prepared data without the split's label counts
+        for part, adata in (("train", prepared.train), ("test", prepared.test)):
+            counts[part] = adata.obs[prepared.label_key].astype(str).value_counts().to_dict()
+    fractions = tuple(sorted({float(f) for f in options["fractions"]}, reverse=True))
+    if rare is None:
+        rare, fractions, why = choose_rare_class(counts["train"], counts["test"], fractions)
+        notes.append(f"augmentation: rare class '{rare}' ({why})")
+    else:
+        n = int(counts["train"].get(rare, 0))
+        few = [
+            f"{f:g} keeps {kept_rare_cells(n, f)}"
+            for f in fractions
+            if kept_rare_cells(n, f) < MIN_RARE_CELLS
+        ]
+        if few:
+            notes.append(f"augmentation: rare class '{rare}' has {n} training cells; fraction {', '.join(few)} "
+                         f"(< {MIN_RARE_CELLS}: F1 near 0 by construction)")  # fmt: skip
+    options["fractions"] = fractions
+    return rare
 
 
 def default_run_dir(spec: RunSpec) -> Path:

@@ -168,10 +168,17 @@ def resolve_device(device: str) -> str:
 
 def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False, data=None) -> TaskRecord:
     """Fit, generate and score one task; never raises for task failures (returns status 'failed')."""
+    from bench.convergence import ConvergenceMonitor
     from bench.evaluation import EvalContext
-    from bench.generators.base import validate_output
-    from bench.metrics._timing import measure
+    from bench.generators.base import (
+        SNAPSHOT_FRACTIONS,
+        FitContext,
+        FitResult,
+        bind_training_data,
+        validate_output,
+    )
     from bench.registry import get_generator, get_metric
+    from bench.timing import measure, time_generation
 
     started = time.time()
     work_dir = Path(work_dir)
@@ -186,30 +193,49 @@ def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False
             dataset=spec.dataset, train=data.train, test=data.test, label_key=data.label_key,
             profile=spec.profile, device=device, rare_class=spec.rare_class, seed=spec.seed,
         )  # fmt: skip
+        ctx.cache["output_scale"] = gen_cls.output_scale
         known = sorted(data.train.obs[data.label_key].astype(str).unique())
+        genes = list(map(str, data.train.var_names))
 
-        def new_generator():
+        def validate(gen, out, request):
+            return validate_output(gen, out, var_names=genes, label_key=data.label_key, known_labels=known,
+                                   requested=request)  # fmt: skip
+
+        def fit(train, seed, on_snapshot=None, n_snapshot=0):
+            """A fresh generator of the task's model, fitted on ``train``: (generator, measurement)."""
             gen = gen_cls(**spec.params)
-            gen.work_dir = work_dir / "model"
-            gen.timeout_s = spec.timeout_s
-            return gen
+            bind_training_data(gen, train, data.label_key)
+            deadline = None if spec.timeout_s is None else time.monotonic() + float(spec.timeout_s)
+            fctx = FitContext(
+                label_key=data.label_key, seed=int(seed), device=device, work_dir=work_dir / "model",
+                deadline=deadline, progress=progress,
+                snapshot_fractions=SNAPSHOT_FRACTIONS if on_snapshot is not None else (),
+                snapshot_cells=int(n_snapshot), on_snapshot=on_snapshot,
+            )  # fmt: skip
+            fctx.work_dir.mkdir(parents=True, exist_ok=True)
+            return gen, measure(lambda: gen.fit(train, fctx))
 
         def fit_generate(train_subset, request, seed):
-            gen = new_generator()
-            gen.fit(train_subset, label_key=data.label_key, seed=seed, device=device, progress=progress)
-            out = gen.generate(request, seed=seed + 1)
-            return validate_output(gen, out, var_names=list(map(str, data.train.var_names)),
-                                   label_key=data.label_key, known_labels=known, requested=request)  # fmt: skip
+            gen, _ = fit(train_subset, seed)
+            return validate(gen, gen.generate(request, seed=seed + 1), request)
 
         if spec.experiment == "main":
-            gen = new_generator()
-            fit_result, fit_seconds, rss, gpu = measure(
-                lambda: gen.fit(
-                    data.train, label_key=data.label_key, seed=spec.seed, device=device, progress=progress
-                )  # fmt: skip
-            )
-            rec.fit_seconds, rec.peak_rss_mb, rec.peak_gpu_mb = fit_seconds, rss, gpu
-            rec.info["fit"] = fit_result.to_dict() if fit_result is not None else {}
+            monitor = ConvergenceMonitor(ctx, lambda cells, n: validate(gen_cls, cells, n),
+                                         n_cells=data.test.n_obs, seed=spec.seed)  # fmt: skip
+            monitor.start()
+            gen, m = fit(data.train, spec.seed, monitor, data.test.n_obs)
+            result = m.result if isinstance(m.result, FitResult) else FitResult()
+            fit_wall = m.seconds - monitor.seconds
+            fit_info: dict[str, Any] = {
+                "train_seconds": result.train_seconds if result.train_seconds is not None else fit_wall,
+                "fit_wall_seconds": fit_wall,
+                "peak_rss_mb": m.peak_rss_mb,
+                "peak_gpu_mb": m.peak_gpu_mb,
+                "train_steps": result.steps,
+                "cells_seen": result.cells_seen,
+            }
+            rec.fit_seconds, rec.peak_rss_mb, rec.peak_gpu_mb = fit_wall, m.peak_rss_mb, m.peak_gpu_mb
+            rec.info["fit"] = result.to_dict()
             if gen_cls.conditional and spec.generation == "per-label":
                 test_labels = data.test.obs[data.label_key].astype(str)
                 request: int | dict[str, int] = {
@@ -217,24 +243,26 @@ def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False
                 }
             else:
                 request = int(data.test.n_obs)
-            generated = gen.generate(request, seed=spec.seed + 1)
-            generated = validate_output(gen, generated, var_names=list(map(str, data.train.var_names)),
-                                        label_key=data.label_key, known_labels=known, requested=request)  # fmt: skip
+            generated = validate(gen, gen.generate(request, seed=spec.seed + 1), request)
             ctx.cache["generated"] = generated
-            ctx.cache["output_scale"] = gen_cls.output_scale
-            fit_info = {"train_seconds": fit_seconds, "peak_rss_mb": rss, "peak_gpu_mb": gpu}
+            fit_info["time_generation"] = lambda n: time_generation(
+                lambda k, s: gen.generate(k, seed=s), n, seed=spec.seed + 2
+            )
             for name, options in spec.metrics.items():
                 metric = get_metric(name)
                 if metric.kind == "sample":
                     out = metric.func(ctx, generated, seed=spec.seed, **options)
                 elif metric.kind == "fit":
-                    out = metric.func(ctx, gen, fit_info, seed=spec.seed, **options)
+                    out = metric.func(ctx, fit_info, seed=spec.seed, **options)
                 else:
                     continue
                 _collect(rec, name, out)
+            for name, value in monitor.values().items():
+                rec.values.append((name, float(value)))
+            for name, arr in monitor.artifacts().items():
+                rec.artifacts[f"convergence/{name}"] = arr
             rec.info["output_scale"] = gen_cls.output_scale
         else:
-            ctx.cache["output_scale"] = gen_cls.output_scale
             metric = get_metric(spec.experiment)
             options = spec.metrics.get(spec.experiment, {})
             out = metric.func(ctx, fit_generate, seed=spec.seed, **options)

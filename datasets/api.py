@@ -253,11 +253,11 @@ def prepare(
         )
     label_key = pinfo["label_key"]
     totals = {k: pinfo["labels_train"][k] + pinfo["labels_test"][k] for k in pinfo["labels_train"]}
+    # a recipe's own choice (the paper's cluster 2); otherwise the runner applies the augmentation
+    # rule (bench.metrics.choose_rare_class), which depends on the run's fractions
     rare = None
     if recipe is not None and label_key == recipe.label_key and recipe.default_rare_class in totals:
         rare = recipe.default_rare_class
-    if rare is None:
-        rare = preprocess.default_rare_class(totals)
     meta = {
         "dataset": name,
         "hash": key,

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from bench.errors import UserError
 
-PREPROCESS_VERSION = "1"
+PREPROCESS_VERSION = "2"  # 2: no default rare class from preprocessing (the runner's rule)
 TARGET_SUM = 20_000
 MIN_GENES = 10
 MIN_CELLS = 3
@@ -302,13 +302,3 @@ def run_pipeline(
         labels_test={c: int((test.obs[label_key] == c).sum()) for c in categories},
     )
     return train, test, info
-
-
-def default_rare_class(label_counts: dict[str, int]) -> str | None:
-    """Label '2' if present, else the third-largest class (the smallest one if there are fewer than 3)."""
-    if not label_counts:
-        return None
-    if "2" in label_counts:
-        return "2"
-    ordered = sorted(label_counts, key=lambda k: (-label_counts[k], k))
-    return ordered[min(2, len(ordered) - 1)]

@@ -1,5 +1,5 @@
 """Generators: the base interface, the container backend and one module per model."""
 
-from bench.generators.base import FitResult, Generator, validate_output
+from bench.generators.base import FitContext, FitResult, Generator, validate_output
 
-__all__ = ["FitResult", "Generator", "validate_output"]
+__all__ = ["FitContext", "FitResult", "Generator", "validate_output"]

@@ -1,7 +1,9 @@
 """The Generator interface every model implements (built-ins and plugins alike).
 
-A generator is one short class: declarative metadata plus four verbs (fit, generate, save, load).
-The harness owns everything else: data preparation, seeds, timing, validation, scoring, storage.
+A generator is one short class: declarative metadata plus two required verbs (``fit``,
+``generate``) and two optional ones (``save``, ``load``). The harness owns everything else: data
+preparation, seeds, the training genes and labels, timing, memory, output validation, scoring and
+storage. ``fit`` receives a frozen :class:`FitContext` with what the harness decided for this fit.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,14 +24,25 @@ from bench.errors import TaskFailed, UserError
 
 OUTPUT_SCALES = ("counts", "library-size-20000", "log1p")
 LIBRARY_SIZE = 20_000
+# where in its budget an iterative model hands the harness generated cells (convergence evidence)
+SNAPSHOT_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 
 
 @dataclass
 class FitResult:
-    """What ``fit`` reports. ``train_seconds`` is wall time of training only (no data loading)."""
+    """What ``fit`` reports; every field is optional.
 
-    train_seconds: float
+    ``train_seconds``: the model's own training time when it can measure it better than the
+    harness (e.g. inside a container, without the container start); the harness always measures
+    the wall time of the whole ``fit`` itself. ``steps``: optimizer steps (iterations) taken;
+    ``cells_seen``: training cells processed over all steps (steps x batch size), the budget
+    measure that is comparable across datasets; ``epochs``; ``history``: per-step or per-epoch
+    logs; ``extra``: anything else worth keeping (stored in the task's info).
+    """
+
+    train_seconds: float | None = None
     steps: int | None = None
+    cells_seen: int | None = None
     epochs: int | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -37,15 +51,147 @@ class FitResult:
         return asdict(self)
 
 
+BUDGET_UNITS = ("steps", "epochs", "minutes")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long an iteratively trained model trains: ``amount`` optimizer ``steps``, ``epochs``
+    (passes over the training cells) or ``minutes`` of training. Written ``"20000 steps"``,
+    ``"600 epochs"``, ``"30 minutes"`` (or ``{"steps": 20000}``) in a profile or run config.
+
+    Steps are what a model's quality depends on, and they are the same whatever the dataset's
+    size, whereas 600 epochs are 11,600 steps on pbmc3k and 290,000 on pbmc68k; minutes depend on
+    the hardware, so results under a minutes budget are not reproducible elsewhere."""
+
+    amount: float
+    unit: str
+
+    @classmethod
+    def parse(cls, value: Any, *, what: str = "budget") -> Budget | None:
+        if value is None or isinstance(value, Budget):
+            return value
+        if isinstance(value, dict) and len(value) == 1:
+            ((unit, amount),) = value.items()
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            unit, amount = "steps", value
+        elif isinstance(value, str) and len(value.split()) == 2:
+            amount, unit = value.split()
+        else:
+            unit, amount = None, None
+        unit = {"step": "steps", "epoch": "epochs", "min": "minutes", "minute": "minutes"}.get(unit, unit)
+        try:
+            amount = float(amount)
+        except (TypeError, ValueError):
+            amount = float("nan")
+        if unit not in BUDGET_UNITS or not amount > 0:
+            raise UserError(
+                f"{what} {value!r} is not a training budget",
+                'write e.g. "20000 steps", "600 epochs" or "30 minutes"',
+            )
+        return cls(amount, unit)
+
+    def steps(self, steps_per_epoch: int) -> int | None:
+        """The budget in steps (epochs x steps per epoch); ``None`` for a minutes budget."""
+        if self.unit == "minutes":
+            return None
+        per = 1 if self.unit == "steps" else steps_per_epoch
+        return max(1, int(round(self.amount * per)))
+
+    @property
+    def seconds(self) -> float | None:
+        return self.amount * 60.0 if self.unit == "minutes" else None
+
+    def __str__(self) -> str:
+        return f"{self.amount:g} {self.unit}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Cells generated part-way through training (see :meth:`FitContext.snapshot`): an AnnData,
+    or a callable ``(n_cells, seed) -> AnnData`` the harness calls."""
+
+    step: int
+    cells_seen: int | None
+    train_seconds: float | None
+    cells: ad.AnnData | Callable[[int, int], ad.AnnData]
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What the harness decided for one ``fit`` (built by the runner; a plugin only reads it).
+
+    ``label_key``: the obs column of cell types; ``seed``: the seed of this fit (seed every random
+    draw from it); ``device``: ``'cpu'`` or ``'cuda'``, already resolved; ``work_dir``: a private
+    directory for this fit (logs, container mounts, checkpoints); ``deadline``: a
+    :func:`time.monotonic` time after which training must stop (``None``: no limit; see
+    :meth:`check_deadline`); ``progress``: show a progress bar (a terminal is attached).
+
+    Convergence evidence: an iteratively trained model calls :meth:`snapshot` at the steps
+    :meth:`snapshot_steps` returns (1/8, 1/4, 1/2 and all of its budget) with generated cells;
+    the harness scores them and draws quality against steps and time.
+    """
+
+    label_key: str
+    seed: int
+    device: str = "cpu"
+    work_dir: Path | None = None
+    deadline: float | None = None
+    progress: bool = False
+    snapshot_fractions: tuple[float, ...] = ()
+    snapshot_cells: int = 0
+    on_snapshot: Callable[[Snapshot], None] | None = field(default=None, repr=False, compare=False)
+
+    def time_left(self) -> float | None:
+        """Seconds until the deadline (negative once past it), or ``None`` without one."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def check_deadline(self, what: str) -> None:
+        """Raise :class:`TaskFailed` when the deadline has passed (call it once per epoch or so)."""
+        left = self.time_left()
+        if left is not None and left < 0:
+            raise TaskFailed(f"{what}: training exceeded its time limit (--timeout) and was stopped")
+
+    def snapshot_steps(self, total_steps: int) -> list[int]:
+        """The steps (1-based, ascending, unique) at which to call :meth:`snapshot` for a budget of
+        ``total_steps``; empty when the harness wants no snapshots."""
+        if self.on_snapshot is None or not self.snapshot_fractions or total_steps < 1:
+            return []
+        return sorted({min(total_steps, max(1, round(f * total_steps))) for f in self.snapshot_fractions})
+
+    def snapshot(
+        self,
+        *,
+        step: int,
+        cells: ad.AnnData | Callable[[int, int], ad.AnnData],
+        cells_seen: int | None = None,
+        train_seconds: float | None = None,
+    ) -> float:
+        """Hand the harness cells generated after ``step`` steps: an AnnData of ``snapshot_cells``
+        cells, or a callable ``(n_cells, seed) -> AnnData`` that the harness calls (the callable
+        form lets the harness time the generation too). Returns the seconds spent here, which a model that times its own training
+        should leave out of ``train_seconds``."""
+        if self.on_snapshot is None:
+            return 0.0
+        start = time.perf_counter()
+        self.on_snapshot(Snapshot(int(step), cells_seen, train_seconds, cells))
+        return time.perf_counter() - start
+
+
 class Generator(ABC):
     """Base class of every generative model.
 
-    Subclasses set the class metadata and implement ``fit``, ``generate``, ``save`` and ``load``.
+    Subclasses set the class metadata and implement ``fit`` and ``generate`` (``save`` and
+    ``load`` are optional: the harness never calls them in a run; ACTIVA uses them for resume).
 
     * ``parameters``: every tunable parameter with its default; ``__init__`` rejects unknown ones.
-    * ``profiles``: parameter overrides per run profile (``quick`` for CPUs/CI, ``paper`` for the
-      published settings).
-    * ``resources``: what one training task needs (used by the Slurm executor).
+    * ``profiles``: parameter overrides per run profile (``quick`` for CPUs/CI, ``standard`` for
+      converged results on the bundled data, ``paper`` for the published settings).
+    * ``resources``: what one training task needs (used by the Slurm executor and containers).
+
+    The harness sets three public attributes before ``fit`` (and ``load`` restores them):
+    ``var_names`` (training genes, in order), ``labels`` (sorted training labels) and
+    ``label_key``.
     """
 
     name: ClassVar[str] = ""
@@ -58,6 +204,10 @@ class Generator(ABC):
     parameters: ClassVar[dict[str, Any]] = {}
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}
     resources: ClassVar[dict[str, Any]] = {"cpus": 2, "gpus": 0, "mem_gb": 8, "time_min": 60}
+    # `bench tune`: the grid the standard profile's settings were chosen from (axis -> values; an
+    # axis may stand for several parameters, see tuning_params) and the sweep's budget in epochs
+    tuning: ClassVar[dict[str, list[Any]]] = {}
+    tuning_budget: ClassVar[str | None] = None
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.parameters))
@@ -67,10 +217,6 @@ class Generator(ABC):
                 f"known parameters: {', '.join(sorted(self.parameters)) or 'none'}",
             )
         self.params: dict[str, Any] = {**self.parameters, **params}
-        # set by the harness before fit: a private work dir for this task (logs, container
-        # mounts, checkpoints) and a wall-clock limit in seconds (None = no limit)
-        self.work_dir: Path | None = None
-        self.timeout_s: float | None = None
         self.label_key: str | None = None
         self.var_names: list[str] | None = None
         self.labels: list[str] | None = None
@@ -80,13 +226,17 @@ class Generator(ABC):
         """Parameters for a run profile, with user overrides on top."""
         return {**cls.parameters, **cls.profiles.get(profile, {}), **(overrides or {})}
 
+    @classmethod
+    def tuning_params(cls, point: dict[str, Any]) -> dict[str, Any]:
+        """Parameters for one point of the tuning grid (axis names are parameter names unless a
+        model maps an axis onto several, e.g. ACTIVA's ``lr`` onto ``lr_e`` and ``lr_g``)."""
+        return dict(point)
+
     # -- verbs -----------------------------------------------------------------------------
     @abstractmethod
-    def fit(
-        self, train: ad.AnnData, *, label_key: str, seed: int, device: str = "cpu", progress: bool = False
-    ) -> FitResult:
+    def fit(self, train: ad.AnnData, ctx: FitContext) -> FitResult:
         """Train on ``train`` (X: library-size-normalised to 20,000, not logged;
-        ``layers['counts']``: the raw counts of the same cells and genes; ``obs[label_key]``)."""
+        ``layers['counts']``: the raw counts of the same cells and genes; ``obs[ctx.label_key]``)."""
 
     @abstractmethod
     def generate(self, n_cells: int | dict[str, int], *, seed: int) -> ad.AnnData:
@@ -100,22 +250,7 @@ class Generator(ABC):
     def load(cls, path: str | Path) -> Generator:  # pragma: no cover - overridden where supported
         raise NotImplementedError(f"{cls.name} does not support load")
 
-    def time_generation(self, n_cells: int, *, seed: int, chunk: int = 10_000) -> float:
-        """Seconds to generate ``n_cells`` cells, in chunks so memory stays bounded."""
-        start = time.perf_counter()
-        done = 0
-        while done < n_cells:
-            k = min(chunk, n_cells - done)
-            self.generate(k, seed=seed + done)
-            done += k
-        return time.perf_counter() - start
-
-    # -- helpers for subclasses -----------------------------------------------------------------
-    def _remember_training_data(self, train: ad.AnnData, label_key: str) -> None:
-        self.label_key = label_key
-        self.var_names = [str(v) for v in train.var_names]
-        self.labels = sorted(str(x) for x in train.obs[label_key].unique())
-
+    # -- helpers for subclasses' save/load ----------------------------------------------------
     def _meta(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -147,6 +282,16 @@ class Generator(ABC):
             "code_url": cls.code_url,
             "description": cls.description,
         }
+
+
+def bind_training_data(gen: Generator, train: ad.AnnData, label_key: str) -> None:
+    """What the harness records on a generator before ``fit``: the training genes (in order), the
+    sorted training labels and the label key."""
+    if label_key not in train.obs:
+        raise UserError(f"training data has no obs['{label_key}']", "pass the label column with --label-key")
+    gen.label_key = label_key
+    gen.var_names = [str(v) for v in train.var_names]
+    gen.labels = sorted(str(x) for x in train.obs[label_key].unique())
 
 
 def split_request(n_cells: int | dict[str, int]) -> tuple[int, dict[str, int] | None]:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import scipy.sparse as sp
-from bench.generators.base import FitResult, Generator, make_output, split_request, to_library_size
+from bench.generators.base import (
+    FitContext,
+    FitResult,
+    Generator,
+    make_output,
+    split_request,
+    to_library_size,
+)
 
 from bench.errors import TaskFailed
 
@@ -38,12 +44,10 @@ class RealControl(Generator):
     paper = "ACTIVA paper, Table 2 'Training Set' control"
     resources = {"cpus": 1, "gpus": 0, "mem_gb": 4, "time_min": 10}
 
-    def fit(self, train, *, label_key, seed, device="cpu", progress=False) -> FitResult:
-        start = time.perf_counter()
-        self._remember_training_data(train, label_key)
+    def fit(self, train, ctx: FitContext) -> FitResult:
         self._X = sp.csr_matrix(train.X, dtype=np.float32)
-        self._y = train.obs[label_key].astype(str).to_numpy()
-        return FitResult(train_seconds=time.perf_counter() - start)
+        self._y = train.obs[ctx.label_key].astype(str).to_numpy()
+        return FitResult()
 
     def generate(self, n_cells, *, seed) -> ad.AnnData:
         rng = np.random.default_rng(seed)
@@ -97,12 +101,10 @@ class NegativeBinomial(Generator):
     parameters = {"min_dispersion": 1e-3}
     resources = {"cpus": 1, "gpus": 0, "mem_gb": 4, "time_min": 10}
 
-    def fit(self, train, *, label_key, seed, device="cpu", progress=False) -> FitResult:
-        start = time.perf_counter()
-        self._remember_training_data(train, label_key)
+    def fit(self, train, ctx: FitContext) -> FitResult:
         counts = train.layers.get("counts", train.X)
         counts = sp.csr_matrix(counts, dtype=np.float64)
-        y = train.obs[label_key].astype(str).to_numpy()
+        y = train.obs[ctx.label_key].astype(str).to_numpy()
         mus, sizes, weights = [], [], []
         for lab in self.labels:
             rows = counts[y == lab]
@@ -113,14 +115,14 @@ class NegativeBinomial(Generator):
             excess = var - mu
             size = np.where(excess > 0, mu**2 / np.maximum(excess, 1e-12), np.inf)
             size = np.maximum(size, self.params["min_dispersion"])
-            size = self._adjust_size(size, seed)
+            size = self._adjust_size(size, ctx.seed)
             mus.append(mu)
             sizes.append(size)
             weights.append(n)
         self._mu = np.vstack(mus).astype(np.float64)
         self._size = np.vstack(sizes).astype(np.float64)
         self._weights = np.asarray(weights, dtype=np.float64) / sum(weights)
-        return FitResult(train_seconds=time.perf_counter() - start)
+        return FitResult()
 
     def _adjust_size(self, size: np.ndarray, seed: int) -> np.ndarray:
         """Hook for subclasses (the regression tests break the model here on purpose)."""

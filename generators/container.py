@@ -2,9 +2,9 @@
 local subprocess).
 
 The protocol (DESIGN.md): the harness writes ``train.h5ad`` and ``spec.json`` into a work dir,
-bind-mounts it at ``/work`` and runs the image's entry point with ``fit /work``, ``generate /work``
-or ``time /work``; the entry point writes ``fit.json`` + ``model/``, ``generated.h5ad`` or
-``timing.json`` back. Logs go to ``WORKDIR/container.log`` and, with progress, to the console.
+bind-mounts it at ``/work`` and runs the image's entry point with ``fit /work`` or
+``generate /work``; the entry point writes ``fit.json`` + ``model/`` (and convergence snapshots in
+``snapshots/``) or ``generated.h5ad`` back. Logs go to ``WORKDIR/container.log`` and, with progress, to the console.
 Any framework model reuses this by subclassing :class:`ContainerGenerator` and setting
 ``image_name``, ``build_context`` and ``entry_point``.
 """
@@ -24,13 +24,14 @@ import sys
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import anndata as ad
 import pandas as pd
-from bench.generators.base import FitResult, Generator, split_request
+from bench.generators.base import FitContext, FitResult, Generator, split_request
 from bench.generators.sandbox import (
     Limits,
     Sandbox,
@@ -218,6 +219,25 @@ def _interrupted_reason(exc: BaseException) -> str:
     return getattr(exc, "reason", None) or "interrupted"
 
 
+# how often a wait for a container or process returns to Python. A signal handler runs only in the
+# main thread and only between bytecodes; a signal the kernel hands to another thread (Slurm sends
+# SIGCONT, then SIGTERM: with SIGCONT pending on the main thread, SIGTERM goes to another thread)
+# does not interrupt a blocking wait, so waits are short and repeated.
+POLL_S = 0.5
+
+
+def _wait_exited(container, timeout_s: float | None) -> bool:
+    """Poll until ``container`` has exited (True) or ``timeout_s`` has passed (False)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_S if deadline is None else max(0.0, min(POLL_S, deadline - time.monotonic())))
+
+
 def run_docker(
     image: str,
     command: str,
@@ -271,9 +291,9 @@ def run_docker(
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
-        try:
-            status = container.wait(timeout=timeout_s)
-        except Exception:  # requests ReadTimeout / ConnectionError: the wall-clock limit
+        if _wait_exited(container, timeout_s):
+            status = container.wait()  # exited: answers at once
+        else:
             timed_out = True
             container.kill()
             status = {"StatusCode": 137}
@@ -293,7 +313,7 @@ def run_docker(
         tail = sink.close()
     code = int(status.get("StatusCode", -1))
     if timed_out:
-        raise TaskFailed(f"{what} '{command}' timed out after {timeout_s:g}s and was killed", log_tail=tail)
+        raise TaskFailed(f"{what} '{command}' timed out after {timeout_s:.0f}s and was killed", log_tail=tail)
     if oom or code == 137:
         raise TaskFailed(
             f"{what} '{command}' ran out of memory: killed at its memory limit "
@@ -403,12 +423,18 @@ def run_process(
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     timed_out = False
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
-        code = proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        kill_group()
-        code = proc.wait()
+        while True:  # short waits: see POLL_S
+            try:
+                code = proc.wait(timeout=POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                if deadline is not None and time.monotonic() >= deadline:
+                    timed_out = True
+                    kill_group()
+                    code = proc.wait()
+                    break
     except BaseException as exc:
         if not isinstance(exc, Exception):
             sink.feed(f"\n[scgenbench] {_interrupted_reason(exc)}: process stopped\n")
@@ -422,7 +448,7 @@ def run_process(
         tail = sink.close()
         shutil.rmtree(home, ignore_errors=True)
     if timed_out:
-        raise TaskFailed(f"{what} '{command}' timed out after {timeout_s:g}s and was killed", log_tail=tail)
+        raise TaskFailed(f"{what} '{command}' timed out after {timeout_s:.0f}s and was killed", log_tail=tail)
     limit = (
         f"its memory limit ({format_size(limits.mem_bytes)}, from {limits.source.get('mem', 'the default')})"
     )
@@ -488,7 +514,6 @@ class ContainerGenerator(Generator):
     command_inputs: ClassVar[dict[str, tuple[str, ...]]] = {
         "fit": ("train.h5ad", "spec.json"),
         "generate": ("spec.json", "model"),
-        "time": ("spec.json", "model"),
     }
 
     def __init_subclass__(cls, **kwargs: Any):
@@ -500,6 +525,8 @@ class ContainerGenerator(Generator):
     def __init__(self, **params: Any):
         super().__init__(**params)
         self._tmp: tempfile.TemporaryDirectory | None = None
+        self._work_dir: Path | None = None  # the fit's work dir (FitContext), else a temp dir
+        self._timeout_s: float | None = None  # per container call, from the fit's deadline
         self._backend: str | None = None
         self._device = "cpu"
         self._fitted = False
@@ -529,13 +556,12 @@ class ContainerGenerator(Generator):
 
     # -- plumbing -----------------------------------------------------------------------------
     def _work(self) -> Path:
-        if self.work_dir is None:
+        if self._work_dir is None:
             if self._tmp is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix=f"scgenbench-{self.name}-")
-            self.work_dir = Path(self._tmp.name)
-        work = Path(self.work_dir)
-        work.mkdir(parents=True, exist_ok=True)
-        return work
+            self._work_dir = Path(self._tmp.name)
+        self._work_dir.mkdir(parents=True, exist_ok=True)
+        return self._work_dir
 
     def _write_spec(self, work: Path, **fields: Any) -> None:
         spec = {
@@ -559,14 +585,14 @@ class ContainerGenerator(Generator):
                 raise UserError("no Docker engine answers", "start Docker, or use backend 'process'")
             image = ensure_image(type(self), client, progress=True)
             run_docker(
-                image, command, work, device=self._device, timeout_s=self.timeout_s, progress=progress,
+                image, command, work, device=self._device, timeout_s=self._timeout_s, progress=progress,
                 limits=self.limits(), sandbox=self.sandbox_policy(), inputs=self.command_inputs.get(command, ()),
                 client=client, what=what,
             )  # fmt: skip
         else:
             script = Path(self.build_context) / self.entry_point
             run_process(
-                script, command, work, device=self._device, timeout_s=self.timeout_s, progress=progress,
+                script, command, work, device=self._device, timeout_s=self._timeout_s, progress=progress,
                 limits=self.limits(), what=what,
             )  # fmt: skip
 
@@ -579,38 +605,58 @@ class ContainerGenerator(Generator):
         return work
 
     # -- verbs --------------------------------------------------------------------------------------
-    def fit(
-        self, train: ad.AnnData, *, label_key: str, seed: int, device: str = "cpu", progress: bool = False
-    ) -> FitResult:
-        self._remember_training_data(train, label_key)
-        self._device = device
+    def fit(self, train: ad.AnnData, ctx: FitContext) -> FitResult:
+        """Run the entry point's ``fit``; read back ``fit.json`` and the convergence snapshots it
+        wrote (``snapshots/index.json`` + one h5ad per snapshot, at ``ctx.snapshot_steps``)."""
+        self._device = ctx.device
+        self._work_dir = Path(ctx.work_dir) if ctx.work_dir is not None else None
+        left = ctx.time_left()
+        self._timeout_s = None if left is None else max(left, 1.0)
         work = self._work()
         slim = ad.AnnData(X=train.X, obs=pd.DataFrame(index=train.obs_names.astype(str)))
         slim.var_names = self.var_names
-        if label_key in train.obs:
-            slim.obs[label_key] = train.obs[label_key].astype(str).to_numpy()
+        if ctx.label_key in train.obs:
+            slim.obs[ctx.label_key] = train.obs[ctx.label_key].astype(str).to_numpy()
         slim.write_h5ad(work / "train.h5ad")
         for stale in ("fit.json", "generated.h5ad"):
             (work / stale).unlink(missing_ok=True)
-        if (work / "model").exists():
-            shutil.rmtree(work / "model")
-        self._write_spec(work, seed=int(seed), progress=bool(progress))
-        self._run("fit", work, progress)
+        for stale in ("model", "snapshots"):
+            if (work / stale).exists():
+                shutil.rmtree(work / stale)
+        snapshots = {"fractions": list(ctx.snapshot_fractions), "n_cells": int(ctx.snapshot_cells)}
+        self._write_spec(work, seed=int(ctx.seed), progress=bool(ctx.progress),
+                         snapshots=snapshots if ctx.on_snapshot is not None else None)  # fmt: skip
+        self._run("fit", work, ctx.progress)
         fit_path = work / "fit.json"
         if not fit_path.exists():
             raise TaskFailed(f"{self.name}: fit finished without writing fit.json")
         record = json.loads(fit_path.read_text())
         self._fitted = True
-        extra = {k: v for k, v in record.items() if k not in ("train_seconds", "steps", "history")}
+        self._hand_snapshots(work / "snapshots", ctx)
+        keys = ("train_seconds", "steps", "cells_seen", "history")
+        extra = {k: v for k, v in record.items() if k not in keys}
         extra["backend"] = self._backend
         return FitResult(
             train_seconds=float(record["train_seconds"]),
             steps=record.get("steps"),
+            cells_seen=record.get("cells_seen"),
             history=record.get("history", {}),
             extra=extra,
         )
 
+    @staticmethod
+    def _hand_snapshots(folder: Path, ctx: FitContext) -> None:
+        index = folder / "index.json"
+        if ctx.on_snapshot is None or not index.exists():
+            return
+        for item in json.loads(index.read_text()):
+            cells = ad.read_h5ad(folder / item["file"])
+            ctx.snapshot(step=int(item["step"]), cells_seen=item.get("cells_seen"),
+                         train_seconds=item.get("train_seconds"), cells=cells)  # fmt: skip
+
     def generate(self, n_cells: int | dict[str, int], *, seed: int) -> ad.AnnData:
+        """Run the entry point's ``generate``; the generation time it measured inside the
+        container is passed on in ``uns['scgenbench']['generate_seconds']``."""
         work = self._need_fitted()
         total, per_label = split_request(n_cells)
         (work / "generated.h5ad").unlink(missing_ok=True)
@@ -619,21 +665,7 @@ class ContainerGenerator(Generator):
         path = work / "generated.h5ad"
         if not path.exists():
             raise TaskFailed(f"{self.name}: generate finished without writing generated.h5ad")
-        out = ad.read_h5ad(path)
-        if self.var_names is not None and list(map(str, out.var_names)) != self.var_names:
-            out.var_names = self.var_names
-        return out
-
-    def time_generation(self, n_cells: int, *, seed: int, chunk: int = 10_000) -> float:
-        """Seconds the entry point takes to generate ``n_cells`` cells in chunks (not written);
-        measured inside the container, so image start-up is not counted."""
-        work = self._need_fitted()
-        (work / "timing.json").unlink(missing_ok=True)
-        self._write_spec(
-            work, seed=int(seed), generate_seed=int(seed), n_cells=int(n_cells), chunk=int(chunk)
-        )
-        self._run("time", work, progress=False)
-        return float(json.loads((work / "timing.json").read_text())["seconds"])
+        return ad.read_h5ad(path)
 
     def save(self, path: str | Path) -> None:
         work = self._need_fitted()

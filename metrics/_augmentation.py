@@ -14,12 +14,53 @@ from sklearn.metrics import f1_score
 from bench.errors import TaskFailed, UserError
 
 PAPER_FRACTIONS = (0.1, 0.05, 0.01, 0.005)
-QUICK_FRACTIONS = (0.1, 0.01)
+# the default rare class keeps at least this many real training cells at the smallest fraction
+MIN_RARE_CELLS = 5
 
 
 def fraction_tag(fraction: float) -> str:
     """How a fraction appears in value names: 0.1 -> '0.1', 0.005 -> '0.005'."""
     return f"{float(fraction):g}"
+
+
+def kept_rare_cells(n_rare: int, fraction: float) -> int:
+    """Real rare training cells kept when ``n_rare`` are downsampled to ``fraction`` (:func:`downsample_rare`)."""
+    return max(1, int(round(fraction * n_rare)))
+
+
+def choose_rare_class(
+    train_counts: dict[str, int],
+    test_counts: dict[str, int],
+    fractions: tuple[float, ...] = PAPER_FRACTIONS,
+    *,
+    min_cells: int = MIN_RARE_CELLS,
+) -> tuple[str, tuple[float, ...], str]:
+    """The default rare class of the augmentation experiment, and the fractions it runs at.
+
+    Rule: the smallest class (by training cells, ties by name) with at least one test cell that
+    keeps at least ``min_cells`` real training cells at the smallest fraction, so that every arm is
+    trained on real cells of the class and F1 is not 0 by construction (at 1 % of pbmc3k's B cells,
+    3 cells, every arm scored 0.000). With the paper's fractions that needs 1,000 training cells
+    (0.5 % of 1,000 = 5); on pbmc3k only CD4 T qualifies. If no class qualifies: the largest class,
+    with the fractions that keep fewer than ``min_cells`` of it dropped (the largest fraction always
+    stays). Returns (class, fractions, the reason in words).
+    """
+    fractions = tuple(sorted({float(f) for f in fractions}, reverse=True))
+    candidates = sorted((n, name) for name, n in train_counts.items() if test_counts.get(name, 0) > 0)
+    if not candidates or not fractions:
+        raise UserError("no class has both training and test cells", "check the dataset's labels and split")
+    smallest = fractions[-1]
+    for n, name in candidates:
+        if kept_rare_cells(n, smallest) >= min_cells:
+            why = (f"the smallest class keeping >= {min_cells} real training cells at {smallest:g} "
+                   f"({kept_rare_cells(n, smallest)} of {n})")  # fmt: skip
+            return name, fractions, why
+    n, name = candidates[-1]
+    kept = tuple(f for f in fractions if kept_rare_cells(n, f) >= min_cells) or fractions[:1]
+    dropped = [f"{f:g}" for f in fractions if f not in kept]
+    why = (f"no class keeps >= {min_cells} training cells at {smallest:g}: the largest class ({n} cells), "
+           f"fraction(s) {', '.join(dropped)} dropped")  # fmt: skip
+    return name, kept, why
 
 
 def downsample_rare(labels, rare: str, fraction: float, *, seed: int) -> np.ndarray:
@@ -34,7 +75,7 @@ def downsample_rare(labels, rare: str, fraction: float, *, seed: int) -> np.ndar
     rare_idx = np.flatnonzero(labels == str(rare))
     if len(rare_idx) == 0:
         raise UserError(f"rare class {rare!r} has no training cells", "pick a class present in the data")
-    n_keep = max(1, int(round(fraction * len(rare_idx))))
+    n_keep = kept_rare_cells(len(rare_idx), fraction)
     rng = np.random.default_rng(seed)
     keep = rng.choice(rare_idx, size=n_keep, replace=False)
     return np.sort(np.r_[np.flatnonzero(labels != str(rare)), keep])
@@ -150,18 +191,17 @@ def augmentation(
     return AugmentationResult(values=values, info=info)
 
 
-def rare_class_of(ctx) -> tuple[str, str]:
-    """The rare class: ``ctx.rare_class`` or, when unset, the smallest training class with at least
-    one test cell. Returns (class, how it was chosen)."""
+def rare_class_of(ctx, fractions: tuple[float, ...] = PAPER_FRACTIONS) -> tuple[str, str]:
+    """The rare class: ``ctx.rare_class`` (the runner sets it) or, when unset, :func:`choose_rare_class`.
+    Returns (class, how it was chosen)."""
     if ctx.rare_class is not None:
         return str(ctx.rare_class), "dataset/run spec"
-    train = ctx.labels("train")
-    test = set(ctx.labels("test"))
-    names, counts = np.unique(train, return_counts=True)
-    order = [n for _, n in sorted(zip(counts, names, strict=True)) if n in test]
-    if not order:
-        raise UserError("no class has both training and test cells", "check the dataset's labels and split")
-    return str(order[0]), "smallest training class"
+    counts = {}
+    for which in ("train", "test"):
+        names, n = np.unique(ctx.labels(which), return_counts=True)
+        counts[which] = {str(k): int(v) for k, v in zip(names, n, strict=True)}
+    rare, _, why = choose_rare_class(counts["train"], counts["test"], fractions)
+    return rare, why
 
 
 def run_augmentation(
@@ -180,13 +220,18 @@ def run_augmentation(
     from bench.metrics.base import MetricOutput
 
     check_space(space)
-    rare, how = rare_class_of(ctx)
+    fractions = tuple(float(f) for f in fractions)
+    rare, how = rare_class_of(ctx, fractions)
     train_X = ctx.train_log if space == "genes" else ctx.train_pcs
     test_X = ctx.test_log if space == "genes" else ctx.test_pcs
+    filter_share: dict[str, float] = {}
 
     def generate(kept: np.ndarray, fraction: float):
         subset: ad.AnnData = ctx.train[kept].copy()
         out = fit_generate(subset, {rare: int(n_generated)}, seed)
+        fill = (out.uns.get("scgenbench") or {}).get("conditional_fill", {}).get(rare)
+        if fill:  # the model's own filter (ACTIVA's classifier) and its fallbacks
+            filter_share[fraction_tag(fraction)] = fill["filter"] / max(sum(fill.values()), 1)
         if ctx.label_key in out.obs:
             is_rare = out.obs[ctx.label_key].astype(str).to_numpy() == rare
             out = out[is_rare]
@@ -201,11 +246,14 @@ def run_augmentation(
         rare,
         generate,
         seed=seed,
-        fractions=tuple(float(f) for f in fractions),
+        fractions=fractions,
         n_trees=int(n_trees),
         n_jobs=n_jobs,
         n_oversample=int(n_generated),
     )
+    values = dict(res.values)
+    for tag, share in filter_share.items():  # informational: the share of cells that passed the filter
+        values[f"filter_share@{tag}"] = share
     info = {**res.info, "rare_class_source": how, "space": space, "n_trees": int(n_trees)}
-    info["fractions"] = [float(f) for f in fractions]
-    return MetricOutput(values=res.values, info=info)
+    info["fractions"] = list(fractions)
+    return MetricOutput(values=values, info=info)

@@ -8,8 +8,9 @@ Kinds:
 
 * ``"sample"``: ``func(ctx, generated, *, seed, **options) -> MetricOutput`` scores generated
   cells against the real test cells held by the :class:`~bench.evaluation.EvalContext`.
-* ``"fit"``: ``func(ctx, generator, fit_info, *, seed, **options) -> MetricOutput`` reads the
-  fitted generator and its fit measurements (timing).
+* ``"fit"``: ``func(ctx, fit_info, *, seed, **options) -> MetricOutput`` reports the runner's
+  measurements of the fit (``fit_info``: times, memory, steps, and ``time_generation(n_cells)``,
+  which times the fitted generator's ``generate()``; see :mod:`bench.timing`).
 * ``"experiment"``: ``func(ctx, fit_generate, *, seed, **options) -> MetricOutput`` runs its own
   protocol; ``fit_generate(train_subset, request, seed) -> AnnData`` fits a fresh generator of the
   task's model on ``train_subset`` and returns validated generated cells (augmentation).

@@ -94,3 +94,13 @@ def train_adata(counts_adata) -> ad.AnnData:
     a.layers["counts"] = a.X.copy()
     a.X = sp.csr_matrix(to_library_size(a.X))
     return a
+
+
+def fit_generator(gen, train: ad.AnnData, *, label_key: str = "cell_type", seed: int = 0, **ctx):
+    """Fit ``gen`` as the runner does: record the training genes and labels, then
+    ``fit(train, FitContext(...))``; ``ctx`` sets further FitContext fields (device, work_dir,
+    deadline, on_snapshot...). Returns the FitResult."""
+    from bench.generators.base import FitContext, bind_training_data
+
+    bind_training_data(gen, train, label_key)
+    return gen.fit(train, FitContext(label_key=label_key, seed=seed, **ctx))

@@ -22,6 +22,7 @@ from bench.generators.base import validate_output
 from torch import nn
 
 from bench.errors import TaskFailed, UserError
+from tests.conftest import fit_generator
 
 N_GENES = 24
 LABELS = ["a", "b", "c"]
@@ -283,7 +284,7 @@ def test_profiles_only_name_known_parameters():
 def fitted():
     data = tiny_data()
     gen = ActivaGenerator(**small_params(classifier_epochs=30, cf_lr=3e-3))
-    res = gen.fit(data, label_key="cell_type", seed=0, device="cpu")
+    res = fit_generator(gen, data, seed=0, device="cpu")
     return gen, res, data
 
 
@@ -326,14 +327,37 @@ def test_conditional_generation_errors(fitted):
     gen, _, _ = fitted
     with pytest.raises(UserError):
         gen.generate({"zzz": 3}, seed=0)
-    gen.params["confidence"], gen.params["max_draws"] = 0.999999, 300
-    try:
-        with pytest.raises(
-            TaskFailed, match=r"could not generate the requested cells \(.a.: \d+ of 300 made\)"
-        ):
+    gen.params["confidence"], gen.params["max_draws"] = 0.0, 100
+    try:  # fewer draws than cells asked for: no rule can fill the request
+        with pytest.raises(TaskFailed, match="100 decoded cells .max_draws. cannot fill 300 cells of 'a'"):
             gen.generate({"a": 300}, seed=0)
     finally:
         gen.params["confidence"], gen.params["max_draws"] = 0.0, 20_000
+
+
+def test_conditional_generation_falls_back_and_records_it(fitted):
+    """A filter no draw passes never gives up silently: the released code's argmax rule, then the
+    highest probabilities of the label, fill the request; the record says how many came from each."""
+    gen, _, data = fitted
+    probs_of = lambda X, lab: gen.trainer.predict(torch.as_tensor(X)).numpy()[:, LABELS.index(lab)]  # noqa: E731
+    gen.params["confidence"], gen.params["max_draws"] = 1.01, 2_000  # no probability passes it
+    try:
+        out = gen.generate({"a": 40, "b": 5}, seed=0)
+    finally:
+        gen.params["confidence"], gen.params["max_draws"] = 0.0, 20_000
+    validate_output(gen, out, var_names=list(data.var_names), label_key="cell_type", known_labels=LABELS,
+                    requested={"a": 40, "b": 5})  # fmt: skip
+    fill = out.uns["scgenbench"]["conditional_fill"]
+    assert out.uns["scgenbench"]["decoded_cells"] == 2_000
+    for lab, n in {"a": 40, "b": 5}.items():
+        assert sum(fill[lab].values()) == n
+        assert fill[lab]["filter"] == 0
+        cells = out.X.toarray()[out.obs["cell_type"].astype(str).to_numpy() == lab]
+        by_argmax = fill[lab]["filter"] + fill[lab]["argmax"]
+        # the argmax-rule cells are ACTINN's calls of that label; the last resort ranks by probability
+        assert (gen.classify(cells[:by_argmax]) == lab).all()
+        rest = probs_of(cells[by_argmax:], lab)
+        assert (np.diff(rest) <= 1e-6).all()
 
 
 def _with_bn_mode(gen: ActivaGenerator, mode: str, **extra) -> ActivaGenerator:
@@ -427,12 +451,12 @@ def test_save_load_round_trip_identical_generation(fitted, tmp_path):
 def test_resume_equals_uninterrupted_training(tmp_path):
     data = tiny_data()
     full = ActivaGenerator(**small_params(epochs=4, classifier_epochs=2))
-    full.fit(data, label_key="cell_type", seed=5)
+    fit_generator(full, data, seed=5)
     part = ActivaGenerator(**small_params(epochs=2, classifier_epochs=2))
-    part.fit(data, label_key="cell_type", seed=5)
+    fit_generator(part, data, seed=5)
     part.save(tmp_path)
     resumed = ActivaGenerator(**small_params(epochs=4, classifier_epochs=2, resume_from=str(tmp_path)))
-    res = resumed.fit(data, label_key="cell_type", seed=5)
+    res = fit_generator(resumed, data, seed=5)
     assert res.epochs == 4 and len(res.history["epoch"]) == 2  # only epochs 3 and 4 ran
     sa, sb = full.trainer.state_dict(), resumed.trainer.state_dict()
     for key in ("encoder", "decoder", "classifier"):
@@ -443,11 +467,11 @@ def test_resume_equals_uninterrupted_training(tmp_path):
 def test_fit_rejects_bad_input():
     data = tiny_data()
     with pytest.raises(UserError):
-        ActivaGenerator(**small_params()).fit(data, label_key="nope", seed=0)
+        fit_generator(ActivaGenerator(**small_params()), data, label_key="nope")
     bad = data.copy()
     bad.X[0, 0] = -1.0
     with pytest.raises(UserError):
-        ActivaGenerator(**small_params()).fit(bad, label_key="cell_type", seed=0)
+        fit_generator(ActivaGenerator(**small_params()), bad)
 
 
 def test_entry_point_and_metadata():
@@ -497,3 +521,27 @@ def test_reference_step_trains_exactly_like_the_original_loop():
         ours.net.decoder.state_dict().items(), dec.state_dict().items(), strict=True
     ):
         torch.testing.assert_close(va, vb, rtol=1e-4, atol=1e-4, msg=ka)
+
+
+def test_budget_rescales_the_schedule():
+    """A budget in steps or epochs stretches the whole schedule; warm-up phases keep their share."""
+    cfg = TrainConfig(n_genes=2, n_classes=2, epochs=120, num_cf=5, num_vae=90, batch_size=64)
+    assert cfg.steps_per_epoch(2429) == 38  # 2429 = 37*64 + 61
+    # a last batch of one cell is skipped
+    assert TrainConfig(n_genes=2, n_classes=2, batch_size=64).steps_per_epoch(2369) == 37
+    half = cfg.rescaled(38 * 60, 2429)
+    assert (half.epochs, half.num_cf, half.num_vae) == (60, 3, 45)
+    double = cfg.rescaled(38 * 240, 2429)
+    assert (double.epochs, double.num_cf, double.num_vae) == (240, 9, 179)
+    assert cfg.rescaled(1, 2429).epochs == 1  # at least one epoch
+
+
+def test_budget_parameter_sets_steps_taken():
+    data = tiny_data()  # 60 cells, batch 16: 4 steps per epoch (16, 16, 16, 12 cells)
+    gen = ActivaGenerator(**small_params(budget="50 steps"))
+    res = fit_generator(gen, data, seed=0)
+    assert res.epochs == 12 and res.steps == 48 and res.cells_seen == 12 * 60  # whole epochs
+    gen = ActivaGenerator(**small_params(budget="2 epochs"))
+    assert fit_generator(gen, data, seed=0).steps == 8
+    with pytest.raises(UserError, match="ACTIVA budget"):
+        ActivaGenerator(budget="lots")

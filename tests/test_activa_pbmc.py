@@ -13,6 +13,7 @@ from bench.generators.activa import ActivaGenerator
 from bench.generators.base import validate_output
 
 from bench.evaluation import lognorm
+from tests.conftest import fit_generator
 
 
 def pbmc3k_prepared(n_top_genes: int | None = 2000, cache_dir=None):
@@ -31,7 +32,7 @@ def pbmc3k_prepared(n_top_genes: int | None = 2000, cache_dir=None):
 def trained(tmp_path_factory):
     train, test = pbmc3k_prepared(cache_dir=tmp_path_factory.mktemp("data"))
     gen = ActivaGenerator(**ActivaGenerator.params_for_profile("quick"))
-    res = gen.fit(train, label_key="cell_type", seed=0, device="cpu")
+    res = fit_generator(gen, train, seed=0, device="cpu")
     return gen, res, train, test
 
 

@@ -4,11 +4,12 @@ from bench.generators.base import validate_output
 from bench.generators.baselines import NegativeBinomial, RealControl
 
 from bench.errors import TaskFailed
+from tests.conftest import fit_generator
 
 
 def _fit(cls, train, **params):
     gen = cls(**params)
-    gen.fit(train, label_key="cell_type", seed=0)
+    fit_generator(gen, train)
     return gen
 
 

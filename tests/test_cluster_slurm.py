@@ -135,20 +135,20 @@ from bench.generators.baselines import NegativeBinomial
 class Boom(NegativeBinomial):
     name = "boom"
 
-    def fit(self, train, **kw):
+    def fit(self, train, ctx):
         if os.environ.get("BENCH_TEST_FIXED") != "1":
             raise RuntimeError("boom from the plugin")
-        return super().fit(train, **kw)
+        return super().fit(train, ctx)
 
 
 class Crash(NegativeBinomial):
     name = "crash"
 
-    def fit(self, train, **kw):
+    def fit(self, train, ctx):
         if os.environ.get("BENCH_TEST_FIXED") != "1":
             print("crash: dying without a result", file=sys.stderr, flush=True)
             os._exit(3)
-        return super().fit(train, **kw)
+        return super().fit(train, ctx)
 '''
 
 

@@ -43,7 +43,7 @@ def test_prepare_h5ad_and_cache_hit(bench_data, tmp_path):
     assert (first.train.n_obs, first.test.n_obs) == (180, 20)
     assert first.info["sha256"] == cache.sha256_file(path)
     assert first.info["n_cells_raw"] == 200 and first.info["n_genes"] == 146
-    assert first.default_rare_class == "C"  # no label '2': the third-largest class
+    assert first.default_rare_class is None  # a file: the runner's augmentation rule decides
     assert (bench_data / "prepared" / first.hash / "train.h5ad").exists()
 
     second = ds.prepare(str(path), label_key="cell_type", split_seed=0)
@@ -241,7 +241,7 @@ def test_list_and_info(bench_data):
     i = ds.info("pbmc3k")
     assert i["present"] and i["sha256"] == "ca5761355ab2d0af63d2f6f3fb1830095d94f6f1ff648ed29b2d20129d2f41eb"
     assert i["sha256"] == cache.sha256_file(Path(i["path"]))
-    assert "CC BY 4.0" in i["licence"] and i["default_rare_class"] == "B" and i["label_key"] == "cell_type"
+    assert "CC BY 4.0" in i["licence"] and i["default_rare_class"] is None and i["label_key"] == "cell_type"
     b = ds.info("brain_small")
     assert b["present"] is False and b["sha256"] is None
     assert b["path"] == str(bench_data / "raw" / "20kBrainSmall_preprocessed.h5")
@@ -280,7 +280,7 @@ def test_prepare_real_pbmc3k(bench_data):
         "Megakaryocytes": 13,
     }
     assert p.train.n_obs + p.test.n_obs == 2700  # no cell has < 10 genes
-    assert p.default_rare_class == "B" and p.label_key == "cell_type"
+    assert p.default_rare_class is None and p.label_key == "cell_type"
     for t, n in sizes.items():
         n_test = int((p.test.obs["cell_type"] == t).sum())
         assert n_test == int(np.floor(0.1 * n + 0.5)), t

@@ -8,10 +8,11 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from bench.metrics import AUGMENTATION, TIMING, augmentation, downsample_rare, measure, timing
+from bench.metrics import AUGMENTATION, TIMING, augmentation, downsample_rare, timing
 
 from bench.errors import UserError
 from bench.evaluation import EvalContext
+from bench.timing import GenerationTiming, measure, time_generation
 
 
 def make_counts(n_per_class, n_genes=30, seed=0, fold=6.0):
@@ -147,37 +148,61 @@ def test_augmentation_default_and_quick_options():
     assert AUGMENTATION.options["fractions"] == (0.1, 0.05, 0.01, 0.005)
     assert AUGMENTATION.options["n_generated"] == 1500 and AUGMENTATION.options["n_trees"] == 1000
     quick = AUGMENTATION.options_for("quick")
-    assert quick["fractions"] == (0.1, 0.01) and quick["n_trees"] == 200
+    assert quick["fractions"] == (0.1, 0.05, 0.01, 0.005) and quick["n_trees"] == 200  # the paper's four
     assert AUGMENTATION.kind == "experiment" and AUGMENTATION.requires_conditional
     assert AUGMENTATION.experiment == "augmentation"
 
 
 # -- timing -----------------------------------------------------------------------------------------
-class SleepyGenerator:
-    """Takes 1 ms per 1,000 cells."""
+def sleepy_generate(n_cells, seed):
+    """Takes 1 ms per 1,000 cells; reports its own time as a container entry point does."""
+    time.sleep(n_cells / 1e6)
+    out = ad.AnnData(X=np.zeros((n_cells, 1), np.float32))
+    out.uns["scgenbench"] = {"generate_seconds": n_cells / 2e6}  # half the wall time
+    return out
 
-    def __init__(self):
-        self.generated = 0
 
-    def time_generation(self, n_cells, *, seed, chunk=10_000):
-        start = time.perf_counter()
-        time.sleep(n_cells / 1e6)
-        self.generated += n_cells
-        return time.perf_counter() - start
+def test_time_generation_chunks_and_own_time():
+    calls = []
+
+    def generate(k, seed):
+        calls.append((k, seed))
+        return sleepy_generate(k, seed)
+
+    t = time_generation(generate, 25_000, seed=10, chunk=10_000)
+    assert calls == [(10_000, 10), (10_000, 10_010), (5_000, 20_010)]  # seed + cells done
+    assert t.n_cells == 25_000 and t.chunk == 10_000
+    assert t.wall_seconds >= 0.025 and t.own_seconds == pytest.approx(0.0125)
+    # a chunk without a reported time: no own time at all
+    t = time_generation(lambda k, s: ad.AnnData(X=np.zeros((k, 1))), 20, seed=0, chunk=10)
+    assert t.own_seconds is None
 
 
 def test_timing_values_and_scaling():
-    gen = SleepyGenerator()
-    values = timing(
-        gen, {"train_seconds": 12.5, "peak_rss_mb": 300.0, "peak_gpu_mb": None}, seed=0, n_cells=20_000
-    )
-    assert gen.generated == 20_000
-    assert values["train_seconds"] == 12.5 and values["peak_rss_mb"] == 300.0
-    assert "peak_gpu_mb" not in values
+    fit = {"train_seconds": 12.5, "fit_wall_seconds": 20.0, "peak_rss_mb": 300.0, "peak_gpu_mb": None,
+           "train_steps": 400, "cells_seen": 51_200}  # fmt: skip
+    values = timing(fit, GenerationTiming(wall_seconds=0.02, own_seconds=0.01, n_cells=20_000, chunk=10_000))
+    assert values["train_seconds"] == 12.5 and values["fit_wall_seconds"] == 20.0
+    assert values["peak_rss_mb"] == 300.0 and "peak_gpu_mb" not in values
+    assert values["train_steps"] == 400 and values["cells_seen"] == 51_200
     assert values["generate_cells_timed"] == 20_000
-    # 20 ms for 20,000 cells -> ~100 ms per 100,000
-    assert 0.09 < values["generate_seconds_per_100k"] < 0.5
-    out = TIMING.func(None, gen, {"train_seconds": 1.0}, seed=0, **TIMING.options_for("quick"))
+    # 10 ms (own) and 20 ms (wall) for 20,000 cells -> 50 and 100 ms per 100,000
+    assert values["generate_seconds_per_100k"] == pytest.approx(0.05)
+    assert values["generate_wall_seconds_per_100k"] == pytest.approx(0.1)
+    # without an own time, the wall time is the generation time
+    values = timing({"train_seconds": 1.0}, GenerationTiming(0.02, None, 20_000, 10_000))
+    assert values["generate_seconds_per_100k"] == pytest.approx(0.1)
+    # the adapter asks the runner's time_generation for the profile's cell count
+    asked = []
+
+    def timer(n):
+        asked.append(n)
+        return time_generation(sleepy_generate, n, seed=0)
+
+    out = TIMING.func(
+        None, {"train_seconds": 1.0, "time_generation": timer}, seed=0, **TIMING.options_for("quick")
+    )
+    assert asked == [10_000]
     assert out.values["generate_cells_timed"] == 10_000 and out.info["generate_scaled_from"] == 10_000
     assert set(out.values) - {"generate_cells_timed"} <= set(TIMING.directions)
     assert TIMING.options["n_cells"] == 100_000
@@ -189,14 +214,27 @@ def test_measure_time_and_peak_memory():
         time.sleep(0.2)
         return float(block.sum())
 
-    import psutil
+    m = measure(work, interval=0.01)
+    assert m.result == 4096 * 4096
+    assert 0.2 <= m.seconds < 5
+    assert 100 <= m.peak_rss_mb < 400  # the 128 MiB block, not the whole process
+    assert m.peak_gpu_mb is None or m.peak_gpu_mb >= 0
 
-    before = psutil.Process().memory_info().rss / 2**20
-    result, seconds, peak_rss, peak_gpu = measure(work, interval=0.01)
-    assert result == 4096 * 4096
-    assert 0.2 <= seconds < 5
-    assert peak_rss >= before + 100  # the 128 MiB block was seen
-    assert peak_gpu is None or peak_gpu >= 0
+
+def test_measure_is_the_calls_own_memory_not_the_process():
+    """Memory held before the call does not count: the same work measures the same with and
+    without 512 MiB already resident (issue 13: nb showed 728 MB after one task, 419 after another)."""
+
+    def work():
+        block = np.ones((2048, 4096))  # 64 MiB
+        time.sleep(0.1)
+        return block.size
+
+    alone = measure(work, interval=0.01).peak_rss_mb
+    ballast = np.ones((8192, 8192))  # 512 MiB resident during the second measurement
+    with_ballast = measure(work, interval=0.01).peak_rss_mb
+    assert ballast.sum() > 0
+    assert abs(with_ballast - alone) < 48 and 50 < alone < 200
 
 
 def test_augmentation_fraction_whose_generation_fails_reports_nan_and_why():
@@ -226,3 +264,52 @@ def test_augmentation_fraction_whose_generation_fails_reports_nan_and_why():
                        n_oversample=200)  # fmt: skip
     assert 0.0 <= res.values["f1_oversampled@0.02"] <= 1.0
     assert np.isnan(res.values["f1_augmented@0.02"])
+
+
+# -- the default rare class and fractions ---------------------------------------------------------
+PBMC3K_TRAIN = {"CD4 T": 1042, "CD14 Monocytes": 438, "B": 321, "CD8 T": 296, "FCGR3A Monocytes": 144,
+                "NK": 144, "Dendritic": 32, "Megakaryocytes": 12}  # fmt: skip
+PBMC3K_TEST = {k: max(1, round(v / 9)) for k, v in PBMC3K_TRAIN.items()}
+
+
+def test_default_rare_class_keeps_five_cells_at_the_smallest_fraction():
+    from bench.metrics import PAPER_FRACTIONS, choose_rare_class, kept_rare_cells
+
+    rare, fractions, why = choose_rare_class(PBMC3K_TRAIN, PBMC3K_TEST, PAPER_FRACTIONS)
+    assert rare == "CD4 T" and fractions == (0.1, 0.05, 0.01, 0.005) and "5 of 1042" in why
+    assert kept_rare_cells(321, 0.01) == 3 and kept_rare_cells(321, 0.005) == 2  # B: why not B
+    # larger fractions admit smaller classes: the smallest that keeps 5 at 10 % (50 cells)
+    assert choose_rare_class(PBMC3K_TRAIN, PBMC3K_TEST, (0.5, 0.1))[0] == "FCGR3A Monocytes"
+    # a class without test cells is never chosen
+    assert choose_rare_class({**PBMC3K_TRAIN, "X": 2000}, PBMC3K_TEST)[0] == "CD4 T"
+    # nothing large enough: the largest class, dropping the fractions that keep < 5 of it
+    rare, fractions, why = choose_rare_class({"a": 300, "b": 120}, {"a": 30, "b": 12})
+    assert rare == "a" and fractions == (0.1, 0.05) and "0.01, 0.005 dropped" in why
+    rare, fractions, _ = choose_rare_class({"a": 20, "b": 10}, {"a": 2, "b": 1})
+    assert rare == "a" and fractions == (0.1,)  # the largest fraction always stays
+
+
+def test_plan_applies_the_rule_and_the_users_choice(tmp_path):
+    from bench.config import build_spec
+    from bench.runner import plan
+
+    the_plan = plan(build_spec(None, models=["nb"], experiments=["augmentation"], metrics=["augmentation"]))
+    aug = [t for t in the_plan.tasks if t.experiment == "augmentation"]
+    assert {t.rare_class for t in aug} == {"CD4 T"}
+    assert aug[0].metrics["augmentation"]["fractions"] == (0.1, 0.05, 0.01, 0.005)
+    assert any("rare class 'CD4 T'" in note for note in the_plan.skipped)
+    # the user's choice stands, with a note on the fractions that keep fewer than 5 cells
+    the_plan = plan(build_spec(None, models=["nb"], experiments=["augmentation"], metrics=["augmentation"],
+                               rare_class="B"))  # fmt: skip
+    assert {t.rare_class for t in the_plan.tasks} == {"B"}
+    assert any("0.01 keeps 3, 0.005 keeps 2" in note for note in the_plan.skipped)
+
+
+def test_fractions_from_the_command_line(tmp_path):
+    from bench.cli import build_parser
+    from bench.config import build_spec, parse_list
+
+    args = build_parser().parse_args(["run", "--models", "nb", "--fractions", "0.2,0.1", "--rare-class", "B"])
+    spec = build_spec(None, models=parse_list(args.models), fractions=parse_list(args.fractions, float),
+                      rare_class=args.rare_class)  # fmt: skip
+    assert spec.metric_options["augmentation"]["fractions"] == (0.2, 0.1) and spec.rare_class == "B"

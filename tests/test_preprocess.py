@@ -101,12 +101,9 @@ def test_renumber_by_size():
     assert list(out) == ["3"] * 2 + ["0"] * 5 + ["2"] * 3 + ["1"] * 3
 
 
-def test_natural_sort_and_default_rare_class():
+def test_natural_sort():
     assert preprocess.natural_sort(["10", "2", "1"]) == ["1", "2", "10"]
     assert preprocess.natural_sort(["b", "a"]) == ["a", "b"]
-    assert preprocess.default_rare_class({"0": 50, "1": 30, "2": 40}) == "2"
-    assert preprocess.default_rare_class({"T": 50, "B": 30, "NK": 10, "DC": 5}) == "NK"
-    assert preprocess.default_rare_class({"T": 50, "B": 30}) == "B"
 
 
 def test_pipeline_split_and_layers():

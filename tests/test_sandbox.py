@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -25,7 +26,7 @@ from bench.generators import sandbox as S
 from bench.generators.base import FitResult, Generator, to_library_size
 
 from bench.errors import TaskFailed, UserError
-from tests.conftest import make_counts
+from tests.conftest import fit_generator, make_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE_SRC = ROOT / "tests" / "plugins" / "scgenbench-probe"
@@ -39,8 +40,8 @@ def train_data(n_cells: int = 60, n_genes: int = 30):
     return a
 
 
-def fit(gen, train, seed: int = 0):
-    return gen.fit(train, label_key="cell_type", seed=seed)
+def fit(gen, train, work_dir: Path):
+    return fit_generator(gen, train, work_dir=work_dir)
 
 
 # -- the policy, without an engine --------------------------------------------------------------------
@@ -207,9 +208,7 @@ def process_generator(tmp_path: Path, script: str, **params):
         parameters: ClassVar[dict] = {**C.ContainerGenerator.parameters, "backend": "process"}
         resources: ClassVar[dict] = {"cpus": 1, "mem_gb": 0.5}
 
-    gen = Local(**params)
-    gen.work_dir = tmp_path / "work"
-    return gen
+    return Local(**params)
 
 
 REPORT = """
@@ -227,7 +226,7 @@ def test_process_backend_clean_environment_and_limits(tmp_path, monkeypatch):
     monkeypatch.setenv("SCGENBENCH_TEST_SECRET", "hunter2")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
     gen = process_generator(tmp_path, REPORT, mem_limit="300m")
-    extra = fit(gen, train_data()).extra
+    extra = fit(gen, train_data(), tmp_path / "work").extra
     env = extra["env"]
     assert "SCGENBENCH_TEST_SECRET" not in env and "AWS_SECRET_ACCESS_KEY" not in env
     assert set(env) <= {*C.PROCESS_ENV_KEEP, "HOME", "TMPDIR", "PYTHONUNBUFFERED", "PYTHONNOUSERSITE",
@@ -235,6 +234,22 @@ def test_process_backend_clean_environment_and_limits(tmp_path, monkeypatch):
     assert env["HOME"] != os.environ.get("HOME") and not Path(env["HOME"]).exists()  # private, removed after
     assert env["CUDA_VISIBLE_DEVICES"] == "" and env["PATH"] == os.environ["PATH"]
     assert extra["rlimit_data"] == 300 * MB and extra["cpus"] == 1 and extra["pgid_is_own"]
+
+
+def test_process_backend_stops_on_a_signal_to_another_thread(tmp_path):
+    import psutil
+
+    from bench.interrupt import Interrupted, interruptible
+
+    gen = process_generator(tmp_path, "import time\nprint('sleeping', flush=True)\ntime.sleep(120)\n")
+    work = tmp_path / "work"
+    signal_from_another_thread(work / "container.log")
+    start = time.monotonic()
+    with pytest.raises(Interrupted), interruptible():
+        fit(gen, train_data(), work)
+    assert time.monotonic() - start < 60
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(work) in " ".join(p.info["cmdline"] or [])]
+    assert "interrupted by SIGTERM: process stopped" in (work / "container.log").read_text()
 
 
 def test_process_backend_out_of_memory_is_reported(tmp_path):
@@ -245,13 +260,13 @@ def test_process_backend_out_of_memory_is_reported(tmp_path):
     with pytest.raises(
         TaskFailed, match=r"ran out of memory: allocation failed at its memory limit \(200m, from mem_limit\)"
     ) as err:
-        fit(gen, train_data())
+        fit(gen, train_data(), tmp_path / "work")
     assert "allocating 400 MB" in err.value.log_tail and "MemoryError" in err.value.log_tail
     gen = process_generator(
         tmp_path, "import os, signal\nprint('bye', flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n"
     )
     with pytest.raises(TaskFailed, match="killed by SIGKILL: out of memory") as err:
-        fit(gen, train_data())
+        fit(gen, train_data(), tmp_path / "work")
     assert "bye" in err.value.log_tail
 
 
@@ -291,6 +306,19 @@ def labelled(engine, **labels) -> list:
     return engine.containers.list(all=True, filters=filters)
 
 
+def signal_from_another_thread(log: Path, timeout: float = 120):
+    """Once ``log`` says 'sleeping', send SIGTERM to a thread other than the main one (as the kernel
+    does when the main thread has another signal pending, e.g. Slurm's SIGCONT before SIGTERM)."""
+
+    def target() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not (log.exists() and "sleeping" in log.read_text()):
+            time.sleep(0.2)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+    threading.Thread(target=target, daemon=True).start()
+
+
 @pytest.mark.docker
 def test_container_cannot_reach_network_host_or_root_fs(probe, tmp_path):
     from bench import registry
@@ -298,8 +326,8 @@ def test_container_cannot_reach_network_host_or_root_fs(probe, tmp_path):
 
     outside = tmp_path / "outside" / "escaped.txt"
     gen = probe["module"].Probe(outside=str(outside))
-    gen.work_dir = tmp_path / "work"
-    result = fit(gen, train_data())
+    work = tmp_path / "work"
+    result = fit(gen, train_data(), work)
     probes = result.extra["probes"]
     assert probes["network"].startswith("blocked: ENETUNREACH") and probes["interfaces"] == ["lo"]
     assert probes["root_fs"].startswith("blocked: EROFS")
@@ -308,7 +336,7 @@ def test_container_cannot_reach_network_host_or_root_fs(probe, tmp_path):
     assert probes["input"].startswith("blocked")  # train.h5ad is mounted read-only
     assert probes["chown"].startswith("blocked: EPERM")  # no capabilities
     assert probes["tmp"] == "allowed" and probes["uid"] != 0
-    assert all(p.stat().st_uid == os.getuid() for p in gen.work_dir.rglob("*"))  # outputs stay the caller's
+    assert all(p.stat().st_uid == os.getuid() for p in work.rglob("*"))  # outputs stay the caller's
     assert len(gen.generate(25, seed=1)) == 25  # and the model still works
 
     # the task succeeds or fails as the plugin decides: one that needs the network fails cleanly
@@ -332,29 +360,43 @@ def test_container_cannot_reach_network_host_or_root_fs(probe, tmp_path):
 
     # a declared relaxation is applied: the networked probe has an interface besides lo
     gen = probe["module"].NetworkedProbe()
-    gen.work_dir = tmp_path / "networked"
-    assert fit(gen, train_data()).extra["probes"]["interfaces"] != ["lo"]
+    work = tmp_path / "networked"
+    assert fit(gen, train_data(), work).extra["probes"]["interfaces"] != ["lo"]
 
 
 @pytest.mark.docker
 def test_memory_limit_is_enforced(probe, engine, tmp_path):
     Probe = probe["module"].Probe  # resources: 0.25 GB
     gen = Probe(allocate_mb=400)
-    gen.work_dir = tmp_path / "a"
+    work = tmp_path / "a"
     with pytest.raises(
         TaskFailed, match=r"out of memory: killed at its memory limit \(256m, from resources\)"
     ) as err:
-        fit(gen, train_data())
+        fit(gen, train_data(), work)
     assert "allocating 400 MB" in err.value.log_tail and "allocated" not in err.value.log_tail
     gen = Probe(allocate_mb=100, mem_limit="64m")  # overridden per run
-    gen.work_dir = tmp_path / "b"
+    work = tmp_path / "b"
     with pytest.raises(TaskFailed, match=r"\(64m, from mem_limit\)"):
-        fit(gen, train_data())
+        fit(gen, train_data(), work)
     gen = Probe(allocate_mb=100)  # within the declared limit
-    gen.work_dir = tmp_path / "c"
-    fit(gen, train_data())
-    assert "allocated 100 MB" in (gen.work_dir / "container.log").read_text()
+    work = tmp_path / "c"
+    fit(gen, train_data(), work)
+    assert "allocated 100 MB" in (work / "container.log").read_text()
     assert not engine.containers.list(all=True, filters={"ancestor": probe["image"]})
+
+
+@pytest.mark.docker
+def test_container_stops_on_a_signal_to_another_thread(probe, engine, tmp_path):
+    from bench.interrupt import Interrupted, interruptible
+
+    work = tmp_path / "work"
+    signal_from_another_thread(work / "container.log")
+    start = time.monotonic()
+    with pytest.raises(Interrupted), interruptible():
+        fit(probe["module"].Probe(sleep_s=300), train_data(), work)
+    assert time.monotonic() - start < 120
+    assert labelled(engine, **{S.LABEL_OWNER: S.owner_label()}) == []
+    assert "interrupted by SIGTERM: container stopped and removed" in (work / "container.log").read_text()
 
 
 def _bench_run(probe, tmp_path: Path, *extra: str, toml: str = "") -> tuple[subprocess.Popen, Path]:
@@ -388,25 +430,31 @@ def test_sigterm_removes_the_container_and_fails_the_task(probe, engine, tmp_pat
     from bench.store import Store
 
     proc, out = _bench_run(probe, tmp_path)
-    container = _wait_running(engine, proc, out)
-    # the hardened defaults, as the engine sees them
-    host, config = container.attrs["HostConfig"], container.attrs["Config"]
-    assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
-    assert host["SecurityOpt"] == ["no-new-privileges"] and host["PidsLimit"] == 2048
-    assert host["Memory"] == host["MemorySwap"] == 256 * MB and host["NanoCpus"] == 10**9  # resources
-    assert "/tmp" in host["Tmpfs"] and not host.get("DeviceRequests")
-    assert config["User"] == ("10001:10001" if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}")
-    mounts = {m["Destination"]: m["RW"] for m in container.attrs["Mounts"]}
-    assert mounts == {"/work": True, "/work/train.h5ad": False, "/work/spec.json": False}
-    labels = config["Labels"]
-    assert (
-        labels[S.LABEL_RUN_DIR] == str(out)
-        and labels[S.LABEL_RUN_ID] == "1"
-        and len(labels[S.LABEL_TASK]) == 20
-    )
+    try:
+        container = _wait_running(engine, proc, out)
+        # the hardened defaults, as the engine sees them
+        host, config = container.attrs["HostConfig"], container.attrs["Config"]
+        assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
+        assert host["SecurityOpt"] == ["no-new-privileges"] and host["PidsLimit"] == 2048
+        assert host["Memory"] == host["MemorySwap"] == 256 * MB and host["NanoCpus"] == 10**9  # resources
+        assert "/tmp" in host["Tmpfs"] and not host.get("DeviceRequests")
+        assert config["User"] == ("10001:10001" if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}")
+        mounts = {m["Destination"]: m["RW"] for m in container.attrs["Mounts"]}
+        assert mounts == {"/work": True, "/work/train.h5ad": False, "/work/spec.json": False}
+        labels = config["Labels"]
+        assert (
+            labels[S.LABEL_RUN_DIR] == str(out)
+            and labels[S.LABEL_RUN_ID] == "1"
+            and len(labels[S.LABEL_TASK]) == 20
+        )
 
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # a failed assertion above: leave no driver or container behind
+            proc.kill()
+            for c in labelled(engine, **{S.LABEL_RUN_DIR: out}):
+                c.remove(force=True)
     assert proc.returncode == 143, err[-3000:]
     assert "interrupted by SIGTERM" in err
     assert labelled(engine, **{S.LABEL_RUN_DIR: out}) == []  # docker ps -a --filter label=... is empty
@@ -454,13 +502,24 @@ def test_scancel_in_slurm_removes_the_container_and_fails_the_task(probe, engine
 
     proc, out = _bench_run(probe, tmp_path, "--executor", "slurm",
                            toml="[executor]\npoll_s = 1\nrecord_grace_s = 20\n")  # fmt: skip
-    container = _wait_running(engine, proc, out)
-    host = container.attrs["HostConfig"]
-    # inside the job: the limits of the Slurm allocation (the probe's resources: 1 CPU, 256 MB)
-    assert host["Memory"] == 256 * MB and host["NanoCpus"] == 10**9
-    (entry,) = load_ledger(out)["tasks"].values()
-    subprocess.run(["scancel", entry["job_id"]], check=True)
-    _, err = proc.communicate(timeout=180)
+    try:
+        container = _wait_running(engine, proc, out)
+        host = container.attrs["HostConfig"]
+        # inside the job: the limits of the Slurm allocation (the probe's resources: 1 CPU, 256 MB)
+        assert (host["Memory"], host["NanoCpus"]) == (256 * MB, 10**9)
+        deadline = time.monotonic() + 30
+        while not (entries := load_ledger(out)["tasks"]) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the driver writes the ledger right after sbatch answers
+        (entry,) = entries.values()
+        subprocess.run(["scancel", entry["job_id"]], check=True)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:  # a failed assertion above: leave no job, driver or container behind
+            for e in load_ledger(out)["tasks"].values():
+                subprocess.run(["scancel", e["job_id"]], check=False)
+            proc.kill()
+            for c in labelled(engine, **{S.LABEL_RUN_DIR: out}):
+                c.remove(force=True)
     assert proc.returncode == 1, err[-3000:]  # one task failed
     assert labelled(engine, **{S.LABEL_RUN_DIR: out}) == []
     with Store(out, create=False) as store:

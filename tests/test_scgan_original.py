@@ -11,8 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from bench.generators.base import bind_training_data
 from bench.generators.scgan import original as O
 from bench.generators.scgan.original import ScGANOriginal
+
+from tests.conftest import fit_generator
 
 
 def train_data():
@@ -33,7 +36,8 @@ def test_cluster_ids_by_decreasing_size():
 
 def test_parameters_json_structure(tmp_path):
     gen = ScGANOriginal(max_steps=500)
-    gen.work_dir = tmp_path
+    gen._work_dir = tmp_path
+    bind_training_data(gen, train_data(), "cell_type")
     gen.prepare_fit(train_data(), label_key="cell_type", seed=7)
     p = json.loads((tmp_path / "parameters.json").read_text())
     assert p["exp_param"] == {"experiments_dir": "/work/experiments", "GPU": [0]}
@@ -67,8 +71,9 @@ def test_parameters_json_structure(tmp_path):
 
 def test_legacy_input_file_layout(tmp_path):
     gen = ScGANOriginal()
-    gen.work_dir = tmp_path
+    gen._work_dir = tmp_path
     train = train_data()
+    bind_training_data(gen, train, "cell_type")
     gen.prepare_fit(train, label_key="cell_type", seed=0)
     with h5py.File(tmp_path / O.INPUT_NAME) as f:
         assert f["X"].shape == (30, 6) and f["obs"].dtype.names == ("index", "cluster")
@@ -135,8 +140,7 @@ def test_original_image_end_to_end(tmp_path):
     except Exception:
         pytest.skip(f"{O.ORIGINAL_IMAGE} is not available locally (docker pull it; needs a GPU)")
     gen = ScGANOriginal(max_steps=20, save_freq=10, validation_freq=10)
-    gen.work_dir = tmp_path
     train = train_data()
-    gen.fit(train, label_key="cell_type", seed=0, device="cuda")
+    fit_generator(gen, train, device="cuda", work_dir=tmp_path)
     out = gen.generate({"B": 3, "T": 2}, seed=0)
     assert out.obs["cell_type"].value_counts().to_dict() == {"B": 3, "NK": 0, "T": 2}

@@ -23,7 +23,7 @@ so the introspective (adversarial) gradient reaches the generator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -63,6 +63,22 @@ class TrainConfig:
     cf_gamma: float = 0.95
     cf_step: int = 1000
     bf16: bool = True
+
+    def steps_per_epoch(self, n_cells: int) -> int:
+        """Iterations (steps) one epoch over ``n_cells`` cells takes (a last batch of one cell is
+        skipped: BatchNorm cannot train on it)."""
+        bs = self.batch_size
+        return n_cells // bs + (1 if n_cells % bs >= 2 else 0)
+
+    def rescaled(self, steps: int, n_cells: int) -> TrainConfig:
+        """This schedule stretched or shrunk to about ``steps`` steps over ``n_cells`` cells: whole
+        epochs (at least one), the warm-up phases keeping their share of the epochs; ACTINN-only
+        pre-training (``classifier_epochs``) is not part of the budget."""
+        epochs = max(1, round(steps / max(self.steps_per_epoch(n_cells), 1)))
+        factor = epochs / self.epochs
+        num_cf = 1 + round((self.num_cf - 1) * factor)
+        num_vae = max(num_cf, 1 + round((self.num_vae - 1) * factor))
+        return replace(self, epochs=epochs, num_cf=num_cf, num_vae=num_vae)
 
     def phase(self, epoch: int) -> str:
         """'warmup-cf' (ACTINN + VAE), 'warmup-vae' (VAE only) or 'intro' for a 1-based epoch."""
@@ -128,6 +144,7 @@ class ActivaTrainer:
         self.cf_steps = 0
         self.intro_steps = 0
         self.vae_steps = 0
+        self.cells_seen = 0  # training cells processed, over all steps
 
     # -- autocast ---------------------------------------------------------------------------
     def _autocast(self):
@@ -239,6 +256,7 @@ class ActivaTrainer:
                 continue
             xb, yb = self._get(X, y, idx)
             self.step += 1
+            self.cells_seen += idx.numel()
             log.add(**self.classifier_step(xb, yb))
         self.cf_epoch += 1
         return log.means()
@@ -255,6 +273,7 @@ class ActivaTrainer:
                 continue
             xb, yb = self._get(X, y, idx)
             self.step += 1
+            self.cells_seen += idx.numel()
             if phase == "warmup-cf":
                 log.add(**self.classifier_step(xb, yb))
             if phase in ("warmup-cf", "warmup-vae"):
@@ -292,8 +311,16 @@ class ActivaTrainer:
             "gen_index": self.gen_index.get_state(),
             "gen_noise": self.gen_noise.get_state(),
             "counters": torch.tensor(
-                [self.epoch, self.cf_epoch, self.step, self.cf_steps, self.intro_steps, self.vae_steps]
-            ),
+                [
+                    self.epoch,
+                    self.cf_epoch,
+                    self.step,
+                    self.cf_steps,
+                    self.intro_steps,
+                    self.vae_steps,
+                    self.cells_seen,
+                ]
+            ),  # fmt: skip
         }
 
     def load_state_dict(self, state: dict[str, Any], *, weights_only: bool = False) -> None:
@@ -314,9 +341,10 @@ class ActivaTrainer:
                 self.gen_noise.set_state(state["gen_noise"].cpu())
             except RuntimeError:  # trained on another device type: reseed deterministically
                 self.gen_noise.manual_seed(int(state["counters"][2]) + 1)
-        (self.epoch, self.cf_epoch, self.step, self.cf_steps, self.intro_steps, self.vae_steps) = (
-            int(v) for v in state["counters"]
-        )
+        counters = [int(v) for v in state["counters"]]
+        (self.epoch, self.cf_epoch, self.step, self.cf_steps, self.intro_steps, self.vae_steps) = counters[:6]
+        # checkpoints written before cells were counted: steps x batch size is the best estimate
+        self.cells_seen = counters[6] if len(counters) > 6 else self.step * self.cfg.batch_size
 
 
 def modules(trainer: ActivaTrainer) -> dict[str, nn.Module]:

@@ -2,13 +2,15 @@
 
 Commands (WORKDIR holds the run's files; nothing else is read or written)::
 
-    python entry.py fit WORKDIR        # train.h5ad + spec.json  -> model/ + fit.json
+    python entry.py fit WORKDIR        # train.h5ad + spec.json  -> model/ + fit.json (+ snapshots/)
     python entry.py generate WORKDIR   # model/ + spec.json      -> generated.h5ad
-    python entry.py time WORKDIR       # model/ + spec.json      -> timing.json (cells generated, not written)
 
 ``spec.json``: ``{"conditional": bool, "params": {...}, "label_key": str, "seed": int,
 "device": "cpu" | "cuda", "progress": bool, "n_cells": int | {label: int}, "generate_seed": int,
-"chunk": int}``.
+"chunk": int, "snapshots": {"fractions": [...], "n_cells": int} | null}``. With ``snapshots``, fit
+writes ``snapshots/step-<k>.h5ad`` (``n_cells`` generated cells after step k, for k at each
+fraction of ``max_steps``) and ``snapshots/index.json``; the harness scores them (convergence).
+``generated.h5ad`` carries the generation time measured here in ``uns['scgenbench']``.
 
 Dependencies: TensorFlow 2, anndata, numpy, h5py (scipy comes with anndata). This module must not
 import the harness (``bench``): the image does not install it.
@@ -63,6 +65,10 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 128,
     "critic_iters": 5,
     "max_steps": 1_000_000,
+    # None: max_steps; "N steps" sets max_steps; "N epochs" = N passes of the training cells through
+    # the critic (each step reads (critic_iters + 1) batches); "N minutes" stops training after that
+    # much time (max_steps then only sets the learning-rate decay's horizon)
+    "budget": None,
     "extra_critic_update": True,  # the original: one more critic update per step (6:1)
     "bn_decay": 0.999,
     "bn_eps": 1e-5,
@@ -78,6 +84,23 @@ DEFAULTS: dict[str, Any] = {
 def natural_key(s: str) -> list[Any]:
     """Sort key that orders '2' before '10' (the original's natsorted cluster categories)."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(s))]
+
+
+def resolve_budget(p: dict[str, Any], n_cells: int) -> tuple[int, float | None]:
+    """(max_steps, time limit in seconds or None) of the params' ``budget`` for ``n_cells`` cells."""
+    budget = p.get("budget")
+    if not budget:
+        return int(p["max_steps"]), None
+    amount, unit = str(budget).split()
+    amount = float(amount)
+    if unit == "steps":
+        return max(1, round(amount)), None
+    if unit == "epochs":
+        per_step = (int(p["critic_iters"]) + 1) * int(p["batch_size"])
+        return max(1, math.ceil(amount * n_cells / per_step)), None
+    if unit == "minutes":
+        return int(p["max_steps"]), amount * 60.0
+    raise ValueError(f"unknown budget unit {unit!r}")
 
 
 def learning_rate(step: int | tf.Tensor, max_steps: int, lr_initial: float, lr_final: float):
@@ -354,14 +377,18 @@ def fit(
     seed: int,
     *,
     progress: bool = True,
+    on_step=None,
 ) -> tuple[ScGANModel, dict[str, Any]]:
     """Train on ``X`` (cells x genes, CSR or dense, library-size normalised) and return the model and
-    the fit record (train_seconds, steps, history)."""
+    the fit record (train_seconds, steps, cells_seen, history). ``on_step(model, steps_done,
+    cells_seen, train_seconds, last)``, when given, is called after every step and returns the
+    seconds it spent (left out of ``train_seconds``)."""
     import scipy.sparse as sp
 
     tf.random.set_seed(seed)
     np.random.seed(seed % 2**32)
     p = {**DEFAULTS, **params}
+    p["max_steps"], time_limit = resolve_budget(p, X.shape[0])
     classes = sorted({str(x) for x in labels}, key=natural_key) if labels is not None else None
     model = ScGANModel(X.shape[1], classes, p, seed)
     rng = np.random.default_rng(seed)
@@ -399,7 +426,9 @@ def fit(
     }
     max_steps = int(p["max_steps"])
     n_critic = n_gen = 0
+    paused = 0.0
     start = time.perf_counter()
+    steps_done = 0
     for step in range(max_steps):
         k = (
             (int(p["critic_iters"]) + 1 if step > 0 else 1)
@@ -418,7 +447,9 @@ def fit(
         )
         n_critic += k
         n_gen += 1
-        last = step == max_steps - 1
+        steps_done = step + 1
+        trained = time.perf_counter() - start - paused
+        last = step == max_steps - 1 or (time_limit is not None and trained >= time_limit)
         if step % int(p["log_every"]) == 0 or last:
             vals = [float(v) for v in (d_loss, g_loss, gp, wdist, lr)]
             if not all(math.isfinite(v) for v in vals[:4]):
@@ -426,16 +457,23 @@ def fit(
             for key, v in zip(("critic_loss", "gen_loss", "gp", "wdist", "lr"), vals, strict=True):
                 history[key].append(v)
             history["step"].append(step)
+        if on_step is not None:
+            paused += on_step(model, step + 1, n_critic * B, trained, last)
         if progress and (step % int(p["progress_every"]) == 0 or last):
-            el = time.perf_counter() - start
+            el = time.perf_counter() - start - paused
             _log(
                 f"step {step + 1}/{max_steps}  critic {float(d_loss):.4f}  gen {float(g_loss):.4f}  "
                 f"gp {float(gp):.4f}  lr {float(lr):.3g}  {(step + 1) / max(el, 1e-9):.2f} steps/s"
             )
-    train_seconds = time.perf_counter() - start
+        if last:
+            break
+    train_seconds = time.perf_counter() - start - paused
     record = {
         "train_seconds": train_seconds,
-        "steps": max_steps,
+        "steps": steps_done,
+        "cells_seen": n_critic * B,
+        "max_steps": max_steps,
+        "time_limit_s": time_limit,
         "critic_updates": n_critic,
         "generator_updates": n_gen,
         "history": history,
@@ -506,7 +544,10 @@ def cmd_fit(workdir: Path) -> None:
         f"device {device}, tensorflow {tf.__version__}"
     )
     seed = int(spec.get("seed", 0))
-    model, record = fit(adata.X, labels, spec.get("params", {}), seed, progress=spec.get("progress", True))
+    params = spec.get("params", {})
+    max_steps, time_limit = resolve_budget({**DEFAULTS, **params}, adata.n_obs)
+    on_step = snapshot_writer(workdir, spec, adata, labels, max_steps, time_limit, seed)
+    model, record = fit(adata.X, labels, params, seed, progress=spec.get("progress", True), on_step=on_step)
     save_model(
         model,
         workdir / "model",
@@ -522,7 +563,64 @@ def cmd_fit(workdir: Path) -> None:
     _log(f"fit done: {record['steps']} steps in {record['train_seconds']:.1f}s")
 
 
-def cmd_generate(workdir: Path, *, write: bool = True) -> None:
+def snapshot_steps(fractions, max_steps: int) -> list[int]:
+    """Steps (1-based) at the given fractions of the budget, as the harness's FitContext does."""
+    return sorted({min(max_steps, max(1, round(f * max_steps))) for f in fractions}) if max_steps > 0 else []
+
+
+def snapshot_writer(
+    workdir: Path, spec: dict[str, Any], adata, labels, max_steps: int, time_limit: float | None, seed: int
+):
+    """The ``on_step`` hook that writes the snapshots the harness asked for (None when it asked none):
+    at fractions of ``max_steps``, or of ``time_limit`` seconds under a minutes budget, and always
+    at the last step."""
+    snap = spec.get("snapshots")
+    if not snap or not snap.get("fractions") or int(snap.get("n_cells", 0)) < 1:
+        return None
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+
+    if time_limit is None:
+        todo = snapshot_steps(snap["fractions"], int(max_steps))
+    else:
+        todo = sorted(f * time_limit for f in snap["fractions"])
+    folder = workdir / "snapshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    index: list[dict[str, Any]] = []
+    ratios = None
+    if labels is not None:
+        classes = sorted({str(x) for x in labels}, key=natural_key)
+        ratios = [float(np.mean(labels == c)) for c in classes]
+
+    def on_step(model, steps_done: int, cells_seen: int, train_seconds: float, last: bool) -> float:
+        reached = steps_done if time_limit is None else train_seconds
+        if not todo or not (reached >= todo[0] or last):
+            return 0.0
+        while todo and (reached >= todo[0] or last):  # one snapshot, however many fractions passed
+            todo.pop(0)
+        start = time.perf_counter()
+        n = int(snap["n_cells"])
+        lab = generation_plan(model, n, seed + steps_done, ratios)
+        X = model.generate(n, lab, tf.random.Generator.from_seed(seed + 7919 * steps_done))
+        out = ad.AnnData(X=sp.csr_matrix(X, dtype=np.float32))
+        out.obs_names = [f"snap-{i}" for i in range(n)]
+        out.var_names = [str(v) for v in adata.var_names]
+        if lab is not None:
+            key = spec.get("label_key") or "label"
+            out.obs[key] = pd.Categorical(np.asarray(model.classes, dtype=object)[lab].astype(str))
+        name = f"step-{steps_done}.h5ad"
+        out.write_h5ad(folder / name)
+        index.append(
+            {"step": steps_done, "cells_seen": cells_seen, "train_seconds": train_seconds, "file": name}
+        )
+        (folder / "index.json").write_text(json.dumps(index))
+        return time.perf_counter() - start
+
+    return on_step
+
+
+def cmd_generate(workdir: Path) -> None:
     import anndata as ad
     import pandas as pd
     import scipy.sparse as sp
@@ -535,42 +633,31 @@ def cmd_generate(workdir: Path, *, write: bool = True) -> None:
     chunk = int(spec.get("chunk", 10_000))
     rng = tf.random.Generator.from_seed(seed)
     start = time.perf_counter()
-    if write:
-        lab = generation_plan(model, n_cells, seed, config.get("class_ratios"))
-        n = int(sum(n_cells.values())) if isinstance(n_cells, dict) else int(n_cells)
-        X = sp.csr_matrix(model.generate(n, lab, rng, chunk), dtype=np.float32)
-        out = ad.AnnData(X=X)
-        out.obs_names = [f"gen-{i}" for i in range(n)]
-        out.var_names = config["var_names"]
-        if lab is not None:
-            key = spec.get("label_key") or config.get("label_key") or "label"
-            names = np.asarray(model.classes, dtype=object)[lab] if n else np.array([], dtype=object)
-            out.obs[key] = pd.Categorical(names.astype(str), categories=model.classes)
-        out.write_h5ad(workdir / "generated.h5ad")
-        _log(f"generated {n} cells in {time.perf_counter() - start:.2f}s")
-        return
-    # timing mode: generate (and sparsify, as generate does) in chunks, write nothing but the timing
-    n = int(n_cells)
-    done = 0
-    while done < n:
-        k = min(chunk, n - done)
-        lab = generation_plan(model, k, seed + done, config.get("class_ratios"))
-        sp.csr_matrix(model.generate(k, lab, rng, chunk), dtype=np.float32)
-        done += k
+    lab = generation_plan(model, n_cells, seed, config.get("class_ratios"))
+    n = int(sum(n_cells.values())) if isinstance(n_cells, dict) else int(n_cells)
+    X = sp.csr_matrix(model.generate(n, lab, rng, chunk), dtype=np.float32)
     seconds = time.perf_counter() - start
-    (workdir / "timing.json").write_text(json.dumps({"n_cells": n, "seconds": seconds, "chunk": chunk}))
-    _log(f"timing: {n} cells in {seconds:.2f}s")
+    out = ad.AnnData(X=X)
+    out.obs_names = [f"gen-{i}" for i in range(n)]
+    out.var_names = config["var_names"]
+    if lab is not None:
+        key = spec.get("label_key") or config.get("label_key") or "label"
+        names = np.asarray(model.classes, dtype=object)[lab] if n else np.array([], dtype=object)
+        out.obs[key] = pd.Categorical(names.astype(str), categories=model.classes)
+    out.uns["scgenbench"] = {"generate_seconds": seconds}
+    out.write_h5ad(workdir / "generated.h5ad")
+    _log(f"generated {n} cells in {seconds:.2f}s")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["fit", "generate", "time"])
+    parser.add_argument("command", choices=["fit", "generate"])
     parser.add_argument("workdir", type=Path)
     args = parser.parse_args(argv)
     if args.command == "fit":
         cmd_fit(args.workdir)
     else:
-        cmd_generate(args.workdir, write=args.command == "generate")
+        cmd_generate(args.workdir)
     return 0
 
 

@@ -34,7 +34,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from bench.generators.base import FitResult, split_request
+from bench.generators.base import FitContext, FitResult, split_request
 from bench.generators.container import ContainerGenerator, docker_client, run_docker
 
 from bench.errors import TaskFailed, UserError
@@ -248,14 +248,13 @@ class ScGANOriginal(ContainerGenerator):
         except Exception as exc:
             raise UserError(f"image {image} is not available locally", f"docker pull {image}") from exc
         run_docker(
-            image, what, self._work(), device=self._device, timeout_s=self.timeout_s, progress=progress,
+            image, what, self._work(), device=self._device, timeout_s=self._timeout_s, progress=progress,
             limits=self.limits(), sandbox=self.sandbox_policy(), inputs=self.command_inputs[what],
             client=client, what=f"{self.name} {what}", argv=argv, working_dir="/scGAN",
         )  # fmt: skip
 
     def prepare_fit(self, train: ad.AnnData, *, label_key: str, seed: int) -> Path:
         """Write parameters.json and the legacy-format input; returns the work dir."""
-        self._remember_training_data(train, label_key)
         if label_key not in train.obs:
             raise UserError(
                 f"the original cscGAN needs labels: obs['{label_key}'] is missing", "pass --label-key"
@@ -275,20 +274,21 @@ class ScGANOriginal(ContainerGenerator):
             shutil.rmtree(work / "experiments")  # --process fails when the experiment folder exists
         return work
 
-    def fit(self, train, *, label_key, seed, device="cpu", progress=False) -> FitResult:
-        import time
-
-        self._device = device
-        self.prepare_fit(train, label_key=label_key, seed=seed)
-        start = time.perf_counter()
-        self._docker(train_command(), "train", progress)
+    def fit(self, train, ctx: FitContext) -> FitResult:
+        self._device = ctx.device
+        self._work_dir = Path(ctx.work_dir) if ctx.work_dir is not None else None
+        left = ctx.time_left()
+        self._timeout_s = None if left is None else max(left, 1.0)
+        self.prepare_fit(train, label_key=ctx.label_key, seed=ctx.seed)
+        self._docker(train_command(), "train", ctx.progress)
         self._fitted = True
-        # the original's wall time includes its preprocessing (--process), seconds on pbmc-sized data
-        return FitResult(
-            train_seconds=time.perf_counter() - start,
-            steps=int(self.params["max_steps"]),
-            extra={"image": self.params["image"]},
-        )
+        # the harness times the fit (the original's time includes its preprocessing, --process,
+        # seconds on pbmc-sized data, and the container start)
+        # cells seen: real cells the critic read, 6 critic updates per step (step 0: one), as the port
+        steps = int(self.params["max_steps"])
+        critic = 1 + max(steps - 1, 0) * (int(self.params["critic_iters"]) + 1)
+        return FitResult(steps=steps, cells_seen=critic * int(self.params["batch_size"]),
+                         extra={"image": self.params["image"]})  # fmt: skip
 
     def cells_no(self, n_cells: int | dict[str, int], seed: int) -> list[int]:
         total, per_label = split_request(n_cells)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+from bench.generators.base import Budget
 from bench.generators.container import ContainerGenerator
 
 HERE = Path(__file__).resolve().parent
@@ -27,6 +28,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "batch_size": 128,
     "critic_iters": 5,
     "max_steps": 1_000_000,
+    "budget": None,  # None: max_steps; or "N steps" / "N epochs" / "N minutes" (docs/models/scgan.md)
     "extra_critic_update": True,
     "bn_decay": 0.999,
     "bn_eps": 1e-5,
@@ -41,6 +43,8 @@ MODEL_DEFAULTS: dict[str, Any] = {
 # docs/models/scgan.md. paper: the original's settings (max_steps 1,000,000 is its default).
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"max_steps": 60, "progress_every": 10},
+    # the sweep's winner (`bench tune`, docs/tuning.md) and its budget in steps
+    "standard": {"progress_every": 100},
     "paper": {"max_steps": 1_000_000, "progress_every": 1000},
 }
 
@@ -74,6 +78,25 @@ class ScGAN(ContainerGenerator):
     }
     profiles: ClassVar[dict[str, dict[str, Any]]] = PROFILES
     resources: ClassVar[dict[str, Any]] = {"cpus": 4, "gpus": 1, "mem_gb": 16, "time_min": 24 * 60}
+
+    # `bench tune` (docs/tuning.md): the learning rate's start (its end stays a tenth of it, as the
+    # original's 1e-4 -> 1e-5) x batch size, every point for the same 120 epochs (cells through the
+    # critic): about 6 minutes of 2-core CPU per point at batch 128, the effort every model gets
+    tuning: ClassVar[dict[str, list[Any]]] = {"lr": [1e-4, 5e-4, 2e-3], "batch_size": [64, 128]}
+    tuning_budget: ClassVar[str | None] = "120 epochs"
+
+    @classmethod
+    def tuning_params(cls, point: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in point.items() if k != "lr"}
+        if "lr" in point:
+            out["lr_initial"], out["lr_final"] = float(point["lr"]), float(point["lr"]) / 10
+        return out
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        # checked here (one clear line before any container starts), passed on in a canonical form
+        budget = Budget.parse(self.params["budget"], what=f"{self.name} budget")
+        self.params["budget"] = None if budget is None else str(budget)
 
 
 class CscGAN(ScGAN):

@@ -14,7 +14,7 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from tests.conftest import import_tensorflow_lazily
+from tests.conftest import fit_generator, import_tensorflow_lazily
 
 tf = E = None  # set when a test runs, not at collection (tests/conftest.py)
 
@@ -85,9 +85,8 @@ def test_bench_container_overhead(benchmark, tmp_path):
 
     def run():
         gen = ScGAN(backend="docker", max_steps=1, **tiny)
-        gen.work_dir = tmp_path / f"w{len(overheads)}"
         t = time.perf_counter()
-        fit = gen.fit(data, label_key="cell_type", seed=0)
+        fit = fit_generator(gen, data, work_dir=tmp_path / f"w{len(overheads)}")
         overheads.append(time.perf_counter() - t - fit.train_seconds)
 
     benchmark.pedantic(run, rounds=3, iterations=1)

@@ -7,11 +7,8 @@ log1p-expression; generate by sampling it and mapping back to genes. Declares it
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import numpy as np
-from bench.generators.base import FitResult, Generator, make_output, split_request
+from bench.generators.base import FitContext, FitResult, Generator, make_output, split_request
 from sklearn.decomposition import PCA
 
 
@@ -23,17 +20,16 @@ class PcaGaussian(Generator):
     parameters = {"n_components": 20}
     profiles = {"quick": {"n_components": 10}}
 
-    def fit(self, train, *, label_key, seed, device="cpu", progress=False):
-        start = time.perf_counter()
-        self._remember_training_data(train, label_key)
+    def fit(self, train, ctx: FitContext) -> FitResult:
+        # the harness has set self.var_names, self.labels and self.label_key, and times this call
         X = np.log1p(train.X.toarray())
-        self._pca = PCA(self.params["n_components"], random_state=seed).fit(X)
+        self._pca = PCA(self.params["n_components"], random_state=ctx.seed).fit(X)
         Z = self._pca.transform(X)
-        y = train.obs[label_key].astype(str).to_numpy()
+        y = train.obs[ctx.label_key].astype(str).to_numpy()
         self._stats = {lab: (Z[y == lab].mean(0), np.cov(Z[y == lab].T) + 1e-6 * np.eye(Z.shape[1]))
                        for lab in self.labels}  # fmt: skip
         self._weights = np.array([(y == lab).mean() for lab in self.labels])
-        return FitResult(train_seconds=time.perf_counter() - start)
+        return FitResult()
 
     def generate(self, n_cells, *, seed):
         rng = np.random.default_rng(seed)
@@ -49,9 +45,4 @@ class PcaGaussian(Generator):
         X = np.clip(self._pca.inverse_transform(Z), 0, None)
         return make_output(X, self.var_names, self.label_key, labels)
 
-    def save(self, path):
-        raise NotImplementedError  # optional verb: the harness does not need it to score a model
-
-    @classmethod
-    def load(cls, path: Path):
-        raise NotImplementedError
+    # save/load are optional: the harness never calls them in a run

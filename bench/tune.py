@@ -1,0 +1,160 @@
+"""`bench tune`: the one procedure that sets every model's `standard` profile.
+
+For one model and dataset: hold out a balanced 10 % of the *training* cells as a validation split
+(the test split is never touched), fit the model on the rest once per point of a small grid
+(by default learning rate x batch size, each generator's ``tuning`` grid), all points with the
+same training budget in epochs -- the same number of training cells seen, so every point and every
+model gets the same effort in data -- generate as many cells as the validation split holds, and
+score them against it with the main experiment's evaluation contract (MMD on 50 PCs, which ranks
+the points; CD and mean_corr are shown too). The table goes to ``OUT/<model>-<dataset>.json`` and
+``.md``; the lowest MMD wins and is what the model's ``standard`` profile commits, with the sweep
+table next to it (docs/tuning.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import UserError
+
+SCORES = (("mmd", {}, "mmd"), ("correlation_discrepancy", {}, "cd"), ("mean_corr", {}, "mean_corr"))
+VALIDATION_FRACTION = 0.1
+
+
+def validation_split(train, label_key: str, *, seed: int = 0, fraction: float = VALIDATION_FRACTION):
+    """(fit part, validation part) of the training cells: a balanced split, as the test split is made."""
+    from bench.datasets.preprocess import balanced_split
+
+    labels = train.obs[label_key].astype(str).to_numpy()
+    split = balanced_split(labels, test_fraction=fraction, seed=seed)
+    return train[split == "train"].copy(), train[split == "test"].copy()
+
+
+def parse_grid(items: list[str] | None) -> dict[str, list[Any]] | None:
+    """``["lr=1e-3,5e-3", "batch_size=64,128"]`` -> ``{"lr": [0.001, 0.005], "batch_size": [64, 128]}``."""
+    if not items:
+        return None
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        name, _, values = item.partition("=")
+        if not name or not values:
+            raise UserError(
+                f"cannot read grid axis {item!r}", "write --grid NAME=V1,V2, e.g. --grid lr=1e-3,5e-3"
+            )
+        grid[name.strip()] = [json.loads(v) if v.strip()[:1].isdigit() or v.strip()[:1] in "-." else v.strip()
+                              for v in values.split(",") if v.strip()]  # fmt: skip
+    return grid
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    names = list(grid)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*(grid[n] for n in names))]
+
+
+def tune(
+    model: str,
+    dataset: str = "pbmc3k",
+    *,
+    profile: str = "standard",
+    grid: dict[str, list[Any]] | None = None,
+    budget: str | None = None,
+    seed: int = 0,
+    label_key: str | None = None,
+    device: str = "cpu",
+    out: str | Path = "results/tuning",
+    console=None,
+) -> pd.DataFrame:
+    """Run the sweep; return its table (one row per grid point, best first) and write it to ``out``."""
+    from bench import datasets
+    from bench.config import PROFILES
+    from bench.evaluation import EvalContext
+    from bench.generators.base import Budget, FitContext, bind_training_data, validate_output
+    from bench.registry import get_generator, get_metric
+    from bench.timing import measure
+
+    if profile not in PROFILES:
+        raise UserError(f"unknown profile '{profile}'", f"use one of: {', '.join(PROFILES)}")
+    cls = get_generator(model)
+    grid = grid or dict(getattr(cls, "tuning", {}) or {})
+    if not grid:
+        raise UserError(f"generator '{model}' declares no tuning grid", "pass one with --grid NAME=V1,V2")
+    budget = budget or getattr(cls, "tuning_budget", None)
+    if budget is not None and Budget.parse(budget, what="--budget").unit != "epochs":
+        raise UserError(f"tuning budget {budget!r} is not in epochs",
+                        'the sweep compares points at equal cells seen: give e.g. --budget "300 epochs"')  # fmt: skip
+    prepared = datasets.prepare(dataset, label_key=label_key, n_top_genes=PROFILES[profile]["n_top_genes"])
+    fit_part, val = validation_split(prepared.train, prepared.label_key, seed=seed)
+    ctx = EvalContext(dataset=prepared.name, train=fit_part, test=val, label_key=prepared.label_key,
+                      profile=profile, device=device, seed=seed)  # fmt: skip
+    genes = list(map(str, fit_part.var_names))
+    known = sorted(fit_part.obs[prepared.label_key].astype(str).unique())
+    rows = []
+    points = grid_points(grid)
+    for i, point in enumerate(points, 1):
+        overrides = {**cls.tuning_params(point)}
+        if budget is not None:
+            overrides["budget"] = budget
+        params = cls.params_for_profile(profile, overrides)
+        gen = cls(**params)
+        bind_training_data(gen, fit_part, prepared.label_key)
+        with tempfile.TemporaryDirectory(prefix="scgenbench-tune-") as work:
+            fctx = FitContext(label_key=prepared.label_key, seed=seed, device=device, work_dir=Path(work))
+            m = measure(lambda gen=gen, fctx=fctx: gen.fit(fit_part, fctx))
+            cells = validate_output(gen, gen.generate(int(val.n_obs), seed=seed + 1), var_names=genes,
+                                    label_key=prepared.label_key, known_labels=known, requested=int(val.n_obs))  # fmt: skip
+        ctx.cache["output_scale"] = cls.output_scale
+        row: dict[str, Any] = {**point}
+        for name, options, value in SCORES:
+            row[value] = float(get_metric(name).func(ctx, cells, seed=seed, **options).values[value])
+        result = m.result
+        row.update(steps=getattr(result, "steps", None), cells_seen=getattr(result, "cells_seen", None),
+                   fit_seconds=round(m.seconds, 1))  # fmt: skip
+        rows.append(row)
+        if console is not None:
+            shown = ", ".join(f"{k}={v}" for k, v in point.items())
+            console.print(f"[{i}/{len(points)}] {shown}: MMD {row['mmd']:.4f}, CD {row['cd']:.2f}, "
+                          f"mean_corr {row['mean_corr']:.3f}, {row['fit_seconds']:.0f} s")  # fmt: skip
+    table = pd.DataFrame(rows).sort_values("mmd", kind="stable").reset_index(drop=True)
+    _write(table, model, prepared, profile, budget, seed, grid, out)
+    return table
+
+
+def _write(table: pd.DataFrame, model: str, prepared, profile: str, budget, seed: int, grid, out) -> None:
+    from bench import provenance
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{model}-{prepared.name}"
+    doc = {
+        "model": model,
+        "dataset": prepared.name,
+        "data_hash": prepared.hash,
+        "profile": profile,
+        "budget": budget,
+        "seed": seed,
+        "grid": grid,
+        "validation": f"balanced {VALIDATION_FRACTION:.0%} of the training cells (split seed {seed})",
+        "ranked_by": "mmd",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "provenance": provenance.collect(None),
+        "rows": json.loads(table.to_json(orient="records")),
+    }
+    (out / f"{stem}.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    lines = [f"# {model} on {prepared.name}: tuning sweep ({profile} profile, budget {budget or 'profile default'})",
+             "", "Validation: " + doc["validation"] + "; ranked by MMD (lower is better).", "",
+             "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]  # fmt: skip
+    for r in table.itertuples(index=False):
+        cells = [f"{v:.4g}" if isinstance(v, float) and not math.isnan(v) else str(v) for v in r]
+        lines.append("| " + " | ".join(cells) + " |")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+
+
+__all__ = ["grid_points", "parse_grid", "tune", "validation_split"]
