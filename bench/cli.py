@@ -191,11 +191,13 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_tune(args) -> int:
+    from bench.interrupt import interruptible
     from bench.tune import parse_grid, tune
 
     console = _console()
-    table = tune(args.model, args.dataset, profile=args.profile, grid=parse_grid(args.grid), budget=args.budget,
-                 seed=args.seed, label_key=args.label_key, device=args.device, out=args.out, console=console)  # fmt: skip
+    with interruptible():  # SIGTERM/SIGINT: the running container is removed on the way out
+        table = tune(args.model, args.dataset, profile=args.profile, grid=parse_grid(args.grid), budget=args.budget,
+                     seed=args.seed, label_key=args.label_key, device=args.device, out=args.out, console=console)  # fmt: skip
     scores = ("mmd", "cd", "mean_corr", "steps", "cells_seen", "fit_seconds")
     best = {k: v for k, v in table.to_dict("records")[0].items() if k not in scores}
     console.print(f"best by validation MMD: {best} (MMD {table.mmd.iloc[0]:.4f}); table in {args.out}")
