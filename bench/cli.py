@@ -145,14 +145,16 @@ def cmd_list(args) -> int:
         table = Table(title=kind, title_justify="left")
         items = available(kind)
         if kind == "generators":
-            for col in ("name", "conditional", "output scale", "GPU", "description / paper",
+            # sandbox: "default" (docs/docker.md, security model), the relaxations a container model
+            # declares, or "in-process" (runs inside the harness, like the harness's own code)
+            for col in ("name", "conditional", "output scale", "GPU", "sandbox", "description / paper",
                         f"{profile} profile sets"):  # fmt: skip
                 table.add_column(col)
             for name, cls in items.items():
                 meta = cls.metadata() if hasattr(cls, "metadata") else {}
                 sets = getattr(cls, "profiles", {}).get(profile, {})
                 table.add_row(name, str(meta.get("conditional", "?")), str(meta.get("output_scale", "?")),
-                              "yes" if meta.get("needs_gpu") else "no",
+                              "yes" if meta.get("needs_gpu") else "no", meta.get("sandbox", "in-process"),
                               meta.get("description") or meta.get("paper") or repr(cls),
                               _values(sets))  # fmt: skip
         elif kind == "metrics":
@@ -228,11 +230,13 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_tune(args) -> int:
+    from bench.interrupt import interruptible
     from bench.tune import parse_grid, tune
 
     console = _console()
-    table = tune(args.model, args.dataset, profile=args.profile, grid=parse_grid(args.grid), budget=args.budget,
-                 seed=args.seed, label_key=args.label_key, device=args.device, out=args.out, console=console)  # fmt: skip
+    with interruptible():  # SIGTERM/SIGINT: the running container is removed on the way out
+        table = tune(args.model, args.dataset, profile=args.profile, grid=parse_grid(args.grid), budget=args.budget,
+                     seed=args.seed, label_key=args.label_key, device=args.device, out=args.out, console=console)  # fmt: skip
     scores = ("mmd", "cd", "mean_corr", "steps", "cells_seen", "fit_seconds")
     best = {k: v for k, v in table.to_dict("records")[0].items() if k not in scores}
     console.print(f"best by validation MMD: {best} (MMD {table.mmd.iloc[0]:.4f}); table in {args.out}")
@@ -410,9 +414,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted; finished tasks are kept, run the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM inside `bench run` (bench.interrupt)
+        reason = getattr(exc, "reason", "interrupted")
+        record = getattr(exc, "record", None)
+        stopped = f"; task {record.key} was stopped and recorded as failed" if record is not None else ""
+        print(f"{reason}{stopped}; finished tasks are kept, run the same command to resume", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 130))
 
 
 if __name__ == "__main__":

@@ -70,6 +70,27 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+def run_one(spec: TaskSpec, run_dir, run_id, *, data=None, store=None, context: str = ""):
+    """Execute one task with its containers labelled (run dir, run id, task key). On SIGTERM/SIGINT
+    (bench.interrupt) the task's containers are removed, its failed record (the reason, the log
+    tail) is written to ``store`` -- or returned as the exception's ``record`` for the caller to save
+    -- and the interruption goes on up."""
+    from bench.generators.sandbox import task_scope
+    from bench.interrupt import interrupted_record
+
+    started = time.time()
+    work = task_dir(run_dir, spec)
+    try:
+        with task_scope(run_dir, run_id, spec.key):
+            return execute_task(spec, work, progress=False, data=data)
+    except KeyboardInterrupt as exc:
+        rec = interrupted_record(exc, spec.key, run_dir, work, started=started, context=context)
+        if store is not None:
+            store.write_record(spec, rec, run_id)
+        exc.record = rec  # type: ignore[attr-defined]
+        raise
+
+
 class LocalExecutor:
     name = "local"
 
@@ -86,7 +107,7 @@ class LocalExecutor:
             for spec in tasks:
                 bar.update(job, description=spec.label)
                 store.mark_running(spec, run_id)
-                rec = execute_task(spec, task_dir(run_dir, spec), progress=False, data=data.get(spec.dataset))
+                rec = run_one(spec, run_dir, run_id, data=data.get(spec.dataset), store=store)
                 store.write_record(spec, rec, run_id)
                 if rec.status != "done":
                     failed.append(spec.key)

@@ -137,6 +137,8 @@ def run(spec: RunSpec, run_dir: str | Path, *, force: bool = False, progress: bo
         console=None, detach: bool = False, argv: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Plan, then execute the tasks the store lacks. Returns a summary dict."""
     from bench.executors import make_executor
+    from bench.generators.sandbox import remove_leftovers
+    from bench.interrupt import interruptible
     from bench.store import Store
 
     if spec.device == "cuda" and spec.executor.get("name", "local") == "local":
@@ -144,6 +146,10 @@ def run(spec: RunSpec, run_dir: str | Path, *, force: bool = False, progress: bo
     executor = make_executor(spec.executor)  # validates executor settings before anything is written
     the_plan = plan(spec, progress=progress)
     run_dir = Path(run_dir)
+    removed = remove_leftovers(run_dir)  # containers of earlier runs of this run dir that crashed
+    if removed and console is not None:
+        console.print(f"removed {len(removed)} leftover container(s) of an earlier run of {run_dir}: "
+                      f"{', '.join(removed)}")  # fmt: skip
     with Store(run_dir) as store:
         prov = provenance.collect(argv)
         prov["datasets"] = {name: {**d.info, "hash": d.hash} for name, d in the_plan.data.items()}
@@ -158,8 +164,9 @@ def run(spec: RunSpec, run_dir: str | Path, *, force: bool = False, progress: bo
             console.print(msg + (" (--force)" if force else ""))
             for note in the_plan.skipped:
                 console.print(f"  [dim]{note}[/dim]")
-        result = executor.execute(pending, store, run_dir=run_dir, run_id=run_id, progress=progress,
-                                  console=console, data=the_plan.data, detach=detach)  # fmt: skip
+        with interruptible():  # SIGTERM/SIGINT: the running task is stopped and recorded as failed
+            result = executor.execute(pending, store, run_dir=run_dir, run_id=run_id, progress=progress,
+                                      console=console, data=the_plan.data, detach=detach)  # fmt: skip
     return {
         "run_dir": str(run_dir),
         "run_id": run_id,

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
-from bench.tasks import TaskRecord, TaskSpec, execute_task
+from bench.tasks import TaskRecord, TaskSpec
 
 LEDGER_NAME = "submitted.json"
 RESOURCE_KEYS = ("cpus", "gpus", "mem_gb", "time_min")
@@ -117,11 +117,23 @@ def save_ledger(run_dir: str | Path, ledger: dict[str, Any]) -> None:
 # -- what runs inside a job --------------------------------------------------------------------
 
 
-def run_task(spec_dict: dict[str, Any], run_dir: str) -> str:
-    """Job entry point: execute one task and write its record file (never the store)."""
+def run_task(spec_dict: dict[str, Any], run_dir: str, run_id: int | None = None) -> str:
+    """Job entry point: execute one task and write its record file (never the store). SIGTERM
+    (scancel, the time limit, preemption; Slurm sends SIGKILL KillWait seconds later) and SIGINT
+    stop the task, remove its containers and record it as failed with the reason."""
+    from bench.executors import run_one
+    from bench.interrupt import interruptible
+
     spec = TaskSpec.from_dict(spec_dict)
-    work_dir = Path(run_dir) / "tasks" / spec.key
-    rec = execute_task(spec, work_dir, progress=False)
+    try:
+        # after submitit's own handlers (it ignores SIGTERM, expecting SIGUSR2 before a requeue)
+        with interruptible():
+            rec = run_one(spec, run_dir, run_id, context="Slurm: scancel, time limit or preemption")
+    except KeyboardInterrupt as exc:
+        rec = getattr(exc, "record", None) or TaskRecord(
+            key=spec.key, status="failed", started=time.time(), finished=time.time(),
+            error=f"{getattr(exc, 'reason', 'interrupted')} before the task started",
+        )  # fmt: skip
     job = os.environ.get("SLURM_ARRAY_JOB_ID")
     job_id = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job else os.environ.get("SLURM_JOB_ID")
     rec.info["slurm_job_id"] = job_id
@@ -454,7 +466,7 @@ class SlurmExecutor:
         where = f"partition '{self.partition}'" if self.partition else "the default partition"
         return fit_to_partition(res, limits, device=spec.device, where=where)
 
-    def _submit_group(self, res: dict[str, Any], specs: list[TaskSpec], run_dir: Path) -> list:
+    def _submit_group(self, res: dict[str, Any], specs: list[TaskSpec], run_dir: Path, run_id=None) -> list:
         import submitit
 
         _detach_submitit_streams()
@@ -473,7 +485,7 @@ class SlurmExecutor:
             ) from None
         try:
             with executor.batch():
-                jobs = [executor.submit(run_task, s.to_dict(), str(run_dir)) for s in specs]
+                jobs = [executor.submit(run_task, s.to_dict(), str(run_dir), run_id) for s in specs]
         except Exception as exc:  # sbatch refused (unknown partition, account, too many resources...)
             msg = str(exc).strip().splitlines()
             detail = next((line for line in msg if "error" in line.lower()), msg[-1] if msg else repr(exc))
@@ -518,7 +530,7 @@ class SlurmExecutor:
                 console.print(f"  [yellow]note[/yellow] {model}: resources lowered: {'; '.join(why)}")
         groups = group_by_resources(planned)
         for res, specs in groups:
-            jobs = self._submit_group(res, specs, run_dir)
+            jobs = self._submit_group(res, specs, run_dir, run_id)
             now = time.time()
             for spec, job in zip(specs, jobs, strict=True):
                 entries[spec.key] = {

@@ -24,12 +24,27 @@ import sys
 import tarfile
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import anndata as ad
 import pandas as pd
 from bench.generators.base import FitContext, FitResult, Generator, split_request
+from bench.generators.sandbox import (
+    Limits,
+    Sandbox,
+    command_line,
+    container_labels,
+    container_user,
+    docker_options,
+    format_size,
+    give_back,
+    lend_workdir,
+    resolve_limits,
+    symlinks_in,
+)
 
 from bench.errors import TaskFailed, UserError
 
@@ -38,7 +53,7 @@ DEFAULT_BASE_IMAGE = "python:3.11-slim"
 LOG_TAIL_LINES = 50
 BACKENDS = ("auto", "docker", "process")
 # parameters that steer the runner; everything else goes to the entry point in spec.json
-RUNNER_PARAMS = ("backend", "mem_limit")
+RUNNER_PARAMS = ("backend", "mem_limit", "cpu_limit")
 
 
 def default_base_image() -> str:
@@ -67,11 +82,32 @@ def context_files(context: Path, files: tuple[str, ...] = ()) -> list[Path]:
     )
 
 
-def context_hash(context: Path, files: tuple[str, ...] = ()) -> str:
+def context_hash(context: Path, files: tuple[str, ...] = (), base_id: str = "") -> str:
+    """Hash of everything that goes into an image: the build files (names and contents) and the
+    id of the base image (build argument BASE_IMAGE)."""
     h = hashlib.sha256()
     for p in context_files(context, files):
         h.update(str(p.relative_to(context)).encode() + b"\0" + p.read_bytes() + b"\0")
+    h.update(b"BASE_IMAGE\0" + base_id.encode())
     return h.hexdigest()[:12]
+
+
+def base_image_id(client, base: str) -> str:
+    """The id (sha256:...) of base image ``base``, pulled first when it is not here."""
+    import docker
+
+    try:
+        return client.images.get(base).id
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        return client.images.pull(base).id
+    except Exception as exc:
+        raise UserError(
+            f"base image {base} is not available locally and cannot be pulled ({str(exc).splitlines()[0]})",
+            "`docker pull` it, or set BENCH_BASE_IMAGE to a local image "
+            "(scripts/ci/docker-setup.sh makes scgenbench/base:bookworm without a registry)",
+        ) from None
 
 
 def _context_tar(context: Path, files: tuple[str, ...]) -> io.BytesIO:
@@ -94,23 +130,29 @@ def _image_class(name: str) -> type[ContainerGenerator]:
 
 def build_image(name: str, base_image: str | None = None, progress: bool = True) -> str:
     """Build the image of container generator ``name`` (e.g. 'scgan') and return its tag
-    ``scgenbench/<image>:<hash of the build context>``. ``base_image`` (build arg BASE_IMAGE) defaults
-    to $BENCH_BASE_IMAGE, else python:3.11-slim."""
+    ``scgenbench/<image>:<hash of the build files and the base image's id>``. ``base_image`` (build
+    arg BASE_IMAGE, passed as its id so the build uses exactly the hashed image) defaults to
+    $BENCH_BASE_IMAGE, else python:3.11-slim."""
     cls = _image_class(name)
     client = docker_client()
     if client is None:
         raise UserError("no Docker engine answers", "start Docker (e.g. `sudo systemctl start docker`)")
     base = base_image or default_base_image()
-    tag = cls.image_tag()
+    base_id = base_image_id(client, base)
+    tag = cls.image_tag(base_id)
     if progress:
-        print(f"building {tag} (BASE_IMAGE={base}) from {cls.build_context}", flush=True)
+        print(f"building {tag} (BASE_IMAGE={base}, {base_id[:19]}) from {cls.build_context}", flush=True)
     lines: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
     stream = client.api.build(
         fileobj=_context_tar(Path(cls.build_context), cls.build_files),
         custom_context=True,
         tag=tag,
-        buildargs={"BASE_IMAGE": base},
-        labels={"org.scgenbench.base_image": base, "org.scgenbench.context": tag.rsplit(":", 1)[1]},
+        buildargs={"BASE_IMAGE": base_id},
+        labels={
+            "org.scgenbench.base_image": base,
+            "org.scgenbench.base_image_id": base_id,
+            "org.scgenbench.context": tag.rsplit(":", 1)[1],
+        },
         rm=True,
         forcerm=True,
         decode=True,
@@ -128,14 +170,16 @@ def build_image(name: str, base_image: str | None = None, progress: bool = True)
 
 
 def ensure_image(cls: type[ContainerGenerator], client, progress: bool = True) -> str:
-    """The image tag for ``cls``, built first (with progress) when it is not there."""
+    """The image tag for ``cls`` on the current base image ($BENCH_BASE_IMAGE), built first (with
+    progress) when it is not there."""
     import docker
 
-    tag = cls.image_tag()
+    base = default_base_image()
+    tag = cls.image_tag(base_image_id(client, base))
     try:
         client.images.get(tag)
     except docker.errors.ImageNotFound:
-        build_image(cls.image_name, progress=progress)
+        build_image(cls.image_name, base_image=base, progress=progress)
     return tag
 
 
@@ -171,6 +215,29 @@ class _LogSink:
         return "\n".join(self.tail)
 
 
+def _interrupted_reason(exc: BaseException) -> str:
+    return getattr(exc, "reason", None) or "interrupted"
+
+
+# how often a wait for a container or process returns to Python. A signal handler runs only in the
+# main thread and only between bytecodes; a signal the kernel hands to another thread (Slurm sends
+# SIGCONT, then SIGTERM: with SIGCONT pending on the main thread, SIGTERM goes to another thread)
+# does not interrupt a blocking wait, so waits are short and repeated.
+POLL_S = 0.5
+
+
+def _wait_exited(container, timeout_s: float | None) -> bool:
+    """Poll until ``container`` has exited (True) or ``timeout_s`` has passed (False)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_S if deadline is None else max(0.0, min(POLL_S, deadline - time.monotonic())))
+
+
 def run_docker(
     image: str,
     command: str,
@@ -179,72 +246,142 @@ def run_docker(
     device: str = "cpu",
     timeout_s: float | None = None,
     progress: bool = False,
-    mem_limit: str | None = None,
+    limits: Limits | None = None,
+    sandbox: Sandbox | None = None,
+    inputs: tuple[str, ...] = (),
     client=None,
     what: str = "container",
     argv: list[str] | None = None,
     working_dir: str = "/work",
 ) -> None:
-    """Run ``image`` with ``command /work`` (or ``argv``) and ``work`` bind-mounted at /work. Raises TaskFailed
-    (with the last 50 log lines) on a non-zero exit, an OOM kill or the timeout; the container is
-    always removed."""
-    import docker
-
+    """Run ``image`` with ``command /work`` (or ``argv``) in the sandbox (docs/docker.md, security
+    model): ``work`` mounted at /work and writable, ``inputs`` (paths relative to ``work``) mounted
+    read-only over it, nothing else of the host; no network, a non-root user, no capabilities,
+    no-new-privileges, a read-only root filesystem with a tmpfs /tmp, pids, memory and CPU limits
+    (``limits``; default: the base generator's resources), GPUs only as allocated. Raises
+    TaskFailed (with the last 50 log lines) on a non-zero exit, an OOM kill, the timeout or a
+    symbolic link left in the work dir; the container is always removed, also when a signal
+    interrupts the run."""
     client = client or docker_client()
     if client is None:
         raise UserError("no Docker engine answers", "start Docker, or use backend 'process'")
-    kwargs: dict[str, Any] = {}
-    if device == "cuda":
-        kwargs["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    if mem_limit:
-        kwargs["mem_limit"] = mem_limit
-        kwargs["memswap_limit"] = mem_limit  # no swap: over the limit means OOM-killed
-    sink = _LogSink(work / "container.log", progress)
+    sandbox = sandbox or Sandbox()
+    limits = limits or resolve_limits(None, device=device)
+    work = Path(work).resolve()
+    uid, gid = container_user(sandbox)
     argv = argv or [command, "/work"]
-    sink.feed(f"$ docker run {image} {' '.join(argv)}\n")
-    container = client.containers.run(
-        image,
-        command=argv,
-        volumes={str(Path(work).resolve()): {"bind": "/work", "mode": "rw"}},
-        working_dir=working_dir,
-        user=f"{os.getuid()}:{os.getgid()}",
-        environment={"HOME": "/tmp", "PYTHONUNBUFFERED": "1"},
-        detach=True,
-        **kwargs,
-    )
-
-    def pump() -> None:
-        try:
-            for chunk in container.logs(stream=True, follow=True):
-                sink.feed(chunk.decode("utf-8", errors="replace"))
-        except Exception:  # the container went away (kill on timeout)
-            pass
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
+    opts = docker_options(sandbox, limits, work, inputs=inputs, user=(uid, gid),
+                          labels=container_labels(), working_dir=working_dir)  # fmt: skip
+    sink = _LogSink(work / "container.log", progress)
+    sink.feed(f"$ {command_line(image, argv, opts)}\n")
+    lent = lend_workdir(work, uid, gid)
+    container = None
     timed_out = False
+    status: dict[str, Any] = {}
+    oom = False
     try:
-        try:
-            status = container.wait(timeout=timeout_s)
-        except Exception:  # requests ReadTimeout / ConnectionError: the wall-clock limit
+        container = client.containers.run(image, command=argv, detach=True, **opts)
+
+        def pump() -> None:
+            try:
+                for chunk in container.logs(stream=True, follow=True):
+                    sink.feed(chunk.decode("utf-8", errors="replace"))
+            except Exception:  # the container went away (kill on timeout)
+                pass
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        if _wait_exited(container, timeout_s):
+            status = container.wait()  # exited: answers at once
+        else:
             timed_out = True
             container.kill()
             status = {"StatusCode": 137}
         reader.join(timeout=10)
         container.reload()
         oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # SIGTERM / SIGINT (bench.interrupt): say so in the log
+            sink.feed(f"\n[scgenbench] {_interrupted_reason(exc)}: container stopped and removed\n")
+        raise
     finally:
-        with contextlib.suppress(Exception):
-            container.remove(force=True)
+        if container is not None:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+        if lent:
+            give_back(work, uid)
         tail = sink.close()
     code = int(status.get("StatusCode", -1))
     if timed_out:
         raise TaskFailed(f"{what} '{command}' timed out after {timeout_s:.0f}s and was killed", log_tail=tail)
     if oom or code == 137:
-        limit = f" (mem_limit {mem_limit})" if mem_limit else ""
-        raise TaskFailed(f"{what} '{command}' was killed for memory{limit}, exit {code}", log_tail=tail)
+        raise TaskFailed(
+            f"{what} '{command}' ran out of memory: killed at its memory limit "
+            f"({format_size(limits.mem_bytes)}, from {limits.source.get('mem', 'the default')}), exit {code}",
+            log_tail=tail,
+        )
+    links = symlinks_in(work)
+    if links:
+        raise TaskFailed(f"{what} '{command}' left symbolic links in its work dir (refused): {links[:5]}",
+                         log_tail=tail)  # fmt: skip
     if code != 0:
         raise TaskFailed(f"{what} '{command}' exited with code {code}", log_tail=tail)
+
+
+# environment variables a local process keeps (everything else of the harness's environment is
+# dropped: tokens, credentials, proxies, the harness's own settings)
+PROCESS_ENV_KEEP = ("PATH", "PYTHONPATH", "LD_LIBRARY_PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+# what a process that ran out of memory under RLIMIT_DATA prints
+_OOM_MARKERS = (
+    "MemoryError",
+    "std::bad_alloc",
+    "Cannot allocate memory",
+    "out of memory",
+    "OOM when allocating",
+)
+
+
+def process_env(limits: Limits, device: str, home: Path) -> dict[str, str]:
+    """The clean environment of a local process: the few variables it needs to find its interpreter
+    and libraries, a private HOME/TMPDIR, and the GPUs it may use."""
+    env = {k: os.environ[k] for k in PROCESS_ENV_KEEP if k in os.environ}
+    env.update({"HOME": str(home), "TMPDIR": str(home), "PYTHONUNBUFFERED": "1", "PYTHONNOUSERSITE": "1"})
+    if device == "cuda":
+        ids = limits.gpu_ids or tuple(str(i) for i in range(limits.gpus or 1))
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def _limit_process(mem_bytes: int, cpus: float) -> Callable[[], None]:
+    """preexec_fn of a local process: memory (RLIMIT_DATA: heap and private mappings), CPUs
+    (affinity to the first ``ceil(cpus)`` CPUs this process may use), no core dumps, and death with
+    the harness (PR_SET_PDEATHSIG, Linux). Everything is looked up here, before the fork: the child
+    only makes system calls."""
+    import ctypes
+    import ctypes.util
+    import math
+    import resource
+    import signal
+
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    keep = set(allowed[: max(1, math.ceil(cpus))])
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        prctl = None
+    pdeathsig, sigkill = 1, int(signal.SIGKILL)
+
+    def preexec() -> None:
+        resource.setrlimit(resource.RLIMIT_DATA, (mem_bytes, mem_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if keep:
+            os.sched_setaffinity(0, keep)
+        if prctl is not None:
+            prctl(pdeathsig, sigkill)
+
+    return preexec
 
 
 def run_process(
@@ -255,42 +392,75 @@ def run_process(
     device: str = "cpu",
     timeout_s: float | None = None,
     progress: bool = False,
+    limits: Limits | None = None,
     python: str | None = None,
     what: str = "process",
 ) -> None:
-    """The same protocol as :func:`run_docker`, with the entry point run by a local interpreter."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if device != "cuda":
-        env["CUDA_VISIBLE_DEVICES"] = ""
+    """The same protocol as :func:`run_docker`, with the entry point run by a local interpreter
+    under the limits the OS offers (memory, CPU affinity, a clean environment; docs/docker.md lists
+    what a process cannot be denied: the network, the host's files). The process (and its process
+    group) is killed on timeout, error or signal."""
+    import signal
+
+    limits = limits or resolve_limits(None, device=device)
+    home = Path(tempfile.mkdtemp(prefix="scgenbench-home-"))
+    env = process_env(limits, device, home)
     sink = _LogSink(work / "container.log", progress)
     argv = [python or sys.executable, str(script), command, str(work)]
-    sink.feed("$ " + " ".join(argv) + "\n")
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=str(work))
+    sink.feed(f"$ {' '.join(argv)}  # {limits.describe()}, clean environment\n")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=str(work),
+                            start_new_session=True, preexec_fn=_limit_process(limits.mem_bytes, limits.cpus))  # fmt: skip
 
     def pump() -> None:
         assert proc.stdout is not None
         for raw in iter(proc.stdout.readline, b""):
             sink.feed(raw.decode("utf-8", errors="replace"))
 
+    def kill_group() -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     timed_out = False
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
-        code = proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        proc.kill()
-        code = proc.wait()
+        while True:  # short waits: see POLL_S
+            try:
+                code = proc.wait(timeout=POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                if deadline is not None and time.monotonic() >= deadline:
+                    timed_out = True
+                    kill_group()
+                    code = proc.wait()
+                    break
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            sink.feed(f"\n[scgenbench] {_interrupted_reason(exc)}: process stopped\n")
+        raise
     finally:
         if proc.poll() is None:
-            proc.kill()
+            kill_group()
             proc.wait()
+        kill_group()  # anything the entry point started in its group
         reader.join(timeout=10)
         tail = sink.close()
+        shutil.rmtree(home, ignore_errors=True)
     if timed_out:
         raise TaskFailed(f"{what} '{command}' timed out after {timeout_s:.0f}s and was killed", log_tail=tail)
-    if code in (-9, 137):
-        raise TaskFailed(f"{what} '{command}' was killed (SIGKILL, often out of memory)", log_tail=tail)
+    limit = (
+        f"its memory limit ({format_size(limits.mem_bytes)}, from {limits.source.get('mem', 'the default')})"
+    )
+    if code == -signal.SIGKILL:
+        raise TaskFailed(f"{what} '{command}' was killed by SIGKILL: out of memory (the kernel's OOM killer "
+                         f"or a cgroup limit; {limit}) or killed from outside", log_tail=tail)  # fmt: skip
+    if code != 0 and any(m in tail for m in _OOM_MARKERS):
+        raise TaskFailed(f"{what} '{command}' ran out of memory: allocation failed at {limit}, exit {code}",
+                         log_tail=tail)  # fmt: skip
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+        raise TaskFailed(f"{what} '{command}' was killed by {name}", log_tail=tail)
     if code != 0:
         raise TaskFailed(f"{what} '{command}' exited with code {code}", log_tail=tail)
 
@@ -326,17 +496,29 @@ class ContainerGenerator(Generator):
     """A generator whose fit/generate run in a Docker image (or a local process) through the
     work-dir protocol. Subclasses set ``image_name``, ``build_context`` (the folder holding the
     Dockerfile), ``build_files`` (files sent to the build; empty = all), ``entry_point`` (the script
-    in ``build_context`` for backend 'process') and ``process_requires`` (modules it needs)."""
+    in ``build_context`` for backend 'process') and ``process_requires`` (modules it needs).
+
+    The container runs in the sandbox of docs/docker.md (security model); ``sandbox`` declares the
+    relaxations a model truly needs (e.g. ``{"network": "bridge"}``), shown by `bench list`.
+    ``command_inputs`` names the work-dir paths each command reads: they are mounted read-only.
+    Parameters ``mem_limit`` ('16g') and ``cpu_limit`` (4) override the limits that otherwise come
+    from ``resources`` (or the Slurm allocation) for one run."""
 
     image_name: ClassVar[str] = ""
     build_context: ClassVar[Path | None] = None
     build_files: ClassVar[tuple[str, ...]] = ()
     entry_point: ClassVar[str] = "entry.py"
     process_requires: ClassVar[tuple[str, ...]] = ()
-    parameters: ClassVar[dict[str, Any]] = {"backend": "auto", "mem_limit": None}
+    parameters: ClassVar[dict[str, Any]] = {"backend": "auto", "mem_limit": None, "cpu_limit": None}
+    sandbox: ClassVar[dict[str, Any]] = {}
+    command_inputs: ClassVar[dict[str, tuple[str, ...]]] = {
+        "fit": ("train.h5ad", "spec.json"),
+        "generate": ("spec.json", "model"),
+    }
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
+        Sandbox.declared(cls.sandbox, owner=f"generator {cls.name or cls.__name__}")  # fail at import
         if cls.image_name and cls.build_context is not None:
             _IMAGES.setdefault(cls.image_name, cls)
 
@@ -352,8 +534,21 @@ class ContainerGenerator(Generator):
 
     # -- hooks -------------------------------------------------------------------------------
     @classmethod
-    def image_tag(cls) -> str:
-        return f"{IMAGE_PREFIX}/{cls.image_name}:{context_hash(Path(cls.build_context), cls.build_files)}"
+    def image_tag(cls, base_id: str) -> str:
+        """``scgenbench/<image_name>:<hash of the build files and the base image's id>``."""
+        return f"{IMAGE_PREFIX}/{cls.image_name}:{context_hash(Path(cls.build_context), cls.build_files, base_id)}"
+
+    @classmethod
+    def sandbox_policy(cls) -> Sandbox:
+        return Sandbox.declared(cls.sandbox, owner=f"generator {cls.name}")
+
+    @classmethod
+    def metadata(cls) -> dict[str, Any]:
+        return {**super().metadata(), "sandbox": ", ".join(cls.sandbox_policy().relaxations()) or "default"}
+
+    def limits(self) -> Limits:
+        """Memory, CPU and GPU limits of this generator's containers (or processes)."""
+        return resolve_limits(type(self).resources, self.params, device=self._device)
 
     def spec_extra(self) -> dict[str, Any]:
         """Model-specific fields of spec.json."""
@@ -391,19 +586,15 @@ class ContainerGenerator(Generator):
             image = ensure_image(type(self), client, progress=True)
             run_docker(
                 image, command, work, device=self._device, timeout_s=self._timeout_s, progress=progress,
-                mem_limit=self.params.get("mem_limit"), client=client, what=what,
+                limits=self.limits(), sandbox=self.sandbox_policy(), inputs=self.command_inputs.get(command, ()),
+                client=client, what=what,
             )  # fmt: skip
         else:
             script = Path(self.build_context) / self.entry_point
             run_process(
-                script,
-                command,
-                work,
-                device=self._device,
-                timeout_s=self._timeout_s,
-                progress=progress,
-                what=what,
-            )
+                script, command, work, device=self._device, timeout_s=self._timeout_s, progress=progress,
+                limits=self.limits(), what=what,
+            )  # fmt: skip
 
     def _need_fitted(self) -> Path:
         work = self._work()

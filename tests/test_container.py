@@ -64,7 +64,7 @@ def fake_generator(tmp_path: Path, script: str) -> type[C.ContainerGenerator]:
         name: ClassVar[str] = "fake"
         image_name: ClassVar[str] = ""
         build_context: ClassVar[Path] = ctx
-        parameters: ClassVar[dict] = {"backend": "process", "mem_limit": None}
+        parameters: ClassVar[dict] = {**C.ContainerGenerator.parameters, "backend": "process"}
 
     return Fake
 
@@ -108,14 +108,15 @@ def test_process_timeout_kills(tmp_path):
     assert "sleeping" in err.value.log_tail
 
 
-def test_context_hash_tracks_build_files(tmp_path):
+def test_context_hash_tracks_build_files_and_base_image(tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM x\n")
     (tmp_path / "entry.py").write_text("print(1)\n")
-    h1 = C.context_hash(tmp_path, ("Dockerfile", "entry.py"))
+    h1 = C.context_hash(tmp_path, ("Dockerfile", "entry.py"), "sha256:aaa")
     (tmp_path / "plugin.py").write_text("x = 1\n")
-    assert C.context_hash(tmp_path, ("Dockerfile", "entry.py")) == h1
+    assert C.context_hash(tmp_path, ("Dockerfile", "entry.py"), "sha256:aaa") == h1
+    assert C.context_hash(tmp_path, ("Dockerfile", "entry.py"), "sha256:bbb") != h1  # another base image
     (tmp_path / "entry.py").write_text("print(2)\n")
-    assert C.context_hash(tmp_path, ("Dockerfile", "entry.py")) != h1
+    assert C.context_hash(tmp_path, ("Dockerfile", "entry.py"), "sha256:aaa") != h1
 
 
 @pytest.mark.slow
@@ -148,7 +149,11 @@ def test_image_build_and_end_to_end(docker_engine, tmp_path):
     from bench.generators.scgan import ScGAN
 
     tag = C.ensure_image(ScGAN, docker_engine, progress=False)  # built here when missing (CI builds it)
-    assert tag == ScGAN.image_tag() and tag.startswith("scgenbench/scgan:")
+    base_id = docker_engine.images.get(C.default_base_image()).id
+    assert tag == ScGAN.image_tag(base_id) and tag.startswith("scgenbench/scgan:")
+    image = docker_engine.images.get(tag)
+    assert image.labels["org.scgenbench.base_image_id"] == base_id
+    assert image.attrs["Config"]["User"] == "10001:10001"  # a non-root user in the image
     before = _leftovers(docker_engine, tag)
     train = small_pbmc()
     gen = ScGAN(backend="docker", max_steps=4, **TINY)
@@ -180,6 +185,8 @@ def test_docker_nonzero_exit_timeout_and_oom(docker_engine, tmp_path):
     with pytest.raises(TaskFailed, match="timed out"):
         fit_generator(gen, small_pbmc(), work_dir=tmp_path / "t", deadline=time.monotonic() + 8)
     gen = ScGAN(backend="docker", max_steps=10, mem_limit="48m", **TINY)
-    with pytest.raises(TaskFailed, match="killed for memory"):
+    with pytest.raises(
+        TaskFailed, match=r"out of memory: killed at its memory limit \(48m, from mem_limit\)"
+    ):
         fit_generator(gen, small_pbmc(), work_dir=tmp_path / "m")
     assert _leftovers(docker_engine, image) == before

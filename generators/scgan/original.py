@@ -1,4 +1,5 @@
-"""Adapter for the ORIGINAL scGAN image (imsb-uke/scGAN, TensorFlow 1.8, ``ghcr.io/imsb-uke/scgan``).
+"""Adapter for the ORIGINAL scGAN image (imsb-uke/scGAN, TensorFlow 1.8, ``ghcr.io/imsb-uke/scgan``),
+referenced by digest only (a tag can be moved to other code).
 
 It writes the original's ``parameters.json`` from the run spec, runs
 ``python main.py --param /work/parameters.json --process --train`` and
@@ -23,6 +24,7 @@ Decisions (docs/models/scgan.md):
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,10 +39,32 @@ from bench.generators.container import ContainerGenerator, docker_client, run_do
 
 from bench.errors import TaskFailed, UserError
 
-ORIGINAL_IMAGE = "ghcr.io/imsb-uke/scgan"
+ORIGINAL_REPOSITORY = "ghcr.io/imsb-uke/scgan"
+# The digest of the published image. Not recorded yet: no registry was reachable where the sandbox
+# work was done. Whoever pulls the image fills it in (docs/models/scgan.md, "The original image"):
+#   docker pull ghcr.io/imsb-uke/scgan && docker inspect --format '{{index .RepoDigests 0}}' ghcr.io/imsb-uke/scgan
+ORIGINAL_DIGEST: str | None = None
+ORIGINAL_IMAGE: str | None = f"{ORIGINAL_REPOSITORY}@{ORIGINAL_DIGEST}" if ORIGINAL_DIGEST else None
+PIN_HELP = (
+    "pull it and pass the digest reference, e.g. --config with [models.scgan_original] "
+    f"image = '{ORIGINAL_REPOSITORY}@sha256:...' (`docker inspect --format '{{{{index .RepoDigests 0}}}}' "
+    f"{ORIGINAL_REPOSITORY}` prints it)"
+)
+_PINNED = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
 EXPERIMENT = "scgenbench"
 EXP_DIR = "/work/experiments"
 INPUT_NAME = "train_original.h5ad"
+
+
+def pinned_image(ref: str | None) -> str:
+    """``ref`` when it names an image by digest (``repo@sha256:<64 hex>``); a UserError otherwise."""
+    if not ref:
+        raise UserError(
+            "the original scGAN image has no pinned digest in this version of scgenbench", PIN_HELP
+        )
+    if not _PINNED.match(str(ref)):
+        raise UserError(f"image {ref!r} is not referenced by digest (a tag can change under you)", PIN_HELP)
+    return str(ref)
 
 
 def natural_key(s: str) -> list[Any]:
@@ -180,9 +204,13 @@ class ScGANOriginal(ContainerGenerator):
     needs_gpu: ClassVar[bool] = True
     paper: ClassVar[str] = "Marouf et al. 2020, Nat Commun 11:166 (original code)"
     code_url: ClassVar[str] = "https://github.com/imsb-uke/scGAN"
-    description: ClassVar[str] = "the original cscGAN (TensorFlow 1.8) in ghcr.io/imsb-uke/scgan"
+    description: ClassVar[str] = "the original cscGAN (TensorFlow 1.8) in ghcr.io/imsb-uke/scgan (by digest)"
     image_name: ClassVar[str] = ""  # not built here: pulled from the upstream registry
-    image: ClassVar[str] = ORIGINAL_IMAGE
+    image: ClassVar[str | None] = ORIGINAL_IMAGE
+    command_inputs: ClassVar[dict[str, tuple[str, ...]]] = {
+        "train": ("parameters.json", INPUT_NAME),
+        "generate": ("parameters.json", INPUT_NAME),
+    }
     parameters: ClassVar[dict[str, Any]] = {
         **ContainerGenerator.parameters,
         "backend": "docker",
@@ -214,15 +242,15 @@ class ScGANOriginal(ContainerGenerator):
             raise UserError(
                 "no Docker engine answers", "start Docker; the original scGAN runs only in its image"
             )
-        image = self.params["image"]
+        image = pinned_image(self.params["image"])
         try:
             client.images.get(image)
         except Exception as exc:
             raise UserError(f"image {image} is not available locally", f"docker pull {image}") from exc
         run_docker(
             image, what, self._work(), device=self._device, timeout_s=self._timeout_s, progress=progress,
-            mem_limit=self.params.get("mem_limit"), client=client, what=f"{self.name} {what}",
-            argv=argv, working_dir="/scGAN",
+            limits=self.limits(), sandbox=self.sandbox_policy(), inputs=self.command_inputs[what],
+            client=client, what=f"{self.name} {what}", argv=argv, working_dir="/scGAN",
         )  # fmt: skip
 
     def prepare_fit(self, train: ad.AnnData, *, label_key: str, seed: int) -> Path:
