@@ -94,16 +94,23 @@ class ActivaNet(nn.Module):
 
     @staticmethod
     def reparameterize(
-        mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + eps * torch.exp(0.5 * logvar)
+        """``z = mu + eps * exp(0.5 * logvar)``, always in fp32 (also under bf16 autocast); ``eps``
+        ~ N(0, I) is drawn in fp32 from ``generator`` unless given."""
+        mu, logvar = mu.float(), logvar.float()
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=torch.float32)
+        return mu + eps.float() * torch.exp(0.5 * logvar)
 
     def forward(
-        self, x: torch.Tensor, generator: torch.Generator | None = None
+        self, x: torch.Tensor, generator: torch.Generator | None = None, eps: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(x)
-        z = self.reparameterize(mu, logvar, generator)
+        z = self.reparameterize(mu, logvar, generator, eps)
         return mu, logvar, z, self.decoder(z)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from pathlib import Path
@@ -12,13 +11,19 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 import torch
-from bench.generators.activa.train import VARIANTS, ActivaTrainer, TrainConfig
+from bench.generators.activa.train import (
+    GENERATION_BN,
+    VARIANTS,
+    ActivaTrainer,
+    TrainConfig,
+    decode,
+    generation_decoder,
+)
 from bench.generators.base import Budget, FitContext, FitResult, Generator, make_output, split_request
 
 from bench.errors import TaskFailed, UserError
 
 CONFIG_FILE = "activa_config.json"
-GENERATION_BN = ("prior", "batch", "training")
 WEIGHTS_FILE = "activa_weights.pt"
 _TRAIN_KEYS = [
     "zdim",
@@ -39,6 +44,8 @@ _TRAIN_KEYS = [
     "cf_gamma",
     "cf_step",
     "bf16",
+    "tf32",
+    "cuda_graph",
 ]
 
 
@@ -90,7 +97,9 @@ class ActivaGenerator(Generator):
         "cf_weight_decay": 0.005,
         "cf_gamma": 0.95,
         "cf_step": 1000,  # ExponentialLR step every cf_step global iterations
-        "bf16": True,  # bf16 autocast on CUDA (ignored on CPU)
+        "bf16": True,  # bf16 autocast of training on CUDA (ignored on CPU; generation is always fp32)
+        "tf32": True,  # TF32 matmuls when training fp32 on CUDA (bf16 off)
+        "cuda_graph": True,  # CUDA: capture the introspective step as a CUDA graph (False: eager)
         # BatchNorm statistics the decoder uses at generation (docs/models/activa.md):
         # 'prior' = eval mode with running statistics re-estimated on decoded z ~ N(0, I) (default);
         # 'batch' = the tutorial's train-mode BN, statistics of each decoded chunk of gen_chunk cells;
@@ -286,6 +295,12 @@ class ActivaGenerator(Generator):
             extra={
                 "variant": cfg.variant,
                 "device": str(self.device),
+                # numerics in effect (bf16/TF32/graphs only ever on CUDA), recorded with the values
+                "bf16": trainer.bf16,
+                "tf32": trainer.tf32,
+                "cuda_graph": trainer.cuda_graph,
+                "graphed_steps": trainer.graphed_steps,
+                "data_on_device": X.device == self.device,
                 "actinn_train_accuracy": acc,
                 "classifier_steps": trainer.cf_steps,
                 "vae_steps": trainer.vae_steps,
@@ -299,46 +314,17 @@ class ActivaGenerator(Generator):
             raise TaskFailed("activa: generate() called before fit() or load()")
         return self.trainer
 
-    @torch.no_grad()
     def _generation_decoder(self) -> torch.nn.Module:
-        """The decoder as generation runs it (a copy: training state is never touched).
-
-        ``training``: eval mode, running statistics as training left them. Those mix the batches of
-        posterior codes and of prior draws seen in training, and do not match a batch of z ~ N(0, I):
-        prior draws then land in a few cell types. ``prior``: eval mode with each BatchNorm's running
-        statistics set to those of ``bn_calibration_cells`` decoded prior draws (one train-mode pass
-        with momentum 1, fixed seed), i.e. the large-batch limit of the tutorial's train-mode BN while
-        each cell stays independent of its batch. ``batch``: train mode, statistics of every chunk.
-        """
+        """The decoder as generation runs it (a copy; see :func:`generation_decoder`)."""
         trainer = self._require_trained()
-        if self._gen_decoder is not None:
-            return self._gen_decoder
-        dec = copy.deepcopy(trainer.net.decoder)
-        mode = self.params["generation_bn"]
-        if mode == "prior":
-            for m in dec.modules():
-                if isinstance(m, torch.nn.BatchNorm1d):
-                    m.momentum = 1.0  # running statistics := this batch's statistics (a private copy)
-            dec.train()
-            g = torch.Generator(device=trainer.device).manual_seed(0)
-            n = int(self.params["bn_calibration_cells"])
-            z = torch.randn((n, trainer.cfg.zdim), generator=g, device=trainer.device)
-            with trainer._autocast():
-                dec.main[:-2](z)  # every BatchNorm; the output Linear + ReLU have none
-        dec.train(mode == "batch")
-        self._gen_decoder = dec
-        return dec
+        if self._gen_decoder is None:
+            self._gen_decoder = generation_decoder(
+                trainer, self.params["generation_bn"], int(self.params["bn_calibration_cells"])
+            )
+        return self._gen_decoder
 
-    @torch.no_grad()
     def _decode(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        trainer = self._require_trained()
-        dec = self._generation_decoder()
-        # train-mode BatchNorm cannot normalise a single cell: decode two, keep one
-        m = max(n, 2) if dec.training else n
-        z = torch.randn((m, trainer.cfg.zdim), generator=gen, device=trainer.device)
-        with trainer._autocast():
-            x = dec(z)
-        return x[:n].float()
+        return decode(self._require_trained(), self._generation_decoder(), n, gen)
 
     def classify(self, X: np.ndarray | sp.spmatrix | torch.Tensor) -> np.ndarray:
         """ACTINN's predicted labels for cells on the training scale (library size 20,000)."""

@@ -23,6 +23,8 @@ so the introspective (adversarial) gradient reaches the generator.
 
 from __future__ import annotations
 
+import copy
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -62,7 +64,9 @@ class TrainConfig:
     cf_weight_decay: float = 0.005
     cf_gamma: float = 0.95
     cf_step: int = 1000
-    bf16: bool = True
+    bf16: bool = True  # bf16 autocast on CUDA (CPU trains in fp32)
+    tf32: bool = True  # TF32 matmuls when training fp32 on CUDA
+    cuda_graph: bool = True  # introspective step as a CUDA graph on CUDA
 
     def steps_per_epoch(self, n_cells: int) -> int:
         """Iterations (steps) one epoch over ``n_cells`` cells takes (a last batch of one cell is
@@ -91,23 +95,104 @@ class TrainConfig:
 
 @dataclass
 class EpochLog:
-    sums: dict[str, float] = field(default_factory=dict)
+    """Sums of the logged losses per key, kept as float64 tensors where the losses live: adding a
+    step's losses never waits for the GPU; :meth:`means` reads them all at once (one transfer per
+    epoch). Summation is sequential in float64, as Python floats summed them before."""
+
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
     def add(self, **values: torch.Tensor | float) -> None:
         for k, v in values.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+            v = torch.as_tensor(v).detach()
+            if k in self.sums:
+                self.sums[k].add_(v)
+            else:
+                self.sums[k] = v.to(torch.float64, copy=True)
             self.counts[k] = self.counts.get(k, 0) + 1
 
     def means(self) -> dict[str, float]:
-        return {k: self.sums[k] / self.counts[k] for k in self.sums}
+        if not self.sums:
+            return {}
+        sums = torch.stack([s.reshape(()) for s in self.sums.values()]).cpu().tolist()
+        return {k: total / self.counts[k] for k, total in zip(self.sums, sums, strict=True)}
+
+
+class EpochNoise:
+    """The standard normal draws of one epoch's steps: ``noise`` (the prior z that the decoder turns
+    into x_g, introspective steps only) and ``eps`` (the reparameterisation), fp32, ``zdim`` wide.
+
+    ``per_epoch`` (CUDA): all drawn at the start of the epoch in one kernel on the device generator,
+    so no step draws (nor waits) and a captured step reads them from static buffers. Otherwise (CPU)
+    each step draws when it runs, noise then eps, the random stream of earlier versions: CPU
+    results are unchanged for a fixed seed."""
+
+    def __init__(self, gen: torch.Generator, zdim: int, sizes: list[int], *, noise: bool, per_epoch: bool):
+        self.gen, self.zdim, self.sizes, self.noise = gen, zdim, sizes, noise
+        self.block: torch.Tensor | None = None
+        if per_epoch and sizes:
+            shape = (len(sizes), 2 if noise else 1, max(sizes), zdim)
+            self.block = torch.randn(shape, generator=gen, device=gen.device, dtype=torch.float32)
+
+    def step(self, k: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(noise or None, eps) of step ``k`` (0-based within the epoch)."""
+        b = self.sizes[k]
+        if self.block is not None:
+            draws = self.block[k, :, :b]
+            return (draws[0], draws[1]) if self.noise else (None, draws[0])
+        dev = self.gen.device
+        noise = torch.randn((b, self.zdim), generator=self.gen, device=dev) if self.noise else None
+        return noise, torch.randn((b, self.zdim), generator=self.gen, device=dev)
+
+
+class PinnedBatches:
+    """Batches of a host-resident training matrix for a CUDA device: rows gathered into one of two
+    alternating pinned buffers and copied without blocking; a buffer is refilled only after its
+    previous copy finished (a CUDA event), so the gather of batch k+1 overlaps the GPU's work."""
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device):
+        self.X, self.y, self.device = X, y, device
+        self.bufs = [
+            (
+                torch.empty((batch_size, X.shape[1]), dtype=X.dtype).pin_memory(),
+                torch.empty((batch_size,), dtype=y.dtype).pin_memory(),
+            )
+            for _ in range(2)
+        ]
+        self.events: list[torch.cuda.Event | None] = [None, None]
+        self.turn = 0
+
+    def __call__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, self.turn = self.turn, 1 - self.turn
+        if self.events[k] is not None:
+            self.events[k].synchronize()
+        bx, by = (b[: idx.numel()] for b in self.bufs[k])
+        torch.index_select(self.X, 0, idx, out=bx)
+        torch.index_select(self.y, 0, idx, out=by)
+        xb = bx.to(self.device, non_blocking=True)
+        yb = by.to(self.device, non_blocking=True)
+        self.events[k] = torch.cuda.Event()
+        self.events[k].record(torch.cuda.current_stream(self.device))
+        return xb, yb
+
+
+# eager introspective steps (on a side stream) before the step is captured as a CUDA graph: lazy
+# initialisations (cuBLAS workspaces, autocast, optimiser state) must not happen during capture
+GRAPH_WARMUP_STEPS = 3
 
 
 class ActivaTrainer:
     """Holds the networks, optimisers, scheduler, random state and counters of one training run.
 
-    ``X``: dense float32 tensor (cells x genes) on ``data_device``; ``y``: int64 labels (same device).
-    Batches are index slices of a seeded permutation: no DataLoader, no per-batch densification.
+    ``X``: dense float32 tensor (cells x genes) on the device, or on the host (pinned) when it does
+    not fit; ``y``: int64 labels beside it. Batches are index slices of a seeded permutation drawn
+    once per epoch on the device: no DataLoader, no per-batch densification.
+
+    On CUDA: bf16 autocast when ``cfg.bf16`` (eps, the losses, generation and ACTINN's confidence
+    filter stay fp32), TF32 matmuls when fp32 and ``cfg.tf32``; the introspective step on full
+    batches is captured once as a CUDA graph (forward, backward, both fused Adam steps) and replayed
+    when ``cfg.cuda_graph``, after ``GRAPH_WARMUP_STEPS`` eager steps; warm-up epochs and the short
+    last batch run eagerly. Logged losses stay on the device until the end of the epoch.
     """
 
     def __init__(self, cfg: TrainConfig, *, seed: int, device: str | torch.device = "cpu"):
@@ -115,6 +200,10 @@ class ActivaTrainer:
             raise ValueError(f"unknown ACTIVA variant {cfg.variant!r}; use one of {VARIANTS}")
         self.cfg = cfg
         self.device = torch.device(device)
+        cuda = self.device.type == "cuda"
+        self.bf16 = bool(cfg.bf16 and cuda)  # autocast in effect (CPU trains in fp32)
+        self.tf32 = bool(cfg.tf32 and cuda and not self.bf16)
+        self.cuda_graph = bool(cfg.cuda_graph and cuda)
         # parameter init from the seed, without disturbing the caller's global RNG
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -123,10 +212,14 @@ class ActivaTrainer:
         self.net.to(self.device)
         self.cf.to(self.device)
         enc, dec = self.net.encoder, self.net.decoder
-        # fused Adam: same update rule as the default, one kernel per parameter group
+        # fused Adam: same update rule as the default, one kernel per parameter group; the two that
+        # the captured step runs are capturable (step counts on the device), as graph capture needs
         fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
-        self.opt_e = torch.optim.Adam(enc.parameters(), lr=cfg.lr_e, betas=(0.9, 0.999), **fused)
-        self.opt_g = torch.optim.Adam(dec.parameters(), lr=cfg.lr_g, betas=(0.9, 0.999), **fused)
+        graph = {"capturable": True} if self.cuda_graph else {}
+        self.opt_e = torch.optim.Adam(enc.parameters(), lr=cfg.lr_e, betas=(0.9, 0.999), **fused, **graph)
+        self.opt_g = torch.optim.Adam(dec.parameters(), lr=cfg.lr_g, betas=(0.9, 0.999), **fused, **graph)
+        for opt in (self.opt_e, self.opt_g):  # eager warm-up steps are expected: no "capturable" warning
+            opt._warned_capturable_if_run_uncaptured = bool(graph)
         self.opt_cf = torch.optim.Adam(
             self.cf.parameters(),
             lr=cfg.cf_lr,
@@ -136,7 +229,7 @@ class ActivaTrainer:
             **fused,
         )
         self.sched_cf = torch.optim.lr_scheduler.ExponentialLR(self.opt_cf, gamma=cfg.cf_gamma)
-        self.gen_index = torch.Generator().manual_seed(seed)  # batch permutations (CPU)
+        self.gen_index = torch.Generator(device=self.device).manual_seed(seed)  # batch permutations
         self.gen_noise = torch.Generator(device=self.device).manual_seed(seed + 1)  # noise, eps
         self.epoch = 0  # last completed epoch of the ACTIVA schedule (1-based)
         self.cf_epoch = 0  # completed classifier-only pre-training epochs
@@ -145,11 +238,40 @@ class ActivaTrainer:
         self.intro_steps = 0
         self.vae_steps = 0
         self.cells_seen = 0  # training cells processed, over all steps
+        self.graphed_steps = 0  # introspective steps replayed from the CUDA graph
+        self._reset_graph()
 
-    # -- autocast ---------------------------------------------------------------------------
+    def _reset_graph(self) -> None:
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_warm = 0
+        self._static: dict[str, torch.Tensor] = {}
+        self._graph_out: dict[str, torch.Tensor] = {}
+        self._capturing = False
+        self._pinned: PinnedBatches | None = None
+
+    # -- numerics ---------------------------------------------------------------------------
     def _autocast(self):
-        enabled = self.cfg.bf16 and self.device.type == "cuda"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        # a captured graph must not use autocast's weight-cast cache (torch.cuda.graphs docs)
+        return torch.autocast(
+            device_type=self.device.type,
+            dtype=torch.bfloat16,
+            enabled=self.bf16,
+            cache_enabled=False if self._capturing else None,
+        )
+
+    @contextmanager
+    def _matmul_precision(self):
+        """TF32 matmuls and convolutions while training in fp32 on CUDA; restored afterwards, so
+        generation, metrics and other code keep full fp32."""
+        if not self.tf32:
+            yield
+            return
+        before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
     # -- single steps ------------------------------------------------------------------------
     def classifier_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -165,12 +287,13 @@ class ActivaTrainer:
             self.sched_cf.step()
         return {"cf_loss": loss.detach()}
 
-    def vae_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def vae_step(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One plain-VAE step; ``eps`` (fp32) is drawn from the trainer's generator unless given."""
         self.net.train()
         self.opt_e.zero_grad(set_to_none=True)
         self.opt_g.zero_grad(set_to_none=True)
         with self._autocast():
-            mu, logvar, _, rec = self.net(x, self.gen_noise)
+            mu, logvar, _, rec = self.net(x, self.gen_noise, eps)
         l_rec = reconstruction_loss(rec, x)
         l_kl = kl_loss(mu, logvar)
         (l_rec + l_kl).backward()
@@ -179,20 +302,25 @@ class ActivaTrainer:
         self.vae_steps += 1
         return {"rec": l_rec.detach(), "kl_real": l_kl.detach()}
 
-    def intro_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def intro_step(
+        self, x: torch.Tensor, noise: torch.Tensor | None = None, eps: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """One introspective step; ``noise`` (the decoder's prior z) and ``eps`` are drawn from the
+        trainer's generator (noise first) unless given. Nothing in it waits for the device."""
         cfg = self.cfg
         enc, dec = self.net.encoder, self.net.decoder
         self.net.train()
         self.cf.eval()
         paper = cfg.variant == "paper"
-        noise = torch.randn((x.shape[0], cfg.zdim), generator=self.gen_noise, device=self.device)
+        if noise is None:
+            noise = torch.randn((x.shape[0], cfg.zdim), generator=self.gen_noise, device=self.device)
         with self._autocast():
             with torch.no_grad():  # ACTINN is frozen; f(x) carries no gradient to E or G
                 real_logits = self.cf(x)
             # x_g: in `reference` it is only ever used detached, so no graph is kept
             with torch.set_grad_enabled(paper):
                 fake = dec(noise)
-            mu, logvar, _, rec = self.net(x, self.gen_noise)
+            mu, logvar, _, rec = self.net(x, self.gen_noise, eps)
             rec_logits = self.cf(rec)  # not detached: L_cls reaches decoder and encoder
             rec_mu, rec_logvar = enc(rec.detach())
             fake_mu, fake_logvar = enc(fake.detach())
@@ -228,36 +356,97 @@ class ActivaTrainer:
         self.intro_steps += 1
         return out
 
+    def graphed_intro_step(
+        self, X: torch.Tensor, idx: torch.Tensor, noise: torch.Tensor, eps: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The introspective step on the full batch ``X[idx]`` through a CUDA graph: the batch and
+        the draws are copied into static buffers and the captured step (forward, backward, both
+        fused Adam steps) is replayed. The first ``GRAPH_WARMUP_STEPS`` calls run eagerly on a side
+        stream, the next one captures (torch.cuda.graphs' whole-network recipe) and replays. The
+        returned losses live in the graph's static outputs: read or accumulate them before the next
+        call."""
+        bs, dev = self.cfg.batch_size, self.device
+        st = self._static
+        if not st:
+            st["x"] = torch.empty((bs, self.cfg.n_genes), device=dev)
+            st["noise"] = torch.empty((bs, self.cfg.zdim), device=dev)
+            st["eps"] = torch.empty((bs, self.cfg.zdim), device=dev)
+        if X.device == dev:
+            torch.index_select(X, 0, idx, out=st["x"])
+        else:
+            st["x"].copy_(self._host_batch(X, None, idx)[0])
+        st["noise"].copy_(noise)
+        st["eps"].copy_(eps)
+        if self._graph is None and self._graph_warm < GRAPH_WARMUP_STEPS:
+            cur = torch.cuda.current_stream(dev)
+            side = torch.cuda.Stream(dev)
+            side.wait_stream(cur)
+            with torch.cuda.stream(side):
+                out = self.intro_step(st["x"], st["noise"], st["eps"])
+            cur.wait_stream(side)
+            for v in out.values():
+                v.record_stream(cur)
+            self._graph_warm += 1
+            return out
+        if self._graph is None:
+            graph = torch.cuda.CUDAGraph()
+            # gradients are allocated inside the capture (its private pool) and rewritten by each replay
+            self.opt_e.zero_grad(set_to_none=True)
+            self.opt_g.zero_grad(set_to_none=True)
+            self._capturing = True
+            try:
+                with torch.cuda.graph(graph):
+                    self._graph_out = self.intro_step(st["x"], st["noise"], st["eps"])
+            finally:
+                self._capturing = False
+            self._graph = graph  # capture counted this step in intro_steps; replay performs it
+        else:
+            self.intro_steps += 1
+        self._graph.replay()
+        self.graphed_steps += 1
+        return self._graph_out
+
     # -- epochs ------------------------------------------------------------------------------
-    def _batches(self, n: int):
-        perm = torch.randperm(n, generator=self.gen_index)
-        bs = self.cfg.batch_size
-        for i in range(0, n, bs):
-            yield perm[i : i + bs]
+    def _batches(self, X: torch.Tensor) -> list[torch.Tensor]:
+        """This epoch's batches: slices of one permutation drawn on the device generator (moved to
+        the host once when the matrix lives there). A last batch of one cell is dropped: BatchNorm
+        cannot train on it (the released DataLoader would crash on it, too)."""
+        g = self.gen_index
+        perm = torch.randperm(X.shape[0], generator=g, device=g.device)
+        if perm.device != X.device:
+            perm = perm.to(X.device)
+        return [idx for idx in perm.split(self.cfg.batch_size) if idx.numel() >= 2]
+
+    def _host_batch(
+        self, X: torch.Tensor, y: torch.Tensor | None, idx: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._pinned is None or self._pinned.X is not X or (y is not None and self._pinned.y is not y):
+            labels = y if y is not None else torch.zeros(X.shape[0], dtype=torch.int64)
+            self._pinned = PinnedBatches(X, labels, self.cfg.batch_size, self.device)
+        return self._pinned(idx)
 
     def _get(self, X: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if X.device != self.device:  # training matrix too big for the accelerator: copy the batch
-            idx_x = idx
-            xb = X[idx_x].to(self.device, non_blocking=True)
-            yb = y[idx_x].to(self.device, non_blocking=True)
-            return xb, yb
-        idx = idx.to(X.device)
-        return X[idx], y[idx]
+        if X.device == self.device:
+            return X[idx], y[idx]
+        if self.device.type == "cuda":  # training matrix too big for the accelerator
+            return self._host_batch(X, y, idx)
+        return X[idx].to(self.device), y[idx].to(self.device)
 
-    def _skip_batch(self, idx: torch.Tensor) -> bool:
-        # BatchNorm cannot train on one cell (the released DataLoader would crash on it, too)
-        return idx.numel() < 2
+    def _noise(self, batches: list[torch.Tensor], *, noise: bool) -> EpochNoise:
+        sizes = [int(idx.numel()) for idx in batches]
+        return EpochNoise(
+            self.gen_noise, self.cfg.zdim, sizes, noise=noise, per_epoch=self.device.type == "cuda"
+        )
 
     def run_classifier_epoch(self, X: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """One epoch of ACTINN-only pre-training (the released ``--classifierOnly`` mode)."""
         log = EpochLog()
-        for idx in self._batches(X.shape[0]):
-            if self._skip_batch(idx):
-                continue
-            xb, yb = self._get(X, y, idx)
-            self.step += 1
-            self.cells_seen += idx.numel()
-            log.add(**self.classifier_step(xb, yb))
+        with self._matmul_precision():
+            for idx in self._batches(X):
+                xb, yb = self._get(X, y, idx)
+                self.step += 1
+                self.cells_seen += idx.numel()
+                log.add(**self.classifier_step(xb, yb))
         self.cf_epoch += 1
         return log.means()
 
@@ -268,18 +457,24 @@ class ActivaTrainer:
         log = EpochLog()
         for p in self.cf.parameters():  # ACTINN is only trained in the first warm-up phase
             p.requires_grad_(phase == "warmup-cf")
-        for idx in self._batches(X.shape[0]):
-            if self._skip_batch(idx):
-                continue
-            xb, yb = self._get(X, y, idx)
-            self.step += 1
-            self.cells_seen += idx.numel()
-            if phase == "warmup-cf":
-                log.add(**self.classifier_step(xb, yb))
-            if phase in ("warmup-cf", "warmup-vae"):
-                log.add(**self.vae_step(xb))
-            else:
-                log.add(**self.intro_step(xb))
+        batches = self._batches(X)
+        draws = self._noise(batches, noise=phase == "intro")
+        graphed = self.cuda_graph and phase == "intro"
+        with self._matmul_precision():
+            for k, idx in enumerate(batches):
+                self.step += 1
+                self.cells_seen += idx.numel()
+                noise, eps = draws.step(k)
+                if graphed and idx.numel() == self.cfg.batch_size:
+                    log.add(**self.graphed_intro_step(X, idx, noise, eps))
+                    continue
+                xb, yb = self._get(X, y, idx)
+                if phase == "warmup-cf":
+                    log.add(**self.classifier_step(xb, yb))
+                if phase in ("warmup-cf", "warmup-vae"):
+                    log.add(**self.vae_step(xb, eps))
+                else:
+                    log.add(**self.intro_step(xb, noise, eps))
         for p in self.cf.parameters():
             p.requires_grad_(True)
         self.epoch = epoch
@@ -292,10 +487,9 @@ class ActivaTrainer:
         self.cf.eval()
         out = []
         for i in range(0, X.shape[0], chunk):
-            xb = X[i : i + chunk].to(self.device)
-            with self._autocast():
-                logits = self.cf(xb)
-            out.append(torch.softmax(logits.float(), dim=1).cpu())
+            xb = X[i : i + chunk].to(self.device).float()
+            logits = self.cf(xb)  # fp32 logits (also after bf16 training): confidence is a threshold on them
+            out.append(torch.softmax(logits, dim=1).cpu())
         return torch.cat(out) if out else torch.empty(0, self.cfg.n_classes)
 
     # -- state -----------------------------------------------------------------------------------
@@ -333,18 +527,62 @@ class ActivaTrainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_cf.load_state_dict(state["opt_cf"])
         self.sched_cf.load_state_dict(state["sched_cf"])
-        self.gen_index.set_state(state["gen_index"].cpu())
-        if self.device.type == "cpu":
-            self.gen_noise.set_state(state["gen_noise"].cpu())
-        else:  # a CUDA generator state is a CPU ByteTensor, too
+        # generator states are CPU ByteTensors on every device; one saved on another device type
+        # does not fit: reseed deterministically from the step counter
+        step = int(state["counters"][2])
+        for gen, key, offset in ((self.gen_index, "gen_index", 0), (self.gen_noise, "gen_noise", 1)):
             try:
-                self.gen_noise.set_state(state["gen_noise"].cpu())
-            except RuntimeError:  # trained on another device type: reseed deterministically
-                self.gen_noise.manual_seed(int(state["counters"][2]) + 1)
+                gen.set_state(state[key].cpu())
+            except RuntimeError:
+                gen.manual_seed(step + offset)
+        self._reset_graph()  # new optimiser state tensors: a captured step would use the old ones
         counters = [int(v) for v in state["counters"]]
         (self.epoch, self.cf_epoch, self.step, self.cf_steps, self.intro_steps, self.vae_steps) = counters[:6]
         # checkpoints written before cells were counted: steps x batch size is the best estimate
         self.cells_seen = counters[6] if len(counters) > 6 else self.step * self.cfg.batch_size
+
+
+# -- generation ------------------------------------------------------------------------------------
+
+GENERATION_BN = ("prior", "batch", "training")
+
+
+@torch.no_grad()
+def generation_decoder(
+    trainer: ActivaTrainer, mode: str = "prior", calibration_cells: int = 20_000
+) -> nn.Module:
+    """A copy of the trained decoder set up for generation (training state is never touched).
+
+    ``training``: eval mode, running statistics as training left them. Those mix the batches of
+    posterior codes and of prior draws seen in training, and do not match a batch of z ~ N(0, I):
+    prior draws then land in a few cell types. ``prior``: eval mode with each BatchNorm's running
+    statistics set to those of ``calibration_cells`` decoded prior draws (one train-mode pass with
+    momentum 1, fixed seed), i.e. the large-batch limit of the tutorial's train-mode BN while each
+    cell stays independent of its batch. ``batch``: train mode, statistics of every chunk. Always
+    fp32 (no autocast, no TF32), whatever the training precision was.
+    """
+    if mode not in GENERATION_BN:
+        raise ValueError(f"unknown generation_bn {mode!r}; use one of {GENERATION_BN}")
+    dec = copy.deepcopy(trainer.net.decoder)
+    if mode == "prior":
+        for m in dec.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.momentum = 1.0  # running statistics := this batch's statistics (a private copy)
+        dec.train()
+        g = torch.Generator(device=trainer.device).manual_seed(0)
+        z = torch.randn((int(calibration_cells), trainer.cfg.zdim), generator=g, device=trainer.device)
+        dec.main[:-2](z)  # every BatchNorm; the output Linear + ReLU have none
+    dec.train(mode == "batch")
+    return dec
+
+
+@torch.no_grad()
+def decode(trainer: ActivaTrainer, dec: nn.Module, n: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` cells decoded from z ~ N(0, I) drawn from ``gen``, fp32, on the trainer's device."""
+    # train-mode BatchNorm cannot normalise a single cell: decode two, keep one
+    m = max(n, 2) if dec.training else n
+    z = torch.randn((m, trainer.cfg.zdim), generator=gen, device=trainer.device)
+    return dec(z)[:n].float()
 
 
 def modules(trainer: ActivaTrainer) -> dict[str, nn.Module]:
