@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 from bench.metrics._auc import make_forest
 from sklearn.metrics import f1_score
 
 from bench.errors import TaskFailed, UserError
+
+if TYPE_CHECKING:
+    import anndata as ad
 
 PAPER_FRACTIONS = (0.1, 0.05, 0.01, 0.005)
 # the default rare class keeps at least this many real training cells at the smallest fraction

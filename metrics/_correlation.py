@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import anndata as ad
 import numpy as np
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    import anndata as ad
 
 # the DE tests that may pick CD's genes (scanpy rank_genes_groups methods); wilcoxon is the default
 DE_METHODS = ("wilcoxon", "t-test")
@@ -84,6 +87,7 @@ def top_de_genes(adata: ad.AnnData, groupby: str, *, n_genes: int = 5, method: s
     groups in scanpy's (sorted) group order, keeping the first occurrence of a gene. ``method``:
     ``"wilcoxon"`` (default, the ACTIVA paper's scanpy workflow) or ``"t-test"`` (Welch's t-test).
     """
+    import anndata as ad
     import scanpy as sc
 
     if method not in DE_METHODS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,7 +84,7 @@ def _kernel_sum(A: torch.Tensor, B: torch.Tensor, coefs: list[float], same: bool
     ``same`` only the tiles on and above the diagonal are computed and off-diagonal tiles count
     twice. Memory: a few tiles, never the full n x n matrix."""
     chain = _power_chain(coefs)
-    total = 0.0
+    total = torch.zeros((), dtype=torch.float64, device=A.device)  # read once: no wait per tile
     nA, nB = A.shape[0], B.shape[0]
     sqA = (A * A).sum(1)
     sqB = (B * B).sum(1)
@@ -96,9 +97,20 @@ def _kernel_sum(A: torch.Tensor, B: torch.Tensor, coefs: list[float], same: bool
             k = _tile_kernel(d2, coefs, chain)
             if same and i == j:
                 k.fill_diagonal_(0.0)
-            s = float(k.sum(1).to(torch.float64).sum())
-            total += 2.0 * s if (same and j != i) else s
-    return total
+            total.add_(k.sum(1).to(torch.float64).sum(), alpha=2.0 if (same and j != i) else 1.0)
+    return float(total)
+
+
+@contextmanager
+def _full_fp32():
+    """TF32 off for the kernel tiles (another stage of the run may have turned it on): the
+    |a|^2 + |b|^2 - 2 a.b expansion needs fp32's mantissa."""
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def _fingerprint(X: np.ndarray) -> str:
@@ -160,8 +172,9 @@ def mmd(
     block_size
         Tile size; memory is O(block_size^2), never O(n^2).
     device, dtype
-        Torch device ('cpu', 'cuda') and float precision for the kernel tiles ("float32" or
-        "float64"); tile sums are accumulated in float64.
+        Torch device ('cpu', 'cuda'; the metric adapters pass the run's device) and float precision
+        for the kernel tiles ("float32" or "float64", never TF32); tile sums are accumulated in
+        float64 on the device and read once per kernel sum.
     estimator
         "unbiased" (default) or "biased" (diagonal terms included, as GRouNdGAN's code).
     cache
@@ -194,7 +207,7 @@ def mmd(
     Y = torch.as_tensor(fake - centre, dtype=tdtype, device=dev)
     coefs = [1.0 / (2.0 * s * s) for s in scales]
     key = ("mmd_kxx", _fingerprint(real), scales, dtype)
-    with torch.no_grad():
+    with torch.no_grad(), _full_fp32():
         kxx = cache.get(key) if cache is not None else None
         if kxx is None:
             kxx = _kernel_sum(X, X, coefs, True, block_size)

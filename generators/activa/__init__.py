@@ -1,7 +1,31 @@
-"""Native PyTorch ACTIVA (introspective VAE + ACTINN conditioner); see docs/models/activa.md."""
+"""Native PyTorch ACTIVA (introspective VAE + ACTINN conditioner); see docs/models/activa.md.
 
-from bench.generators.activa.model import ACTINN, ActivaNet, Decoder, Encoder
-from bench.generators.activa.plugin import ActivaGenerator
-from bench.generators.activa.train import ActivaTrainer, TrainConfig
+The names below load on first use: the networks and the trainer need only torch (the GPU check
+imports them without AnnData); ``ActivaGenerator`` brings in the harness."""
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_WHERE = {
+    "ACTINN": "model",
+    "ActivaNet": "model",
+    "Decoder": "model",
+    "Encoder": "model",
+    "ActivaGenerator": "plugin",
+    "ActivaTrainer": "train",
+    "TrainConfig": "train",
+}
 __all__ = ["ACTINN", "ActivaGenerator", "ActivaNet", "ActivaTrainer", "Decoder", "Encoder", "TrainConfig"]
+
+if TYPE_CHECKING:
+    from bench.generators.activa.model import ACTINN, ActivaNet, Decoder, Encoder
+    from bench.generators.activa.plugin import ActivaGenerator
+    from bench.generators.activa.train import ActivaTrainer, TrainConfig
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
