@@ -198,7 +198,7 @@ def cmd_datasets(args) -> int:
 def cmd_images(args) -> int:
     from bench.generators.container import build_image
 
-    tag = build_image(args.name, base_image=args.base_image, progress=True)
+    tag = build_image(args.name, base_image=args.base_image, progress=True, variant=args.variant)
     _console().print(f"built {tag}")
     return 0
 
@@ -350,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = isub.add_parser("build", help="build a generator's image")
     b.add_argument("name", help="generator with an image, e.g. scgan")
     b.add_argument("--base-image", help="base image (default $BENCH_BASE_IMAGE or python:3.11-slim)")
+    b.add_argument("--variant", choices=["cpu", "gpu"], default="cpu",
+                   help="cpu (default) or gpu: the framework built with CUDA, what --device cuda runs")  # fmt: skip
     im.set_defaults(func=cmd_images)
 
     ck = sub.add_parser("check", help="compare a run with a baseline; exit 1 on regression",

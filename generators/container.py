@@ -56,8 +56,17 @@ BACKENDS = ("auto", "docker", "process")
 RUNNER_PARAMS = ("backend", "mem_limit", "cpu_limit")
 
 
-def default_base_image() -> str:
-    return os.environ.get("BENCH_BASE_IMAGE") or DEFAULT_BASE_IMAGE
+# image variants: "cpu" (the default) and "gpu" (the model's framework built with CUDA), built from
+# one Dockerfile (build arg VARIANT); the tag names the variant, so a GPU run never reuses a CPU image
+VARIANTS = ("cpu", "gpu")
+# what an entry point writes (with exit 2) for a mistake the user can fix: {"message", "fix"}
+USER_ERROR_FILE = "user_error.json"
+
+
+def default_base_image(variant: str = "cpu") -> str:
+    """$BENCH_GPU_BASE_IMAGE for the gpu variant when set, else $BENCH_BASE_IMAGE, else python:3.11-slim."""
+    gpu = os.environ.get("BENCH_GPU_BASE_IMAGE") if variant == "gpu" else None
+    return gpu or os.environ.get("BENCH_BASE_IMAGE") or DEFAULT_BASE_IMAGE
 
 
 # -- docker helpers -----------------------------------------------------------------------------
@@ -82,13 +91,17 @@ def context_files(context: Path, files: tuple[str, ...] = ()) -> list[Path]:
     )
 
 
-def context_hash(context: Path, files: tuple[str, ...] = (), base_id: str = "") -> str:
-    """Hash of everything that goes into an image: the build files (names and contents) and the
-    id of the base image (build argument BASE_IMAGE)."""
+def context_hash(
+    context: Path, files: tuple[str, ...] = (), base_id: str = "", build_args: dict[str, str] | None = None
+) -> str:
+    """Hash of everything that goes into an image: the build files (names and contents), the id of
+    the base image (build argument BASE_IMAGE) and any other build arguments (e.g. VARIANT)."""
     h = hashlib.sha256()
     for p in context_files(context, files):
         h.update(str(p.relative_to(context)).encode() + b"\0" + p.read_bytes() + b"\0")
     h.update(b"BASE_IMAGE\0" + base_id.encode())
+    for k, v in sorted((build_args or {}).items()):
+        h.update(b"\0" + k.encode() + b"\0" + v.encode())
     return h.hexdigest()[:12]
 
 
@@ -128,18 +141,22 @@ def _image_class(name: str) -> type[ContainerGenerator]:
     return cls
 
 
-def build_image(name: str, base_image: str | None = None, progress: bool = True) -> str:
-    """Build the image of container generator ``name`` (e.g. 'scgan') and return its tag
-    ``scgenbench/<image>:<hash of the build files and the base image's id>``. ``base_image`` (build
-    arg BASE_IMAGE, passed as its id so the build uses exactly the hashed image) defaults to
-    $BENCH_BASE_IMAGE, else python:3.11-slim."""
+def build_image(name: str, base_image: str | None = None, progress: bool = True, variant: str = "cpu") -> str:
+    """Build the ``variant`` image of container generator ``name`` (e.g. 'scgan') and return its tag
+    ``scgenbench/<image>:<variant>-<hash of the build files, build args and the base image's id>``.
+    ``base_image`` (build arg BASE_IMAGE, passed as its id so the build uses exactly the hashed
+    image) defaults to :func:`default_base_image`."""
     cls = _image_class(name)
+    if variant not in cls.image_variants:
+        raise UserError(
+            f"generator '{name}' has no {variant!r} image", f"use one of {', '.join(cls.image_variants)}"
+        )
     client = docker_client()
     if client is None:
         raise UserError("no Docker engine answers", "start Docker (e.g. `sudo systemctl start docker`)")
-    base = base_image or default_base_image()
+    base = base_image or default_base_image(variant)
     base_id = base_image_id(client, base)
-    tag = cls.image_tag(base_id)
+    tag = cls.image_tag(base_id, variant)
     if progress:
         print(f"building {tag} (BASE_IMAGE={base}, {base_id[:19]}) from {cls.build_context}", flush=True)
     lines: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
@@ -147,11 +164,12 @@ def build_image(name: str, base_image: str | None = None, progress: bool = True)
         fileobj=_context_tar(Path(cls.build_context), cls.build_files),
         custom_context=True,
         tag=tag,
-        buildargs={"BASE_IMAGE": base_id},
+        buildargs={"BASE_IMAGE": base_id, **cls.build_args(variant)},
         labels={
             "org.scgenbench.base_image": base,
             "org.scgenbench.base_image_id": base_id,
             "org.scgenbench.context": tag.rsplit(":", 1)[1],
+            "org.scgenbench.variant": variant,
         },
         rm=True,
         forcerm=True,
@@ -169,18 +187,27 @@ def build_image(name: str, base_image: str | None = None, progress: bool = True)
     return tag
 
 
-def ensure_image(cls: type[ContainerGenerator], client, progress: bool = True) -> str:
-    """The image tag for ``cls`` on the current base image ($BENCH_BASE_IMAGE), built first (with
-    progress) when it is not there."""
+def ensure_image(cls: type[ContainerGenerator], client, progress: bool = True, variant: str = "cpu") -> str:
+    """The tag of ``cls``'s ``variant`` image on the current base image (:func:`default_base_image`),
+    built first (with progress) when it is not there."""
     import docker
 
-    base = default_base_image()
-    tag = cls.image_tag(base_image_id(client, base))
+    base = default_base_image(variant)
+    tag = cls.image_tag(base_image_id(client, base), variant)
     try:
         client.images.get(tag)
     except docker.errors.ImageNotFound:
-        build_image(cls.image_name, base_image=base, progress=progress)
+        build_image(cls.image_name, base_image=base, progress=progress, variant=variant)
     return tag
+
+
+def _user_error(work: Path) -> tuple[str, str] | None:
+    """(message, fix) from the entry point's user_error.json, if it wrote one."""
+    try:
+        data = json.loads((work / USER_ERROR_FILE).read_text())
+        return str(data["message"]), str(data.get("fix") or "see the log")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 # -- runners --------------------------------------------------------------------------------------
@@ -505,6 +532,9 @@ class ContainerGenerator(Generator):
     from ``resources`` (or the Slurm allocation) for one run."""
 
     image_name: ClassVar[str] = ""
+    # the image variants its Dockerfile builds (build arg VARIANT when more than one): a run on
+    # device 'cuda' uses "gpu" where there is one
+    image_variants: ClassVar[tuple[str, ...]] = ("cpu",)
     build_context: ClassVar[Path | None] = None
     build_files: ClassVar[tuple[str, ...]] = ()
     entry_point: ClassVar[str] = "entry.py"
@@ -531,12 +561,25 @@ class ContainerGenerator(Generator):
         self._device = "cpu"
         self._fitted = False
         self._model_src: Path | None = None  # a saved model dir (load), copied into the work dir on use
+        self._image: str | None = None  # the image tag the docker backend ran
 
     # -- hooks -------------------------------------------------------------------------------
     @classmethod
-    def image_tag(cls, base_id: str) -> str:
-        """``scgenbench/<image_name>:<hash of the build files and the base image's id>``."""
-        return f"{IMAGE_PREFIX}/{cls.image_name}:{context_hash(Path(cls.build_context), cls.build_files, base_id)}"
+    def build_args(cls, variant: str = "cpu") -> dict[str, str]:
+        """Build arguments besides BASE_IMAGE: VARIANT for an image with several variants."""
+        return {"VARIANT": variant} if len(cls.image_variants) > 1 else {}
+
+    @classmethod
+    def image_tag(cls, base_id: str, variant: str = "cpu") -> str:
+        """``scgenbench/<image_name>:<variant>-<hash of the build files, build args and the base
+        image's id>``."""
+        h = context_hash(Path(cls.build_context), cls.build_files, base_id, cls.build_args(variant))
+        return f"{IMAGE_PREFIX}/{cls.image_name}:{variant}-{h}"
+
+    @classmethod
+    def image_variant(cls, device: str) -> str:
+        """The image variant a run on ``device`` uses: "gpu" on CUDA where the model has one."""
+        return "gpu" if str(device).startswith("cuda") and "gpu" in cls.image_variants else "cpu"
 
     @classmethod
     def sandbox_policy(cls) -> Sandbox:
@@ -579,22 +622,30 @@ class ContainerGenerator(Generator):
         if self._backend is None:
             self._backend = select_backend(self.params.get("backend", "auto"), self.process_requires)
         what = f"{self.name} {self._backend}"
-        if self._backend == "docker":
-            client = docker_client()
-            if client is None:
-                raise UserError("no Docker engine answers", "start Docker, or use backend 'process'")
-            image = ensure_image(type(self), client, progress=True)
-            run_docker(
-                image, command, work, device=self._device, timeout_s=self._timeout_s, progress=progress,
-                limits=self.limits(), sandbox=self.sandbox_policy(), inputs=self.command_inputs.get(command, ()),
-                client=client, what=what,
-            )  # fmt: skip
-        else:
-            script = Path(self.build_context) / self.entry_point
-            run_process(
-                script, command, work, device=self._device, timeout_s=self._timeout_s, progress=progress,
-                limits=self.limits(), what=what,
-            )  # fmt: skip
+        (work / USER_ERROR_FILE).unlink(missing_ok=True)
+        try:
+            if self._backend == "docker":
+                client = docker_client()
+                if client is None:
+                    raise UserError("no Docker engine answers", "start Docker, or use backend 'process'")
+                self._image = ensure_image(type(self), client, progress=True,
+                                           variant=self.image_variant(self._device))  # fmt: skip
+                run_docker(
+                    self._image, command, work, device=self._device, timeout_s=self._timeout_s,
+                    progress=progress, limits=self.limits(), sandbox=self.sandbox_policy(),
+                    inputs=self.command_inputs.get(command, ()), client=client, what=what,
+                )  # fmt: skip
+            else:
+                script = Path(self.build_context) / self.entry_point
+                run_process(
+                    script, command, work, device=self._device, timeout_s=self._timeout_s, progress=progress,
+                    limits=self.limits(), what=what,
+                )  # fmt: skip
+        except TaskFailed:
+            mistake = _user_error(work)
+            if mistake is not None:  # the entry point said why (exit 2): the user's one-line error
+                raise UserError(f"{self.name}: {mistake[0]}", mistake[1]) from None
+            raise
 
     def _need_fitted(self) -> Path:
         work = self._work()
@@ -636,6 +687,8 @@ class ContainerGenerator(Generator):
         keys = ("train_seconds", "steps", "cells_seen", "history")
         extra = {k: v for k, v in record.items() if k not in keys}
         extra["backend"] = self._backend
+        if self._image is not None:
+            extra["image"] = self._image
         return FitResult(
             train_seconds=float(record["train_seconds"]),
             steps=record.get("steps"),

@@ -172,12 +172,12 @@ def test_graphed_epochs_train_like_eager_epochs(variant):
     for _ in range(3):
         le, lg = eager.run_epoch(X, y), graphed.run_epoch(X, y)
         for k in le:
-            assert lg[k] == pytest.approx(le[k], rel=1e-4, abs=1e-3), k
+            assert lg[k] == pytest.approx(le[k], rel=1e-3, abs=1e-3), k
     full = n // 32
     assert graphed.graphed_steps == 3 * full - GRAPH_WARMUP_STEPS and eager.graphed_steps == 0
     assert graphed.intro_steps == eager.intro_steps == 3 * (full + 1)
     du_e, du_g = _update(eager, start), _update(graphed, start)
-    assert float((du_e - du_g).norm() / du_e.norm()) < 1e-4
+    assert float((du_e - du_g).norm() / du_e.norm()) < 1e-3  # capturable Adam: bias correction in fp32
 
 
 @cuda

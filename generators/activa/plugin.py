@@ -300,7 +300,7 @@ class ActivaGenerator(Generator):
                 "tf32": trainer.tf32,
                 "cuda_graph": trainer.cuda_graph,
                 "graphed_steps": trainer.graphed_steps,
-                "data_on_device": X.device == self.device,
+                "data_on_device": X.device == trainer.device,
                 "actinn_train_accuracy": acc,
                 "classifier_steps": trainer.cf_steps,
                 "vae_steps": trainer.vae_steps,

@@ -201,6 +201,8 @@ class ActivaTrainer:
         self.cfg = cfg
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
+        if cuda and self.device.index is None:  # "cuda" -> "cuda:N", as tensors report their device
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self.bf16 = bool(cfg.bf16 and cuda)  # autocast in effect (CPU trains in fp32)
         self.tf32 = bool(cfg.tf32 and cuda and not self.bf16)
         self.cuda_graph = bool(cfg.cuda_graph and cuda)

@@ -288,8 +288,8 @@ class ScGANModel(tf.Module):
         self.rng = tf.random.Generator.from_seed(seed + 1)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         jit = bool(self.p.get("xla", True))
-        self._critic_fn = tf.function(self.critic_update, jit_compile=jit)
-        self._gen_fn = tf.function(self.generator_update, jit_compile=jit)
+        self._critic_fn = XlaFunction(self.critic_update, jit, "critic update")
+        self._gen_fn = XlaFunction(self.generator_update, jit, "generator update")
         self._generate = tf.function(self._generate_impl)
 
     def _labels(self, labels):
@@ -359,15 +359,85 @@ def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def configure_device(device: str) -> str:
+USER_ERROR_FILE = "user_error.json"  # a mistake the user can fix: the harness reports it (exit 2)
+USER_ERROR_EXIT = 2
+
+
+class UserMistake(Exception):
+    """A run the user asked for that cannot be done here (e.g. ``cuda`` where TensorFlow sees no
+    GPU): ``main`` writes ``user_error.json`` ({"message", "fix"}) and exits 2; the harness turns it
+    into its one-line UserError."""
+
+    def __init__(self, message: str, fix: str):
+        super().__init__(message)
+        self.message, self.fix = message, fix
+
+
+def configure_device(device: str) -> dict[str, Any]:
+    """Make TensorFlow use what the task asked for and return what it uses: ``device`` ("cuda" or
+    "cpu"), the GPUs' names, whether this TensorFlow is built with CUDA. On ``cuda``: every visible
+    GPU (the harness passes only the task's) with memory growth on; no GPU is a UserMistake, never a
+    silent CPU run. On ``cpu``: GPUs hidden from TensorFlow."""
     gpus = tf.config.list_physical_devices("GPU")
-    if device == "cuda" and gpus:
-        return f"GPU ({len(gpus)})"
+    info: dict[str, Any] = {
+        "device": "cpu",
+        "gpus": [],
+        "tensorflow_cuda": bool(tf.test.is_built_with_cuda()),
+    }
     if device == "cuda":
-        _log("warning: device 'cuda' requested but TensorFlow sees no GPU; training on the CPU")
+        if not gpus:
+            built = "is built with CUDA" if info["tensorflow_cuda"] else "is a CPU-only build"
+            raise UserMistake(
+                f"device 'cuda' was asked for but TensorFlow {tf.__version__} in this image sees no GPU "
+                f"(it {built}; CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')})",
+                "run on a machine with an NVIDIA GPU and the NVIDIA container toolkit (the GPU image "
+                "variant is built for --device cuda), or use --device cpu",
+            )
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)  # share the GPU; allocate as needed
+        info["device"] = "cuda"
+        info["gpus"] = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
+        return info
     if gpus:
         tf.config.set_visible_devices([], "GPU")
-    return "CPU"
+    return info
+
+
+# errors with which XLA refuses to compile a function (missing kernels, ptxas/libdevice on a GPU)
+_XLA_ERRORS = (
+    tf.errors.InvalidArgumentError,
+    tf.errors.UnimplementedError,
+    tf.errors.InternalError,
+    tf.errors.UnknownError,
+    tf.errors.NotFoundError,
+)
+
+
+class XlaFunction:
+    """``tf.function(fn, jit_compile=jit)``; when the first call cannot be compiled by XLA, a
+    warning is logged and ``fn`` runs (now and from then on) as a plain tf.function. Only the first
+    call falls back: later errors are real errors. ``fallback`` holds the reason, if any."""
+
+    def __init__(self, fn, jit: bool, what: str):
+        self.fn, self.jit, self.what = fn, bool(jit), what
+        self.compiled = tf.function(fn, jit_compile=self.jit)
+        self.fallback: str | None = None
+        self._first = True
+
+    def __call__(self, *args):
+        if not self._first:
+            return self.compiled(*args)
+        self._first = False
+        try:
+            return self.compiled(*args)
+        except _XLA_ERRORS as exc:
+            if not self.jit:
+                raise
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            _log(f"warning: XLA cannot compile the {self.what} ({reason}); continuing without XLA")
+            self.jit, self.fallback = False, reason
+            self.compiled = tf.function(self.fn, jit_compile=False)
+            return self.compiled(*args)
 
 
 def fit(
@@ -480,6 +550,9 @@ def fit(
         "classes": classes,
         "class_ratios": probs.tolist() if probs is not None else None,
         "tensorflow": tf.__version__,
+        # XLA as it ran: asked for and compiled, or fallen back (with the reason)
+        "xla": model._critic_fn.jit and model._gen_fn.jit,
+        "xla_fallback": model._critic_fn.fallback or model._gen_fn.fallback,
     }
     return model, record
 
@@ -541,7 +614,7 @@ def cmd_fit(workdir: Path) -> None:
         labels = adata.obs[label_key].astype(str).to_numpy()
     _log(
         f"scGAN fit: {adata.n_obs} cells x {adata.n_vars} genes, conditional={bool(labels is not None)}, "
-        f"device {device}, tensorflow {tf.__version__}"
+        f"device {device['device']} {device['gpus'] or ''}, tensorflow {tf.__version__}"
     )
     seed = int(spec.get("seed", 0))
     params = spec.get("params", {})
@@ -558,7 +631,7 @@ def cmd_fit(workdir: Path) -> None:
             "class_ratios": record["class_ratios"],
         },
     )
-    record["device"] = device
+    record.update(device)  # the device actually used, its GPUs, whether TensorFlow has CUDA
     (workdir / "fit.json").write_text(json.dumps(record))
     _log(f"fit done: {record['steps']} steps in {record['train_seconds']:.1f}s")
 
@@ -654,10 +727,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["fit", "generate"])
     parser.add_argument("workdir", type=Path)
     args = parser.parse_args(argv)
-    if args.command == "fit":
-        cmd_fit(args.workdir)
-    else:
-        cmd_generate(args.workdir)
+    (args.workdir / USER_ERROR_FILE).unlink(missing_ok=True)
+    try:
+        if args.command == "fit":
+            cmd_fit(args.workdir)
+        else:
+            cmd_generate(args.workdir)
+    except UserMistake as exc:
+        (args.workdir / USER_ERROR_FILE).write_text(json.dumps({"message": exc.message, "fix": exc.fix}))
+        _log(f"error: {exc.message}; {exc.fix}")
+        return USER_ERROR_EXIT
     return 0
 
 

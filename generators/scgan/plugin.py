@@ -71,11 +71,13 @@ class ScGAN(ContainerGenerator):
         "Wasserstein GAN (WGAN-GP) with library-size normalised output; TF2 port in Docker"
     )
     image_name: ClassVar[str] = "scgan"
+    image_variants: ClassVar[tuple[str, ...]] = ("cpu", "gpu")  # gpu: TensorFlow with CUDA (--device cuda)
     build_context: ClassVar[Path] = HERE
     build_files: ClassVar[tuple[str, ...]] = (
         "Dockerfile",
         "requirements.txt",
         "requirements-tf.txt",
+        "requirements-tf-gpu.txt",
         "entry.py",
     )
     entry_point: ClassVar[str] = "entry.py"
