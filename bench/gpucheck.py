@@ -88,6 +88,7 @@ class Report:
     cudnn: int | None
     python: str
     host: str
+    cpu_threads: int
     sizes: dict[str, Any]
     train: list[TrainRun] = field(default_factory=list)
     generation: dict[str, Any] = field(default_factory=dict)
@@ -217,6 +218,7 @@ def _device_info(device: torch.device) -> dict[str, Any]:
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "python": platform.python_version(),
         "host": platform.node(),
+        "cpu_threads": torch.get_num_threads(),
     }
 
 
@@ -385,6 +387,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mmd-cells", type=int, help="MMD cells per side (default 70,000 on CUDA, 5,000 on CPU)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="CPU threads of PyTorch (default: its own choice)")
     return p
 
 
@@ -401,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("error: PyTorch sees no CUDA GPU; run on a GPU machine or pass --device cpu", file=sys.stderr)
         return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
     base = SIZES[device.type]
     sizes = Sizes(
         cells=args.cells or base.cells,
