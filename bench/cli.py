@@ -156,7 +156,7 @@ def cmd_list(args) -> int:
                 sets = getattr(cls, "profiles", {}).get(profile, {})
                 table.add_row(name, str(meta.get("conditional", "?")), str(meta.get("output_scale", "?")),
                               "yes" if meta.get("needs_gpu") else "no", meta.get("sandbox", "in-process"),
-                              meta.get("description") or meta.get("paper") or repr(cls),
+                              " / ".join(t for t in (meta.get("description"), meta.get("paper")) if t) or repr(cls),
                               _values(sets))  # fmt: skip
         elif kind == "metrics":
             for col in ("name", "kind", "values (direction)", "description", f"options ({profile})"):

@@ -12,6 +12,8 @@ from bench.metrics._mmd import mmd
 from bench.metrics._utils import check_same_genes
 from bench.metrics.base import Metric, MetricOutput
 
+from bench.options import INTEGER_1, INTEGER_2
+
 PER_TYPE_METRICS = ("mmd", "energy", "auc")
 
 
@@ -167,6 +169,8 @@ PER_TYPE = Metric(
         "n_jobs": None,
         "max_cells": 2000,
     },  # fmt: skip
+    choices={"metrics": PER_TYPE_METRICS},
+    bounds={"min_cells": INTEGER_2, "n_trees": INTEGER_1, "folds": INTEGER_2, "max_cells": INTEGER_2},
     profiles={"quick": {"n_trees": 100}},
     table="per type",
 )

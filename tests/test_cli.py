@@ -127,7 +127,10 @@ def test_real_is_described_the_same_way_everywhere(capsys):
     for doc in ("README.md", "docs/metrics.md", "docs/report.md"):
         assert canon in _flat((ROOT / doc).read_text()), doc
     assert main(["list", "generators"]) == 0
-    assert _cells(capsys.readouterr().out, "real", "description") == RealControl.description
+    assert (
+        _cells(capsys.readouterr().out, "real", "description")
+        == f"{RealControl.description} / {RealControl.paper}"
+    )
     for doc in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]:
         text = _flat(doc.read_text())
         assert "held-out real training" not in text and "held-out-free" not in text, doc
