@@ -13,6 +13,9 @@ from bench.metrics._utils import check_same_genes
 from bench.metrics.base import Metric, MetricOutput
 
 PER_TYPE_METRICS = ("mmd", "energy", "auc")
+# per-type values ranked by their distance to a target (a classifier AUC's ideal is 0.5); the others
+# are lower-is-better
+TARGETS = {"auc": 0.5}
 
 
 @dataclass
@@ -30,9 +33,14 @@ class PerTypeResult:
         return float(np.mean(v)) if len(v) else float("nan")
 
     def worst(self, metric: str) -> float:
-        """The largest value over types (every per-type metric is lower-is-better)."""
+        """The worst type's value: the largest (MMD, energy distance), or the one farthest from its
+        target (AUC: farthest from 0.5, so a type at 0.2 is worse than one at 0.7)."""
         v = self.values[metric]
-        return float(np.max(v)) if len(v) else float("nan")
+        if not len(v):
+            return float("nan")
+        if metric in TARGETS:
+            return float(v[np.argmax(np.abs(v - TARGETS[metric]))])
+        return float(np.max(v))
 
 
 def per_type(
@@ -58,13 +66,13 @@ def per_type(
     conditional model asked for the test set's per-type counts)::
 
         M_t = M(real[labels == t], fake[fake_labels == t])      M in {mmd, energy, auc}
-        mean = 1/|T| sum_t M_t          worst = max_t M_t
+        mean = 1/|T| sum_t M_t          worst = max_t M_t    (AUC: the M_t farthest from 0.5)
 
     with M as in :func:`~bench.metrics.mmd` (unbiased MMD^2, bandwidths from the real cells of
     type t), :func:`~bench.metrics.energy_distance` and :func:`~bench.metrics.auc` (random forest,
     ``folds``-fold CV). A generator that produces the right cells under the wrong label, or that
     gets the abundant types right and the rare ones wrong, scores well on the pooled metrics and
-    badly here. All lower is better (AUC: 0.5 is ideal).
+    badly here. MMD and energy: lower is better; AUC: 0.5 is ideal (ranked by |AUC - 0.5|).
 
     Parameters
     ----------
@@ -153,7 +161,12 @@ def _score_per_type(
 PER_TYPE = Metric(
     name="per_type",
     func=_score_per_type,
-    directions={f"{m}_type_{s}": "lower" for m in PER_TYPE_METRICS for s in ("mean", "worst")},
+    directions={
+        f"{m}_type_{s}": "target" if m in TARGETS else "lower"
+        for m in PER_TYPE_METRICS
+        for s in ("mean", "worst")
+    },
+    targets={f"{m}_type_{s}": t for m, t in TARGETS.items() for s in ("mean", "worst")},
     description="MMD, energy distance and RF AUC within each cell type (generated for t vs real test t, "
     "50 PCs): mean over types and worst type",
     reference="per-type form of the paper's MMD/AUC (sections 5.2-5.3) and the energy distance",
@@ -172,4 +185,4 @@ PER_TYPE = Metric(
 )
 
 
-__all__ = ["PER_TYPE_METRICS", "PerTypeResult", "per_type"]
+__all__ = ["PER_TYPE_METRICS", "TARGETS", "PerTypeResult", "per_type"]

@@ -16,6 +16,7 @@ from bench.metrics import (
     PER_TYPE,
     PRDC,
     SINKHORN,
+    PerTypeResult,
     auc,
     concordance,
     de_recovery,
@@ -30,6 +31,7 @@ from bench.metrics import (
     sinkhorn_w2,
     zero_fractions,
 )
+from bench.metrics.base import arrow, badness
 from scipy.spatial.distance import cdist
 from sklearn.neighbors import NearestNeighbors
 
@@ -227,6 +229,18 @@ def test_per_type_equals_the_metrics_on_each_subset():
         assert res.mean(m) == pytest.approx(res.values[m].mean())
 
 
+def test_per_type_worst_auc_is_the_type_farthest_from_one_half():
+    res = PerTypeResult(
+        types=["a", "b", "c"],
+        values={"auc": np.array([0.6, 0.2, 0.75]), "mmd": np.array([0.1, 0.3, 0.2])},
+        n_cells=np.array([20, 20, 20]),
+    )
+    assert res.worst("auc") == 0.2  # |0.2 - 0.5| = 0.3 > |0.75 - 0.5|: below 0.5 is as bad as above
+    assert res.worst("mmd") == 0.3 and res.mean("auc") == pytest.approx(1.55 / 3)
+    assert PER_TYPE.direction_of("auc_type_worst") == "target" and PER_TYPE.target_of("auc_type_mean") == 0.5
+    assert PER_TYPE.direction_of("mmd_type_worst") == "lower"
+
+
 def test_per_type_sees_right_cells_under_wrong_labels():
     real, rl = typed([80, 80], [0.0, 4.0], seed=1)
     fake, fl = typed([80, 80], [0.0, 4.0], seed=2)
@@ -389,10 +403,9 @@ def test_adapters_order_real_above_shuffled(ctx):
         for name, direction in metric.directions.items():
             assert np.isfinite(a.values[name]) and np.isfinite(b.values[name]), (metric.name, name)
             if metric.is_scaled(name):
-                better = (
-                    a.values[name] < b.values[name]
-                    if direction == "lower"
-                    else a.values[name] > b.values[name]
+                target = metric.target_of(name)  # AUC: ranked by |AUC - 0.5|
+                better = badness(a.values[name], direction, target) < badness(
+                    b.values[name], direction, target
                 )
                 assert better, (metric.name, name, a.values[name], b.values[name])
     # memorisation: the `real` control returns training cells, the copying extreme; test cells pass
@@ -431,4 +444,6 @@ def test_bench_list_metrics_shows_the_suite_with_directions(capsys):
     for metric in SUITE:
         assert metric.name in out
         for value, direction in metric.directions.items():
-            assert f"{value} {'↓' if direction == 'lower' else '↑'}" in out, value
+            assert f"{value} {arrow(direction, metric.target_of(value))}" in out, value
+    # a target direction is shown as such, not as higher- or lower-is-better
+    assert "auc (→0.5)" in out and "auc_type_mean (→0.5)" in out and "auc_type_worst (→0.5)" in out
