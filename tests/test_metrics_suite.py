@@ -419,6 +419,18 @@ def test_adapters_order_real_above_shuffled(ctx):
     assert {"generated_distances", "test_distances", "threshold"} <= set(mem.artifacts)
 
 
+def test_memorisation_flags_a_generator_returning_jittered_training_cells(ctx):
+    """Training cells with every expression value jittered by a few percent (through the whole
+    evaluation transform: library size, log1p, PCA) are flagged; the shuffled control is not."""
+    copies = as_generated(ctx.train, 120, seed=3)
+    X = copies.X.toarray()
+    copies.X = sp.csr_matrix(X * np.random.default_rng(0).uniform(0.97, 1.03, size=X.shape))
+    mem = MEMORISATION.func(ctx, copies, seed=0)
+    assert mem.values["memorisation_ratio"] < 0.2 and mem.values["memorisation_share"] > 0.9
+    fresh = MEMORISATION.func(ctx, shuffled_like(ctx.train), seed=0)
+    assert fresh.values["memorisation_ratio"] > 0.9 and fresh.values["memorisation_share"] < 0.05
+
+
 def test_per_type_adapters_keep_per_type_values(ctx):
     gen = as_generated(ctx.train, 120)
     out = PER_TYPE.func(ctx, gen, seed=0, n_trees=20, n_jobs=1)
