@@ -227,6 +227,20 @@ def test_per_type_equals_the_metrics_on_each_subset():
         assert res.mean(m) == pytest.approx(res.values[m].mean())
 
 
+def test_per_type_auc_is_judged_by_its_distance_to_one_half():
+    from bench.metrics._per_type import PER_TYPE, PerTypeResult
+
+    # type b's AUC of 0.2 is further from the ideal 0.5 than a's 0.62: b is the worst type (the
+    # largest AUC, 0.62, would be lower-is-better's choice)
+    res = PerTypeResult(types=["a", "b", "c"], values={"auc": np.array([0.62, 0.2, 0.5]),
+                                                       "mmd": np.array([0.1, 0.3, 0.2])},
+                        n_cells=np.array([20, 20, 20]))  # fmt: skip
+    assert res.worst("auc") == 0.2 and res.worst("mmd") == 0.3
+    for value in ("auc_type_mean", "auc_type_worst"):
+        assert PER_TYPE.direction_of(value) == "target" and PER_TYPE.target_of(value) == 0.5
+    assert PER_TYPE.direction_of("mmd_type_worst") == "lower"
+
+
 def test_per_type_sees_right_cells_under_wrong_labels():
     real, rl = typed([80, 80], [0.0, 4.0], seed=1)
     fake, fl = typed([80, 80], [0.0, 4.0], seed=2)
