@@ -30,6 +30,7 @@ from bench.metrics import (
     sinkhorn_w2,
     zero_fractions,
 )
+from bench.metrics.base import badness
 from scipy.spatial.distance import cdist
 from sklearn.neighbors import NearestNeighbors
 
@@ -403,10 +404,9 @@ def test_adapters_order_real_above_shuffled(ctx):
         for name, direction in metric.directions.items():
             assert np.isfinite(a.values[name]) and np.isfinite(b.values[name]), (metric.name, name)
             if metric.is_scaled(name):
-                better = (
-                    a.values[name] < b.values[name]
-                    if direction == "lower"
-                    else a.values[name] > b.values[name]
+                target = metric.target_of(name)  # AUC: judged by |AUC - 0.5|
+                better = badness(a.values[name], direction, target) < badness(
+                    b.values[name], direction, target
                 )
                 assert better, (metric.name, name, a.values[name], b.values[name])
     # memorisation: the `real` control returns training cells, the copying extreme; test cells pass
