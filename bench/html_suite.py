@@ -11,7 +11,6 @@ import pandas as pd
 
 from bench import html as bhtml
 from bench import report as rpt
-from bench.metrics._per_type import TARGETS as PER_TYPE_TARGETS
 
 SECTIONS = {
     "prdc": "Fidelity and coverage: k-NN precision, recall, density, coverage",
@@ -126,12 +125,11 @@ def fig_per_type(run, keys: dict[str, str], dataset: str):
     fig, axes = _grid(len(panels), 3, 0.55 * len(types) + 2.6, 0.42 * len(models) + 2.4, layout="constrained")
     for ax, (value, label) in zip(axes, panels, strict=False):
         models, types, mat = per_type_matrix(run, keys, value)
-        target = PER_TYPE_TARGETS.get(value)
-        # a target value (AUC) is coloured by its distance to the target: 0.3 as bad as 0.7
-        shade = mat if target is None else np.abs(mat - target)
-        im = ax.imshow(np.ma.masked_invalid(shade), cmap="viridis_r" if target is None else "magma_r",
-                       aspect="auto", vmin=0.0 if target is not None else None,
-                       vmax=0.5 if target is not None else None)  # fmt: skip
+        # AUC is coloured by its distance to 0.5 (0.3 as bad as 0.7); the cells show the AUC itself
+        shade = np.abs(mat - 0.5) if value == "auc" else mat
+        masked = np.ma.masked_invalid(shade)
+        im = ax.imshow(masked, cmap="viridis_r" if value != "auc" else "magma_r", aspect="auto",
+                       vmin=0.0 if value == "auc" else None, vmax=0.5 if value == "auc" else None)  # fmt: skip
         for i in range(mat.shape[0]):
             for j in range(mat.shape[1]):
                 if np.isfinite(mat[i, j]):
@@ -147,7 +145,7 @@ def fig_per_type(run, keys: dict[str, str], dataset: str):
                     )
         ax.set_xticks(range(len(types)), types, rotation=60, ha="right", fontsize=7)
         ax.set_yticks(range(len(models)), [bhtml._model_label(m) for m in models], fontsize=8)
-        ax.set_title(f"{label} (lower is better)" if target is None else f"{label}; colour |AUC − {target:g}|",
+        ax.set_title(f"{label} (colour: |AUC − 0.5|)" if value == "auc" else f"{label} (lower is better)",
                      fontsize=9)  # fmt: skip
         fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
     seeds = sorted({run.seed_of(k) for k in keys.values()})
@@ -236,8 +234,7 @@ def captions(seed: int | None) -> dict[str, str]:
         "construction." + s,
         "per_type": "MMD, energy distance and random-forest AUC between the cells a conditional model "
         "generated for a type and the real test cells of that type (blank: fewer than 10 cells on a "
-        "side; the AUC cells are coloured by their distance to the ideal 0.5). A model that mixes types "
-        "up scores well on the pooled metrics and badly here." + s,
+        "side). A model that mixes types up scores well on the pooled metrics and badly here." + s,
         "de_recovery": "Each point is one of a type's top 20 DE genes in the real test cells (Welch t, type "
         "vs rest): its log2 fold change in the real cells against the generated cells of that type. On "
         "the red line the generator reproduces the effect size; r is the mean over types of the "

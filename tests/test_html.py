@@ -24,7 +24,7 @@ from bench import report as rpt
 from bench.store import Store
 from bench.tasks import DataSpec, TaskRecord, TaskSpec
 
-FIGURE_SECTIONS = ("umap", "markers", "roc", "correlation", "augmentation", "timing", "tradeoff",
+FIGURE_SECTIONS = ("umap", "markers", "roc", "correlation", "augmentation", "timing", "tradeoff", "convergence",
                    "prdc", "memorisation", "per_type", "de_recovery")  # fmt: skip
 IMG_RE = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
@@ -141,6 +141,11 @@ def fill_store(
         if with_embedding:
             arts.update(_embedding_artifacts(rng, conditional=model == "nb"))
         arts.update(_suite_artifacts(rng, model))
+        if model == "nb":  # snapshots of an iterative model (bench.convergence)
+            arts.update({"convergence/step": np.array([10.0, 20.0, 40.0, 80.0]),
+                         "convergence/train_seconds": np.array([1.0, 2.0, 4.0, 8.0]) * (seed + 1),
+                         "convergence/mmd": np.array([0.4, 0.2, 0.1, 0.09]),
+                         "convergence/auc": np.array([1.0, 0.9, 0.8, 0.78])})  # fmt: skip
         rec = TaskRecord(
             key=spec.key,
             status="done",
@@ -430,7 +435,9 @@ def test_report_from_a_real_run(tmp_path):
         emb = store.values().query("metric == 'embedding_cells'")
         assert len(emb) == 6
     assert_sections(page, datasets)
-    assert len(decode_images(page)) == len(FIGURE_SECTIONS) * len(datasets)
+    # nb is not trained iteratively: no training snapshots, a note instead of the convergence figure
+    assert len(decode_images(page)) == (len(FIGURE_SECTIONS) - 1) * len(datasets)
+    assert "no training snapshots" in page
     assert_self_contained(page)
     exe = _chromium()
     if exe is not None:

@@ -16,7 +16,6 @@ from bench.metrics import (
     PER_TYPE,
     PRDC,
     SINKHORN,
-    PerTypeResult,
     auc,
     concordance,
     de_recovery,
@@ -229,15 +228,17 @@ def test_per_type_equals_the_metrics_on_each_subset():
         assert res.mean(m) == pytest.approx(res.values[m].mean())
 
 
-def test_per_type_worst_auc_is_the_type_farthest_from_one_half():
-    res = PerTypeResult(
-        types=["a", "b", "c"],
-        values={"auc": np.array([0.6, 0.2, 0.75]), "mmd": np.array([0.1, 0.3, 0.2])},
-        n_cells=np.array([20, 20, 20]),
-    )
-    assert res.worst("auc") == 0.2  # |0.2 - 0.5| = 0.3 > |0.75 - 0.5|: below 0.5 is as bad as above
-    assert res.worst("mmd") == 0.3 and res.mean("auc") == pytest.approx(1.55 / 3)
-    assert PER_TYPE.direction_of("auc_type_worst") == "target" and PER_TYPE.target_of("auc_type_mean") == 0.5
+def test_per_type_auc_is_judged_by_its_distance_to_one_half():
+    from bench.metrics._per_type import PER_TYPE, PerTypeResult
+
+    # type b's AUC of 0.2 is further from the ideal 0.5 than a's 0.62: b is the worst type (the
+    # largest AUC, 0.62, would be lower-is-better's choice)
+    res = PerTypeResult(types=["a", "b", "c"], values={"auc": np.array([0.62, 0.2, 0.5]),
+                                                       "mmd": np.array([0.1, 0.3, 0.2])},
+                        n_cells=np.array([20, 20, 20]))  # fmt: skip
+    assert res.worst("auc") == 0.2 and res.worst("mmd") == 0.3
+    for value in ("auc_type_mean", "auc_type_worst"):
+        assert PER_TYPE.direction_of(value) == "target" and PER_TYPE.target_of(value) == 0.5
     assert PER_TYPE.direction_of("mmd_type_worst") == "lower"
 
 
@@ -403,7 +404,7 @@ def test_adapters_order_real_above_shuffled(ctx):
         for name, direction in metric.directions.items():
             assert np.isfinite(a.values[name]) and np.isfinite(b.values[name]), (metric.name, name)
             if metric.is_scaled(name):
-                target = metric.target_of(name)  # AUC: ranked by |AUC - 0.5|
+                target = metric.target_of(name)  # AUC: judged by |AUC - 0.5|
                 better = badness(a.values[name], direction, target) < badness(
                     b.values[name], direction, target
                 )
