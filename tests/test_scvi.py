@@ -298,3 +298,30 @@ def test_profiles_paper_is_scvi_tools_defaults_and_quick_is_shorter():
     assert model["gene_likelihood"] == "zinb" and paper["gene_likelihood"] == "nb"  # the documented departure
     quick = ScviGenerator.params_for_profile("quick")
     assert (quick["max_epochs"], quick["n_epochs_kl_warmup"], quick["lr"]) == (120, 60, 3e-3)
+
+
+def test_the_scvi_extra_pins_the_last_release_for_python_311_and_setup_installs_it():
+    """scvi-tools 1.4.2 is the last release for Python 3.11 (1.4.3 needs 3.12): the `[scvi]` extra
+    allows it and not 1.4.3 on 3.11, newer releases on 3.12, and setup.sh installs the extra."""
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).resolve().parent.parent
+    extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["scvi"]
+
+    def allowed(version: str, python: str) -> bool:
+        reqs = [
+            r
+            for r in map(Requirement, extra)
+            if r.marker is None or r.marker.evaluate({"python_version": python})
+        ]
+        return any(r.name == "scvi-tools" and r.specifier.contains(version) for r in reqs)
+
+    assert allowed("1.4.2", "3.11") and not allowed("1.4.3", "3.11") and not allowed("1.3.3", "3.11")
+    assert allowed("1.4.3", "3.12") and allowed("1.5.0", "3.13")
+    assert allowed(scvi.__version__, f"{sys.version_info.major}.{sys.version_info.minor}")  # what runs here
+    setup = (root / "scripts" / "setup.sh").read_text()
+    assert 'pip install -e ".[dev,tf,scvi]"' in setup
