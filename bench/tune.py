@@ -49,9 +49,22 @@ def parse_grid(items: list[str] | None) -> dict[str, list[Any]] | None:
             raise UserError(
                 f"cannot read grid axis {item!r}", "write --grid NAME=V1,V2, e.g. --grid lr=1e-3,5e-3"
             )
-        grid[name.strip()] = [json.loads(v) if v.strip()[:1].isdigit() or v.strip()[:1] in "-." else v.strip()
-                              for v in values.split(",") if v.strip()]  # fmt: skip
+        grid[name.strip()] = [_grid_value(v.strip()) for v in values.split(",") if v.strip()]
     return grid
+
+
+def _grid_value(text: str) -> Any:
+    """A number where the text reads as one (``1e-3``, ``.5``, ``64``), true/false, else the text."""
+    if text in ("true", "false"):
+        return text == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:

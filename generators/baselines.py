@@ -171,6 +171,7 @@ class NegativeBinomial(Generator):
     description = "Per-cell-type negative binomial, moments fit, genes independent"
     paper = "baseline (this package)"
     parameters = {"min_dispersion": 1e-3}
+    bounds = {"min_dispersion": "(0, inf)"}
     resources = {"cpus": 1, "gpus": 0, "mem_gb": 4, "time_min": 10}
 
     def fit(self, train, ctx: FitContext) -> FitResult:

@@ -232,7 +232,7 @@ def test_lightning_chatter_is_silenced(capfd, progress):
 
 @pytest.mark.parametrize(
     "params, needle",
-    [({"mode": "sample"}, "unknown mode"), ({"gene_likelihood": "poisson"}, "gene_likelihood"),
+    [({"mode": "sample"}, "mode = .sample. is not supported"), ({"gene_likelihood": "poisson"}, "gene_likelihood"),
      ({"dispersion": "gene-batch"}, "dispersion"), ({"max_epochs": -1}, "max_epochs"), ({"train_size": 0}, "train_size"), ({"epochs": 3}, "unknown parameter"),
      ({"budget": "3 parsecs"}, "not a training budget")],
 )  # fmt: skip

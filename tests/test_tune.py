@@ -36,6 +36,9 @@ def test_validation_split_is_balanced_and_inside_the_training_cells(h5ad):
 def test_grid_parsing():
     assert parse_grid(["lr=1e-3,5e-3", "batch_size=64,128"]) == {"lr": [1e-3, 5e-3], "batch_size": [64, 128]}
     assert parse_grid(None) is None
+    # any number Python reads (a leading dot, a sign), true/false, else text: no JSON traceback
+    assert parse_grid(["lr=.5,-1e-3", "xla=true,false", "mode=prior"]) == {
+        "lr": [0.5, -1e-3], "xla": [True, False], "mode": ["prior"]}  # fmt: skip
     with pytest.raises(UserError, match="cannot read grid axis"):
         parse_grid(["lr"])
     assert grid_points({"a": [1, 2], "b": [3]}) == [{"a": 1, "b": 3}, {"a": 2, "b": 3}]

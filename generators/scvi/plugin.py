@@ -29,6 +29,7 @@ from bench.generators.baselines import label_plan
 from bench.generators.counts import training_counts
 
 from bench.errors import TaskFailed, UserError
+from bench.options import INTEGER_1, INTEGER_2
 
 MODES = ("prior", "posterior_predictive")
 LIKELIHOODS = ("nb", "zinb")
@@ -99,6 +100,12 @@ class ScviGenerator(Generator):
         "mode": "prior",  # or "posterior_predictive"
         "gen_chunk": 10_000,  # cells decoded per forward pass
     }
+    choices = {"gene_likelihood": LIKELIHOODS, "dispersion": DISPERSIONS, "mode": MODES}
+    bounds = {
+        "n_latent": INTEGER_1, "n_hidden": INTEGER_1, "n_layers": INTEGER_1, "dropout_rate": "[0, 1)",
+        "max_epochs": "[0, inf) integer", "n_epochs_kl_warmup": "[0, inf) integer", "batch_size": INTEGER_2,
+        "lr": "(0, inf)", "train_size": "(0, 1]", "gen_chunk": INTEGER_1,
+    }  # fmt: skip
     profiles = {
         # CPU-sized: about a minute on pbmc3k's 2,429 training cells x 2,000 genes (2 cores): 120 epochs
         # at 3x the learning rate, the KL weight at 1 for the second half (docs/models/scvi.md)
@@ -107,32 +114,15 @@ class ScviGenerator(Generator):
         # 3 CPU-minutes on 2,000 HVGs), as a budget in steps; KL warm-up over all of it, no early stopping.
         # No `bench tune` sweep has been run for scvi yet (docs/models/scvi.md)
         "standard": {"budget": "7200 steps"},
-        # the same: scVI's published settings are scvi-tools' defaults
+        # scVI's published settings are scvi-tools' defaults, at the length its heuristic chooses
         "paper": {},
     }
     resources = {"cpus": 4, "gpus": 1, "mem_gb": 16, "time_min": 120}
 
     def __init__(self, **params: Any):
-        super().__init__(**params)
-        p = self.params
-        if p["mode"] not in MODES:
-            raise UserError(f"scvi: unknown mode {p['mode']!r}", f"use one of {', '.join(MODES)}")
-        if p["gene_likelihood"] not in LIKELIHOODS:
-            raise UserError(
-                f"scvi: unknown gene_likelihood {p['gene_likelihood']!r}",
-                f"use one of {', '.join(LIKELIHOODS)}",
-            )
-        if p["dispersion"] not in DISPERSIONS:
-            raise UserError(
-                f"scvi: unknown dispersion {p['dispersion']!r}", f"use one of {', '.join(DISPERSIONS)}"
-            )
-        for key in ("max_epochs", "n_epochs_kl_warmup"):
-            if int(p[key]) < 0:
-                raise UserError(f"scvi: {key} must be >= 0", f"e.g. {key} = {self.parameters[key]}")
-        if not 0.0 < float(p["train_size"]) <= 1.0:
-            raise UserError("scvi: train_size must be in (0, 1]", "e.g. 0.9 (scvi-tools' default)")
-        self.budget = Budget.parse(p["budget"], what="scvi budget")
-        p["budget"] = None if self.budget is None else str(self.budget)
+        super().__init__(**params)  # types, choices and bounds of every parameter
+        self.budget = Budget.parse(self.params["budget"], what="scvi budget")
+        self.params["budget"] = None if self.budget is None else str(self.budget)
         self.model = None  # scvi.model.SCVI once fitted or loaded
         self._weights = np.zeros(0)
 
