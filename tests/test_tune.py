@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -65,6 +66,8 @@ def test_cli_tune_and_its_errors(h5ad, tmp_path, capsys):
             "--out", str(tmp_path / "t")]  # fmt: skip
     assert main([*args, "--grid", "min_dispersion=0.001"]) == 0
     assert "best by validation MMD: {'min_dispersion': 0.001}" in capsys.readouterr().out
+    assert main([*args, "--grid", "min_dispersion=0.001"]) == 0  # measured: reused, said the same way
+    assert re.search(r"\[1/1\] min_dispersion=0.001: reused \(MMD -?\d\.\d{4}\)", capsys.readouterr().out)
     assert main(args) == 2  # nb declares no grid of its own
     assert "declares no tuning grid" in capsys.readouterr().err
     assert main([*args, "--grid", "min_dispersion=0.001", "--budget", "3 steps"]) == 2
