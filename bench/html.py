@@ -43,6 +43,7 @@ SECTIONS = {
     "augmentation": "Rare-class F1 with augmentation (Fig. 7)",
     "timing": "Training and generation time (Table 1)",
     "tradeoff": "Quality against training time",
+    "convergence": "Convergence: quality during training",
 }
 
 CSS = """
@@ -557,6 +558,54 @@ def fig_tradeoff(summary: pd.DataFrame, dataset: str):
     return fig
 
 
+def convergence_curves(run: _Run, dataset: str) -> dict[str, list[dict[str, np.ndarray]]]:
+    """{model: [one dict of snapshot columns (step, train_seconds, mmd, auc, ...) per seed]} from
+    the main tasks' ``convergence/*`` artifacts (bench.convergence)."""
+    out: dict[str, list[dict[str, np.ndarray]]] = {}
+    for r in run.main_tasks(dataset).sort_values(["model", "seed"]).itertuples():
+        arts = run.artifacts(r.key, "convergence")
+        if len(arts.get("step", [])):
+            out.setdefault(r.model, []).append(arts)
+    return {m: out[m] for m in rpt._order_models(list(out))}
+
+
+def fig_convergence(run: _Run, dataset: str):
+    """MMD and AUC (50 PCs, 100 trees) of each snapshot against training time and against
+    optimizer steps, one line per model and seed: the paper's "good quality sooner" as a curve."""
+    curves = convergence_curves(run, dataset)
+    if not curves:
+        return None
+    panels = [(y, lab) for y, lab in (("mmd", "MMD (lower is better)"), ("auc", "AUC, 50 PCs (0.5 ideal)"))
+              if any(y in c for cs in curves.values() for c in cs)]  # fmt: skip
+    colours = _colours(list(curves), "Set1")
+    Figure = _figure()
+    fig = Figure(figsize=(10, 3.4 * len(panels)))
+    axes = fig.subplots(len(panels), 2, squeeze=False)
+    for row, (y, label) in enumerate(panels):
+        for col, (x, xlabel) in enumerate((("train_seconds", "training time (s, log)"),
+                                           ("step", "optimizer steps (log)"))):  # fmt: skip
+            ax = axes[row][col]
+            for model, runs in curves.items():
+                for i, c in enumerate(runs):
+                    if y not in c:
+                        continue
+                    xs = np.maximum(np.asarray(c[x], float), 1e-3)
+                    ax.plot(xs, c[y], marker="o", ms=3, lw=1.2, color=colours[model], alpha=0.85,
+                            label=_model_label(model) if i == 0 else None)  # fmt: skip
+            if y == "auc":
+                ax.axhline(0.5, ls="--", color="#d32f2f", lw=1)
+            ax.set_xscale("log")
+            ax.set_xlabel(xlabel, fontsize=9)
+            ax.set_ylabel(label, fontsize=9)
+            ax.tick_params(labelsize=8)
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{dataset}: cheap metrics at 1/8, 1/4, 1/2 and all of each model's budget (one line per seed)",
+                 fontsize=11)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
 # -- page sections -------------------------------------------------------------------------------
 def _provenance_html(runs: list[dict[str, Any]]) -> str:
     if not runs:
@@ -650,6 +699,9 @@ def _captions(dataset: str, seed: int | None) -> dict[str, str]:
         "100,000 cells (log axis when the models differ by more than 100x).",
         "tradeoff": "Each model's quality against its training time (mean ± sd over seeds); closer to "
         "the bottom-left is better (AUC: closer to 0.5).",
+        "convergence": "Cells generated part-way through training (1/8, 1/4, 1/2 and all of the budget) "
+        "scored against the real test cells with the cheap metrics (MMD; AUC of a 100-tree forest on 50 PCs); "
+        "a curve still falling at the end means the budget was too short (tables: last doubling).",
     }
 
 
@@ -699,13 +751,15 @@ def _dataset_html(run: _Run, dataset: str, summary: pd.DataFrame) -> str:
 
     for sec, fn in (("augmentation", lambda: fig_augmentation(run, dataset)),
                     ("timing", lambda: fig_timing(summary, dataset)),
-                    ("tradeoff", lambda: fig_tradeoff(summary, dataset))):  # fmt: skip
+                    ("tradeoff", lambda: fig_tradeoff(summary, dataset)),
+                    ("convergence", lambda: fig_convergence(run, dataset))):  # fmt: skip
         parts.append(f'<h3 id="{sec}-{slug}">{SECTIONS[sec]}</h3>')
         fig = fn()
         if fig is None:
             what = {"augmentation": "no augmentation experiment in this run (conditional models only)",
                     "timing": "no timing values in this run",
-                    "tradeoff": "needs train_seconds and a quality value (auc, mmd or cd)"}[sec]  # fmt: skip
+                    "tradeoff": "needs train_seconds and a quality value (auc, mmd or cd)",
+                    "convergence": "no training snapshots (only iteratively trained models report them)"}[sec]  # fmt: skip
             parts.append(_note(what))
         else:
             parts.append(_img(fig, f"{dataset} {sec}", _esc(cap[sec])))

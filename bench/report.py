@@ -167,10 +167,44 @@ def _cells(summary: pd.DataFrame, dataset: str, experiment: str) -> dict[tuple[s
     return {(r["model"], r["metric"]): r for _, r in sub.iterrows()}
 
 
+def _count(x: float) -> str:
+    """``13,680`` / ``1.23M``: a step or cell count (mean over seeds) in a table cell."""
+    if not np.isfinite(x):
+        return "n/a"
+    return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x:,.0f}"
+
+
+def training_columns(cells: dict[tuple[str, str], pd.Series], models: list[str]) -> dict[str, dict[str, str]]:
+    """{column: {model: text}}: the training budget every value was measured at (``steps``,
+    ``cells seen``: means over seeds) and whether it had converged (``last 2× ΔMMD``: the mean
+    relative MMD gain of the last doubling of the budget, bench.convergence; ``not converged`` when
+    above 10 %). Empty when no model reports them (e.g. a non-iterative model only)."""
+    from bench.convergence import NOT_CONVERGED_GAIN
+
+    def mean(model: str, value: str) -> float:
+        r = cells.get((model, value))
+        return float(r["mean"]) if r is not None and r["n"] > 0 else float("nan")
+
+    out: dict[str, dict[str, str]] = {}
+    for col, value in (("steps", "train_steps"), ("cells seen", "cells_seen")):
+        if any(np.isfinite(mean(m, value)) for m in models):
+            out[col] = {m: _count(mean(m, value)) for m in models}
+    gains = {m: mean(m, "mmd_gain_last_doubling") for m in models}
+    if any(np.isfinite(g) for g in gains.values()):
+        out["last 2× ΔMMD"] = {
+            m: "n/a"
+            if not np.isfinite(g)
+            else f"{100 * g:+.0f} %" + (" not converged" if g > NOT_CONVERGED_GAIN else "")
+            for m, g in gains.items()
+        }
+    return out
+
+
 def main_table(summary: pd.DataFrame, dataset: str, dirs: dict[str, str] | None = None,
-               notes: list[str] | None = None) -> pd.DataFrame:  # fmt: skip
+               notes: list[str] | None = None, *, training: bool = False) -> pd.DataFrame:  # fmt: skip
     """Rows models (a failed one included), columns every directional value of the main
-    experiment: 'mean ± sd', '(n/N)' when seeds are missing, 'failed'. ``attrs['best']`` holds the
+    experiment: 'mean ± sd', '(n/N)' when seeds are missing, 'failed'; with ``training`` also the
+    budget and convergence columns (:func:`training_columns`). ``attrs['best']`` holds the
     (model, column) of the best non-control model per column (ranked with the value's direction;
     a target by the distance to it); ``attrs['notes']`` the failure notes."""
     cells = _cells(summary, dataset, "main")
@@ -192,6 +226,10 @@ def main_table(summary: pd.DataFrame, dataset: str, dirs: dict[str, str] | None 
         for model in models:
             statuses = {r["status"] for (m, _), r in cells.items() if m == model}
             rows[model]["status"] = "failed" if "failed" in statuses else "n/a"
+    if training:
+        for col, texts in training_columns(cells, models).items():
+            for model in models:
+                rows[model][col] = texts[model]
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.attrs["best"] = best
     df.attrs["notes"] = list(notes or [])
@@ -300,7 +338,7 @@ def build(store, run_id: int | None = None) -> dict[str, Any]:
             g: main_table(summary, dataset, d) for g, d in groups.items() if g != "main" and scored & set(d)
         }
         out["datasets"][dataset] = {
-            "main": main_table(summary, dataset, groups.get("main", {}), notes["main"]),
+            "main": main_table(summary, dataset, groups.get("main", {}), notes["main"], training=True),
             "paper": paper_tables(summary, dataset, notes, options),
             "suite": {g: df for g, df in suite.items() if not df.empty},
             "scaled": scaling.table(scaled, dataset),
@@ -310,7 +348,8 @@ def build(store, run_id: int | None = None) -> dict[str, Any]:
 
 LEGEND = (
     "mean ± sd over seeds; (n/N): only n of N planned seeds have a value; ↓ lower, ↑ higher, (→0.5) "
-    "closest to 0.5 is better; best model in bold"
+    "closest to 0.5 is better; best model in bold; steps and cells seen: the training budget; "
+    "last 2× ΔMMD: MMD gained by the last doubling of it (over 10 %: not converged)"
 )
 
 
