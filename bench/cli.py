@@ -129,6 +129,7 @@ def cmd_list(args) -> int:
     from rich.table import Table
 
     from bench.config import PROFILES
+    from bench.metrics.base import arrow
     from bench.registry import available
 
     console = _console()
@@ -155,14 +156,15 @@ def cmd_list(args) -> int:
                 sets = getattr(cls, "profiles", {}).get(profile, {})
                 table.add_row(name, str(meta.get("conditional", "?")), str(meta.get("output_scale", "?")),
                               "yes" if meta.get("needs_gpu") else "no", meta.get("sandbox", "in-process"),
-                              meta.get("description") or meta.get("paper") or repr(cls),
+                              " / ".join(t for t in (meta.get("description"), meta.get("paper")) if t) or repr(cls),
                               _values(sets))  # fmt: skip
         elif kind == "metrics":
             for col in ("name", "kind", "values (direction)", "description", f"options ({profile})"):
                 table.add_column(col)
             for name, m in items.items():
+                targets = getattr(m, "targets", {})
                 dirs = ", ".join(
-                    f"{k} {'↓' if v == 'lower' else '↑'}" for k, v in getattr(m, "directions", {}).items()
+                    f"{k} {arrow(v, targets.get(k))}" for k, v in getattr(m, "directions", {}).items()
                 )
                 options = m.options_for(profile) if hasattr(m, "options_for") else {}
                 table.add_row(name, getattr(m, "kind", "?"), dirs, getattr(m, "description", repr(m)),

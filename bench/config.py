@@ -160,6 +160,12 @@ def build_spec(file_cfg: dict[str, Any] | None, **cli: Any) -> RunSpec:
     metric_options: dict[str, dict[str, Any]] = {}
     if isinstance(metric_cfg, dict):
         metric_options = {k: dict(v) for k, v in metric_cfg.items() if isinstance(v, dict)}
+        stray = sorted(k for k, v in metric_cfg.items() if k != "select" and not isinstance(v, dict))
+        if stray:
+            raise UserError(
+                f"[metrics] holds plain value(s) {stray}; it takes `select = [...]` and [metrics.NAME] tables",
+                'write metric options as [metrics.NAME] tables, e.g. [metrics.auc] space = "pca50"',
+            )
         cfg["metrics"] = metric_cfg.get("select")
     if isinstance(cfg.get("executor"), str):
         cfg["executor"] = {"name": cfg["executor"]}

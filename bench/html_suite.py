@@ -125,13 +125,15 @@ def fig_per_type(run, keys: dict[str, str], dataset: str):
     fig, axes = _grid(len(panels), 3, 0.55 * len(types) + 2.6, 0.42 * len(models) + 2.4, layout="constrained")
     for ax, (value, label) in zip(axes, panels, strict=False):
         models, types, mat = per_type_matrix(run, keys, value)
-        masked = np.ma.masked_invalid(mat)
+        # AUC is coloured by its distance to 0.5 (0.3 as bad as 0.7); the cells show the AUC itself
+        shade = np.abs(mat - 0.5) if value == "auc" else mat
+        masked = np.ma.masked_invalid(shade)
         im = ax.imshow(masked, cmap="viridis_r" if value != "auc" else "magma_r", aspect="auto",
-                       vmin=0.5 if value == "auc" else None, vmax=1.0 if value == "auc" else None)  # fmt: skip
+                       vmin=0.0 if value == "auc" else None, vmax=0.5 if value == "auc" else None)  # fmt: skip
         for i in range(mat.shape[0]):
             for j in range(mat.shape[1]):
                 if np.isfinite(mat[i, j]):
-                    dark = float(im.norm(mat[i, j])) > 0.5  # the reversed maps are dark at the top
+                    dark = float(im.norm(shade[i, j])) > 0.5  # the reversed maps are dark at the top
                     ax.text(
                         j,
                         i,
@@ -143,7 +145,8 @@ def fig_per_type(run, keys: dict[str, str], dataset: str):
                     )
         ax.set_xticks(range(len(types)), types, rotation=60, ha="right", fontsize=7)
         ax.set_yticks(range(len(models)), [bhtml._model_label(m) for m in models], fontsize=8)
-        ax.set_title(f"{label} (lower is better)", fontsize=9)
+        ax.set_title(f"{label} (colour: |AUC − 0.5|)" if value == "auc" else f"{label} (lower is better)",
+                     fontsize=9)  # fmt: skip
         fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
     seeds = sorted({run.seed_of(k) for k in keys.values()})
     fig.suptitle(f"{dataset}: generated cells of each type against real test cells of that type "

@@ -27,6 +27,13 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
     gens = {m: get_generator(m) for m in spec.models}
     metric_names = spec.metrics if spec.metrics is not None else list(available("metrics"))
     metrics = {n: get_metric(n) for n in metric_names}
+    for name, options in spec.metric_options.items():  # names, option names, types and ranges
+        if name not in metrics:
+            get_metric(name)  # an unknown metric: the error names the installed ones
+            raise UserError(f"options given for metric '{name}', which is not in the run",
+                            f"add it to --metrics, or remove [metrics.{name}]"
+                            + (" and --fractions" if name == "augmentation" else ""))  # fmt: skip
+        metrics[name].options_for(spec.profile, options)
     model_params: dict[str, dict[str, Any]] = {}
     for name, cls in gens.items():
         params = cls.params_for_profile(spec.profile, spec.model_params.get(name))

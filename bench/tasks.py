@@ -229,7 +229,14 @@ def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False
             monitor = ConvergenceMonitor(ctx, lambda cells, n: validate(gen_cls, cells, n),
                                          n_cells=data.test.n_obs, seed=spec.seed)  # fmt: skip
             monitor.start()
-            gen, m = fit(data.train, spec.seed, monitor, data.test.n_obs)
+            # a positive control draws from the control reserve, the training cells the evaluation's
+            # fits leave out (bench.evaluation); every other model trains on all training cells
+            train = (
+                data.train[ctx.control_reserve]
+                if getattr(gen_cls, "uses_control_reserve", False)
+                else data.train
+            )
+            gen, m = fit(train, spec.seed, monitor, data.test.n_obs)
             result = m.result if isinstance(m.result, FitResult) else FitResult()
             fit_wall = m.seconds - monitor.seconds
             fit_info: dict[str, Any] = {

@@ -49,9 +49,22 @@ def parse_grid(items: list[str] | None) -> dict[str, list[Any]] | None:
             raise UserError(
                 f"cannot read grid axis {item!r}", "write --grid NAME=V1,V2, e.g. --grid lr=1e-3,5e-3"
             )
-        grid[name.strip()] = [json.loads(v) if v.strip()[:1].isdigit() or v.strip()[:1] in "-." else v.strip()
-                              for v in values.split(",") if v.strip()]  # fmt: skip
+        grid[name.strip()] = [_grid_value(v.strip()) for v in values.split(",") if v.strip()]
     return grid
+
+
+def _grid_value(text: str) -> Any:
+    """A number where the text reads as one (``1e-3``, ``.5``, ``64``), true/false, else the text."""
+    if text in ("true", "false"):
+        return text == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -100,11 +113,12 @@ def tune(
     rows = [r for r in earlier if _point_of(r, grid) not in [_key(p) for p in grid_points(grid)]]
     points = grid_points(grid)
     for i, point in enumerate(points, 1):
+        shown = ", ".join(f"{k}={v}" for k, v in point.items())
         done = [r for r in earlier if _point_of(r, grid) == _key(point)]
         if done:  # the same point of the same sweep was measured before: reuse it, like `bench run`
             rows.append(done[0])
             if console is not None:
-                console.print(f"[{i}/{len(points)}] {_key(point)}: reused")
+                console.print(f"[{i}/{len(points)}] {shown}: reused (MMD {done[0]['mmd']:.4f})")
             continue
         overrides = {**cls.tuning_params(point)}
         if budget is not None:
@@ -126,7 +140,6 @@ def tune(
                    fit_seconds=round(m.seconds, 1))  # fmt: skip
         rows.append(row)
         if console is not None:
-            shown = ", ".join(f"{k}={v}" for k, v in point.items())
             console.print(f"[{i}/{len(points)}] {shown}: MMD {row['mmd']:.4f}, CD {row['cd']:.2f}, "
                           f"mean_corr {row['mean_corr']:.3f}, {row['fit_seconds']:.0f} s")  # fmt: skip
     table = pd.DataFrame(rows).sort_values("mmd", kind="stable").reset_index(drop=True)

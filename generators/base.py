@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from bench.errors import TaskFailed, UserError
+from bench.options import check_declared, check_value
 
 OUTPUT_SCALES = ("counts", "library-size-20000", "log1p")
 LIBRARY_SIZE = 20_000
@@ -184,7 +185,9 @@ class Generator(ABC):
     Subclasses set the class metadata and implement ``fit`` and ``generate`` (``save`` and
     ``load`` are optional: the harness never calls them in a run; ACTIVA uses them for resume).
 
-    * ``parameters``: every tunable parameter with its default; ``__init__`` rejects unknown ones.
+    * ``parameters``: every tunable parameter with its default; ``__init__`` rejects unknown ones,
+      and values whose type differs from the default's or that miss ``choices`` / ``bounds``
+      (allowed values; intervals such as ``"[1, inf) integer"``, see :mod:`bench.options`).
     * ``profiles``: parameter overrides per run profile (``quick`` for CPUs/CI, ``standard`` for
       converged results on the bundled data, ``paper`` for the published settings).
     * ``resources``: what one training task needs (used by the Slurm executor and containers).
@@ -202,6 +205,8 @@ class Generator(ABC):
     code_url: ClassVar[str] = ""
     description: ClassVar[str] = ""
     parameters: ClassVar[dict[str, Any]] = {}
+    choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    bounds: ClassVar[dict[str, str]] = {}
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}
     resources: ClassVar[dict[str, Any]] = {"cpus": 2, "gpus": 0, "mem_gb": 8, "time_min": 60}
     # `bench tune`: the grid the standard profile's settings were chosen from (axis -> values; an
@@ -217,9 +222,16 @@ class Generator(ABC):
                 f"known parameters: {', '.join(sorted(self.parameters)) or 'none'}",
             )
         self.params: dict[str, Any] = {**self.parameters, **params}
+        for key, value in self.params.items():
+            check_value(f"generator '{self.name}'", f"[models.{self.name}]", key, value, self.parameters[key],
+                        choices=self.choices.get(key), bound=self.bounds.get(key))  # fmt: skip
         self.label_key: str | None = None
         self.var_names: list[str] | None = None
         self.labels: list[str] | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        check_declared(f"generator {cls.__name__}", cls.parameters, cls.choices, cls.bounds)
 
     @classmethod
     def params_for_profile(cls, profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -55,6 +55,10 @@ class RealControl(Generator):
     """Positive control: real training cells (never test cells), drawn without replacement, or with
     replacement for a label that asks for more cells than the training set holds.
 
+    In the main experiment the runner fits it on the control reserve only (``uses_control_reserve``):
+    training cells that the evaluation's PCA and DE genes were not fit on, as new cells would be
+    (bench.evaluation).
+
     Its scores are the noise floor of every metric (Table 2's "Training Set" column): a model
     cannot be expected to be closer to the test set than other real cells are. An unconditional
     request larger than the training set is likewise drawn with replacement; a label with no
@@ -70,6 +74,7 @@ class RealControl(Generator):
     )
     paper = "ACTIVA paper, Table 2 'Training Set' control"
     resources = {"cpus": 1, "gpus": 0, "mem_gb": 4, "time_min": 10}
+    uses_control_reserve = True
 
     def fit(self, train, ctx: FitContext) -> FitResult:
         self._X = sp.csr_matrix(train.X, dtype=np.float32)
@@ -171,6 +176,7 @@ class NegativeBinomial(Generator):
     description = "Per-cell-type negative binomial, moments fit, genes independent"
     paper = "baseline (this package)"
     parameters = {"min_dispersion": 1e-3}
+    bounds = {"min_dispersion": "(0, inf)"}
     resources = {"cpus": 1, "gpus": 0, "mem_gb": 4, "time_min": 10}
 
     def fit(self, train, ctx: FitContext) -> FitResult:

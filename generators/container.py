@@ -42,6 +42,7 @@ from bench.generators.sandbox import (
     format_size,
     give_back,
     lend_workdir,
+    parse_size,
     resolve_limits,
     symlinks_in,
 )
@@ -540,6 +541,8 @@ class ContainerGenerator(Generator):
     entry_point: ClassVar[str] = "entry.py"
     process_requires: ClassVar[tuple[str, ...]] = ()
     parameters: ClassVar[dict[str, Any]] = {"backend": "auto", "mem_limit": None, "cpu_limit": None}
+    choices: ClassVar[dict[str, tuple[Any, ...]]] = {"backend": BACKENDS}
+    bounds: ClassVar[dict[str, str]] = {"cpu_limit": "(0, inf)"}
     sandbox: ClassVar[dict[str, Any]] = {}
     command_inputs: ClassVar[dict[str, tuple[str, ...]]] = {
         "fit": ("train.h5ad", "spec.json"),
@@ -554,6 +557,8 @@ class ContainerGenerator(Generator):
 
     def __init__(self, **params: Any):
         super().__init__(**params)
+        if self.params["mem_limit"] is not None:
+            parse_size(self.params["mem_limit"])  # a size docker cannot read: UserError before the run
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._work_dir: Path | None = None  # the fit's work dir (FitContext), else a temp dir
         self._timeout_s: float | None = None  # per container call, from the fit's deadline

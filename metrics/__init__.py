@@ -60,8 +60,10 @@ from bench.metrics._per_type import PER_TYPE, PER_TYPE_METRICS, PerTypeResult, p
 from bench.metrics._prdc import PRDC, PrdcResult, prdc
 from bench.metrics._sinkhorn import SINKHORN, SinkhornResult, median_distance, sinkhorn_w2
 from bench.metrics._timing import timing
-from bench.metrics._utils import check_space, equal_size
+from bench.metrics._utils import SPACES, check_space, equal_size
 from bench.metrics.base import Metric, MetricOutput
+
+from bench.options import INTEGER_1, INTEGER_2
 
 __all__ = [
     "AUC",
@@ -239,6 +241,8 @@ AUC = Metric(
     description="cross-validated AUC of a random forest separating real test from generated cells (0.5 ideal)",
     reference="ACTIVA paper section 5.2, Fig. 3; Marouf et al. 2020",
     options={"space": "genes", "n_trees": 1000, "folds": 5, "n_jobs": None, "max_cells": None},
+    choices={"space": SPACES},
+    bounds={"n_trees": INTEGER_1, "folds": INTEGER_2, "max_cells": INTEGER_2},
     # 5 x 1000 fully grown trees on all genes take ~40-60 s on 2 cores for pbmc3k; the quick
     # profile (CPU / CI) keeps the protocol with 200 trees (~8-16 s)
     profiles={"quick": {"n_trees": 200}},
@@ -259,6 +263,7 @@ MMD = Metric(
         "estimator": "unbiased",
     },  # fmt: skip
     choices={"estimator": ESTIMATORS, "dtype": ("float32", "float64")},
+    bounds={"max_cells": INTEGER_2, "block_size": INTEGER_1, "scale_factors": "(0, inf)"},
 )
 
 CD = Metric(
@@ -270,6 +275,7 @@ CD = Metric(
     # method: scanpy's DE test that picks the genes (recorded with the values in summary.json)
     options={"n_genes": 5, "method": "wilcoxon"},
     choices={"method": DE_METHODS},
+    bounds={"n_genes": INTEGER_1},
 )
 
 
@@ -299,6 +305,8 @@ AUGMENTATION = Metric(
         "space": "genes",
         "n_jobs": None,
     },
+    choices={"space": SPACES},
+    bounds={"fractions": "(0, 1]", "n_generated": INTEGER_1, "n_trees": INTEGER_1},
     profiles={"quick": {"n_trees": 200}},
     experiment="augmentation",
     # f1_real / f1_oversampled do not depend on the generator; f1_gain scales exactly as f1_augmented
@@ -321,6 +329,7 @@ TIMING = Metric(
     "peak memory increase during fit, generation time per 100K cells",
     reference="ACTIVA paper section 5.1, Table 1",
     options={"n_cells": 100_000},
+    bounds={"n_cells": INTEGER_1},
     profiles={"quick": {"n_cells": 10_000}},
     not_scaled=(
         "train_seconds",

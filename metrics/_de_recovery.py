@@ -11,6 +11,7 @@ from bench.metrics._utils import check_same_genes, pearson
 from bench.metrics.base import Metric, MetricOutput
 
 from bench.errors import TaskFailed
+from bench.options import INTEGER_1
 
 
 def de_scores(X, labels, group: str) -> tuple[np.ndarray, np.ndarray]:
@@ -169,6 +170,7 @@ DE_RECOVERY = Metric(
     requires_conditional=True,
     cells="per-label",
     options={"top_k": 20, "min_cells": 5},
+    bounds={"top_k": INTEGER_1, "min_cells": INTEGER_1},
     table="biology",
 )
 

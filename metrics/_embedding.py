@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from bench.metrics.base import Metric, MetricOutput
 
 from bench.compat import import_umap
+from bench.options import INTEGER_1, INTEGER_2
 
 # The paper's markers (Fig. 4 and section 5.3: CD79A, CD19, MS4A1 for B cells; LTB, LDHB, CCL5,
 # NKG7, GZMA for PBMC clusters 1-2; Hmgb2 for Brain Small) and the usual PBMC / E18 mouse brain
@@ -245,5 +246,11 @@ EMBEDDING = Metric(
     "log-expression, for the report's figures (no score)",
     reference="ACTIVA paper section 5.2, Fig. 4; McInnes et al. 2018",
     options={"max_cells": 5000, "n_neighbors": 15, "min_dist": 0.5, "markers": None, "max_markers": 8},
+    bounds={
+        "max_cells": "[3, inf) integer",
+        "n_neighbors": INTEGER_2,
+        "min_dist": "[0, 1]",
+        "max_markers": INTEGER_1,
+    },
     profiles={"quick": {"max_cells": 2000}},
 )

@@ -9,6 +9,8 @@ from bench.metrics._distances import as_tensors, distance_sum
 from bench.metrics._utils import check_same_genes, equal_size
 from bench.metrics.base import Metric, MetricOutput
 
+from bench.options import INTEGER_1
+
 
 @dataclass
 class EnergyResult:
@@ -76,6 +78,7 @@ ENERGY = Metric(
     description="squared energy distance, real test vs generated cells, on 50 PCs",
     reference="Székely & Rizzo 2013; scPerturb E-distance (Peidli et al. 2024)",
     options={"max_cells": 5000},
+    bounds={"max_cells": INTEGER_1},
     table="distances",
 )
 

@@ -9,6 +9,8 @@ from bench.metrics._distances import as_tensors, nearest_distances
 from bench.metrics._utils import check_same_genes, equal_size
 from bench.metrics.base import Metric, MetricOutput
 
+from bench.options import INTEGER_1
+
 
 @dataclass
 class MemorisationResult:
@@ -113,6 +115,7 @@ MEMORISATION = Metric(
     "ratio of medians, share closer than the test cells' 1st percentile",
     reference="distance to closest record (Park et al. 2018) against held-out real cells",
     options={"quantile": 0.01, "max_cells": None},
+    bounds={"quantile": "(0, 1)", "max_cells": INTEGER_1},
     table="memorisation",
     # the `real` control returns training cells: it is the copying extreme here, not the ideal
     not_scaled=("memorisation_ratio", "memorisation_share"),

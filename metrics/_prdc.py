@@ -10,6 +10,8 @@ from bench.metrics._distances import as_tensors, distance_tiles, kth_neighbour_d
 from bench.metrics._utils import check_same_genes, equal_size
 from bench.metrics.base import Metric, MetricOutput
 
+from bench.options import INTEGER_1, INTEGER_2
+
 
 @dataclass
 class PrdcResult:
@@ -116,6 +118,7 @@ PRDC = Metric(
     description="k-NN precision, recall, density, coverage (k = 5) of generated vs real test cells on 50 PCs",
     reference="Kynkäänniemi et al. 2019; Naeem et al. 2020",
     options={"k": 5, "max_cells": 5000},
+    bounds={"k": INTEGER_1, "max_cells": INTEGER_2},
     table="fidelity and coverage",
     # the shuffled control spreads cells over the product of the gene marginals, wider than the data:
     # real cells fall inside its large k-NN balls, so it is not built to fail recall

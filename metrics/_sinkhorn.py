@@ -10,6 +10,8 @@ from bench.metrics._distances import as_tensors, distance_tiles
 from bench.metrics._utils import check_same_genes, equal_size, subsample
 from bench.metrics.base import Metric, MetricOutput
 
+from bench.options import INTEGER_2
+
 
 @dataclass
 class SinkhornResult:
@@ -130,6 +132,7 @@ SINKHORN = Metric(
     description="entropic Wasserstein-2 (debiased Sinkhorn divergence, GeomLoss) on 50 PCs",
     reference="Feydy et al. 2019; Cuturi 2013",
     options={"blur_factor": 0.05, "scaling": 0.5, "max_cells": 2000},
+    bounds={"blur_factor": "(0, inf)", "scaling": "(0, 1)", "max_cells": INTEGER_2},
     table="distances",
 )
 

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bench.errors import UserError
+from bench.options import check_declared, check_value
 
 # "lower" / "higher": the better direction; "target": closest to the value's target is best (a
 # classifier AUC's ideal is 0.5, so 0.3 is as bad as 0.7): ranked and gated by |value - target|
@@ -82,8 +83,12 @@ class Metric:
     # options the run spec may set, with defaults (and quick-profile overrides)
     options: dict[str, Any] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # allowed values of options that take one of a few (e.g. the DE test: "wilcoxon", "t-test")
+    # allowed values of options that take one of a few (e.g. the DE test: "wilcoxon", "t-test"); for
+    # a list option, of each of its items
     choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    # allowed numbers of numeric options, as an interval with an optional "integer": "[1, inf) integer",
+    # "(0, 1)" (bench.options); for a list option, of each item; ``None`` always passes
+    bounds: dict[str, str] = field(default_factory=dict)
     # experiment this metric's task belongs to ("main" shares one fit; others run their own task)
     experiment: str = "main"
     # "sample" metrics: the generated cells scored ("main" or "per-label", see the module docstring)
@@ -101,17 +106,22 @@ class Metric:
                 raise ValueError(f"metric {self.name}: unknown direction {direction!r} of {value!r}")
             if direction == "target" and value not in self.targets:
                 raise ValueError(f"metric {self.name}: {value!r} has direction 'target' but no target")
+        check_declared(f"metric {self.name}", self.options, self.choices, self.bounds)
 
     def options_for(self, profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The options of a run: defaults, then the profile's, then the user's; a value outside an
-        option's ``choices`` is a UserError."""
+        """The options of a run: defaults, then the profile's, then the user's. An option the metric
+        does not have, or a value of the wrong type, outside the option's ``choices`` or outside its
+        ``bounds`` (:mod:`bench.options`), is a UserError."""
+        unknown = sorted(set(overrides or {}) - set(self.options))
+        if unknown:
+            raise UserError(
+                f"metric {self.name} has no option(s) {', '.join(unknown)}",
+                f"its options: {', '.join(self.options) or 'none'}; see `bench list metrics`",
+            )
         out = {**self.options, **self.profiles.get(profile, {}), **(overrides or {})}
-        for option, allowed in self.choices.items():
-            if option in out and out[option] not in allowed:
-                raise UserError(
-                    f"metric {self.name}: {option} = {out[option]!r} is not supported",
-                    f"use one of: {', '.join(map(str, allowed))} ([metrics.{self.name}] {option})",
-                )
+        for option, value in out.items():
+            check_value(f"metric {self.name}", f"[metrics.{self.name}]", option, value, self.options[option],
+                        choices=self.choices.get(option), bound=self.bounds.get(option))  # fmt: skip
         return out
 
     def _declared(self, value: str) -> str | None:

@@ -62,6 +62,23 @@ def _inputs(folder: Path) -> dict[str, str]:
         "unknown_param": "[models.nb]\nbogus = 1\n",
         "params_not_in_run": 'models = ["nb"]\n[model_params.activa]\nepochs = 3\n',
         "bad_executor": 'models = ["nb"]\n[executor]\nname = "kubernetes"\n',
+        # the metric suite's options and the newer models' parameters (issue 17, 16, 19)
+        "metric_option_unknown": 'models = ["nb"]\n[metrics.auc]\nbogus = 1\n',
+        "metric_option_out_of_range": 'models = ["nb"]\n[metrics.prdc]\nk = 0\n',
+        "metric_option_wrong_type": 'models = ["nb"]\n[metrics.sinkhorn]\nblur_factor = "small"\n',
+        "metric_option_not_a_choice": 'models = ["nb"]\n[metrics.per_type]\nmetrics = ["mmd", "fid"]\n',
+        "metric_option_item_out_of_range": 'models = ["nb"]\n[metrics.mmd]\nscale_factors = [0.5, -1.0]\n',
+        "metric_options_unknown_metric": 'models = ["nb"]\n[metrics.nosuch]\nk = 1\n',
+        "metric_options_not_in_run": 'models = ["nb"]\n[metrics]\nselect = ["mean_corr"]\n[metrics.prdc]\nk = 3\n',
+        "metric_plain_value": 'models = ["nb"]\n[metrics]\nauc = 3\n',
+        "scvi_out_of_range": "[models.scvi]\nn_latent = 0\n",
+        "scvi_not_a_choice": '[models.scvi]\nmode = "posterior"\n',
+        "copula_wrong_type": '[models.copula]\nzp_cutoff = "high"\n',
+        "copula_out_of_range": "[models.copula]\nmin_nonzero = 0\n",
+        "activa_wrong_type": '[models.activa]\nepochs = "ten"\n',
+        "cscgan_not_a_choice": '[models.cscgan]\ncritic_head = "mlp"\n',
+        "scgan_memory_limit": '[models.scgan]\nmem_limit = "lots"\n',
+        "scgan_layer_out_of_range": "[models.scgan]\ngen_layers = [256, 0]\n",
     }
     for name, text in configs.items():
         (folder / f"{name}.toml").write_text(text)
@@ -112,6 +129,29 @@ CASES: dict[str, list[str]] = {
         "--device",
         "cuda",
     ],  # fmt: skip
+    "--fractions without the augmentation metric": [*RUN, "nb", "--metrics", "auc", "--fractions", "0.1"],
+    "--fractions outside (0, 1]": [*RUN, "nb", "--fractions", "0.1,2"],
+    **{
+        f"config: {name.replace('_', ' ')}": ["run", "--out", "{out}", "--config", f"{{{name}}}"]
+        for name in (
+            "metric_option_unknown",
+            "metric_option_out_of_range",
+            "metric_option_wrong_type",
+            "metric_option_not_a_choice",
+            "metric_option_item_out_of_range",
+            "metric_options_unknown_metric",
+            "metric_options_not_in_run",
+            "metric_plain_value",
+            "scvi_out_of_range",
+            "scvi_not_a_choice",
+            "copula_wrong_type",
+            "copula_out_of_range",
+            "activa_wrong_type",
+            "cscgan_not_a_choice",
+            "scgan_memory_limit",
+            "scgan_layer_out_of_range",
+        )
+    },  # fmt: skip
     "report of a missing run dir": ["report", "{out}"],
     "check of a missing run dir": ["check", "{out}", "--baseline", "{in}/missing.json"],
     "info of an unknown dataset": ["datasets", "info", "nosuch"],

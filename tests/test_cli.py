@@ -73,10 +73,19 @@ def test_timeout_help_says_it_stops_in_process_training(capsys):
         "in-process training" in text  # fmt: skip
 
 
-def _cells(out: str, name: str, column: int) -> str:
-    """The text of one table column of the row ``name`` (joined over its wrapped lines)."""
+def _cells(out: str, name: str, header: str) -> str:
+    """The text of the column headed ``header`` (a prefix of its title) in the row ``name`` of a
+    `bench list` table (joined over wrapped lines)."""
     lines = out.splitlines()
     start = next(i for i, line in enumerate(lines) if re.match(rf"^│ {re.escape(name)}\s+│", line))
+    top = max(i for i, line in enumerate(lines[:start]) if line.startswith("┏"))
+    titles: list[str] = []
+    for line in lines[top + 1 : start]:
+        if not line.startswith("┃"):
+            break
+        cells = [c.strip() for c in line.split("┃")[1:-1]]
+        titles = cells if not titles else [f"{t} {c}".strip() for t, c in zip(titles, cells, strict=True)]
+    column = next(i for i, title in enumerate(titles) if title.startswith(header))
     parts = []
     for line in lines[start:]:
         cells = [c.strip() for c in line.split("│")[1:-1]]
@@ -90,14 +99,20 @@ def test_list_states_the_active_profiles_values(capsys):
     assert main(["list"]) == 0
     quick = capsys.readouterr().out
     assert "profile quick (the default): 2,000 highly variable genes" in quick
-    assert "n_trees=200" in _cells(quick, "auc", 4) and "1000" not in _cells(quick, "auc", 3)
-    assert "epochs=120" in _cells(quick, "activa", 5)
+    assert _cells(quick, "auc", "values") == "auc (→0.5)"  # AUC's ideal is 0.5, not 1
+    assert _cells(quick, "mmd", "values") == "mmd ↓" and _cells(quick, "prdc", "values").startswith(
+        "precision ↑"
+    )
+    assert "n_trees=200" in _cells(quick, "auc", "options") and "1000" not in _cells(
+        quick, "auc", "description"
+    )
+    assert "epochs=120" in _cells(quick, "activa", "quick profile sets")
     assert main(["list", "metrics", "--profile", "paper"]) == 0
     paper = capsys.readouterr().out
     assert "profile paper: all genes" in paper
-    assert "n_trees=1000" in _cells(paper, "auc", 4)
+    assert "n_trees=1000" in _cells(paper, "auc", "options")
     assert main(["list", "generators", "--profile", "paper"]) == 0
-    assert "epochs=610" in _cells(capsys.readouterr().out, "activa", 5)
+    assert "epochs=610" in _cells(capsys.readouterr().out, "activa", "paper profile sets")
 
 
 def _flat(text: str) -> str:
@@ -112,7 +127,10 @@ def test_real_is_described_the_same_way_everywhere(capsys):
     for doc in ("README.md", "docs/metrics.md", "docs/report.md"):
         assert canon in _flat((ROOT / doc).read_text()), doc
     assert main(["list", "generators"]) == 0
-    assert _cells(capsys.readouterr().out, "real", 4) == RealControl.description
+    assert (
+        _cells(capsys.readouterr().out, "real", "description")
+        == f"{RealControl.description} / {RealControl.paper}"
+    )
     for doc in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]:
         text = _flat(doc.read_text())
         assert "held-out real training" not in text and "held-out-free" not in text, doc

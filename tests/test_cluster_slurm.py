@@ -86,7 +86,7 @@ def test_grid_on_slurm_equals_local_run(workspace, require_slurm, capsys):
     out = capsys.readouterr().out
     assert "slurm: submitted array of" in out
     # not a terminal: the driver prints one plain line per finished task (task, status, s, left, ETA)
-    n_tasks = (len(models.split(",")) + 1) * 2
+    n_tasks = (len(models.split(",")) + 2) * 2  # with both controls, 2 seeds
     finished = re.findall(rf"^\[(\d+)/{n_tasks}\] \S+/seed\d/main: done in [\d.]+ s; (\d+) left, ETA \d+:\d\d:\d\d$",
                           out, flags=re.M)  # fmt: skip
     assert [(int(i), int(left)) for i, left in finished] == [(i, n_tasks - i) for i in range(1, n_tasks + 1)]

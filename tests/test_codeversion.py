@@ -50,9 +50,9 @@ def test_editing_a_plugin_stops_the_reuse(local_plugin, tmp_path, capsys):
     args = ["run", "--models", "edited_nb", "--dataset", str(data), "--label-key", "cell_type", "--metrics",
             "mean_corr", "--experiments", "main", "--out", str(tmp_path / "run")]  # fmt: skip
     assert main(args) == 0
-    assert "2 task(s): 0 reused" in capsys.readouterr().out
+    assert "3 task(s): 0 reused" in capsys.readouterr().out  # edited_nb and the two controls
     assert main(args) == 0
-    assert "2 task(s): 2 reused" in capsys.readouterr().out
+    assert "3 task(s): 3 reused" in capsys.readouterr().out
     before = code_version(module.EditedNB)
     path.write_text(PLUGIN + "    # a different model now\n    parameters = {'min_dispersion': 1e-2}\n")
     importlib.reload(module)
@@ -60,7 +60,7 @@ def test_editing_a_plugin_stops_the_reuse(local_plugin, tmp_path, capsys):
     after = code_version(module.EditedNB)
     assert after.code_hash != before.code_hash
     assert main(args) == 0
-    assert "2 task(s): 1 reused" in capsys.readouterr().out  # the `real` control's code did not change
+    assert "3 task(s): 2 reused" in capsys.readouterr().out  # the controls' code did not change
     with Store(tmp_path / "run", create=False) as store:
         runs = store.runs()
     hashes = [r["provenance"]["code"]["generators"]["edited_nb"]["code_hash"] for r in runs]

@@ -158,3 +158,44 @@ def test_budget_in_steps_is_independent_of_the_dataset_size():
     assert Budget.parse("600 epochs").steps(61588 // 128) == 288_600
     assert Budget.parse("20000 steps").steps(19) == Budget.parse("20000 steps").steps(481) == 20_000
     assert Budget.parse("30 minutes").steps(19) is None and Budget.parse("30 minutes").seconds == 1800
+
+
+class ReserveProbe(Recorder):
+    """A positive control like `real`: the runner hands it the control reserve only."""
+
+    name = "reserve_probe"
+    uses_control_reserve = True
+
+    def fit(self, train, ctx):
+        self.fit_obs = list(train.obs_names)
+        return super().fit(train, ctx)
+
+
+def test_positive_control_is_fit_on_the_control_reserve_only(prepared, tmp_path, monkeypatch):
+    """The `real` control draws from the control reserve (cells the evaluation's PCA and DE genes
+    leave out); any other model gets every training cell."""
+    from bench import registry
+    from bench.evaluation import EvalContext
+
+    fitted: dict[str, list[str]] = {}
+
+    class Probe(ReserveProbe):
+        def fit(self, train, ctx):
+            fitted[type(self).__name__] = list(train.obs_names)
+            return super().fit(train, ctx)
+
+    class Plain(Recorder):
+        def fit(self, train, ctx):
+            fitted[type(self).__name__] = list(train.obs_names)
+            return super().fit(train, ctx)
+
+    for cls in (Probe, Plain):
+        monkeypatch.setattr(registry, "get_generator", lambda name, cls=cls: cls)
+        rec = execute_task(_spec(prepared, {"mean_corr": {}}), tmp_path / cls.__name__, data=prepared)
+        assert rec.status == "done", rec.error
+    ctx = EvalContext(
+        dataset="cells", train=prepared.train, test=prepared.test, label_key="cell_type", seed=0
+    )
+    reserve = list(prepared.train.obs_names[ctx.control_reserve])
+    assert fitted["Probe"] == reserve and 0 < len(reserve) < prepared.train.n_obs
+    assert fitted["Plain"] == list(prepared.train.obs_names)

@@ -340,5 +340,8 @@ def test_both_count_models_are_registered_and_listed():
     assert get_generator("copula") is GaussianCopula and get_generator("scvi") is ScviGenerator
     out = subprocess.run([sys.executable, "-m", "bench.cli", "list", "generators"], capture_output=True,
                          text=True, check=True, env={**os.environ, "COLUMNS": "200"}).stdout  # fmt: skip
-    for needle in ("copula", "scDesign2", "scvi", "Lopez et al., scVI"):
-        assert needle in out
+    for needle in ("copula", "scDesign2", "scvi", "scVI (scvi-tools)", "max_epochs=120"):
+        assert needle in out  # names, descriptions and scvi's quick profile
+    standard = subprocess.run([sys.executable, "-m", "bench.cli", "list", "generators", "--profile", "standard"],
+                              capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "250"}).stdout  # fmt: skip
+    assert "budget=7200 steps" in standard

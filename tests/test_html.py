@@ -84,7 +84,8 @@ def _suite_artifacts(rng, model: str) -> dict[str, np.ndarray]:
         "per_type/n_cells": np.array([20, 15, 12]),
         "per_type/mmd": rng.uniform(0.0, 0.1, 3),
         "per_type/energy": rng.uniform(0.5, 3.0, 3),
-        "per_type/auc": rng.uniform(0.5, 1.0, 3),
+        # nb's types: AUC 0.3 (below the ideal 0.5), 0.7 (as far above) and 0.9; per-type values below
+        "per_type/auc": np.array([0.3, 0.7, 0.9]) if model == "nb" else rng.uniform(0.5, 1.0, 3),
         "de_recovery/types": types,
         "de_recovery/type_index": np.repeat(np.arange(3), 4),
         "de_recovery/genes": np.array([f"G{i}" for i in range(12)]),
@@ -97,7 +98,15 @@ def _suite_artifacts(rng, model: str) -> dict[str, np.ndarray]:
 SUITE = {"nb": {"precision": 0.9, "recall": 0.6, "density": 0.95, "coverage": 0.7, "memorisation_ratio": 1.0,
                 "memorisation_share": 0.0, "de_lfc_r": 0.6, "de_jaccard": 0.4},
          "real": {"precision": 0.8, "recall": 0.9, "density": 1.0, "coverage": 0.95, "memorisation_ratio": 0.0,
-                  "memorisation_share": 1.0, "de_lfc_r": 0.5, "de_jaccard": 0.5}}  # fmt: skip
+                  "memorisation_share": 1.0, "de_lfc_r": 0.5, "de_jaccard": 0.5},
+         "shuffled": {"precision": 0.1, "recall": 0.95, "density": 0.05, "coverage": 0.1, "memorisation_ratio": 1.3,
+                      "memorisation_share": 0.0, "de_lfc_r": 0.0, "de_jaccard": 0.02}}  # fmt: skip
+# per-type values (the "per type" table): nb's worst type has AUC 0.3, below the ideal 0.5 (its
+# artifacts above hold 0.3, 0.7 and 0.9: mean 0.633)
+PER_TYPE = {"nb": {"mmd_type_mean": 0.05, "mmd_type_worst": 0.09, "auc_type_mean": 0.633, "auc_type_worst": 0.3},
+            "real": {"mmd_type_mean": 0.01, "mmd_type_worst": 0.02, "auc_type_mean": 0.52, "auc_type_worst": 0.55},
+            "shuffled": {"mmd_type_mean": 0.4, "mmd_type_worst": 0.6, "auc_type_mean": 0.95,
+                         "auc_type_worst": 1.0}}  # fmt: skip
 
 REAL_CORR = np.array([[1.0, 0.8, -0.2], [0.8, 1.0, 0.1], [-0.2, 0.1, 1.0]], np.float32)
 GEN_CORR = np.array([[1.0, 0.5, 0.3], [0.5, 1.0, -0.4], [0.3, -0.4, 1.0]], np.float32)
@@ -108,6 +117,8 @@ MAIN = {
     ("nb", 1): {"auc": 0.9, "mmd": 0.03, "cd": 1.7, "train_seconds": 4.0, "generate_seconds_per_100k": 7.0},
     ("real", 0): {"auc": 0.5, "mmd": 0.001, "cd": 0.4, "train_seconds": 0.01, "generate_seconds_per_100k": 0.1},
     ("real", 1): {"auc": 0.52, "mmd": 0.002, "cd": 0.6, "train_seconds": 0.02, "generate_seconds_per_100k": 0.1},
+    ("shuffled", 0): {"auc": 1.0, "mmd": 0.1, "cd": 3.0, "train_seconds": 0.01, "generate_seconds_per_100k": 0.1},
+    ("shuffled", 1): {"auc": 1.0, "mmd": 0.1, "cd": 3.0, "train_seconds": 0.01, "generate_seconds_per_100k": 0.1},
 }  # fmt: skip
 
 
@@ -120,7 +131,7 @@ def fill_store(
             "python": "3.11", "packages": {"numpy": "1.26"}, "host": {"name": "box", "cpus": 2},
             "gpu": {"gpus": [], "cuda": None}}  # fmt: skip
     run_id = store.add_run(
-        {"models": ["nb", "real"], "datasets": ["toy"], "seeds": [0, 1], "profile": "quick"}, prov
+        {"models": ["nb", "real", "shuffled"], "datasets": ["toy"], "seeds": [0, 1], "profile": "quick"}, prov
     )
     for dataset, ((model, seed), vals) in ((d, item) for d in datasets for item in MAIN.items()):
         spec = _spec(model, seed, "main", dataset)
@@ -136,7 +147,10 @@ def fill_store(
                          "convergence/mmd": np.array([0.4, 0.2, 0.1, 0.09]),
                          "convergence/auc": np.array([1.0, 0.9, 0.8, 0.78])})  # fmt: skip
         rec = TaskRecord(
-            key=spec.key, status="done", values=[*vals.items(), *SUITE[model].items()], artifacts=arts
+            key=spec.key,
+            status="done",
+            values=[*vals.items(), *SUITE[model].items(), *PER_TYPE[model].items()],
+            artifacts=arts,
         )
         store.mark_running(spec, run_id)
         store.write_record(spec, rec, run_id)
@@ -195,7 +209,7 @@ def assert_self_contained(page: str) -> None:
 def assert_tables_match_console(page: str, store: Store) -> None:
     report = rpt.build(store)
     for tables in report["datasets"].values():
-        frames = [tables["main"], *tables["paper"].values()]
+        frames = [tables["main"], *tables["paper"].values(), *tables["suite"].values(), tables["scaled"]]
         for df in frames:
             for value in df.to_numpy().ravel():
                 assert f">{htmllib.escape(str(value))}<" in page, value
@@ -241,6 +255,26 @@ def test_tables_are_the_console_numbers(rendered):
     assert ">0.850 ± 0.071<" in page and ">0.510 ± 0.014<" in page
     # Fig. 7 table: nb augmented at 0.1 = mean(0.9, 0.95)
     assert ">0.925 ± 0.035<" in page
+    # the suite's tables: nb's worst type has AUC 0.3 (raw value shown, column marked →0.5)
+    assert "auc_type_worst (→0.5)" in page and ">0.300 ± 0.000<" in page
+    # scaled AUC (|AUC - 0.5| between real and shuffled): seed 0 (0.5 - 0.3) / 0.5 = 0.4, seed 1
+    # (0.5 - 0.4) / (0.5 - 0.02) = 0.2083 -> 0.304 ± 0.136; per-type worst: 0.3 / 0.45 = 0.667
+    assert rpt.SCALED_TITLE in page and ">0.304 ± 0.136<" in page and ">0.667 ± 0.000<" in page
+
+
+def test_per_type_heatmap_colours_auc_by_its_distance_to_one_half(filled):
+    from bench.html_suite import fig_per_type, per_type_matrix
+
+    run = bhtml._Run(filled)
+    _, keys = run.figure_tasks("toy", "per_type", "types")
+    fig = fig_per_type(run, keys, "toy")
+    auc_ax = next(ax for ax in fig.axes if ax.get_title().startswith("RF AUC"))
+    shown = np.ma.filled(auc_ax.images[0].get_array(), np.nan)
+    models, _, auc = per_type_matrix(run, keys, "auc")
+    np.testing.assert_allclose(shown, np.abs(auc - 0.5))
+    nb = shown[models.index("nb")]
+    assert nb[0] == pytest.approx(nb[1]) == pytest.approx(0.2)  # 0.3 is coloured as badly as 0.7
+    assert auc_ax.images[0].norm.vmin == 0.0 and auc_ax.images[0].norm.vmax == 0.5
 
 
 def test_provenance_and_failed_tasks(rendered):

@@ -380,7 +380,8 @@ def test_de_genes_equal_scanpy(ctx):
     import scanpy as sc
 
     genes = ctx.de_genes(n_genes=5)
-    a = ad.AnnData(X=ctx.train_log.copy(), obs=ctx.train.obs[["cell_type"]].copy())
+    rows = ctx.fit_cells  # the training cells outside the control reserve
+    a = ad.AnnData(X=ctx.train_log[rows].copy(), obs=ctx.train.obs[["cell_type"]].iloc[rows].copy())
     a.var_names = ctx.train.var_names
     sc.tl.rank_genes_groups(a, "cell_type", method="wilcoxon")
     names = a.uns["rank_genes_groups"]["names"]
@@ -391,10 +392,10 @@ def test_de_genes_equal_scanpy(ctx):
     assert genes == expected
     # the planted markers are found: type c has g(5c)..g(5c+4)
     assert set(genes[:5]) == {f"g{i}" for i in range(5)}
-    assert ("de_genes", 5, "wilcoxon") in ctx.shared
-    # a second context over the same data (the runner builds one per task) reuses it
-    other = EvalContext("toy", ctx.train, ctx.test, "cell_type", seed=1)
-    assert ("de_genes", 5, "wilcoxon") in other.shared
+    assert ("de_genes", 5, "wilcoxon", 0) in ctx.shared
+    # a second context over the same data and seed (the runner builds one per task) reuses it
+    other = EvalContext("toy", ctx.train, ctx.test, "cell_type", seed=0)
+    assert ("de_genes", 5, "wilcoxon", 0) in other.shared
     assert other.de_genes(n_genes=5) == genes
     assert EvalContext("toy", ctx.train.copy(), ctx.test, "cell_type").shared == {}
 
@@ -405,7 +406,8 @@ def test_de_test_is_an_option_t_test_equals_scanpy(ctx):
     from bench.errors import UserError
 
     genes = ctx.de_genes(n_genes=5, method="t-test")
-    a = ad.AnnData(X=ctx.train_log.copy(), obs=ctx.train.obs[["cell_type"]].copy())
+    rows = ctx.fit_cells
+    a = ad.AnnData(X=ctx.train_log[rows].copy(), obs=ctx.train.obs[["cell_type"]].iloc[rows].copy())
     a.var_names = ctx.train.var_names
     sc.tl.rank_genes_groups(a, "cell_type", method="t-test")
     names = a.uns["rank_genes_groups"]["names"]
@@ -462,3 +464,46 @@ def test_unknown_space_is_a_user_error(ctx):
 
     with pytest.raises(UserError, match="space"):
         AUC.func(ctx, generated_like(ctx.test, "counts"), seed=0, space="umap")
+
+
+def test_control_reserve_is_stratified_seeded_and_capped():
+    from bench.evaluation import control_reserve
+
+    train = np.array(["a"] * 50 + ["b"] * 30 + ["rare"] * 4)
+    test = np.array(["a"] * 6 + ["b"] * 3 + ["rare"] * 5)  # more rare test cells than half its training cells
+    m = control_reserve(train, test, seed=0)
+    assert (m[:50].sum(), m[50:80].sum(), m[80:].sum()) == (6, 3, 2)  # test's counts, capped at half
+    assert (control_reserve(train, test, seed=0) == m).all()
+    assert not (control_reserve(train, test, seed=1) == m).all()
+
+
+def test_evaluation_fits_leave_the_control_reserve_out(ctx):
+    """PCA and DE genes are fit on the training cells outside the control reserve (known answer:
+    sklearn's PCA on those cells), so reserve cells are as new to the evaluation as generated ones."""
+    from bench.metrics._correlation import top_de_genes
+    from sklearn.decomposition import PCA
+
+    keep = ~ctx.control_reserve
+    assert 0 < ctx.control_reserve.sum() < len(keep)
+    X = ctx.train_log[np.flatnonzero(keep)]
+    ref = PCA(n_components=ctx.pca.n_components_, svd_solver="arpack", random_state=ctx.seed).fit(X)
+    np.testing.assert_allclose(np.abs(ctx.pca.components_), np.abs(ref.components_), atol=1e-4)
+    sub = ad.AnnData(X=X, obs=ctx.train.obs[[ctx.label_key]].iloc[np.flatnonzero(keep)].copy())
+    sub.var_names = list(map(str, ctx.train.var_names))
+    assert ctx.de_genes(n_genes=3) == top_de_genes(sub, ctx.label_key, n_genes=3)
+
+
+def test_cells_a_pca_was_fit_on_score_worse_than_new_cells():
+    """Why the reserve exists: with many genes per cell, the cells a PCA was fit on project with
+    more variance than new cells, and their MMD to held-out cells is far above a held-out set's."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(900, 400)).astype(np.float32)  # one population, no structure
+    fit_on, held, test = X[:300], X[300:600], X[600:]
+    pca = PCA(n_components=50, svd_solver="arpack", random_state=0).fit(fit_on)
+    zi, zh, zt = pca.transform(fit_on), pca.transform(held), pca.transform(test)
+    assert zi.var(0).sum() > 1.3 * zt.var(0).sum() and zh.var(0).sum() == pytest.approx(
+        zt.var(0).sum(), rel=0.1
+    )
+    assert mmd(zi, zt, seed=0).mmd > 10 * abs(mmd(zh, zt, seed=0).mmd)

@@ -30,6 +30,7 @@ from bench.metrics import (
     sinkhorn_w2,
     zero_fractions,
 )
+from bench.metrics.base import arrow, badness
 from scipy.spatial.distance import cdist
 from sklearn.neighbors import NearestNeighbors
 
@@ -227,6 +228,20 @@ def test_per_type_equals_the_metrics_on_each_subset():
         assert res.mean(m) == pytest.approx(res.values[m].mean())
 
 
+def test_per_type_auc_is_judged_by_its_distance_to_one_half():
+    from bench.metrics._per_type import PER_TYPE, PerTypeResult
+
+    # type b's AUC of 0.2 is further from the ideal 0.5 than a's 0.62: b is the worst type (the
+    # largest AUC, 0.62, would be lower-is-better's choice)
+    res = PerTypeResult(types=["a", "b", "c"], values={"auc": np.array([0.62, 0.2, 0.5]),
+                                                       "mmd": np.array([0.1, 0.3, 0.2])},
+                        n_cells=np.array([20, 20, 20]))  # fmt: skip
+    assert res.worst("auc") == 0.2 and res.worst("mmd") == 0.3
+    for value in ("auc_type_mean", "auc_type_worst"):
+        assert PER_TYPE.direction_of(value) == "target" and PER_TYPE.target_of(value) == 0.5
+    assert PER_TYPE.direction_of("mmd_type_worst") == "lower"
+
+
 def test_per_type_sees_right_cells_under_wrong_labels():
     real, rl = typed([80, 80], [0.0, 4.0], seed=1)
     fake, fl = typed([80, 80], [0.0, 4.0], seed=2)
@@ -389,10 +404,9 @@ def test_adapters_order_real_above_shuffled(ctx):
         for name, direction in metric.directions.items():
             assert np.isfinite(a.values[name]) and np.isfinite(b.values[name]), (metric.name, name)
             if metric.is_scaled(name):
-                better = (
-                    a.values[name] < b.values[name]
-                    if direction == "lower"
-                    else a.values[name] > b.values[name]
+                target = metric.target_of(name)  # AUC: judged by |AUC - 0.5|
+                better = badness(a.values[name], direction, target) < badness(
+                    b.values[name], direction, target
                 )
                 assert better, (metric.name, name, a.values[name], b.values[name])
     # memorisation: the `real` control returns training cells, the copying extreme; test cells pass
@@ -404,6 +418,18 @@ def test_adapters_order_real_above_shuffled(ctx):
     assert mem.values["memorisation_ratio"] == pytest.approx(1.0)
     assert mem.values["memorisation_share"] <= 0.02
     assert {"generated_distances", "test_distances", "threshold"} <= set(mem.artifacts)
+
+
+def test_memorisation_flags_a_generator_returning_jittered_training_cells(ctx):
+    """Training cells with every expression value jittered by a few percent (through the whole
+    evaluation transform: library size, log1p, PCA) are flagged; the shuffled control is not."""
+    copies = as_generated(ctx.train, 120, seed=3)
+    X = copies.X.toarray()
+    copies.X = sp.csr_matrix(X * np.random.default_rng(0).uniform(0.97, 1.03, size=X.shape))
+    mem = MEMORISATION.func(ctx, copies, seed=0)
+    assert mem.values["memorisation_ratio"] < 0.2 and mem.values["memorisation_share"] > 0.9
+    fresh = MEMORISATION.func(ctx, shuffled_like(ctx.train), seed=0)
+    assert fresh.values["memorisation_ratio"] > 0.9 and fresh.values["memorisation_share"] < 0.05
 
 
 def test_per_type_adapters_keep_per_type_values(ctx):
@@ -431,4 +457,6 @@ def test_bench_list_metrics_shows_the_suite_with_directions(capsys):
     for metric in SUITE:
         assert metric.name in out
         for value, direction in metric.directions.items():
-            assert f"{value} {'↓' if direction == 'lower' else '↑'}" in out, value
+            assert f"{value} {arrow(direction, metric.target_of(value))}" in out, value
+    # a target direction is shown as such, not as higher- or lower-is-better
+    assert "auc (→0.5)" in out and "auc_type_mean (→0.5)" in out and "auc_type_worst (→0.5)" in out

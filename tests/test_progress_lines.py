@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import make_counts
 
 LINE = re.compile(
-    r"^\[(\d+)/(\d+)\] (\S+/(?:nb|real)/seed\d/main): (done|failed) in (\d+\.\d) s; (\d+) left, "
+    r"^\[(\d+)/(\d+)\] (\S+/(?:nb|real|shuffled)/seed\d/main): (done|failed) in (\d+\.\d) s; (\d+) left, "
     r"ETA (\d+:\d\d:\d\d)$"
 )
 
@@ -34,11 +34,12 @@ def test_one_plain_line_per_finished_task_when_stdout_is_not_a_terminal(tmp_path
     assert proc.returncode == 0, proc.stderr[-2000:]
     found = [LINE.match(line) for line in proc.stdout.splitlines() if line.startswith("[")]
     assert found and all(found), proc.stdout
-    assert [int(m.group(1)) for m in found] == [1, 2, 3, 4]
-    assert {int(m.group(2)) for m in found} == {4}
-    assert [int(m.group(6)) for m in found] == [3, 2, 1, 0]
+    assert [int(m.group(1)) for m in found] == [1, 2, 3, 4, 5, 6]
+    assert {int(m.group(2)) for m in found} == {6}
+    assert [int(m.group(6)) for m in found] == [5, 4, 3, 2, 1, 0]
     assert sorted(m.group(3).split("/", 1)[1] for m in found) == [
-        "nb/seed0/main", "nb/seed1/main", "real/seed0/main", "real/seed1/main"]  # fmt: skip
+        "nb/seed0/main", "nb/seed1/main", "real/seed0/main", "real/seed1/main",
+        "shuffled/seed0/main", "shuffled/seed1/main"]  # fmt: skip
     assert {m.group(4) for m in found} == {"done"}
     assert found[-1].group(7) == "0:00:00"
 
@@ -63,4 +64,4 @@ def test_no_plain_lines_in_an_interactive_terminal(tmp_path):
     assert proc.wait(timeout=600) == 0
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
     assert "results:" in text  # the run finished and printed its tables
-    assert not re.search(r"\[\d+/4\] \S+: done in", text)
+    assert not re.search(r"\[\d+/\d+\] \S+: (done|failed) in", text)

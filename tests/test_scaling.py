@@ -67,6 +67,19 @@ def test_auc_is_scaled_on_its_distance_to_one_half():
     assert out.loc["b", "value"] == 0.25  # raw value kept
 
 
+def test_per_type_auc_is_scaled_on_its_distance_to_one_half():
+    """The per-type AUC values (mean over types, worst type) have AUC's target 0.5 too: a worst type
+    at 0.3 is 0.2 from the ideal, between real (0.55: 0.05) and shuffled (1.0: 0.5) -> 2/3, not
+    the 1.56 a lower-is-better scale of the raw value would give."""
+    rows = [("d", "real", 0, "main", "auc_type_worst", 0.55), ("d", "shuffled", 0, "main", "auc_type_worst", 1.0),
+            ("d", "nb", 0, "main", "auc_type_worst", 0.3), ("d", "real", 0, "main", "auc_type_mean", 0.5),
+            ("d", "shuffled", 0, "main", "auc_type_mean", 0.9), ("d", "nb", 0, "main", "auc_type_mean", 0.6)]  # fmt: skip
+    out = scaling.scale(table(rows)).set_index(["model", "metric"])
+    assert out.loc[("nb", "auc_type_worst"), "scaled"] == pytest.approx(0.3 / 0.45)
+    assert out.loc[("nb", "auc_type_mean"), "scaled"] == pytest.approx(0.3 / 0.4)
+    assert out.loc[("nb", "auc_type_worst"), "value"] == 0.3  # raw value kept
+
+
 def test_mean_scaled_score_clips_and_uses_common_values():
     rows = [*ROWS,
             # a per-type value only conditional models have: left out of everyone's mean when another

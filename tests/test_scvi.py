@@ -132,6 +132,58 @@ def test_snapshots_at_the_contract_steps():
     assert gen.model.module.training is False  # generation mid-training left no mode behind
 
 
+@pytest.mark.parametrize(
+    "budget, steps, cells_seen", [("7 steps", 7, 135 + 2 * 32), ("3 epochs", 15, 3 * 135)]
+)
+def test_budget_in_steps_or_epochs_sets_the_length_and_keeps_the_warm_up_share(budget, steps, cells_seen):
+    """135 training cells (90 % of 150) in batches of 32: 5 steps per epoch. The unbudgeted schedule
+    (4 epochs, KL warm-up over 2) puts half of it in the warm-up; the budget keeps that half, in steps,
+    and the snapshots fall at the budget's fractions."""
+    from bench.generators.base import SNAPSHOT_FRACTIONS, FitContext
+
+    seen = []
+    gen = ScviGenerator(**{**TINY, "max_epochs": 4, "n_epochs_kl_warmup": 2, "budget": budget})
+    result = fit_generator(
+        gen,
+        _train(),
+        seed=0,
+        snapshot_fractions=SNAPSHOT_FRACTIONS,
+        on_snapshot=lambda s: seen.append(s.step),
+    )
+    assert (result.steps, result.cells_seen) == (steps, cells_seen)
+    assert result.extra["budget"] == budget and result.extra["max_steps"] == steps
+    assert result.extra["stopped_early"] is False
+    plan = gen.model.trainer.lightning_module
+    assert (plan.n_epochs_kl_warmup, plan.n_steps_kl_warmup) == (None, round(steps / 2))
+    want = FitContext(label_key="x", seed=0, snapshot_fractions=SNAPSHOT_FRACTIONS, on_snapshot=print)
+    assert seen == want.snapshot_steps(steps)
+
+
+def test_minutes_budget_stops_after_the_epoch_that_uses_up_the_time():
+    from bench.generators.base import SNAPSHOT_FRACTIONS
+
+    seen = []
+    gen = ScviGenerator(**{**TINY, "max_epochs": 50, "budget": "0.001 minutes"})
+    result = fit_generator(
+        gen, _train(), seed=0, snapshot_fractions=SNAPSHOT_FRACTIONS, on_snapshot=seen.append
+    )
+    assert (result.epochs, result.steps) == (1, 5)  # 0.06 s: the first epoch uses it up
+    assert result.extra["max_steps"] == -1 and result.extra["stopped_early"] is False
+    assert [s.step for s in seen] == [5] and seen[0].train_seconds >= 0.06  # one last snapshot
+
+
+def test_standard_profile_is_scvi_tools_default_length_on_pbmc3k_as_a_step_budget():
+    """pbmc3k's 2,429 training cells: scvi-tools' heuristic trains 400 epochs of ceil(0.9 x 2,429 / 128)
+    = 18 steps with the KL warm-up over all 400; the standard profile's 7,200-step budget is the same
+    length with the warm-up over all 7,200 steps, and keeps that length on any dataset size."""
+    paper = ScviGenerator(**ScviGenerator.params_for_profile("paper"))
+    standard = ScviGenerator(**ScviGenerator.params_for_profile("standard"))
+    assert paper._schedule(2429) == (400, -1, {"n_epochs_kl_warmup": 400})
+    assert standard._schedule(2429) == (400, 7200, {"n_epochs_kl_warmup": None, "n_steps_kl_warmup": 7200})
+    assert paper._schedule(40_000)[0] == 200  # scvi-tools' heuristic shortens large datasets...
+    assert standard._schedule(40_000)[1] == 7200  # ...a budget in steps does not
+
+
 def test_deadline_stops_training():
     train = _train()
     gen = ScviGenerator(**{**TINY, "max_epochs": 50})
@@ -180,8 +232,9 @@ def test_lightning_chatter_is_silenced(capfd, progress):
 
 @pytest.mark.parametrize(
     "params, needle",
-    [({"mode": "sample"}, "unknown mode"), ({"gene_likelihood": "poisson"}, "gene_likelihood"),
-     ({"dispersion": "gene-batch"}, "dispersion"), ({"max_epochs": -1}, "max_epochs"), ({"train_size": 0}, "train_size"), ({"epochs": 3}, "unknown parameter")],
+    [({"mode": "sample"}, "mode = .sample. is not supported"), ({"gene_likelihood": "poisson"}, "gene_likelihood"),
+     ({"dispersion": "gene-batch"}, "dispersion"), ({"max_epochs": -1}, "max_epochs"), ({"train_size": 0}, "train_size"), ({"epochs": 3}, "unknown parameter"),
+     ({"budget": "3 parsecs"}, "not a training budget")],
 )  # fmt: skip
 def test_bad_parameters_are_user_errors(params, needle):
     with pytest.raises(UserError, match=needle):
@@ -232,7 +285,8 @@ def test_profiles_paper_is_scvi_tools_defaults_and_quick_is_shorter():
     for prof in ScviGenerator.profiles.values():
         assert set(prof) <= set(ScviGenerator.parameters)
     paper = ScviGenerator.params_for_profile("paper")
-    assert paper == ScviGenerator.parameters == ScviGenerator.params_for_profile("standard")
+    assert paper == ScviGenerator.parameters
+    assert ScviGenerator.profiles["standard"] == {"budget": "7200 steps"}  # the same length on pbmc3k
     model, vae, plan, train = (defaults(f) for f in (scvi.model.SCVI.__init__, VAE.__init__, TrainingPlan.__init__,
                                                       scvi.model.SCVI.train))  # fmt: skip
     for key in ("n_latent", "n_hidden", "n_layers", "dropout_rate", "dispersion"):
@@ -244,3 +298,30 @@ def test_profiles_paper_is_scvi_tools_defaults_and_quick_is_shorter():
     assert model["gene_likelihood"] == "zinb" and paper["gene_likelihood"] == "nb"  # the documented departure
     quick = ScviGenerator.params_for_profile("quick")
     assert (quick["max_epochs"], quick["n_epochs_kl_warmup"], quick["lr"]) == (120, 60, 3e-3)
+
+
+def test_the_scvi_extra_pins_the_last_release_for_python_311_and_setup_installs_it():
+    """scvi-tools 1.4.2 is the last release for Python 3.11 (1.4.3 needs 3.12): the `[scvi]` extra
+    allows it and not 1.4.3 on 3.11, newer releases on 3.12, and setup.sh installs the extra."""
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).resolve().parent.parent
+    extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["scvi"]
+
+    def allowed(version: str, python: str) -> bool:
+        reqs = [
+            r
+            for r in map(Requirement, extra)
+            if r.marker is None or r.marker.evaluate({"python_version": python})
+        ]
+        return any(r.name == "scvi-tools" and r.specifier.contains(version) for r in reqs)
+
+    assert allowed("1.4.2", "3.11") and not allowed("1.4.3", "3.11") and not allowed("1.3.3", "3.11")
+    assert allowed("1.4.3", "3.12") and allowed("1.5.0", "3.13")
+    assert allowed(scvi.__version__, f"{sys.version_info.major}.{sys.version_info.minor}")  # what runs here
+    setup = (root / "scripts" / "setup.sh").read_text()
+    assert 'pip install -e ".[dev,tf,scvi]"' in setup

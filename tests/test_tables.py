@@ -198,6 +198,36 @@ def test_tables_show_only_the_latest_code_of_each_task(tmp_path):
         assert rpt.build(store, 1)["datasets"]["toy"]["main"].loc["nb", "mmd ↓"] == "0.500 ± 0.000"
 
 
+def test_the_de_test_behind_cd_is_recorded_with_the_values(tmp_path, capsys):
+    data = tmp_path / "cells.h5ad"
+    make_counts(n_cells=150, n_genes=60, n_types=3, seed=2).write_h5ad(data)
+    run_dir = tmp_path / "run"
+
+    def run(method: str | None) -> str:
+        config = tmp_path / "run.toml"
+        config.write_text(f'[metrics.correlation_discrepancy]\nmethod = "{method}"\n' if method else "")
+        args = ["run", "--models", "nb", "--dataset", str(data), "--label-key", "cell_type", "--seeds", "0",
+                "--metrics", "correlation_discrepancy", "--experiments", "main", "--no-control",
+                "--config", str(config), "--out", str(run_dir)]  # fmt: skip
+        assert main(args) == 0
+        return capsys.readouterr().out
+
+    run("t-test")
+    doc = json.loads((run_dir / "summary.json").read_text())
+    assert doc["metric_options"]["correlation_discrepancy"]["method"] == "t-test"
+    md = (run_dir / "summary.md").read_text()
+    assert '- correlation_discrepancy options: {"n_genes": 5, "method": "t-test"}' in md
+    assert "### Fig. 5 — correlation discrepancy of DE genes (t-test test)" in md
+    with Store(run_dir, create=False) as store:
+        (key,) = store.planned().key
+        assert store.task_info(key)["metrics"]["correlation_discrepancy"]["de_method"] == "t-test"
+    # the default test is another task (its key holds the options), recorded as wilcoxon
+    assert "1 task(s): 0 reused" in run(None)
+    assert "(wilcoxon test)" in (run_dir / "summary.md").read_text()
+    doc = json.loads((run_dir / "summary.json").read_text())
+    assert doc["metric_options"]["correlation_discrepancy"]["method"] == "wilcoxon"
+
+
 def test_main_table_shows_the_budget_and_convergence():
     """steps and cells seen (means over seeds) and the last doubling's MMD gain, 'not converged'
     above 10 %; a model without snapshots shows n/a."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -36,6 +37,9 @@ def test_validation_split_is_balanced_and_inside_the_training_cells(h5ad):
 def test_grid_parsing():
     assert parse_grid(["lr=1e-3,5e-3", "batch_size=64,128"]) == {"lr": [1e-3, 5e-3], "batch_size": [64, 128]}
     assert parse_grid(None) is None
+    # any number Python reads (a leading dot, a sign), true/false, else text: no JSON traceback
+    assert parse_grid(["lr=.5,-1e-3", "xla=true,false", "mode=prior"]) == {
+        "lr": [0.5, -1e-3], "xla": [True, False], "mode": ["prior"]}  # fmt: skip
     with pytest.raises(UserError, match="cannot read grid axis"):
         parse_grid(["lr"])
     assert grid_points({"a": [1, 2], "b": [3]}) == [{"a": 1, "b": 3}, {"a": 2, "b": 3}]
@@ -62,6 +66,8 @@ def test_cli_tune_and_its_errors(h5ad, tmp_path, capsys):
             "--out", str(tmp_path / "t")]  # fmt: skip
     assert main([*args, "--grid", "min_dispersion=0.001"]) == 0
     assert "best by validation MMD: {'min_dispersion': 0.001}" in capsys.readouterr().out
+    assert main([*args, "--grid", "min_dispersion=0.001"]) == 0  # measured: reused, said the same way
+    assert re.search(r"\[1/1\] min_dispersion=0.001: reused \(MMD -?\d\.\d{4}\)", capsys.readouterr().out)
     assert main(args) == 2  # nb declares no grid of its own
     assert "declares no tuning grid" in capsys.readouterr().err
     assert main([*args, "--grid", "min_dispersion=0.001", "--budget", "3 steps"]) == 2

@@ -22,6 +22,7 @@ from bench.generators.activa.train import (
 from bench.generators.base import Budget, FitContext, FitResult, Generator, make_output, split_request
 
 from bench.errors import TaskFailed, UserError
+from bench.options import INTEGER_1, INTEGER_2
 
 CONFIG_FILE = "activa_config.json"
 WEIGHTS_FILE = "activa_weights.pt"
@@ -117,6 +118,15 @@ class ActivaGenerator(Generator):
         # after the epoch that exhausts the time (docs/models/activa.md)
         "budget": None,
     }
+    choices = {"variant": VARIANTS, "generation_bn": GENERATION_BN}
+    bounds = {
+        "zdim": INTEGER_1, "m": "(0, inf)", "weight_kl": "[0, inf)", "weight_rec": "[0, inf)",
+        "weight_neg": "[0, inf)", "num_cf": "[0, inf) integer", "num_vae": "[0, inf) integer", "epochs": INTEGER_1,
+        "classifier_epochs": "[0, inf) integer", "batch_size": INTEGER_2, "lr_e": "(0, inf)", "lr_g": "(0, inf)",
+        "cf_lr": "(0, inf)", "cf_weight_decay": "[0, inf)", "cf_gamma": "(0, 1]", "cf_step": INTEGER_1,
+        "bn_calibration_cells": INTEGER_2, "confidence": "[0, 1)", "max_draws": INTEGER_1, "gen_chunk": INTEGER_1,
+        "checkpoint_every": "[0, inf) integer", "gpu_max_fraction": "[0, 1]",
+    }  # fmt: skip
     profiles = {
         # CPU-sized smoke test on pbmc3k (2,429 train cells x 2,000 HVGs); not the paper's settings
         "quick": {
@@ -170,21 +180,8 @@ class ActivaGenerator(Generator):
         return out
 
     def __init__(self, **params: Any):
-        super().__init__(**params)
-        if self.params["variant"] not in VARIANTS:
-            raise UserError(
-                f"unknown ACTIVA variant {self.params['variant']!r}", f"use one of {', '.join(VARIANTS)}"
-            )
-        if self.params["generation_bn"] not in GENERATION_BN:
-            raise UserError(
-                f"unknown ACTIVA generation_bn {self.params['generation_bn']!r}",
-                f"use one of {', '.join(GENERATION_BN)}",
-            )
+        super().__init__(**params)  # types, choices and bounds of every parameter
         self.budget = Budget.parse(self.params["budget"], what="ACTIVA budget")
-        if int(self.params["bn_calibration_cells"]) < 2:
-            raise UserError("ACTIVA bn_calibration_cells must be at least 2", "e.g. 20000")
-        if not 0.0 <= float(self.params["confidence"]) < 1.0:
-            raise UserError("ACTIVA confidence must be in [0, 1)", "e.g. confidence=0.5 or 0 for none")
         self.trainer: ActivaTrainer | None = None
         self.device = torch.device("cpu")
         self._gen_decoder: torch.nn.Module | None = None  # derived from the trained decoder, lazily

@@ -21,7 +21,8 @@ from bench.generators.copula.marginals import Marginals, cdf_tables, fit_margina
 from bench.generators.counts import training_counts
 from scipy import special
 
-from bench.errors import TaskFailed, UserError
+from bench.errors import TaskFailed
+from bench.options import INTEGER_1
 
 MODEL_FILE = "copula.npz"
 CHUNK = 2048  # cells drawn at once per type (bounds the dense block in memory)
@@ -104,19 +105,12 @@ class GaussianCopula(Generator):
         "min_nonzero": 2,  # genes with fewer non-zero counts in a type are always 0 there (scDesign2)
         "jitter": True,  # randomised PIT (False: v = 0.5)
     }
+    # copula_genes 0: genes independent; zp_cutoff 1.0: no cut (scDesign2: 0.8); min_nonzero: scDesign2's 2
+    bounds = {"copula_genes": "[0, inf) integer", "zp_cutoff": "(0, 1]", "min_nonzero": INTEGER_1}
     resources = {"cpus": 2, "gpus": 0, "mem_gb": 8, "time_min": 30}
 
     def __init__(self, **params: Any):
-        super().__init__(**params)
-        p = self.params
-        if int(p["copula_genes"]) < 0:
-            raise UserError(
-                "copula: copula_genes must be >= 0", "e.g. copula_genes = 1000 (0: genes independent)"
-            )
-        if not 0.0 < float(p["zp_cutoff"]) <= 1.0:
-            raise UserError("copula: zp_cutoff must be in (0, 1]", "e.g. 0.8 as scDesign2, or 1.0 for no cut")
-        if int(p["min_nonzero"]) < 1:
-            raise UserError("copula: min_nonzero must be >= 1", "e.g. 2 as scDesign2")
+        super().__init__(**params)  # types and bounds of every parameter
         self._models: list[TypeModel] = []
         self._weights = np.zeros(0)
 

@@ -38,6 +38,7 @@ from bench.generators.base import FitContext, FitResult, split_request
 from bench.generators.container import ContainerGenerator, docker_client, run_docker
 
 from bench.errors import TaskFailed, UserError
+from bench.options import INTEGER_1, INTEGER_2
 
 ORIGINAL_REPOSITORY = "ghcr.io/imsb-uke/scgan"
 # The digest of the published image. Not recorded yet: no registry was reachable where the sandbox
@@ -230,6 +231,13 @@ class ScGANOriginal(ContainerGenerator):
         "validation_freq": 1000,
         "save_freq": 1000,
     }
+    choices: ClassVar[dict[str, tuple[Any, ...]]] = {"backend": ("docker",)}
+    bounds: ClassVar[dict[str, str]] = {
+        **ContainerGenerator.bounds, "max_steps": INTEGER_1, "latent_dim": INTEGER_1, "gen_layers": INTEGER_1, "critic_layers": INTEGER_1,
+        "lambd": "[0, inf)", "lr_initial": "(0, inf)", "lr_final": "(0, inf)", "beta1": "[0, 1)", "beta2": "[0, 1)",
+        "batch_size": INTEGER_2, "critic_iters": INTEGER_1, "valid_cells": INTEGER_1, "validation_freq": INTEGER_1,
+        "save_freq": INTEGER_1,
+    }  # fmt: skip
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {"max_steps": 300},
         "paper": {"max_steps": 1_000_000},

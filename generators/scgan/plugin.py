@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 from bench.generators.base import Budget
 from bench.generators.container import ContainerGenerator
 
+from bench.options import INTEGER_1, INTEGER_2
+
 HERE = Path(__file__).resolve().parent
 
 # the entry point's defaults (entry.DEFAULTS; kept here so listing models does not import TensorFlow;
@@ -38,6 +40,18 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "progress_every": 100,
     "xla": True,
 }
+
+# allowed values of the parameters (bench.options); ScGAN has no critic head or label ratios
+MODEL_CHOICES: dict[str, tuple[Any, ...]] = {
+    "critic_head": ("per_class", "projection"),
+    "label_ratios": ("keyed", "legacy"),
+}
+MODEL_BOUNDS: dict[str, str] = {
+    "latent_dim": INTEGER_1, "gen_layers": INTEGER_1, "critic_layers": INTEGER_1, "output_lsn": "(0, inf)",
+    "lambd": "[0, inf)", "lr_initial": "(0, inf)", "lr_final": "(0, inf)", "beta1": "[0, 1)", "beta2": "[0, 1)",
+    "epsilon": "(0, inf)", "batch_size": INTEGER_2, "critic_iters": INTEGER_1, "max_steps": INTEGER_1,
+    "bn_decay": "[0, 1]", "bn_eps": "(0, inf)", "log_every": INTEGER_1, "progress_every": INTEGER_1,
+}  # fmt: skip
 
 # quick: ~1-2 minutes of CPU training on pbmc3k quick (2,430 cells x 2,000 genes); measured in
 # docs/models/scgan.md. paper: the original's settings (max_steps 1,000,000 is its default).
@@ -84,8 +98,9 @@ class ScGAN(ContainerGenerator):
     process_requires: ClassVar[tuple[str, ...]] = ("tensorflow", "anndata", "h5py")
     parameters: ClassVar[dict[str, Any]] = {
         **ContainerGenerator.parameters,
-        **{k: v for k, v in MODEL_DEFAULTS.items() if k not in ("critic_head", "label_ratios")},
+        **{k: v for k, v in MODEL_DEFAULTS.items() if k not in MODEL_CHOICES},
     }
+    bounds: ClassVar[dict[str, str]] = {**ContainerGenerator.bounds, **MODEL_BOUNDS}
     profiles: ClassVar[dict[str, dict[str, Any]]] = PROFILES
     resources: ClassVar[dict[str, Any]] = {"cpus": 4, "gpus": 1, "mem_gb": 16, "time_min": 24 * 60}
 
@@ -116,3 +131,4 @@ class CscGAN(ScGAN):
         "conditional scGAN: conditional batch norm in the generator, per-class critic head; TF2 port in Docker"
     )
     parameters: ClassVar[dict[str, Any]] = {**ContainerGenerator.parameters, **MODEL_DEFAULTS}
+    choices: ClassVar[dict[str, tuple[Any, ...]]] = {**ContainerGenerator.choices, **MODEL_CHOICES}

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +24,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from bench.generators.base import FitContext, FitResult, Generator, make_output
+from bench.generators.base import Budget, FitContext, FitResult, Generator, make_output
 from bench.generators.baselines import label_plan
 from bench.generators.counts import training_counts
 
 from bench.errors import TaskFailed, UserError
+from bench.options import INTEGER_1, INTEGER_2
 
 MODES = ("prior", "posterior_predictive")
 LIKELIHOODS = ("nb", "zinb")
@@ -89,41 +92,37 @@ class ScviGenerator(Generator):
         "batch_size": 128,
         "lr": 1e-3,
         "train_size": 0.9,  # the rest is scvi-tools' validation split (elbo_validation in the history)
+        # training budget: None = max_epochs; "N steps" / "N epochs" train exactly that long (the KL
+        # warm-up keeps its share of the schedule); "N minutes" stops after the epoch that uses up the
+        # time, within max_epochs (docs/models/scvi.md)
+        "budget": None,
         # generation
         "mode": "prior",  # or "posterior_predictive"
         "gen_chunk": 10_000,  # cells decoded per forward pass
     }
+    choices = {"gene_likelihood": LIKELIHOODS, "dispersion": DISPERSIONS, "mode": MODES}
+    bounds = {
+        "n_latent": INTEGER_1, "n_hidden": INTEGER_1, "n_layers": INTEGER_1, "dropout_rate": "[0, 1)",
+        "max_epochs": "[0, inf) integer", "n_epochs_kl_warmup": "[0, inf) integer", "batch_size": INTEGER_2,
+        "lr": "(0, inf)", "train_size": "(0, 1]", "gen_chunk": INTEGER_1,
+    }  # fmt: skip
     profiles = {
         # CPU-sized: about a minute on pbmc3k's 2,429 training cells x 2,000 genes (2 cores): 120 epochs
         # at 3x the learning rate, the KL weight at 1 for the second half (docs/models/scvi.md)
         "quick": {"max_epochs": 120, "n_epochs_kl_warmup": 60, "lr": 3e-3},
-        # scvi-tools' own defaults, trained to the length scvi-tools chooses: 400 epochs on pbmc3k (about
-        # 3 CPU-minutes on 2,000 HVGs), KL warm-up over 400 epochs, no early stopping
-        "standard": {},
-        # the same: scVI's published settings are scvi-tools' defaults
+        # scvi-tools' own defaults at the length scvi-tools chooses on pbmc3k (400 epochs of 18 steps, about
+        # 3 CPU-minutes on 2,000 HVGs), as a budget in steps; KL warm-up over all of it, no early stopping.
+        # No `bench tune` sweep has been run for scvi yet (docs/models/scvi.md)
+        "standard": {"budget": "7200 steps"},
+        # scVI's published settings are scvi-tools' defaults, at the length its heuristic chooses
         "paper": {},
     }
     resources = {"cpus": 4, "gpus": 1, "mem_gb": 16, "time_min": 120}
 
     def __init__(self, **params: Any):
-        super().__init__(**params)
-        p = self.params
-        if p["mode"] not in MODES:
-            raise UserError(f"scvi: unknown mode {p['mode']!r}", f"use one of {', '.join(MODES)}")
-        if p["gene_likelihood"] not in LIKELIHOODS:
-            raise UserError(
-                f"scvi: unknown gene_likelihood {p['gene_likelihood']!r}",
-                f"use one of {', '.join(LIKELIHOODS)}",
-            )
-        if p["dispersion"] not in DISPERSIONS:
-            raise UserError(
-                f"scvi: unknown dispersion {p['dispersion']!r}", f"use one of {', '.join(DISPERSIONS)}"
-            )
-        for key in ("max_epochs", "n_epochs_kl_warmup"):
-            if int(p[key]) < 0:
-                raise UserError(f"scvi: {key} must be >= 0", f"e.g. {key} = {self.parameters[key]}")
-        if not 0.0 < float(p["train_size"]) <= 1.0:
-            raise UserError("scvi: train_size must be in (0, 1]", "e.g. 0.9 (scvi-tools' default)")
+        super().__init__(**params)  # types, choices and bounds of every parameter
+        self.budget = Budget.parse(self.params["budget"], what="scvi budget")
+        self.params["budget"] = None if self.budget is None else str(self.budget)
         self.model = None  # scvi.model.SCVI once fitted or loaded
         self._weights = np.zeros(0)
 
@@ -152,19 +151,18 @@ class ScviGenerator(Generator):
                 dispersion=p["dispersion"], encode_covariates=bool(p["encode_label"]),
             )  # fmt: skip
         self._set_library_sizes()
+        max_epochs, max_steps, warmup = self._schedule(adata.n_obs)
         monitor = _monitor(self, ctx)
         with quiet_lightning():
             self.model.train(
-                max_epochs=int(p["max_epochs"]) or None,  # None: scvi-tools' heuristic
+                max_epochs=max_epochs,
+                max_steps=max_steps,
                 accelerator="gpu" if ctx.device == "cuda" else "cpu",
                 devices=1,
                 train_size=float(p["train_size"]),
                 batch_size=int(p["batch_size"]),
                 early_stopping=bool(p["early_stopping"]),
-                plan_kwargs={
-                    "lr": float(p["lr"]),
-                    "n_epochs_kl_warmup": int(p["n_epochs_kl_warmup"]) or None,
-                },
+                plan_kwargs={"lr": float(p["lr"]), **warmup},
                 enable_progress_bar=bool(ctx.progress),
                 enable_model_summary=False,
                 callbacks=[monitor],
@@ -174,6 +172,7 @@ class ScviGenerator(Generator):
         self.model.module.eval()
         history = {k: [float(v) for v in df.iloc[:, 0].to_numpy()] for k, df in self.model.history.items()}
         trainer = self.model.trainer
+        stopper = trainer.early_stopping_callback
         held_out = self.model.validation_indices
         with quiet_lightning():
             # get_elbo returns the ELBO; the history logs its negative per cell (lower is better)
@@ -187,12 +186,36 @@ class ScviGenerator(Generator):
             history=history,
             extra={
                 "device": str(self.model.device),
+                "budget": p["budget"],
                 "max_epochs": int(trainer.max_epochs),
+                "max_steps": int(trainer.max_steps),  # -1: no limit in steps (max_epochs, a minutes budget)
                 "train_cells": len(self.model.train_indices),
-                "stopped_early": int(trainer.current_epoch) < int(trainer.max_epochs),
+                "stopped_early": stopper is not None and int(stopper.stopped_epoch) > 0,  # early_stopping
                 "elbo_train": history.get("elbo_train", [float("nan")])[-1],  # negative ELBO per cell
                 "elbo_validation": neg_elbo_validation,  # the same, on the held-out (1 - train_size) cells
             },
+        )
+
+    def _schedule(self, n_cells: int) -> tuple[int, int, dict[str, int | None]]:
+        """``max_epochs``, ``max_steps`` (-1: none) and the KL warm-up for lightning and scvi-tools.
+
+        Without a budget: ``max_epochs`` (0: scvi-tools' heuristic) and the warm-up in epochs. A budget
+        in steps or epochs becomes exactly that many optimizer steps (``per_epoch`` = batches of the
+        ``ceil(train_size x cells)`` training cells), and the warm-up keeps its share of the unbudgeted
+        schedule, in steps. A minutes budget keeps the unbudgeted schedule; the monitor stops it."""
+        p = self.params
+        epochs = int(p["max_epochs"]) or _max_epochs_heuristic(n_cells)
+        warmup = int(p["n_epochs_kl_warmup"])
+        n_train = math.ceil(float(p["train_size"]) * n_cells)  # scvi-tools' DataSplitter
+        per_epoch = max(1, math.ceil(n_train / int(p["batch_size"])))
+        steps = None if self.budget is None else self.budget.steps(per_epoch)
+        if steps is None:
+            return epochs, -1, {"n_epochs_kl_warmup": warmup or None}
+        warm_steps = round(min(warmup / epochs, 1.0) * steps)
+        return (
+            math.ceil(steps / per_epoch),
+            steps,
+            {"n_epochs_kl_warmup": None, "n_steps_kl_warmup": warm_steps or None},
         )
 
     def _set_library_sizes(self) -> None:
@@ -288,38 +311,75 @@ class ScviGenerator(Generator):
         return gen
 
 
+def _max_epochs_heuristic(n_cells: int) -> int:
+    """scvi-tools' default training length (``SCVI.train(max_epochs=None)``)."""
+    from scvi.model._utils import get_max_epochs_heuristic
+
+    return int(get_max_epochs_heuristic(n_cells))
+
+
 def _monitor(gen: ScviGenerator, ctx: FitContext):
     """A lightning callback (built here so importing this module needs no lightning) that counts
-    training cells, stops at the deadline and hands the harness generated cells at
-    ``ctx.snapshot_steps(total)``, total = max_epochs x batches per epoch (the budget; early
-    stopping may end training before the last snapshot)."""
+    training cells, stops at the deadline and at a minutes budget, and hands the harness generated
+    cells at ``ctx.snapshot_steps(total)``, total = the budget's steps (max_steps, else max_epochs x
+    batches per epoch; early stopping may end training before the last snapshot), or under a
+    minutes budget at the epoch ends that pass those fractions of the time (and at the last one)."""
     from lightning.pytorch.callbacks import Callback
+
+    limit = gen.budget.seconds if gen.budget is not None else None
 
     class Monitor(Callback):
         def __init__(self) -> None:
             self.cells_seen = 0
             self.error: TaskFailed | None = None
             self.snap_at: set[int] = set()
+            self.snap_times: list[float] = []
+            self.start = 0.0
+            self.paused = 0.0  # seconds spent in snapshots: not training time
+
+        def _snapshot(self, trainer, seconds: float | None) -> None:
+            self.paused += ctx.snapshot(
+                step=int(trainer.global_step), cells_seen=self.cells_seen, train_seconds=seconds,
+                cells=lambda n, seed: gen.generate(n, seed=seed),
+            )  # fmt: skip
 
         def on_train_start(self, trainer, pl_module) -> None:
-            self.snap_at = set(
-                ctx.snapshot_steps(int(trainer.max_epochs) * int(trainer.num_training_batches))
-            )
+            self.start, self.paused = time.perf_counter(), 0.0
+            if limit is not None:
+                self.snap_times = (
+                    [f * limit for f in sorted(ctx.snapshot_fractions)] if ctx.on_snapshot else []
+                )
+                return
+            total = int(trainer.max_steps)
+            if total < 0:
+                total = int(trainer.max_epochs) * int(trainer.num_training_batches)
+            self.snap_at = set(ctx.snapshot_steps(total))
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             self.cells_seen += int(batch["X"].shape[0])
             step = int(trainer.global_step)
             if step in self.snap_at:
                 self.snap_at.discard(step)
-                ctx.snapshot(
-                    step=step, cells_seen=self.cells_seen, cells=lambda n, seed: gen.generate(n, seed=seed)
-                )
+                self._snapshot(trainer, None)
 
         def on_train_epoch_end(self, trainer, pl_module) -> None:
             try:
                 ctx.check_deadline(gen.name)
             except TaskFailed as exc:  # raised inside lightning it would be wrapped: stop, re-raise after
                 self.error = exc
+                trainer.should_stop = True
+                return
+            if limit is None:
+                return
+            trained = time.perf_counter() - self.start - self.paused
+            out_of_time = trained >= limit
+            last = out_of_time or int(trainer.current_epoch) + 1 >= int(trainer.max_epochs)
+            if last and self.snap_times:  # training ends here: one last snapshot
+                self.snap_times = [trained]
+            if self.snap_times and trained >= self.snap_times[0]:
+                self.snap_times = [t for t in self.snap_times if t > trained]
+                self._snapshot(trainer, trained)
+            if out_of_time:
                 trainer.should_stop = True
 
     return Monitor()
