@@ -52,12 +52,13 @@ def draw_nb(
 
 
 class RealControl(Generator):
-    """Positive control: real training cells (never test cells), drawn without replacement, or with
-    replacement for a label that asks for more cells than the training set holds.
+    """Positive control: real training cells (never test cells) that the evaluation's PCA and DE genes
+    were not fit on (the control reserve), drawn without replacement, or with replacement for a label
+    that asks for more cells than the reserve holds.
 
-    In the main experiment the runner fits it on the control reserve only (``uses_control_reserve``):
-    training cells that the evaluation's PCA and DE genes were not fit on, as new cells would be
-    (bench.evaluation).
+    In the main experiment the runner fits it on the control reserve only (``uses_control_reserve``,
+    bench.evaluation), so its cells are as new to the evaluation as generated cells; elsewhere (the
+    augmentation experiment) it draws from the training cells it is given.
 
     Its scores are the noise floor of every metric (Table 2's "Training Set" column): a model
     cannot be expected to be closer to the test set than other real cells are. An unconditional
@@ -69,8 +70,9 @@ class RealControl(Generator):
     conditional = True
     output_scale = "library-size-20000"
     description = (
-        "Positive control: real training cells (never test cells), drawn without replacement, or with "
-        "replacement for a label that asks for more cells than the training set holds"
+        "Positive control: real training cells (never test cells) that the evaluation's PCA and DE genes "
+        "were not fit on (the control reserve), drawn without replacement, or with replacement for a label "
+        "that asks for more cells than the reserve holds"
     )
     paper = "ACTIVA paper, Table 2 'Training Set' control"
     resources = {"cpus": 1, "gpus": 0, "mem_gb": 4, "time_min": 10}

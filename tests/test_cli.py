@@ -122,7 +122,8 @@ def _flat(text: str) -> str:
 def test_real_is_described_the_same_way_everywhere(capsys):
     """One description, matching what `real` does with a label short of cells (test_baselines)."""
     canon = _flat(RealControl.description.removeprefix("Positive control: "))
-    assert "with replacement for a label that asks for more cells than the training set holds" in canon
+    assert "with replacement for a label that asks for more cells than the reserve holds" in canon
+    assert "the evaluation's PCA and DE genes were not fit on (the control reserve)" in canon
     assert canon in _flat(RealControl.__doc__)
     for doc in ("README.md", "docs/metrics.md", "docs/report.md"):
         assert canon in _flat((ROOT / doc).read_text()), doc
