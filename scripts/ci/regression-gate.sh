@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI regression gate: run the committed quick benchmark (every built-in generator, seeds 0,1,
+# CI regression gate: run the committed quick benchmark (scgan, cscgan, nb, copula + controls, seeds 0,1,
 # pbmc3k) and compare it with the committed baseline. Exit 1 on any regression or missing value.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
