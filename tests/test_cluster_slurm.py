@@ -233,7 +233,7 @@ def test_detach_then_status(workspace, require_slurm, capsys):
     out = capsys.readouterr().out
     assert "follow with `bench status" in out
     ledger = json.loads((run_dir / "slurm" / "submitted.json").read_text())["tasks"]
-    assert len(ledger) == 2  # nb + real
+    assert len(ledger) == 3  # nb + real + shuffled
     with Store(run_dir, create=False) as store:
         assert store.done_keys() == set()  # nothing waited for
 
@@ -245,12 +245,12 @@ def test_detach_then_status(workspace, require_slurm, capsys):
             break
         assert "failed" not in states, rows
         time.sleep(2)
-    assert states == ["done", "done"]
+    assert states == ["done", "done", "done"]
     assert main(["status", str(run_dir)]) == 0
     out = capsys.readouterr().out
-    assert "done: 2" in out and "failed: 0" in out
+    assert "done: 3" in out and "failed: 0" in out
     with Store(run_dir, create=False) as store:
-        assert len(store.done_keys()) == 2 and len(store.values()) > 0
+        assert len(store.done_keys()) == 3 and len(store.values()) > 0
 
 
 def test_sbatch_refusal_is_a_user_error(workspace, require_slurm, capsys):
