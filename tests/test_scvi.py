@@ -167,9 +167,13 @@ def test_minutes_budget_stops_after_the_epoch_that_uses_up_the_time():
     result = fit_generator(
         gen, _train(), seed=0, snapshot_fractions=SNAPSHOT_FRACTIONS, on_snapshot=seen.append
     )
-    assert (result.epochs, result.steps) == (1, 5)  # 0.06 s: the first epoch uses it up
+    # 0.06 s: stops after the epoch that uses it up (one epoch on a slow machine, a few on a fast one),
+    # far before max_epochs
+    assert 1 <= result.epochs < 50 and result.steps == 5 * result.epochs
     assert result.extra["max_steps"] == -1 and result.extra["stopped_early"] is False
-    assert [s.step for s in seen] == [5] and seen[0].train_seconds >= 0.06  # one last snapshot
+    steps = [s.step for s in seen]
+    assert steps == sorted(set(steps)) and all(x % 5 == 0 for x in steps)  # at epoch ends
+    assert steps[-1] == result.steps and seen[-1].train_seconds >= 0.06  # the last one at the end
 
 
 def test_standard_profile_is_scvi_tools_default_length_on_pbmc3k_as_a_step_budget():
