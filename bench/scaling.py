@@ -83,7 +83,8 @@ def scale(
         is_scaled, direction_of = is_scaled or found_scaled, direction_of or found_direction
     v = values[values.metric.map(is_scaled)].copy()
     # a target direction: scale the negated distance to the target (higher is better)
-    target = v.metric.map(lambda m: d[1] if isinstance(d := direction_of(m), tuple) else np.nan).astype(float)
+    directions = {m: direction_of(m) for m in v.metric.unique()}  # one lookup per value name
+    target = v.metric.map(lambda m: d[1] if isinstance(d := directions[m], tuple) else np.nan).astype(float)
     v["raw"] = v["value"].astype(float)
     v["value"] = np.where(target.notna(), -(v["raw"] - target).abs(), v["raw"])
     out = v[["dataset", "model", "seed", "experiment", "metric", "value", "raw"]]
@@ -94,7 +95,7 @@ def scale(
         out = out.drop(columns=f"{name}_mean")
     sep = out["positive"] - out["negative"]
     tol = 1e-9 + 1e-6 * np.maximum(out["positive"].abs(), out["negative"].abs())
-    higher = out.metric.map(lambda m: direction_of(m) == "higher" or isinstance(direction_of(m), tuple))
+    higher = out.metric.map(lambda m: directions[m] == "higher" or isinstance(directions[m], tuple))
     sign = np.where(higher, 1.0, -1.0)
     ok = (sep.abs() > tol) & (sep * sign > 0)  # separated, and the positive control is the better
     out["scaled"] = np.where(ok, (out["value"] - out["negative"]) / sep.where(ok, 1.0), np.nan)

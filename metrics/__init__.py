@@ -59,7 +59,7 @@ from bench.metrics._mmd import ESTIMATORS, MmdResult, median_nn_distance, mmd
 from bench.metrics._per_type import PER_TYPE, PER_TYPE_METRICS, PerTypeResult, per_type
 from bench.metrics._prdc import PRDC, PrdcResult, prdc
 from bench.metrics._sinkhorn import SINKHORN, SinkhornResult, median_distance, sinkhorn_w2
-from bench.metrics._timing import timing
+from bench.metrics._timing import HARDWARE_VALUES, timing
 from bench.metrics._utils import SPACES, check_space, equal_size
 from bench.metrics.base import Metric, MetricOutput
 
@@ -331,12 +331,5 @@ TIMING = Metric(
     options={"n_cells": 100_000},
     bounds={"n_cells": INTEGER_1},
     profiles={"quick": {"n_cells": 10_000}},
-    not_scaled=(
-        "train_seconds",
-        "fit_wall_seconds",
-        "generate_seconds_per_100k",
-        "generate_wall_seconds_per_100k",
-        "peak_rss_mb",
-        "peak_gpu_mb",
-    ),  # hardware measurements  # fmt: skip
+    not_scaled=HARDWARE_VALUES,
 )
