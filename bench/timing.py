@@ -5,7 +5,6 @@ The runner owns these measurements (a generator never times itself for the table
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -18,31 +17,50 @@ T = TypeVar("T")
 MB = 1024.0 * 1024.0
 
 
+def _rss(proc: psutil.Process) -> int:
+    try:
+        return proc.memory_info().rss
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0
+
+
 def _tree_rss(proc: psutil.Process) -> int:
     """Resident set size of ``proc`` plus all its live descendants (bytes)."""
-    total = 0
     try:
-        total += proc.memory_info().rss
         children = proc.children(recursive=True)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return total
-    for child in children:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            total += child.memory_info().rss
-    return total
+        children = []
+    return _rss(proc) + sum(_rss(c) for c in children)
 
 
 class _RssSampler(threading.Thread):
-    def __init__(self, interval: float):
+    """Samples the RSS of this process and its descendants every ``interval`` seconds.
+
+    Finding the descendants walks every process of the machine (psutil reads each /proc/PID/stat):
+    about 3 ms with 80 processes, more on a busy node, which at 20 samples a second took a
+    noticeable share of a core from the model being measured. So the list of descendants is
+    refreshed every ``rescan`` seconds, and each sample reads only the known processes' RSS."""
+
+    def __init__(self, interval: float, rescan: float = 1.0):
         super().__init__(daemon=True)
         self.interval = interval
+        self.rescan = rescan
         self.proc = psutil.Process()
         self.peak = _tree_rss(self.proc)
         self._stop_event = threading.Event()
 
+    def _children(self) -> list[psutil.Process]:
+        try:
+            return self.proc.children(recursive=True)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return []
+
     def run(self) -> None:
+        children, scanned = self._children(), time.monotonic()
         while not self._stop_event.is_set():
-            self.peak = max(self.peak, _tree_rss(self.proc))
+            if time.monotonic() - scanned >= self.rescan:
+                children, scanned = self._children(), time.monotonic()
+            self.peak = max(self.peak, _rss(self.proc) + sum(_rss(c) for c in children))
             self._stop_event.wait(self.interval)
 
     def stop(self) -> int:
@@ -71,8 +89,9 @@ def measure(fn: Callable[[], T], *, interval: float = 0.05) -> Measurement[T]:
     * wall time: ``time.perf_counter``;
     * memory: the resident set size of this process *and its child processes* (container and
       process backends run the model in a child) sampled every ``interval`` seconds by a
-      background thread with psutil; the value is the peak minus the size at the start, so it does
-      not depend on what earlier tasks left in the process. Memory freed earlier but kept by the
+      background thread with psutil (the list of child processes is refreshed every second, so
+      a child that lives less than a second can be missed); the value is the peak minus the size
+      at the start, so it does not depend on what earlier tasks left in the process. Memory freed earlier but kept by the
       allocator can be reused without growing RSS, so this can underestimate; peaks shorter than
       the interval can be missed. ``resource.getrusage`` is not used: its maximum covers the whole
       process lifetime and only reaped children;

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import anndata as ad
+
+from bench import registry
 from bench.datasets import cache, preprocess, readers
 from bench.datasets.prepared import PreparedData
 from bench.datasets.recipes import DatasetRecipe
-
-from bench import registry
 from bench.errors import UserError
 
 

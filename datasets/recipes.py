@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
+
 from bench.datasets import cache, readers
 from bench.datasets.preprocess import HELD_OUT, TARGET_SUM
-
 from bench.errors import UserError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"

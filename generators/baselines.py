@@ -8,6 +8,8 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import scipy.sparse as sp
+
+from bench.errors import TaskFailed
 from bench.generators.base import (
     FitContext,
     FitResult,
@@ -16,8 +18,6 @@ from bench.generators.base import (
     split_request,
     to_library_size,
 )
-
-from bench.errors import TaskFailed
 
 
 def label_plan(labels: list[str], weights: np.ndarray, n_cells, rng: np.random.Generator) -> np.ndarray:

@@ -31,6 +31,8 @@ from typing import Any, ClassVar
 
 import anndata as ad
 import pandas as pd
+
+from bench.errors import TaskFailed, UserError
 from bench.generators.base import FitContext, FitResult, Generator, split_request
 from bench.generators.sandbox import (
     Limits,
@@ -46,8 +48,6 @@ from bench.generators.sandbox import (
     resolve_limits,
     symlinks_in,
 )
-
-from bench.errors import TaskFailed, UserError
 
 IMAGE_PREFIX = "scgenbench"
 DEFAULT_BASE_IMAGE = "python:3.11-slim"

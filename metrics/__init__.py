@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from bench.metrics._auc import AucResult, auc, make_forest
 from bench.metrics._augmentation import (
     MIN_RARE_CELLS,
@@ -62,7 +63,6 @@ from bench.metrics._sinkhorn import SINKHORN, SinkhornResult, median_distance, s
 from bench.metrics._timing import HARDWARE_VALUES, timing
 from bench.metrics._utils import SPACES, check_space, equal_size
 from bench.metrics.base import Metric, MetricOutput
-
 from bench.options import INTEGER_1, INTEGER_2
 
 __all__ = [

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from bench.metrics._utils import check_same_genes, equal_size
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedKFold
+
+from bench.metrics._utils import check_same_genes, equal_size
 
 
 @dataclass

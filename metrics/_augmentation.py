@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
-from bench.metrics._auc import make_forest
 from sklearn.metrics import f1_score
 
 from bench.errors import TaskFailed, UserError
+from bench.metrics._auc import make_forest
 
 if TYPE_CHECKING:
     import anndata as ad

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from bench.errors import TaskFailed
 from bench.metrics._gene_stats import gene_variances
 from bench.metrics._mean_corr import gene_means
 from bench.metrics._utils import check_same_genes, pearson
 from bench.metrics.base import Metric, MetricOutput
-
-from bench.errors import TaskFailed
 from bench.options import INTEGER_1
 
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from bench.metrics.base import Metric, MetricOutput
 
 from bench.compat import import_umap
+from bench.metrics.base import Metric, MetricOutput
 from bench.options import INTEGER_1, INTEGER_2
 
 # The paper's markers (Fig. 4 and section 5.3: CD79A, CD19, MS4A1 for B cells; LTB, LDHB, CCL5,

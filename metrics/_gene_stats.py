@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+
 from bench.metrics._mean_corr import gene_means
 from bench.metrics._utils import check_same_genes
 from bench.metrics.base import Metric, MetricOutput

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from bench.metrics._utils import check_same_genes, equal_size, subsample
 
 ESTIMATORS = ("unbiased", "biased")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from bench.metrics._auc import auc
 from bench.metrics._de_recovery import generated_labels
 from bench.metrics._energy import energy_distance
 from bench.metrics._mmd import mmd
 from bench.metrics._utils import check_same_genes
 from bench.metrics.base import Metric, MetricOutput
-
 from bench.options import INTEGER_1, INTEGER_2
 
 PER_TYPE_METRICS = ("mmd", "energy", "auc")

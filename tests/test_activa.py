@@ -10,6 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
+
+from bench.errors import TaskFailed, UserError
 from bench.generators.activa import ACTINN, ActivaGenerator, ActivaTrainer, Decoder, Encoder, TrainConfig
 from bench.generators.activa.model import (
     celltype_loss,
@@ -19,9 +22,6 @@ from bench.generators.activa.model import (
     reconstruction_loss,
 )
 from bench.generators.base import validate_output
-from torch import nn
-
-from bench.errors import TaskFailed, UserError
 from tests.conftest import fit_generator
 
 N_GENES = 24

@@ -9,9 +9,9 @@ import copy
 import numpy as np
 import pytest
 import torch
+
 from bench.generators.activa import ActivaGenerator, ActivaTrainer, TrainConfig
 from bench.generators.activa.train import GRAPH_WARMUP_STEPS, EpochLog, EpochNoise, decode, generation_decoder
-
 from tests.conftest import fit_generator
 from tests.test_activa import small_params, tiny_data
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from bench.generators.base import validate_output
-from bench.generators.baselines import NegativeBinomial, RealControl, ShuffledControl
 
 from bench.errors import TaskFailed
+from bench.generators.base import validate_output
+from bench.generators.baselines import NegativeBinomial, RealControl, ShuffledControl
 from tests.conftest import fit_generator
 
 
@@ -96,6 +96,7 @@ def test_validate_output_catches_problems(train_adata):
 
 def test_permute_columns_keeps_every_marginal_and_destroys_correlation():
     import scipy.sparse as sp
+
     from bench.generators.baselines import permute_columns
 
     rng = np.random.default_rng(0)

@@ -12,9 +12,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from bench.generators.baselines import RealControl
 
 from bench.cli import build_parser, main
+from bench.generators.baselines import RealControl
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 import pytest
+
+from bench.errors import TaskFailed, UserError
 from bench.generators.base import (
     SNAPSHOT_FRACTIONS,
     Budget,
@@ -16,8 +18,6 @@ from bench.generators.base import (
     Snapshot,
     make_output,
 )
-
-from bench.errors import TaskFailed, UserError
 from bench.tasks import DataSpec, TaskSpec, execute_task
 from tests.conftest import make_counts
 

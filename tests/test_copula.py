@@ -8,6 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from scipy import optimize, stats
+
+from bench.errors import UserError
 from bench.generators.base import validate_output
 from bench.generators.copula import GaussianCopula
 from bench.generators.copula.marginals import (
@@ -21,9 +24,6 @@ from bench.generators.copula.marginals import (
     zinb_logpmf,
 )
 from bench.generators.copula.plugin import correlation_factor
-from scipy import optimize, stats
-
-from bench.errors import UserError
 from tests.conftest import fit_generator
 
 
@@ -334,7 +334,6 @@ def test_both_count_models_are_registered_and_listed():
     import sys
 
     from bench.generators.scvi import ScviGenerator
-
     from bench.registry import get_generator
 
     assert get_generator("copula") is GaussianCopula and get_generator("scvi") is ScviGenerator

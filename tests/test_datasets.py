@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 import anndata as ad
-import bench.datasets as ds
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from bench.datasets import cache, readers
 
+import bench.datasets as ds
+from bench.datasets import cache, readers
 from bench.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).parent))

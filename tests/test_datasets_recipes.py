@@ -7,11 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-import bench.datasets as ds
 import numpy as np
 import pytest
-from bench.datasets import cache, recipes
 
+import bench.datasets as ds
+from bench.datasets import cache, recipes
 from bench.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -6,6 +6,9 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
+
+from bench.errors import UserError
+from bench.evaluation import EvalContext
 from bench.metrics._embedding import (
     EMBEDDING,
     PAPER_MARKERS,
@@ -13,9 +16,6 @@ from bench.metrics._embedding import (
     top_marker_per_group,
     umap_embed,
 )
-
-from bench.errors import UserError
-from bench.evaluation import EvalContext
 
 CENTRES = np.array([[0.0] * 10, [12.0] + [0.0] * 9, [0.0, 12.0] + [0.0] * 8])
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bench.generators import container as C
-from bench.generators.scgan.plugin import CscGAN, ScGAN
 
 from bench.errors import UserError
+from bench.generators import container as C
+from bench.generators.scgan.plugin import CscGAN, ScGAN
 from tests.conftest import fit_generator, import_tensorflow_lazily
 from tests.test_scgan import TINY
 

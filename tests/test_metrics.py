@@ -9,6 +9,11 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+
+from bench.evaluation import EvalContext, infer_scale, lognorm, to_lognorm
 from bench.metrics import (
     AUC,
     CD,
@@ -22,11 +27,6 @@ from bench.metrics import (
     mmd,
     pearson_matrix,
 )
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold
-
-from bench.evaluation import EvalContext, infer_scale, lognorm, to_lognorm
 
 
 def gauss(n, d=10, shift=0.0, seed=0):
@@ -480,8 +480,9 @@ def test_control_reserve_is_stratified_seeded_and_capped():
 def test_evaluation_fits_leave_the_control_reserve_out(ctx):
     """PCA and DE genes are fit on the training cells outside the control reserve (known answer:
     sklearn's PCA on those cells), so reserve cells are as new to the evaluation as generated ones."""
-    from bench.metrics._correlation import top_de_genes
     from sklearn.decomposition import PCA
+
+    from bench.metrics._correlation import top_de_genes
 
     keep = ~ctx.control_reserve
     assert 0 < ctx.control_reserve.sum() < len(keep)

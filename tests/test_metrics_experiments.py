@@ -8,10 +8,10 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from bench.metrics import AUGMENTATION, TIMING, augmentation, downsample_rare, timing
 
 from bench.errors import UserError
 from bench.evaluation import EvalContext
+from bench.metrics import AUGMENTATION, TIMING, augmentation, downsample_rare, timing
 from bench.timing import GenerationTiming, measure, time_generation
 
 
@@ -235,6 +235,19 @@ def test_measure_is_the_calls_own_memory_not_the_process():
     with_ballast = measure(work, interval=0.01).peak_rss_mb
     assert ballast.sum() > 0
     assert abs(with_ballast - alone) < 48 and 50 < alone < 200
+
+
+def test_measure_counts_a_child_process_memory():
+    """Container and process backends run the model in a child: its RSS counts (the sampler reads
+    the known children every sample and looks for new ones every second)."""
+    import subprocess
+    import sys
+
+    code = "import numpy as np, time; b = np.ones((4096, 4096)); time.sleep(2.0); print(b.sum())"
+    m = measure(
+        lambda: subprocess.run([sys.executable, "-c", code], check=True, capture_output=True), interval=0.02
+    )
+    assert 100 <= m.peak_rss_mb < 600  # the child's 128 MiB block (+ its interpreter and numpy)
 
 
 def test_augmentation_fraction_whose_generation_fails_reports_nan_and_why():

@@ -8,6 +8,9 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.spatial.distance import cdist
+from sklearn.neighbors import NearestNeighbors
+
 from bench.metrics import (
     DE_RECOVERY,
     ENERGY,
@@ -31,8 +34,6 @@ from bench.metrics import (
     zero_fractions,
 )
 from bench.metrics.base import arrow, badness
-from scipy.spatial.distance import cdist
-from sklearn.neighbors import NearestNeighbors
 
 
 def gauss(n, d=10, shift=0.0, seed=0):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from bench.metrics.base import Metric, MetricOutput
 
 from bench.errors import UserError
+from bench.metrics.base import Metric, MetricOutput
 from bench.options import check_value, describe, within
 from bench.registry import available
 from bench.tune import grid_points

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bench.generators.base import validate_output
-from bench.generators.baselines import NegativeBinomial
 
 from bench import registry
+from bench.generators.base import validate_output
+from bench.generators.baselines import NegativeBinomial
 from bench.tasks import DataSpec, PerLabelCells, TaskSpec, execute_task
 from tests.conftest import fit_generator, make_counts
 

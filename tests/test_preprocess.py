@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import scanpy as sc
 import scipy.sparse as sp
-from bench.datasets import preprocess
 
+from bench.datasets import preprocess
 from bench.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from bench.generators.baselines import NegativeBinomial
 
 from bench import registry
 from bench.cli import main
+from bench.generators.baselines import NegativeBinomial
 from bench.regression import compare, load_baseline
 from bench.report import summarise
 from bench.store import Store

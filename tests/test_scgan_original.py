@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+
 from bench.generators.base import bind_training_data
 from bench.generators.scgan import original as O
 from bench.generators.scgan.original import ScGANOriginal
-
 from tests.conftest import fit_generator
 
 

@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 import pytest
-from bench.generators.base import validate_output
 
 from bench.errors import TaskFailed, UserError
+from bench.generators.base import validate_output
 from tests.conftest import fit_generator, make_counts
 
 scvi = pytest.importorskip("scvi")

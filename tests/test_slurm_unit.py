@@ -9,11 +9,11 @@ import time
 
 import numpy as np
 import pytest
-from bench.generators.base import Generator
 from rich.console import Console
 
 from bench import registry
 from bench.errors import UserError
+from bench.generators.base import Generator
 from bench.slurm import (
     PartitionLimits,
     SlurmExecutor,

@@ -15,12 +15,12 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pytest
-from bench.generators.base import validate_output
 
 from bench import registry
 from bench.cli import main
 from bench.errors import TaskFailed
 from bench.evaluation import EvalContext
+from bench.generators.base import validate_output
 from bench.store import Store
 from tests.conftest import make_counts
 

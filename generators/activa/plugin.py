@@ -11,6 +11,8 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+from bench.errors import TaskFailed, UserError
 from bench.generators.activa.train import (
     GENERATION_BN,
     VARIANTS,
@@ -20,8 +22,6 @@ from bench.generators.activa.train import (
     generation_decoder,
 )
 from bench.generators.base import Budget, FitContext, FitResult, Generator, make_output, split_request
-
-from bench.errors import TaskFailed, UserError
 from bench.options import INTEGER_1, INTEGER_2
 
 CONFIG_FILE = "activa_config.json"

@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from bench.generators.activa.model import (
     ACTINN,
     ActivaNet,
@@ -38,7 +40,6 @@ from bench.generators.activa.model import (
     margin_loss,
     reconstruction_loss,
 )
-from torch import nn
 
 VARIANTS = ("reference", "paper")
 

@@ -34,10 +34,10 @@ import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from bench.generators.base import FitContext, FitResult, split_request
-from bench.generators.container import ContainerGenerator, docker_client, run_docker
 
 from bench.errors import TaskFailed, UserError
+from bench.generators.base import FitContext, FitResult, split_request
+from bench.generators.container import ContainerGenerator, docker_client, run_docker
 from bench.options import INTEGER_1, INTEGER_2
 
 ORIGINAL_REPOSITORY = "ghcr.io/imsb-uke/scgan"

@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 
 from bench.generators.base import Budget
 from bench.generators.container import ContainerGenerator
-
 from bench.options import INTEGER_1, INTEGER_2
 
 HERE = Path(__file__).resolve().parent

@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
+
+from bench.errors import TaskFailed, UserError
 from bench.generators.base import Budget, FitContext, FitResult, Generator, make_output
 from bench.generators.baselines import label_plan
 from bench.generators.counts import training_counts
-
-from bench.errors import TaskFailed, UserError
 from bench.options import INTEGER_1, INTEGER_2
 
 MODES = ("prior", "posterior_predictive")

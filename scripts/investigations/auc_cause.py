@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from bench.generators.base import FitContext, bind_training_data
-from bench.metrics import auc, make_forest
 
 from bench import datasets
 from bench.evaluation import EvalContext, lognorm, to_lognorm
+from bench.generators.base import FitContext, bind_training_data
+from bench.metrics import auc, make_forest
 from bench.registry import get_generator
 
 

@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from bench.metrics import mmd
 from sklearn.decomposition import PCA
 
 from bench import datasets
 from bench.evaluation import lognorm
+from bench.metrics import mmd
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+
 from bench.generators.activa import ActivaGenerator, ActivaTrainer, TrainConfig
 
 HERE = Path(__file__).parent

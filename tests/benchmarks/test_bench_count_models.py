@@ -9,9 +9,9 @@ Data: pbmc3k through the scGAN pipeline (2,429 training cells; all 13,714 genes,
 from __future__ import annotations
 
 import pytest
+
 from bench.datasets import prepare
 from bench.generators.copula import GaussianCopula
-
 from tests.conftest import fit_generator
 
 

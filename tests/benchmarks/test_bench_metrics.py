@@ -17,9 +17,9 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from bench.metrics import AUC, CD, MMD, auc, measure, mmd
 
 from bench.evaluation import EvalContext
+from bench.metrics import AUC, CD, MMD, auc, measure, mmd
 
 N_TEST = 270
 

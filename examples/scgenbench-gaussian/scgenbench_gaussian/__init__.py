@@ -8,8 +8,9 @@ log1p-expression; generate by sampling it and mapping back to genes. Declares it
 from __future__ import annotations
 
 import numpy as np
-from bench.generators.base import FitContext, FitResult, Generator, make_output, split_request
 from sklearn.decomposition import PCA
+
+from bench.generators.base import FitContext, FitResult, Generator, make_output, split_request
 
 
 class PcaGaussian(Generator):
