@@ -467,10 +467,7 @@ class SlurmExecutor:
         return fit_to_partition(res, limits, device=spec.device, where=where)
 
     def _submit_group(self, res: dict[str, Any], specs: list[TaskSpec], run_dir: Path, run_id=None) -> list:
-        import submitit
-
-        _detach_submitit_streams()
-
+        submitit = import_submitit()
         executor = submitit.SlurmExecutor(folder=slurm_dir(run_dir) / "%j", python=self.python)
         models = sorted({s.model for s in specs})
         params = sbatch_parameters(res, partition=self.partition, account=self.account, qos=self.qos,
@@ -608,17 +605,38 @@ class SlurmExecutor:
         return failed
 
 
-def _detach_submitit_streams() -> None:
-    """submitit's logger holds the sys.stdout/sys.stderr objects of the moment it was imported
-    (a notebook's or a test's captured stream may be closed later). Drop those handlers: its
-    warnings then go through the root logger to whatever stderr is current; debug chatter is off."""
+def import_submitit():
+    """submitit, imported without its logging setup.
+
+    At import, submitit runs ``logging.config.dictConfig``, which first closes every logging handler
+    the process already has (``logging.config._clearExistingHandlers``): a notebook's, a user's log
+    file, and absl's (imported with TensorFlow, or with scvi-tools through ml_collections), whose
+    ``close()`` closes the stream it was made with. Under pytest that stream is the capture file,
+    and closing it crashed the test run (CI, stop 22: "lost sys.stderr"); in a user's process it
+    silences their logging. ``SUBMITIT_LOG_LEVEL=NOCONFIG``, submitit's own switch, skips that
+    setup; submitit's warnings then go through the root logger to whatever stderr is current.
+    Where something imported submitit before with its setup, its handlers (holding the streams of
+    that moment) are dropped for the same reason."""
     import logging
+
+    if "submitit" not in sys.modules:
+        previous = os.environ.get("SUBMITIT_LOG_LEVEL")
+        os.environ["SUBMITIT_LOG_LEVEL"] = "NOCONFIG"
+        try:
+            import submitit  # noqa: F401
+        finally:
+            if previous is None:
+                os.environ.pop("SUBMITIT_LOG_LEVEL", None)
+            else:
+                os.environ["SUBMITIT_LOG_LEVEL"] = previous
+    import submitit
 
     logger = logging.getLogger("submitit")
     for handler in list(logger.handlers):
         if isinstance(handler, logging.StreamHandler):
             logger.removeHandler(handler)
-    logger.setLevel(logging.WARNING)
+    logger.setLevel(logging.WARNING)  # its debug chatter is off
+    return submitit
 
 
 def _main() -> None:  # pragma: no cover - debugging aid: python -m bench.slurm RUN_DIR

@@ -293,3 +293,37 @@ def test_example_config_makes_a_valid_executor(monkeypatch, tmp_path):
     nb = task_resources(generator_resources("nb", "paper"), device="auto", overrides=ex.overrides,
                         model_overrides=ex.model_resources.get("nb"))  # fmt: skip
     assert nb == {"cpus": 1, "gpus": 0, "mem_gb": 4.0, "time_min": 30}
+
+
+def test_importing_submitit_keeps_the_process_logging_handlers():
+    """submitit's import-time dictConfig closed every handler the process had; absl's (imported with
+    scvi-tools or TensorFlow) then closed its stream, pytest's capture file, and the CI test run
+    crashed ("lost sys.stderr"). bench.slurm.import_submitit leaves them alone. In a fresh process:
+    submitit must not be imported yet."""
+    import subprocess
+    import sys
+
+    code = """
+import io, logging, sys
+assert "submitit" not in sys.modules
+closed = []
+class Handler(logging.StreamHandler):
+    def close(self):
+        closed.append(self)
+        super().close()
+stream = io.StringIO()
+mine = Handler(stream)
+logging.getLogger().addHandler(mine)
+logging.getLogger("a.library").addHandler(Handler(io.StringIO()))
+from bench.slurm import import_submitit
+submitit = import_submitit()
+assert hasattr(submitit, "SlurmExecutor")
+assert not closed and not stream.closed, closed
+assert mine in logging.getLogger().handlers
+assert not logging.getLogger("submitit").handlers
+logging.getLogger("submitit").warning("a submitit warning")
+assert "a submitit warning" in stream.getvalue()
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
