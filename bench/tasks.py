@@ -10,14 +10,17 @@ record file that the driver merges (Slurm), so a task killed midway leaves nothi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import io
 import json
 import os
+import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,32 @@ from typing import Any
 import numpy as np
 
 from bench.errors import TaskFailed, UserError
+
+
+@contextlib.contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """Keep torch's CPU thread count across a scoring call.
+
+    scanpy's ``rank_genes_groups`` (the DE genes of CD and of other metrics) runs numba kernels whose
+    OpenMP layer sets the thread count of the libgomp that torch shares to every core. Measured:
+    ``torch.get_num_threads()`` went from 1 (``OMP_NUM_THREADS=1``) to 2 after one CD, so ACTIVA's
+    fit changed thread count at its first convergence snapshot, and with the other core busy its
+    OpenMP barrier spun: 16 s per epoch instead of 1.3."""
+    torch = sys.modules.get("torch")
+    n = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if n is not None and torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+
+def _threads_kept(fn: Callable) -> Callable:
+    def call(*args, **kwargs):
+        with torch_threads_kept():
+            return fn(*args, **kwargs)
+
+    return call
 
 
 @dataclass
@@ -216,7 +245,7 @@ def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False
                 label_key=data.label_key, seed=int(seed), device=device, work_dir=work_dir / "model",
                 deadline=deadline, progress=progress,
                 snapshot_fractions=SNAPSHOT_FRACTIONS if on_snapshot is not None else (),
-                snapshot_cells=int(n_snapshot), on_snapshot=on_snapshot,
+                snapshot_cells=int(n_snapshot), on_snapshot=_threads_kept(on_snapshot) if on_snapshot else None,
             )  # fmt: skip
             fctx.work_dir.mkdir(parents=True, exist_ok=True)
             return gen, measure(lambda: gen.fit(train, fctx))
@@ -268,9 +297,11 @@ def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False
                     cells = generated if metric.cells == "main" else per_label.get()
                     if cells is None:  # per-label cells of an unconditional model: n/a
                         continue
-                    out = metric.func(ctx, cells, seed=spec.seed, **options)
+                    with torch_threads_kept():
+                        out = metric.func(ctx, cells, seed=spec.seed, **options)
                 elif metric.kind == "fit":
-                    out = metric.func(ctx, fit_info, seed=spec.seed, **options)
+                    with torch_threads_kept():
+                        out = metric.func(ctx, fit_info, seed=spec.seed, **options)
                 else:
                     continue
                 _collect(rec, name, out)
@@ -282,7 +313,8 @@ def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False
         else:
             metric = get_metric(spec.experiment)
             options = spec.metrics.get(spec.experiment, {})
-            out = metric.func(ctx, fit_generate, seed=spec.seed, **options)
+            with torch_threads_kept():
+                out = metric.func(ctx, fit_generate, seed=spec.seed, **options)
             _collect(rec, spec.experiment, out)
         rec.status = "done"
     except UserError as exc:

@@ -91,6 +91,7 @@ def tune(
     from bench.evaluation import EvalContext
     from bench.generators.base import Budget, FitContext, bind_training_data, validate_output
     from bench.registry import get_generator, get_metric
+    from bench.tasks import torch_threads_kept
     from bench.timing import measure
 
     if profile not in PROFILES:
@@ -133,8 +134,9 @@ def tune(
                                     label_key=prepared.label_key, known_labels=known, requested=int(val.n_obs))  # fmt: skip
         ctx.cache["output_scale"] = cls.output_scale
         row: dict[str, Any] = {**point}
-        for name, options, value in SCORES:
-            row[value] = float(get_metric(name).func(ctx, cells, seed=seed, **options).values[value])
+        with torch_threads_kept():  # the next point's fit keeps the thread count it was given
+            for name, options, value in SCORES:
+                row[value] = float(get_metric(name).func(ctx, cells, seed=seed, **options).values[value])
         result = m.result
         row.update(steps=getattr(result, "steps", None), cells_seen=getattr(result, "cells_seen", None),
                    fit_seconds=round(m.seconds, 1))  # fmt: skip
