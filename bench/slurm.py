@@ -637,13 +637,3 @@ def import_submitit():
             logger.removeHandler(handler)
     logger.setLevel(logging.WARNING)  # its debug chatter is off
     return submitit
-
-
-def _main() -> None:  # pragma: no cover - debugging aid: python -m bench.slurm RUN_DIR
-    from bench.status import show_status
-
-    sys.exit(show_status(sys.argv[1]))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    _main()
