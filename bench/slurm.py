@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -619,18 +618,15 @@ def import_submitit():
     that moment) are dropped for the same reason."""
     import logging
 
-    if "submitit" not in sys.modules:
-        previous = os.environ.get("SUBMITIT_LOG_LEVEL")
-        os.environ["SUBMITIT_LOG_LEVEL"] = "NOCONFIG"
-        try:
-            import submitit  # noqa: F401
-        finally:
-            if previous is None:
-                os.environ.pop("SUBMITIT_LOG_LEVEL", None)
-            else:
-                os.environ["SUBMITIT_LOG_LEVEL"] = previous
-    import submitit
-
+    previous = os.environ.get("SUBMITIT_LOG_LEVEL")
+    os.environ["SUBMITIT_LOG_LEVEL"] = "NOCONFIG"  # read once, at submitit's first import
+    try:
+        import submitit
+    finally:
+        if previous is None:
+            os.environ.pop("SUBMITIT_LOG_LEVEL", None)
+        else:
+            os.environ["SUBMITIT_LOG_LEVEL"] = previous
     logger = logging.getLogger("submitit")
     for handler in list(logger.handlers):
         if isinstance(handler, logging.StreamHandler):

@@ -297,13 +297,13 @@ def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False
                     cells = generated if metric.cells == "main" else per_label.get()
                     if cells is None:  # per-label cells of an unconditional model: n/a
                         continue
-                    with torch_threads_kept():
-                        out = metric.func(ctx, cells, seed=spec.seed, **options)
+                    arg = cells
                 elif metric.kind == "fit":
-                    with torch_threads_kept():
-                        out = metric.func(ctx, fit_info, seed=spec.seed, **options)
+                    arg = fit_info
                 else:
                     continue
+                with torch_threads_kept():  # each metric: the next one, and generation, keep the count
+                    out = metric.func(ctx, arg, seed=spec.seed, **options)
                 _collect(rec, name, out)
             for name, value in monitor.values().items():
                 rec.values.append((name, float(value)))

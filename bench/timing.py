@@ -24,12 +24,16 @@ def _rss(proc: psutil.Process) -> int:
         return 0
 
 
-def _tree_rss(proc: psutil.Process) -> int:
-    """Resident set size of ``proc`` plus all its live descendants (bytes)."""
+def _descendants(proc: psutil.Process) -> list[psutil.Process]:
     try:
-        children = proc.children(recursive=True)
+        return proc.children(recursive=True)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
-        children = []
+        return []
+
+
+def _tree_rss(proc: psutil.Process, children: list[psutil.Process] | None = None) -> int:
+    """Resident set size of ``proc`` plus its descendants (bytes): ``children``, else all live ones."""
+    children = _descendants(proc) if children is None else children
     return _rss(proc) + sum(_rss(c) for c in children)
 
 
@@ -49,18 +53,12 @@ class _RssSampler(threading.Thread):
         self.peak = _tree_rss(self.proc)
         self._stop_event = threading.Event()
 
-    def _children(self) -> list[psutil.Process]:
-        try:
-            return self.proc.children(recursive=True)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return []
-
     def run(self) -> None:
-        children, scanned = self._children(), time.monotonic()
+        children, scanned = _descendants(self.proc), time.monotonic()
         while not self._stop_event.is_set():
             if time.monotonic() - scanned >= self.rescan:
-                children, scanned = self._children(), time.monotonic()
-            self.peak = max(self.peak, _rss(self.proc) + sum(_rss(c) for c in children))
+                children, scanned = _descendants(self.proc), time.monotonic()
+            self.peak = max(self.peak, _tree_rss(self.proc, children))
             self._stop_event.wait(self.interval)
 
     def stop(self) -> int:
@@ -91,8 +89,8 @@ def measure(fn: Callable[[], T], *, interval: float = 0.05) -> Measurement[T]:
       process backends run the model in a child) sampled every ``interval`` seconds by a
       background thread with psutil (the list of child processes is refreshed every second, so
       a child that lives less than a second can be missed); the value is the peak minus the size
-      at the start, so it does not depend on what earlier tasks left in the process. Memory freed earlier but kept by the
-      allocator can be reused without growing RSS, so this can underestimate; peaks shorter than
+      at the start, so it does not depend on what earlier tasks left in the process. Memory freed
+      earlier but kept by the allocator can be reused without growing RSS, so this can underestimate; peaks shorter than
       the interval can be missed. ``resource.getrusage`` is not used: its maximum covers the whole
       process lifetime and only reaped children;
     * GPU: ``torch.cuda.max_memory_allocated`` minus ``memory_allocated`` at the start, summed over

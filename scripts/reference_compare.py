@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from bench.report import cell_text
+
 # the paper's values: (Brain Small, 68K PBMC)
 PAPER = {
     "auc": {"activa": ("0.62 ± 0.02", "0.68 ± 0.01"), "scgan": ("0.74 ± 0.01", "0.73 ± 0.01")},
@@ -38,28 +40,23 @@ def cells(summary: list[dict], metric: str, experiment: str = "main") -> dict[st
     return {r["model"]: r for r in summary if r["metric"] == metric and r["experiment"] == experiment}
 
 
-def fmt(row: dict | None, digits: int = 3) -> str:
-    if row is None or row.get("mean") is None:
-        return "n/a"
-    sd = row.get("sd")
-    out = f"{row['mean']:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None and sd == sd else "")
-    if row.get("n") != row.get("n_planned"):
-        out += f" ({row.get('n')}/{row.get('n_planned')})"
-    return out
+def fmt(row: dict | None) -> str:
+    """The run tables' cell (``bench.report.cell_text``: ``(n/N)`` for missing seeds, ``failed``)."""
+    return "n/a" if row is None else cell_text(row)
 
 
 def holds(flag: bool | None) -> str:
     return "n/a" if flag is None else ("yes" if flag else "**no**")
 
 
-def table(title: str, metric: str, rows: dict[str, dict], digits: int, order_note: str, better) -> list[str]:
+def table(title: str, metric: str, rows: dict[str, dict], order_note: str, better) -> list[str]:
     lines = [f"### {title}", "", "| model | paper: Brain Small | paper: 68K PBMC | ours: pbmc3k standard |",
              "|---|---|---|---|"]  # fmt: skip
     for m in MODELS:
         if m not in rows and m not in PAPER.get(metric, {}):
             continue
         bs, pb = PAPER.get(metric, {}).get(m, ("", ""))
-        lines.append(f"| {m} | {bs} | {pb} | {fmt(rows.get(m), digits)} |")
+        lines.append(f"| {m} | {bs} | {pb} | {fmt(rows.get(m))} |")
     a, s = rows.get("activa"), rows.get("scgan")
     flag = None if a is None or s is None else better(a["mean"], s["mean"])
     verdict = holds(flag)
@@ -73,13 +70,13 @@ def main(path: str) -> int:
     doc = json.loads(Path(path).read_text())
     summary = doc["summary"]
     out: list[str] = []
-    out += table("Fig. 3: real-vs-synthetic RF AUC (0.5 is ideal)", "auc", cells(summary, "auc"), 3,
+    out += table("Fig. 3: real-vs-synthetic RF AUC (0.5 is ideal)", "auc", cells(summary, "auc"),
                  "ACTIVA nearer 0.5 than scGAN", lambda a, s: abs(a - 0.5) < abs(s - 0.5))  # fmt: skip
-    out += table("Table 2: MMD to the test set (50 PCs)", "mmd", cells(summary, "mmd"), 3,
+    out += table("Table 2: MMD to the test set (50 PCs)", "mmd", cells(summary, "mmd"),
                  "ACTIVA lower than scGAN", lambda a, s: a < s)  # fmt: skip
-    out += table("Fig. 5: correlation discrepancy of the top-5 DE genes per type", "cd", cells(summary, "cd"), 2,
+    out += table("Fig. 5: correlation discrepancy of the top-5 DE genes per type", "cd", cells(summary, "cd"),
                  "ACTIVA lower than scGAN", lambda a, s: a < s)  # fmt: skip
-    out += table("Table 1: training seconds", "train_seconds", cells(summary, "train_seconds"), 0,
+    out += table("Table 1: training seconds", "train_seconds", cells(summary, "train_seconds"),
                  "ACTIVA faster than scGAN", lambda a, s: a < s)  # fmt: skip
     f1 = [r for r in summary if r["experiment"] == "augmentation" and r["metric"].startswith("f1_")]
     out += ["### Fig. 7: rare-type F1 without and with augmentation", ""]
