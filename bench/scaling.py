@@ -149,7 +149,7 @@ def table(scaled: dict[str, pd.DataFrame], dataset: str) -> pd.DataFrame:
     summ = scaled["summary"]
     sub = summ[(summ.dataset == dataset) & (summ.experiment == "main")]
     means = scaled["means"][scaled["means"].dataset == dataset]
-    if sub.empty and means.empty:
+    if sub["mean"].isna().all() and means.empty:  # no control to scale by (--no-control): no table
         return pd.DataFrame()
     metrics = list(dict.fromkeys(sub.metric))
     rows: dict[str, dict[str, str]] = {}

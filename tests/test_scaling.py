@@ -100,6 +100,13 @@ def test_mean_scaled_score_clips_and_uses_common_values():
     assert only.set_index("model").loc["nb", "n_metrics"] == 3
 
 
+def test_no_scaled_table_without_controls():
+    """A run without controls (--no-control) has nothing to scale by: no table of n/a cells."""
+    rows = [r for r in ROWS if r[1] == "nb"]
+    assert scaling.table(scaling.build(table(rows)), "d").empty
+    assert not scaling.table(scaling.build(table(ROWS)), "d").empty
+
+
 def test_undefined_when_controls_do_not_separate_or_are_inverted():
     rows = [
         ("d", "real", 0, "main", "mmd", 0.1), ("d", "shuffled", 0, "main", "mmd", 0.1), ("d", "nb", 0, "main", "mmd", 0.2),
