@@ -16,9 +16,14 @@ the transform of generated cells once per task, shared by all metrics of that ta
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
+import tempfile
 import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import anndata as ad
@@ -95,19 +100,83 @@ def to_lognorm(X: np.ndarray | sp.spmatrix, scale: str) -> sp.csr_matrix:
     return lognorm(X)
 
 
-# Real-data quantities shared by every EvalContext built over the same train/test AnnData objects
-# (the runner keeps one PreparedData per dataset in memory and builds one context per task):
-# (id(train), id(test)) -> (weakref(train), weakref(test), cache). Entries die with the data.
-_SHARED: dict[tuple[int, int], tuple[weakref.ref, weakref.ref, dict[Any, Any]]] = {}
+# the real-data quantities worth keeping on disk (costly, small next to the data): the first element
+# of their key in EvalContext.shared
+PERSISTED = frozenset({"pca", "test_pcs", "train_pcs", "de_genes", "mmd_kxx", "augmentation_arm"})
 
 
-def _shared_cache(train: ad.AnnData, test: ad.AnnData) -> dict[Any, Any]:
+class SharedWork:
+    """Model-independent work on one dataset's real cells: a dict in memory and, once :meth:`attach`
+    gives it a folder (the run dir's ``shared/``), a file per :data:`PERSISTED` entry.
+
+    A file is named by the sha256 of (the prepared data's content hash, the scoring code's hash, the
+    entry's key), so it is reused by every task, process and Slurm job of the run on the same data,
+    and never by other data or other scoring code. Files are written atomically (temp file, rename);
+    an unreadable file is recomputed. Never holds generated cells.
+    """
+
+    def __init__(self) -> None:
+        self._memory: dict[Any, Any] = {}
+        self._folder: Path | None = None
+        self._namespace = ""
+
+    def attach(self, folder: str | Path | None, namespace: str) -> None:
+        self._folder = Path(folder) if folder is not None else None
+        self._namespace = namespace
+
+    def _file(self, key) -> Path | None:
+        if self._folder is None or not (isinstance(key, tuple) and key and key[0] in PERSISTED):
+            return None
+        digest = hashlib.sha256(repr((self._namespace, key)).encode()).hexdigest()[:24]
+        return self._folder / f"{key[0]}-{digest}.pkl"
+
+    def _load(self, key) -> bool:
+        path = self._file(key)
+        if path is None or not path.exists():
+            return False
+        try:
+            self._memory[key] = pickle.loads(path.read_bytes())
+        except Exception:  # a damaged file is recomputed, never trusted
+            return False
+        return True
+
+    def __contains__(self, key) -> bool:
+        return key in self._memory or self._load(key)
+
+    def __getitem__(self, key):
+        if key not in self:
+            raise KeyError(key)
+        return self._memory[key]
+
+    def get(self, key, default=None):
+        if key in self:
+            return self._memory[key]
+        return default
+
+    def __setitem__(self, key, value) -> None:
+        self._memory[key] = value
+        path = self._file(key)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            with os.fdopen(fd, "wb") as fh:
+                pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
+
+
+# one SharedWork per (train, test) pair of AnnData objects: the runner keeps one PreparedData per
+# dataset in memory and builds one context per task. (id(train), id(test)) -> (weakrefs, work);
+# entries die with the data.
+_SHARED: dict[tuple[int, int], tuple[weakref.ref, weakref.ref, SharedWork]] = {}
+
+
+def _shared_cache(train: ad.AnnData, test: ad.AnnData) -> SharedWork:
     for key in [k for k, (tr, te, _) in _SHARED.items() if tr() is None or te() is None]:
         del _SHARED[key]
     key = (id(train), id(test))
     hit = _SHARED.get(key)
     if hit is None or hit[0]() is not train or hit[1]() is not test:
-        hit = (weakref.ref(train), weakref.ref(test), {})
+        hit = (weakref.ref(train), weakref.ref(test), SharedWork())
         _SHARED[key] = hit
     return hit[2]
 
@@ -147,11 +216,19 @@ class EvalContext:
     cache: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def shared(self) -> dict[Any, Any]:
+    def shared(self) -> SharedWork:
         """Cache of real-data quantities shared with every context over the same ``train`` and
-        ``test`` objects (log-normalised cells, PCA per seed, DE genes, MMD's real-real term), so
-        the tasks of one dataset compute them once per process. Never holds generated cells."""
+        ``test`` objects (log-normalised cells, PCA per seed, DE genes, MMD's real-real term, the
+        augmentation arms without generated cells), so the tasks of one dataset compute them once
+        per process, and, with :meth:`share_on_disk`, once per run. Never holds generated cells."""
         return _shared_cache(self.train, self.test)
+
+    def share_on_disk(self, folder: str | Path | None, data_hash: str) -> None:
+        """Keep the costly shared quantities in ``folder`` too (:class:`SharedWork`), for every task,
+        process and Slurm job of the run on the data with content hash ``data_hash``."""
+        from bench.codeversion import scoring_version
+
+        self.shared.attach(folder, f"{data_hash}|{scoring_version()}")
 
     def _shared(self, key, make):
         cache = self.shared

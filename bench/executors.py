@@ -82,7 +82,7 @@ def run_one(spec: TaskSpec, run_dir, run_id, *, data=None, store=None, context: 
     work = task_dir(run_dir, spec)
     try:
         with task_scope(run_dir, run_id, spec.key):
-            return execute_task(spec, work, progress=False, data=data)
+            return execute_task(spec, work, progress=False, data=data, shared_dir=Path(run_dir) / "shared")
     except KeyboardInterrupt as exc:
         rec = interrupted_record(exc, spec.key, run_dir, work, started=started, context=context)
         if store is not None:

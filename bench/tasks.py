@@ -201,8 +201,17 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
-def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False, data=None) -> TaskRecord:
-    """Fit, generate and score one task; never raises for task failures (returns status 'failed')."""
+def execute_task(
+    spec: TaskSpec,
+    work_dir: str | Path,
+    *,
+    progress: bool = False,
+    data=None,
+    shared_dir: str | Path | None = None,
+) -> TaskRecord:
+    """Fit, generate and score one task; never raises for task failures (returns status 'failed').
+    ``shared_dir``: where the model-independent work is kept for the whole run (the run dir's
+    ``shared/``; bench.evaluation.SharedWork)."""
     from bench.convergence import ConvergenceMonitor
     from bench.evaluation import EvalContext
     from bench.generators.base import (
@@ -229,6 +238,8 @@ def execute_task(spec: TaskSpec, work_dir: str | Path, *, progress: bool = False
             profile=spec.profile, device=device, rare_class=spec.rare_class, seed=spec.seed,
         )  # fmt: skip
         ctx.cache["output_scale"] = gen_cls.output_scale
+        if shared_dir is not None:
+            ctx.share_on_disk(shared_dir, spec.data_hash)
         known = sorted(data.train.obs[data.label_key].astype(str).unique())
         genes = list(map(str, data.train.var_names))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -123,6 +124,7 @@ def augmentation(
     n_trees: int = 1000,
     n_jobs: int | None = None,
     n_oversample: int | None = None,
+    shared: Callable[[tuple, Callable[[], float]], float] | None = None,
 ) -> AugmentationResult:
     """Does augmenting a downsampled rare class with generated cells improve its classification?
 
@@ -137,7 +139,10 @@ def augmentation(
         kept real rare cells (seeded) -- the naive baseline augmentation must beat;
     (c) ``augmented``: (a) plus the generated cells, labelled rare;
 
-    and report the F1 of the rare class on the held-out real test cells. Values per fraction f:
+    and report the F1 of the rare class on the held-out real test cells. (a) and (b) do not depend
+    on the generator: ``shared(key, compute)`` (the adapter passes the run's shared work) returns a
+    stored F1 for the key or computes and stores it, so every model of a run reuses them. Values
+    per fraction f:
     ``f1_real@f``, ``f1_oversampled@f``, ``f1_augmented@f``, ``f1_gain@f`` (= augmented - real)
     and ``n_rare_train@f`` (real rare cells kept).
     """
@@ -148,6 +153,10 @@ def augmentation(
     values: dict[str, float] = {}
     sizes: dict[str, int] = {}
     failures: dict[str, str] = {}
+
+    def once(key: tuple, compute: Callable[[], float]) -> float:
+        full = ("augmentation_arm", str(rare), int(seed), int(n_trees), *key)
+        return float(shared(full, compute)) if shared is not None else compute()
 
     def f1_with(X_kept, y_kept, extra_rare):
         """Rare-class F1 of the forest on the downsampled real cells plus extra cells labelled rare."""
@@ -161,7 +170,10 @@ def augmentation(
         X_kept = train_X[kept]
         y_kept = train_labels[kept] == str(rare)
         n_rare = int(y_kept.sum())
-        f_real = rare_f1(X_kept, y_kept, test_X, is_rare_test, seed=seed, n_trees=n_trees, n_jobs=n_jobs)
+        f_real = once(
+            ("real", tag, k),
+            partial(rare_f1, X_kept, y_kept, test_X, is_rare_test, seed=seed, n_trees=n_trees, n_jobs=n_jobs),
+        )
         values[f"f1_real@{tag}"] = f_real
         values[f"n_rare_train@{tag}"] = float(n_rare)
         try:
@@ -180,7 +192,9 @@ def augmentation(
             continue
         rng = np.random.default_rng(seed + 1000 + k)
         over = rng.choice(np.flatnonzero(y_kept), size=n_fake, replace=True)
-        values[f"f1_oversampled@{tag}"] = f1_with(X_kept, y_kept, X_kept[over])
+        values[f"f1_oversampled@{tag}"] = once(
+            ("oversampled", tag, k, n_fake), partial(f1_with, X_kept, y_kept, X_kept[over])
+        )
         if fake is None:  # the generator failed at this fraction: its arms are n/a
             values[f"f1_augmented@{tag}"] = values[f"f1_gain@{tag}"] = float("nan")
             continue
@@ -253,6 +267,7 @@ def run_augmentation(
         n_trees=int(n_trees),
         n_jobs=n_jobs,
         n_oversample=int(n_generated),
+        shared=lambda key, compute: ctx._shared((key[0], space, *key[1:]), compute),
     )
     values = dict(res.values)
     for tag, share in filter_share.items():  # informational: the share of cells that passed the filter
