@@ -106,26 +106,37 @@ def filter_cells_genes(
 ) -> ad.AnnData:
     """scanpy's ``filter_cells(min_genes)`` then ``filter_genes(min_cells)``; adds obs n_genes, var n_cells."""
     X = sp.csr_matrix(adata.X)
-    n_genes = np.asarray((X != 0).sum(axis=1)).ravel()
+    if X.nnz and (X.data == 0).any():  # explicit zeros would count as expressed
+        X = X.copy()
+        X.eliminate_zeros()
+    # counted from the sparse structure: no boolean copy of the matrix (memory: issue 18)
+    n_genes = np.diff(X.indptr)
     keep_cells = n_genes >= min_genes
-    X = X[keep_cells]
-    n_cells = np.asarray((X != 0).sum(axis=0)).ravel()
+    if not keep_cells.all():
+        X = X[keep_cells]
+    n_cells = np.bincount(X.indices, minlength=X.shape[1])
     keep_genes = n_cells >= min_cells
+    if not keep_genes.all():
+        X = X[:, keep_genes]
     obs = adata.obs.iloc[np.flatnonzero(keep_cells)].copy()
     obs["n_genes"] = n_genes[keep_cells].astype(np.int64)
     var = adata.var.iloc[np.flatnonzero(keep_genes)].copy()
     var["n_cells"] = n_cells[keep_genes].astype(np.int64)
-    return ad.AnnData(X=sp.csr_matrix(X[:, keep_genes]), obs=obs, var=var)
+    return ad.AnnData(X=X, obs=obs, var=var)
 
 
 def normalize(X, target: float = TARGET_SUM) -> sp.csr_matrix:
     """Scale each cell (row) to sum to ``target``; all-zero rows stay zero. float32 CSR out."""
-    X = sp.csr_matrix(X, dtype=np.float64, copy=True)
-    totals = np.asarray(X.sum(axis=1)).ravel()
+    X = sp.csr_matrix(X)
+    if not X.has_sorted_indices:
+        X = X.sorted_indices()
+    per_row = np.diff(X.indptr)
+    totals = np.add.reduceat(X.data.astype(np.float64), X.indptr[:-1]) if X.nnz else np.zeros(X.shape[0])
+    totals = np.where(per_row > 0, totals, 0.0)  # reduceat gives the next row's first value for empty rows
     scale = np.divide(target, totals, out=np.zeros_like(totals), where=totals > 0)
-    X = sp.csr_matrix(sp.diags(scale) @ X)
-    X.sort_indices()
-    return sp.csr_matrix(X, dtype=np.float32)
+    # each stored value times its row's factor in float64, then float32: one pass, no float64 matrix
+    data = (X.data * np.repeat(scale, per_row)).astype(np.float32)
+    return sp.csr_matrix((data, X.indices.copy(), X.indptr.copy()), shape=X.shape)
 
 
 def _round_half_up(x: float) -> int:

@@ -6,6 +6,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pytest
 import scanpy as sc
@@ -39,6 +40,20 @@ def test_filter_matches_scanpy():
     np.testing.assert_array_equal(_dense(ours.X), _dense(ref.X))
     np.testing.assert_array_equal(ours.obs["n_genes"], ref.obs["n_genes"])
     np.testing.assert_array_equal(ours.var["n_cells"], ref.var["n_cells"])
+
+
+def test_filter_ignores_explicit_zeros_and_leaves_the_input_alone():
+    a = make_counts(seed=5)
+    X = sp.csr_matrix(a.X, copy=True)
+    X.data[X.indptr[0] : X.indptr[1]] = 0  # cell 0: every stored value an explicit zero
+    b = ad.AnnData(X=X, obs=a.obs.copy(), var=a.var.copy())
+    stored = X.nnz
+    ours = preprocess.filter_cells_genes(b, min_genes=10, min_cells=3)
+    assert a.obs_names[0] not in set(ours.obs_names) and ours.n_obs == a.n_obs - 1
+    assert b.X.nnz == stored  # the caller's matrix keeps its explicit zeros
+    ref = b.copy()
+    sc.pp.filter_cells(ref, min_genes=10)
+    assert list(ours.obs_names) == list(ref.obs_names)
 
 
 def test_normalize_matches_scanpy_and_sums_to_target():
