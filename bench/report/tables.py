@@ -1,153 +1,35 @@
-"""Tables derived from the store: the console table per dataset, the paper-shaped tables, the metric
-suite's tables (one per ``Metric.table`` group) and the control-scaled scores (bench.scaling), and
-the files ``values.csv`` (long), ``summary.md`` and ``summary.json`` written into the run dir."""
+"""The report's tables of a run (console table per dataset, the paper-shaped tables, the metric
+suite's tables, the control-scaled scores) and their three renderers (console, Markdown, HTML),
+which share one row iterator (:func:`rows`)."""
 
 from __future__ import annotations
 
-import json
+import html
 import math
-import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bench import scaling
 from bench.config import CONTROLS
-from bench.failures import failure_notes, is_transient, reason
-from bench.metrics._timing import HARDWARE_VALUES
-from bench.metrics.base import arrow, badness
-from bench.registry import available
+from bench.failures import failure_notes
+from bench.metrics.base import badness
+from bench.report import scaling
+from bench.report.summary import (
+    AUG_RE,
+    CONTROL,
+    cell_text,
+    direction_of,
+    directions,
+    header,
+    metric_options,
+    order_models,
+    summarise,
+    table_groups,
+)
+from bench.timing import HARDWARE_VALUES
 
-CONTROL = "real"
 SCALED_TITLE = "scaled scores (real control = 1, shuffled control = 0; mean over values every model has)"
-AUG_RE = re.compile(r"^f1_(?P<cond>[a-z]+)@(?P<frac>[0-9.eE-]+)$")
-CELL = ["dataset", "model", "experiment", "metric"]
-SUMMARY_COLUMNS = [*CELL, "mean", "sd", "n", "n_planned", "status"]
-
-
-def directions() -> dict[str, str]:
-    """Direction of every value name declared by an installed metric."""
-    out: dict[str, str] = {}
-    for metric in available("metrics").values():
-        out.update(getattr(metric, "directions", {}) or {})
-    return out
-
-
-def table_groups() -> dict[str, dict[str, str]]:
-    """Directions of every value, grouped by the report table its metric declares (``Metric.table``:
-    "main" for the paper's metrics and plugins, a group name for the metric suite's)."""
-    out: dict[str, dict[str, str]] = {}
-    for metric in available("metrics").values():
-        group = getattr(metric, "table", "main")
-        out.setdefault(group, {}).update(getattr(metric, "directions", {}) or {})
-    return out
-
-
-def direction_of(value: str) -> tuple[str | None, float | None]:
-    """(direction, target) of a value name over the installed metrics; (None, None) when
-    informational (not ranked, not gated). ``target`` is set for direction "target" only."""
-    for metric in available("metrics").values():
-        find = getattr(metric, "direction_of", None)
-        direction = find(value) if find else (getattr(metric, "directions", {}) or {}).get(value)
-        if direction is not None:
-            target = metric.target_of(value) if hasattr(metric, "target_of") else None
-            return direction, target
-    return None, None
-
-
-def header(metric: str, direction: str, target: float | None = None) -> str:
-    """Column header of a value: ``mmd ↓``, ``mean_corr ↑``, ``auc (→0.5)``."""
-    return f"{metric} {arrow(direction, target)}"
-
-
-def _finite(values: pd.DataFrame) -> pd.DataFrame:
-    return values[np.isfinite(values.value.astype(float))]
-
-
-def align_augmentation_arms(values: pd.DataFrame) -> pd.DataFrame:
-    """Keep, per (dataset, model, fraction), only the seeds at which every arm of the experiment
-    (real-only, oversampled, augmented, gain) that has a value at all has one, so the arms are
-    compared over the same seeds. Values must be finite already."""
-    if values.empty:
-        return values
-    match = values.metric.str.extract(AUG_RE.pattern)
-    is_arm = match.cond.notna() & (values.experiment == "augmentation")
-    if not is_arm.any():
-        return values
-    arms = values[is_arm].assign(frac=match.frac[is_arm])
-    keep = pd.Series(True, index=values.index)
-    for _, group in arms.groupby(["dataset", "model", "frac"]):
-        seed_sets = [set(g.seed) for _, g in group.groupby("metric")]
-        shared = set.intersection(*seed_sets)
-        keep[group.index[~group.seed.isin(shared)]] = False
-    return values[keep]
-
-
-def summarise(values: pd.DataFrame, planned: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per (dataset, model, experiment, metric): mean, sd (ddof 1) and n over the seeds
-    with a finite value, ``n_planned`` (the seeds the run planned; without ``planned``: the seeds
-    seen) and ``status``: "ok" (n = n_planned), "partial" (fewer), "failed" (no value and a task
-    failed) or "missing" (no value, e.g. not finished). Every planned model gets a row for every
-    value its (dataset, experiment) has for any model, so a model whose tasks all failed keeps
-    its rows. Augmentation arms are compared over the seeds they share."""
-    if values.empty and (planned is None or planned.empty):
-        return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    values = (
-        values[[*CELL, "seed", "value"]]
-        if not values.empty
-        else pd.DataFrame(columns=[*CELL, "seed", "value"])
-    )
-    good = align_augmentation_arms(_finite(values))
-    sd = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")  # noqa: E731
-    out = good.groupby(CELL, sort=True)["value"].agg(mean="mean", sd=sd, n="count").reset_index()
-    group = ["dataset", "model", "experiment"]
-    if planned is not None and not planned.empty:
-        n_planned = planned.groupby(group).size().rename("n_planned").reset_index()
-        failed = planned[planned.status == "failed"].groupby(group).size().rename("n_failed").reset_index()
-    else:
-        n_planned = values.groupby(group)["seed"].nunique().rename("n_planned").reset_index()
-        failed = pd.DataFrame(columns=[*group, "n_failed"])
-    # every planned (dataset, model, experiment) x every value seen in its (dataset, experiment)
-    seen = values[["dataset", "experiment", "metric"]].drop_duplicates()
-    grid = n_planned.merge(seen, on=["dataset", "experiment"], how="left")
-    grid = grid[grid.metric.notna()]
-    out = grid.merge(out, on=CELL, how="outer")
-    out = out.merge(failed, on=group, how="left")
-    out["n"] = pd.to_numeric(out.n).fillna(0).astype(int)
-    out["n_planned"] = np.maximum(pd.to_numeric(out.n_planned).fillna(out.n).astype(int), out.n)
-    n_failed = pd.to_numeric(out.n_failed).fillna(0).astype(int)
-    out["status"] = np.where(out.n == 0, np.where(n_failed > 0, "failed", "missing"),
-                             np.where(out.n < out.n_planned, "partial", "ok"))  # fmt: skip
-    out["mean"] = out["mean"].astype(float)
-    out["sd"] = out["sd"].astype(float)
-    return out[SUMMARY_COLUMNS].sort_values(CELL).reset_index(drop=True)
-
-
-def fmt(mean: float, sd: float, n: int, n_planned: int | None = None, status: str | None = None) -> str:
-    """``0.612 ± 0.020``; over fewer seeds than planned ``0.612 ± 0.020 (2/3)``; no value:
-    ``failed`` when its tasks failed, else ``n/a``."""
-    if n == 0 or mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "failed" if status == "failed" else "n/a"
-    digits = 3 if abs(mean) < 100 else 1
-    text = f"{mean:.{digits}f}"
-    if n > 1 and not math.isnan(sd):
-        text += f" ± {sd:.{digits}f}"
-    if n_planned is not None and n < n_planned:
-        text += f" ({n}/{n_planned})"
-    return text
-
-
-def cell_text(row) -> str:
-    """:func:`fmt` of one summary row (a Series or a namedtuple)."""
-    get = row.get if hasattr(row, "get") else lambda k: getattr(row, k)
-    return fmt(get("mean"), get("sd"), int(get("n")), int(get("n_planned")), get("status"))
-
-
-def _order_models(models: list[str]) -> list[str]:
-    """Models by name, the controls last (in CONTROLS order)."""
-    return sorted(models, key=lambda m: (m in CONTROLS, CONTROLS.index(m) if m in CONTROLS else 0, m))
 
 
 def _best(cells: dict[str, pd.Series], direction: str | None, target: float | None) -> set[str]:
@@ -209,7 +91,7 @@ def main_table(summary: pd.DataFrame, dataset: str, dirs: dict[str, str] | None 
     (model, column) of the best non-control model per column (ranked with the value's direction;
     a target by the distance to it); ``attrs['notes']`` the failure notes."""
     cells = _cells(summary, dataset, "main")
-    models = _order_models(sorted({m for m, _ in cells}))
+    models = order_models(sorted({m for m, _ in cells}))
     if not models:
         return pd.DataFrame()
     present = {metric for _, metric in cells}
@@ -249,7 +131,7 @@ def augmentation_table(summary: pd.DataFrame, dataset: str, models: list[str],
     fracs = sorted({float(m["frac"]) for _, m in parsed}, reverse=True)
     conds = ["real", "oversampled", "augmented"]
     rows: dict[tuple[str, str], dict[str, str]] = {}
-    for model in _order_models(models):
+    for model in order_models(models):
         for cond in conds:
             cells = {}
             for f in fracs:
@@ -270,7 +152,7 @@ def paper_tables(summary: pd.DataFrame, dataset: str, notes: dict[str, list[str]
     """The paper's tables for one dataset (each mean ± sd over seeds); the best non-control model
     of each row in ``attrs['best']``."""
     cells = _cells(summary, dataset, "main")
-    models = _order_models(sorted(set(summary[summary.dataset == dataset].model)))
+    models = order_models(sorted(set(summary[summary.dataset == dataset].model)))
 
     def row(metric_names: list[str]) -> pd.DataFrame:
         data: dict[str, dict[str, str]] = {}
@@ -298,18 +180,6 @@ def paper_tables(summary: pd.DataFrame, dataset: str, notes: dict[str, list[str]
     if not aug.empty:
         tables["Fig. 7 — rare-class F1 per training fraction (arms over the seeds they share)"] = aug
     return tables
-
-
-def metric_options(store, keys) -> dict[str, Any]:
-    """The options each metric ran with over the given tasks (from their specs): one dict per
-    metric, or a list of the distinct ones when tasks differ."""
-    seen: dict[str, list[dict[str, Any]]] = {}
-    for key in keys:
-        spec = store.task_spec(key) or {}
-        for name, opts in (spec.get("metrics") or {}).items():
-            if opts not in seen.setdefault(name, []):
-                seen[name].append(opts)
-    return {name: opts[0] if len(opts) == 1 else opts for name, opts in sorted(seen.items())}
 
 
 def build(store, run_id: int | None = None) -> dict[str, Any]:
@@ -345,7 +215,7 @@ LEGEND = (
 )
 
 
-def _rows(df: pd.DataFrame):
+def rows(df: pd.DataFrame):
     """(index tuple, [(column, text, is_best)]) per row of a table."""
     best = df.attrs.get("best", set())
     for idx, r in df.iterrows():
@@ -353,7 +223,7 @@ def _rows(df: pd.DataFrame):
         yield key, [(col, str(v), (idx, col) in best) for col, v in r.items()]
 
 
-def _index_names(df: pd.DataFrame) -> list[str]:
+def index_names(df: pd.DataFrame) -> list[str]:
     return list(df.index.names) if isinstance(df.index, pd.MultiIndex) else ["model"]
 
 
@@ -365,11 +235,11 @@ def print_tables(report: dict[str, Any], console, *, paper: bool = True) -> None
         if df.empty:
             return
         t = Table(title=title, title_justify="left")
-        for name in _index_names(df):
+        for name in index_names(df):
             t.add_column(name or "", style="bold")
         for col in df.columns:
             t.add_column(str(col), justify="right")
-        for idx, cells in _rows(df):
+        for idx, cells in rows(df):
             texts = [f"[bold green]{escape(text)}[/]" if best else
                      f"[red]{escape(text)}[/]" if text == "failed" else escape(text)
                      for _, text, best in cells]  # fmt: skip
@@ -388,12 +258,12 @@ def print_tables(report: dict[str, Any], console, *, paper: bool = True) -> None
         show(tables.get("scaled", pd.DataFrame()), f"{dataset}: {SCALED_TITLE}")
 
 
-def _md_table(df: pd.DataFrame) -> str:
+def md_table(df: pd.DataFrame) -> str:
     if df.empty:
         return ""
-    head = [*(n or "" for n in _index_names(df)), *map(str, df.columns)]
+    head = [*(n or "" for n in index_names(df)), *map(str, df.columns)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for idx, cells in _rows(df):
+    for idx, cells in rows(df):
         texts = [f"**{text}**" if best else text for _, text, best in cells]
         lines.append("| " + " | ".join([*map(str, idx), *texts]) + " |")
     notes = df.attrs.get("notes", [])
@@ -402,65 +272,23 @@ def _md_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _provenance_md(provenance: dict[str, Any]) -> list[str]:
-    git = provenance.get("git", {})
-    host = provenance.get("host", {})
-    lines = [f"- command: `{provenance.get('command', '')}`",
-             f"- commit: {git.get('commit')}{' (dirty)' if git.get('dirty') else ''}",
-             f"- host: {host.get('name')} ({host.get('cpus')} CPUs); "
-             f"GPU: {', '.join(provenance.get('gpu', {}).get('gpus') or []) or 'none'}",
-             "- packages: " + ", ".join(f"{k} {v}" for k, v in provenance.get("packages", {}).items())]  # fmt: skip
-    code = provenance.get("code") or {}
-    for name, v in (code.get("generators") or {}).items():
-        lines.append(f"- generator {name}: {v.get('distribution') or 'not installed'} {v.get('version') or ''}"
-                     f"{' (editable)' if v.get('editable') else ''}, code {v.get('code_hash')}")  # fmt: skip
-    if code.get("scoring"):
-        lines.append(f"- scoring code: {code['scoring']}")
-    return [*lines, ""]
-
-
-def write_files(
-    report: dict[str, Any], run_dir: str | Path, provenance: dict[str, Any] | None = None
-) -> list[Path]:
-    """``values.csv`` (long: one row per task value, with its cell's n and n_planned),
-    ``summary.md`` and ``summary.json`` (cells with n, n_planned and status; failed tasks with
-    their one-line reason; the options each metric ran with)."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    paths = [run_dir / "values.csv", run_dir / "summary.md", run_dir / "summary.json"]
-    summary = report["summary"]
-    values = report["values"].drop(columns=["task_key"], errors="ignore")
-    values = values.merge(summary[[*CELL, "n", "n_planned"]], on=CELL, how="left")
-    values.to_csv(paths[0], index=False)
-    md = ["# scgenbench summary", ""]
-    if provenance:
-        md += _provenance_md(provenance)
-    for name, opts in report.get("options", {}).items():
-        md.append(f"- {name} options: {json.dumps(opts, default=str)}")
-    if report.get("options"):
-        md.append("")
-    for dataset, tables in report["datasets"].items():
-        md += [f"## {dataset}", "", LEGEND[0].upper() + LEGEND[1:] + ".", ""]
-        md += [_md_table(tables["main"]), ""]
-        for title, df in tables["paper"].items():
-            md += [f"### {title}", "", _md_table(df), ""]
-        for group, df in tables.get("suite", {}).items():
-            md += [f"### {group}", "", _md_table(df), ""]
-        if not tables.get("scaled", pd.DataFrame()).empty:
-            md += [f"### {SCALED_TITLE}", "", _md_table(tables["scaled"]), ""]
-    paths[1].write_text("\n".join(md))
-    planned = report.get("planned")
-    failures = []
-    if planned is not None and not planned.empty:
-        for r in planned[planned.status != "done"].itertuples():
-            failures.append({"dataset": r.dataset, "model": r.model, "seed": int(r.seed), "experiment": r.experiment,
-                             "status": r.status, "reason": reason(r.error) if r.status == "failed" else None,
-                             "transient": is_transient(r.error) if r.status == "failed" else None})  # fmt: skip
-    records = summary.astype(object).where(summary.notna(), None).to_dict(orient="records")
-    doc = {"provenance": provenance, "metric_options": report.get("options", {}), "summary": records,
-           "failures": failures}  # fmt: skip
-    if "scaled" in report:
-        doc["scaled"] = report["scaled"]["summary"].replace({np.nan: None}).to_dict(orient="records")
-        doc["mean_scaled"] = report["scaled"]["means"].replace({np.nan: None}).to_dict(orient="records")
-    paths[2].write_text(json.dumps(doc, indent=1, default=str))
-    return paths
+def table_html(df: pd.DataFrame) -> str:
+    """An HTML table with the index as leading columns (MultiIndex levels each a column); the best
+    model's cells (``df.attrs['best']``) coloured, failed cells in red, and the failure notes
+    (``df.attrs['notes']``) under the table."""
+    if df.empty:
+        return ""
+    head = "".join(f"<th>{html.escape(str(n or ''), quote=True)}</th>" for n in index_names(df))
+    head += "".join(f"<th>{html.escape(str(c), quote=True)}</th>" for c in df.columns)
+    body = []
+    for idx, cells in rows(df):
+        tds = "".join(f'<td class="idx">{html.escape(str(i), quote=True)}</td>' for i in idx)
+        for _, text, best in cells:
+            cls = "num best" if best else "num failed" if text == "failed" else "num"
+            tds += f'<td class="{cls}">{html.escape(str(text), quote=True)}</td>'
+        body.append(f"<tr>{tds}</tr>")
+    notes = "".join(
+        f'<p class="note failed">failed: {html.escape(str(n), quote=True)}</p>'
+        for n in df.attrs.get("notes", [])
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{notes}"
