@@ -1,6 +1,6 @@
 """The HTML report's figures of the metric suite beyond the paper (one per group): PRDC bars, the
 memorisation histogram, the per-type heatmap and the DE-recovery scatter. Read from the store like
-every figure of :mod:`bench.html` (values and the arrays the scoring stage kept); a figure whose
+every figure of :mod:`bench.report.figures` (values and the arrays the scoring stage kept); a figure whose
 values or arrays are missing becomes a one-line note. docs/report.md describes each figure.
 """
 
