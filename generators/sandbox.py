@@ -385,7 +385,7 @@ def owner_alive(owner: str | None) -> bool:
 def _engine(client=None):
     if client is not None:
         return client
-    from bench.generators.container import docker_client
+    from bench.generators.container.images import docker_client
 
     return docker_client(timeout=5)
 
