@@ -10,10 +10,11 @@ from typing import Any
 from bench import provenance
 from bench.codeversion import code_version, scoring_version
 from bench.config import RunSpec
+from bench.contract import resolve_device
 from bench.errors import UserError
 from bench.executors.base import Outcome
 from bench.registry import available, get_generator, get_metric
-from bench.tasks import DataSpec, TaskSpec, resolve_device
+from bench.tasks import DataSpec, TaskSpec
 
 
 @dataclass

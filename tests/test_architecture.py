@@ -5,6 +5,8 @@ plugin folder (``bench.metrics._*``, ``bench.generators.<model>._*``)."""
 from __future__ import annotations
 
 import ast
+import re
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,3 +107,44 @@ def test_no_import_cycle_among_bench_modules():
     graph = import_graph()
     assert {"bench.runner", "bench.executors.slurm.ledger", "bench.report.html"} <= set(graph)
     assert cycles(graph) == []
+
+
+PRIVATE_PLUGIN_MODULE = re.compile(r"^bench\.(metrics|datasets|generators(\.\w+)?)\._\w+")
+
+
+def private_plugin_imports(path: Path) -> list[str]:
+    """The private plugin modules (``bench.metrics._mmd``, ``bench.generators.scgan._x``) a source
+    file imports, by name or as ``from bench.metrics import _mmd``."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        found.update(m[0] for m in map(PRIVATE_PLUGIN_MODULE.match, names) if m)
+    return sorted(found)
+
+
+def test_the_private_import_scan_finds_one(tmp_path):
+    src = tmp_path / "x.py"
+    src.write_text("def f():\n    from bench.metrics._mmd import mmd\nfrom bench.metrics import _prdc, mmd\n")
+    assert private_plugin_imports(src) == ["bench.metrics._mmd", "bench.metrics._prdc"]
+    src.write_text("from bench.metrics import mmd\nfrom bench.generators.activa.train import decode\n")
+    assert private_plugin_imports(src) == []
+
+
+def test_no_core_module_imports_a_private_plugin_module():
+    core = sorted((ROOT / "bench").rglob("*.py"))
+    assert len(core) > 20
+    offenders = {str(p.relative_to(ROOT)): private_plugin_imports(p) for p in core}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_pyproject_lists_every_package_and_the_report_css():
+    """A non-editable install gets every sub-package (setuptools' list is explicit) and the CSS."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = {name for name, path in modules().items() if path.name == "__init__.py"}
+    assert set(config["packages"]) == packages
+    assert "*.css" in config["package-data"]["bench.report"]
+    assert (ROOT / "bench" / "report" / "report.css").is_file()

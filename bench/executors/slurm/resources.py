@@ -7,11 +7,9 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from bench.contract import DEFAULT_RESOURCES, RESOURCE_KEYS
 from bench.errors import UserError
 from bench.tasks import TaskSpec
-
-RESOURCE_KEYS = ("cpus", "gpus", "mem_gb", "time_min")
-DEFAULT_RESOURCES = {"cpus": 2, "gpus": 0, "mem_gb": 8, "time_min": 60}
 
 
 def generator_resources(model: str, profile: str) -> dict[str, Any]:
