@@ -30,9 +30,18 @@ class Executor(Protocol):
 
     name: str
 
-    def execute(self, tasks: list[TaskSpec], store, *, run_dir: Path, run_id: int | None,
-                progress: bool = False, console=None, data: dict[str, Any] | None = None,
-                detach: bool = False) -> Generator[Outcome, None, dict[str, Any]]: ...  # fmt: skip
+    def execute(
+        self,
+        tasks: list[TaskSpec],
+        store,
+        *,
+        run_dir: Path,
+        run_id: int | None,
+        progress: bool = False,
+        console=None,
+        data: dict[str, Any] | None = None,
+        detach: bool = False,
+    ) -> Generator[Outcome, None, dict[str, Any]]: ...
 
 
 def task_dir(run_dir: Path, spec: TaskSpec) -> Path:
@@ -71,8 +80,10 @@ class TaskLines:
         took = f" in {seconds:.1f} s" if seconds is not None else ""
         self.console.print(
             f"[{self.done}/{self.total}] {label}: {status}{took}; {left} left, ETA {_clock(eta)}",
-            markup=False, highlight=False, soft_wrap=True,
-        )  # fmt: skip
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _clock(seconds: float) -> str:

@@ -12,16 +12,33 @@ from bench.tasks import TaskRecord, TaskSpec
 class LocalExecutor:
     name = "local"
 
-    def execute(self, tasks: list[TaskSpec], store, *, run_dir, run_id, progress=False, console=None,
-                data=None, detach=False) -> Generator[Outcome, None, dict[str, Any]]:  # fmt: skip
+    def execute(
+        self,
+        tasks: list[TaskSpec],
+        store,
+        *,
+        run_dir,
+        run_id,
+        progress=False,
+        console=None,
+        data=None,
+        detach=False,
+    ) -> Generator[Outcome, None, dict[str, Any]]:
         """Run ``tasks`` one after the other in this process (``data``: prepared datasets by name;
         ``store`` and ``detach`` are not used)."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         failed: list[str] = []
         data = data or {}
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, disable=not progress or not tasks, transient=False) as bar:  # fmt: skip
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not progress or not tasks,
+            transient=False,
+        ) as bar:
             job = bar.add_task("tasks", total=len(tasks))
             lines = TaskLines(console, len(tasks), bar=progress)
             for spec in tasks:

@@ -37,8 +37,12 @@ def model_label(model: str) -> str:
 
 def summary_cell(summary: pd.DataFrame, dataset: str, model: str, metric: str) -> tuple[float, float, str]:
     """(mean, sd, table text) of a main-experiment value; NaN and 'n/a' when absent."""
-    hit = summary[(summary.dataset == dataset) & (summary.model == model) & (summary.metric == metric)
-                  & (summary.experiment == "main")]  # fmt: skip
+    hit = summary[
+        (summary.dataset == dataset)
+        & (summary.model == model)
+        & (summary.metric == metric)
+        & (summary.experiment == "main")
+    ]
     if hit.empty:
         return float("nan"), float("nan"), "n/a"
     r = hit.iloc[0]
@@ -48,8 +52,17 @@ def summary_cell(summary: pd.DataFrame, dataset: str, model: str, metric: str) -
 # -- Fig. 4: UMAP by source and by cell type -----------------------------------------------------
 def _scatter(ax, xy, colour, size, alpha=0.8, label=None, zorder=1):
     if len(xy):
-        ax.scatter(xy[:, 0], xy[:, 1], s=size, c=[colour], alpha=alpha, linewidths=0, label=label,
-                   zorder=zorder, rasterized=True)  # fmt: skip
+        ax.scatter(
+            xy[:, 0],
+            xy[:, 1],
+            s=size,
+            c=[colour],
+            alpha=alpha,
+            linewidths=0,
+            label=label,
+            zorder=zorder,
+            rasterized=True,
+        )
 
 
 def _clean(ax) -> None:
@@ -69,9 +82,14 @@ def fig_umap(arts: dict[str, dict[str, np.ndarray]], dataset: str):
     they were asked for; unconditional: the type of the nearest real cells, marked *)."""
     models = list(arts)
     first = arts[models[0]]
-    types = sorted(set(first["real_labels"].tolist()).union(
-        *(set(a["generated_labels"].tolist()) | set(a["generated_knn_labels"].tolist()) for a in arts.values())
-    ))  # fmt: skip
+    types = sorted(
+        set(first["real_labels"].tolist()).union(
+            *(
+                set(a["generated_labels"].tolist()) | set(a["generated_knn_labels"].tolist())
+                for a in arts.values()
+            )
+        )
+    )
     tcol = colour_map(types)
     mcol = colour_map(models, "Set1")
     ncol = 1 + len(models)
@@ -101,8 +119,9 @@ def fig_umap(arts: dict[str, dict[str, np.ndarray]], dataset: str):
         _scatter(ax, a["real_umap"], "#e0e0e0", size, alpha=0.5)
         for t in types:
             _scatter(ax, a["generated_umap"][labels == t], tcol[t], size, zorder=2)
-        ax.set_title(f"{model_label(m)}, by {'cell type' if conditional else 'nearest real type*'}",
-                     fontsize=10)  # fmt: skip
+        ax.set_title(
+            f"{model_label(m)}, by {'cell type' if conditional else 'nearest real type*'}", fontsize=10
+        )
     for ax in axes.ravel():
         _clean(ax)
     from matplotlib.lines import Line2D
@@ -113,8 +132,14 @@ def fig_umap(arts: dict[str, dict[str, np.ndarray]], dataset: str):
     ]
     axes[0, -1].legend(handles=src, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
     typ = [Line2D([], [], marker="o", ls="", color=tcol[t], label=t) for t in types]
-    axes[1, -1].legend(handles=typ, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False,
-                       ncol=1 if len(types) <= 14 else 2)  # fmt: skip
+    axes[1, -1].legend(
+        handles=typ,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1),
+        fontsize=8,
+        frameon=False,
+        ncol=1 if len(types) <= 14 else 2,
+    )
     fig.suptitle(
         f"{dataset}: UMAP fit on real test cells (50 PCs); generated cells placed on it", fontsize=11
     )
@@ -152,8 +177,17 @@ def fig_markers(arts: dict[str, dict[str, np.ndarray]], dataset: str):
                 )
             if expr is not None and len(xy):
                 order = np.argsort(expr, kind="stable")  # high expression drawn on top
-                sc = ax.scatter(xy[order, 0], xy[order, 1], s=size, c=expr[order], cmap="viridis", vmin=0,
-                                vmax=vmax, linewidths=0, rasterized=True)  # fmt: skip
+                sc = ax.scatter(
+                    xy[order, 0],
+                    xy[order, 1],
+                    s=size,
+                    c=expr[order],
+                    cmap="viridis",
+                    vmin=0,
+                    vmax=vmax,
+                    linewidths=0,
+                    rasterized=True,
+                )
             if i == 0:
                 ax.set_title(title, fontsize=10)
             if j == 0:
@@ -208,8 +242,15 @@ def fig_roc(run: RunView, dataset: str, summary: pd.DataFrame):
             ax.plot(fpr, tpr, color="#90caf9", lw=0.8, alpha=0.8, drawstyle="default")
         tprs = np.array([interp_roc(f, p, grid) for f, p in curves])
         mean, sd = tprs.mean(0), tprs.std(0)
-        ax.fill_between(grid, np.clip(mean - sd, 0, 1), np.clip(mean + sd, 0, 1), color="#1e88e5", alpha=0.2,
-                        lw=0, label="mean ± sd over folds")  # fmt: skip
+        ax.fill_between(
+            grid,
+            np.clip(mean - sd, 0, 1),
+            np.clip(mean + sd, 0, 1),
+            color="#1e88e5",
+            alpha=0.2,
+            lw=0,
+            label="mean ± sd over folds",
+        )
         ax.plot(grid, mean, color="#0d47a1", lw=2, label="mean ROC")
         ax.plot([0, 1], [0, 1], ls="--", color="#d32f2f", lw=1.2, label="chance (AUC 0.5)")
         ax.set_xlim(0, 1)
@@ -259,8 +300,10 @@ def fig_corr(run: RunView, keys: dict[str, str], dataset: str):
             ax.set_yticks([])
         cd = run.task_value(keys[m], "cd")
         cd_txt = f"CD {cd:.3f}" if cd is not None else "CD n/a"
-        ax.set_title(f"{model_label(m)} (seed {run.seed_of(keys[m])}): {cd_txt}\n"
-                     "lower: generated, upper: real", fontsize=10)  # fmt: skip
+        ax.set_title(
+            f"{model_label(m)} (seed {run.seed_of(keys[m])}): {cd_txt}\nlower: generated, upper: real",
+            fontsize=10,
+        )
     if im is not None:
         fig.colorbar(im, ax=list(axes.ravel()), fraction=0.02, pad=0.02, label="Pearson r")
     fig.suptitle(f"{dataset}: Pearson correlation of the top DE genes per cluster", fontsize=11)
@@ -268,9 +311,11 @@ def fig_corr(run: RunView, keys: dict[str, str], dataset: str):
 
 
 # -- Fig. 7: augmentation ------------------------------------------------------------------------
-CONDITIONS = {"real": ("real only (downsampled)", "#1e88e5"),
-              "oversampled": ("oversampled", "#757575"),
-              "augmented": ("augmented with generated cells", "#e53935")}  # fmt: skip
+CONDITIONS = {
+    "real": ("real only (downsampled)", "#1e88e5"),
+    "oversampled": ("oversampled", "#757575"),
+    "augmented": ("augmented with generated cells", "#e53935"),
+}
 
 
 def augmentation_frame(values: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -347,8 +392,13 @@ def fig_timing(summary: pd.DataFrame, dataset: str):
         means = np.array([v[0] for v in vals])
         sds = np.nan_to_num(np.array([v[1] for v in vals]))
         ok = ~np.isnan(means)
-        ax.barh(y[ok], means[ok], xerr=sds[ok], color=[colours[m] for m, o in zip(models, ok, strict=True) if o],
-                capsize=3)  # fmt: skip
+        ax.barh(
+            y[ok],
+            means[ok],
+            xerr=sds[ok],
+            color=[colours[m] for m, o in zip(models, ok, strict=True) if o],
+            capsize=3,
+        )
         for yi, mean, sd, text in zip(y, means, sds, [v[2] for v in vals], strict=True):
             if not np.isnan(mean):
                 ax.text(mean + sd, yi, "  " + text, va="center", fontsize=8)
@@ -368,8 +418,11 @@ def fig_timing(summary: pd.DataFrame, dataset: str):
 
 
 def fig_tradeoff(summary: pd.DataFrame, dataset: str):
-    quality = [("auc", "real-vs-synthetic AUC (0.5 ideal)"), ("mmd", "MMD (lower is better)"),
-               ("cd", "correlation discrepancy (lower)")]  # fmt: skip
+    quality = [
+        ("auc", "real-vs-synthetic AUC (0.5 ideal)"),
+        ("mmd", "MMD (lower is better)"),
+        ("cd", "correlation discrepancy (lower)"),
+    ]
     sub = summary[summary.dataset == dataset]
     have = [(m, lab) for m, lab in quality if m in set(sub.metric)]
     if "train_seconds" not in set(sub.metric) or not have:
@@ -386,8 +439,17 @@ def fig_tradeoff(summary: pd.DataFrame, dataset: str):
             if np.isnan(x) or np.isnan(y):
                 continue
             x = max(x, 1e-3)
-            ax.errorbar([x], [y], xerr=[np.nan_to_num(xsd)], yerr=[np.nan_to_num(ysd)], marker="o" if m != CONTROL
-                        else "s", mfc="none" if m == CONTROL else colours[m], color=colours[m], ms=7, capsize=3)  # fmt: skip
+            ax.errorbar(
+                [x],
+                [y],
+                xerr=[np.nan_to_num(xsd)],
+                yerr=[np.nan_to_num(ysd)],
+                marker="o" if m != CONTROL else "s",
+                mfc="none" if m == CONTROL else colours[m],
+                color=colours[m],
+                ms=7,
+                capsize=3,
+            )
             ax.annotate(model_label(m), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
         if metric == "auc":
             ax.axhline(0.5, ls="--", color="#d32f2f", lw=1)
@@ -397,8 +459,9 @@ def fig_tradeoff(summary: pd.DataFrame, dataset: str):
         ax.set_ylabel(label, fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{dataset}: quality against training time (mean ± sd over seeds; square: control)",
-                 fontsize=11)  # fmt: skip
+    fig.suptitle(
+        f"{dataset}: quality against training time (mean ± sd over seeds; square: control)", fontsize=11
+    )
     fig.tight_layout()
     return fig
 
@@ -420,23 +483,35 @@ def fig_convergence(run: RunView, dataset: str):
     curves = convergence_curves(run, dataset)
     if not curves:
         return None
-    panels = [(y, lab) for y, lab in (("mmd", "MMD (lower is better)"), ("auc", "AUC, 50 PCs (0.5 ideal)"))
-              if any(y in c for cs in curves.values() for c in cs)]  # fmt: skip
+    panels = [
+        (y, lab)
+        for y, lab in (("mmd", "MMD (lower is better)"), ("auc", "AUC, 50 PCs (0.5 ideal)"))
+        if any(y in c for cs in curves.values() for c in cs)
+    ]
     colours = colour_map(list(curves), "Set1")
     Figure = figure_class()
     fig = Figure(figsize=(10, 3.4 * len(panels)))
     axes = fig.subplots(len(panels), 2, squeeze=False)
     for row, (y, label) in enumerate(panels):
-        for col, (x, xlabel) in enumerate((("train_seconds", "training time (s, log)"),
-                                           ("step", "optimizer steps (log)"))):  # fmt: skip
+        for col, (x, xlabel) in enumerate(
+            (("train_seconds", "training time (s, log)"), ("step", "optimizer steps (log)"))
+        ):
             ax = axes[row][col]
             for model, runs in curves.items():
                 for i, c in enumerate(runs):
                     if y not in c:
                         continue
                     xs = np.maximum(np.asarray(c[x], float), 1e-3)
-                    ax.plot(xs, c[y], marker="o", ms=3, lw=1.2, color=colours[model], alpha=0.85,
-                            label=model_label(model) if i == 0 else None)  # fmt: skip
+                    ax.plot(
+                        xs,
+                        c[y],
+                        marker="o",
+                        ms=3,
+                        lw=1.2,
+                        color=colours[model],
+                        alpha=0.85,
+                        label=model_label(model) if i == 0 else None,
+                    )
             if y == "auc":
                 ax.axhline(0.5, ls="--", color="#d32f2f", lw=1)
             ax.set_xscale("log")
@@ -445,7 +520,9 @@ def fig_convergence(run: RunView, dataset: str):
             ax.tick_params(labelsize=8)
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"{dataset}: cheap metrics at 1/8, 1/4, 1/2 and all of each model's budget (one line per seed)",
-                 fontsize=11)  # fmt: skip
+    fig.suptitle(
+        f"{dataset}: cheap metrics at 1/8, 1/4, 1/2 and all of each model's budget (one line per seed)",
+        fontsize=11,
+    )
     fig.tight_layout()
     return fig

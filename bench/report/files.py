@@ -18,15 +18,19 @@ from bench.report.tables import LEGEND, SCALED_TITLE, md_table
 def _provenance_md(provenance: dict[str, Any]) -> list[str]:
     git = provenance.get("git", {})
     host = provenance.get("host", {})
-    lines = [f"- command: `{provenance.get('command', '')}`",
-             f"- commit: {git.get('commit')}{' (dirty)' if git.get('dirty') else ''}",
-             f"- host: {host.get('name')} ({host.get('cpus')} CPUs); "
-             f"GPU: {', '.join(provenance.get('gpu', {}).get('gpus') or []) or 'none'}",
-             "- packages: " + ", ".join(f"{k} {v}" for k, v in provenance.get("packages", {}).items())]  # fmt: skip
+    lines = [
+        f"- command: `{provenance.get('command', '')}`",
+        f"- commit: {git.get('commit')}{' (dirty)' if git.get('dirty') else ''}",
+        f"- host: {host.get('name')} ({host.get('cpus')} CPUs); "
+        f"GPU: {', '.join(provenance.get('gpu', {}).get('gpus') or []) or 'none'}",
+        "- packages: " + ", ".join(f"{k} {v}" for k, v in provenance.get("packages", {}).items()),
+    ]
     code = provenance.get("code") or {}
     for name, v in (code.get("generators") or {}).items():
-        lines.append(f"- generator {name}: {v.get('distribution') or 'not installed'} {v.get('version') or ''}"
-                     f"{' (editable)' if v.get('editable') else ''}, code {v.get('code_hash')}")  # fmt: skip
+        lines.append(
+            f"- generator {name}: {v.get('distribution') or 'not installed'} {v.get('version') or ''}"
+            f"{' (editable)' if v.get('editable') else ''}, code {v.get('code_hash')}"
+        )
     if code.get("scoring"):
         lines.append(f"- scoring code: {code['scoring']}")
     return [*lines, ""]
@@ -66,12 +70,24 @@ def write_files(
     failures = []
     if planned is not None and not planned.empty:
         for r in planned[planned.status != "done"].itertuples():
-            failures.append({"dataset": r.dataset, "model": r.model, "seed": int(r.seed), "experiment": r.experiment,
-                             "status": r.status, "reason": reason(r.error) if r.status == "failed" else None,
-                             "transient": is_transient(r.error) if r.status == "failed" else None})  # fmt: skip
+            failures.append(
+                {
+                    "dataset": r.dataset,
+                    "model": r.model,
+                    "seed": int(r.seed),
+                    "experiment": r.experiment,
+                    "status": r.status,
+                    "reason": reason(r.error) if r.status == "failed" else None,
+                    "transient": is_transient(r.error) if r.status == "failed" else None,
+                }
+            )
     records = summary.astype(object).where(summary.notna(), None).to_dict(orient="records")
-    doc = {"provenance": provenance, "metric_options": report.get("options", {}), "summary": records,
-           "failures": failures}  # fmt: skip
+    doc = {
+        "provenance": provenance,
+        "metric_options": report.get("options", {}),
+        "summary": records,
+        "failures": failures,
+    }
     if "scaled" in report:
         doc["scaled"] = report["scaled"]["summary"].replace({np.nan: None}).to_dict(orient="records")
         doc["mean_scaled"] = report["scaled"]["means"].replace({np.nan: None}).to_dict(orient="records")

@@ -111,19 +111,26 @@ def _provenance_html(runs: list[dict[str, Any]]) -> str:
                     f"{host.get('name')} — {host.get('platform')}, {host.get('cpus')} CPUs"
                     + (f", Slurm job {host['slurm_job']}" if host.get("slurm_job") else "")
                 ),
-            ),  # fmt: skip
+            ),
             (
                 "GPU",
                 _esc(", ".join(gpu.get("gpus") or []) or "none")
                 + (_esc(f" (CUDA {gpu['cuda']})") if gpu.get("cuda") else ""),
-            ),  # fmt: skip
+            ),
             ("packages", _esc(", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items()))),
         ]
         code = prov.get("code") or {}
         for name, v in (code.get("generators") or {}).items():
-            rows.append((f"generator {_esc(name)}", _esc(f"{v.get('distribution') or 'not installed'} "
-                         f"{v.get('version') or ''}{' (editable)' if v.get('editable') else ''}, code "
-                         f"{v.get('code_hash')} ({v.get('files')} files)")))  # fmt: skip
+            rows.append(
+                (
+                    f"generator {_esc(name)}",
+                    _esc(
+                        f"{v.get('distribution') or 'not installed'} "
+                        f"{v.get('version') or ''}{' (editable)' if v.get('editable') else ''}, code "
+                        f"{v.get('code_hash')} ({v.get('files')} files)"
+                    ),
+                )
+            )
         if code.get("scoring"):
             rows.append(("scoring code", _esc(code["scoring"])))
         for name, info in (prov.get("datasets") or {}).items():
@@ -152,8 +159,10 @@ def _tasks_html(run: RunView) -> str:
             f"<td>{_esc(r.experiment)}</td><td>{_esc(r.status)}</td><td class='failed'>{_esc(r.error or '')}</td></tr>"
             for r in failed.itertuples()
         )
-        out += ("<h3>tasks not done</h3><table><thead><tr><th>dataset</th><th>model</th><th>seed</th>"
-                f"<th>experiment</th><th>status</th><th>error</th></tr></thead><tbody>{rows}</tbody></table>")  # fmt: skip
+        out += (
+            "<h3>tasks not done</h3><table><thead><tr><th>dataset</th><th>model</th><th>seed</th>"
+            f"<th>experiment</th><th>status</th><th>error</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
     return out
 
 
@@ -252,22 +261,31 @@ def _dataset_html(run: RunView, dataset: str, summary: pd.DataFrame) -> str:
     parts.append(f'<h3 id="correlation-{slug}">{SECTIONS["correlation"]}</h3>')
     cseed, ckeys = run.figure_tasks(dataset, "correlation_discrepancy", "real_corr")
     if ckeys:
-        parts.append(_img(fig_corr(run, ckeys, dataset), f"{dataset} correlation",
-                          _esc(_captions(dataset, cseed)["correlation"])))  # fmt: skip
+        parts.append(
+            _img(
+                fig_corr(run, ckeys, dataset),
+                f"{dataset} correlation",
+                _esc(_captions(dataset, cseed)["correlation"]),
+            )
+        )
     else:
         parts.append(_note("no correlation matrices stored (correlation_discrepancy)"))
 
-    for sec, fn in (("augmentation", lambda: fig_augmentation(run, dataset)),
-                    ("timing", lambda: fig_timing(summary, dataset)),
-                    ("tradeoff", lambda: fig_tradeoff(summary, dataset)),
-                    ("convergence", lambda: fig_convergence(run, dataset))):  # fmt: skip
+    for sec, fn in (
+        ("augmentation", lambda: fig_augmentation(run, dataset)),
+        ("timing", lambda: fig_timing(summary, dataset)),
+        ("tradeoff", lambda: fig_tradeoff(summary, dataset)),
+        ("convergence", lambda: fig_convergence(run, dataset)),
+    ):
         parts.append(f'<h3 id="{sec}-{slug}">{SECTIONS[sec]}</h3>')
         fig = fn()
         if fig is None:
-            what = {"augmentation": "no augmentation experiment in this run (conditional models only)",
-                    "timing": "no timing values in this run",
-                    "tradeoff": "needs train_seconds and a quality value (auc, mmd or cd)",
-                    "convergence": "no training snapshots (only iteratively trained models report them)"}[sec]  # fmt: skip
+            what = {
+                "augmentation": "no augmentation experiment in this run (conditional models only)",
+                "timing": "no timing values in this run",
+                "tradeoff": "needs train_seconds and a quality value (auc, mmd or cd)",
+                "convergence": "no training snapshots (only iteratively trained models report them)",
+            }[sec]
             parts.append(_note(what))
         else:
             parts.append(_img(fig, f"{dataset} {sec}", _esc(cap[sec])))
@@ -298,8 +316,12 @@ def render(store) -> str:
         )
     else:
         body.append('<section id="summary"><h2>Summary tables</h2>')
-        body.append(_note(f"{LEGEND[0].upper()}{LEGEND[1:]} (here: highlighted); the same numbers as "
-                          "the console tables of `bench report`."))  # fmt: skip
+        body.append(
+            _note(
+                f"{LEGEND[0].upper()}{LEGEND[1:]} (here: highlighted); the same numbers as "
+                "the console tables of `bench report`."
+            )
+        )
         body += [_tables_html(d, report["datasets"][d]) for d in datasets]
         body.append("</section>")
     body.append(f'<section id="provenance"><h2>Provenance</h2>{_provenance_html(runs)}</section>')

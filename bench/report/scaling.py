@@ -131,9 +131,17 @@ def mean_scores(scaled: pd.DataFrame) -> pd.DataFrame:
         )
         for model, g in per_seed.groupby("model", sort=True):
             x = g["clipped"].to_numpy()
-            rows.append({"dataset": dataset, "model": model, "mean": float(x.mean()),
-                         "sd": float(np.std(x, ddof=1)) if len(x) > 1 else float("nan"), "n": int(len(x)),
-                         "n_metrics": len(common), "metrics": [f"{e}/{m}" for e, m in common]})  # fmt: skip
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "mean": float(x.mean()),
+                    "sd": float(np.std(x, ddof=1)) if len(x) > 1 else float("nan"),
+                    "n": int(len(x)),
+                    "n_metrics": len(common),
+                    "metrics": [f"{e}/{m}" for e, m in common],
+                }
+            )
     return pd.DataFrame(rows, columns=cols)
 
 

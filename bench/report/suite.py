@@ -55,15 +55,25 @@ def fig_prdc(summary: pd.DataFrame, dataset: str):
         cells = [summary_cell(summary, dataset, m, value) for m in models]
         means = np.array([c[0] for c in cells])
         sds = np.nan_to_num(np.array([c[1] for c in cells]))
-        ax.bar(x + (i - 1.5) * width, np.nan_to_num(means), width, yerr=sds, color=colours[value], label=value,
-               capsize=2)  # fmt: skip
+        ax.bar(
+            x + (i - 1.5) * width,
+            np.nan_to_num(means),
+            width,
+            yerr=sds,
+            color=colours[value],
+            label=value,
+            capsize=2,
+        )
     ax.axhline(1.0, color="#9e9e9e", lw=0.8, ls=":")
     ax.set_xticks(x, [model_label(m) for m in models], fontsize=9)
     ax.set_ylabel("score (higher is better)", fontsize=9)
     ax.legend(fontsize=8, ncol=4, loc="upper left", bbox_to_anchor=(0, 1.13))
     ax.tick_params(labelsize=8)
-    ax.set_title(f"{dataset}: precision, recall, density, coverage (k = 5, 50 PCs; mean ± sd over seeds)",
-                 fontsize=11, pad=28)  # fmt: skip
+    ax.set_title(
+        f"{dataset}: precision, recall, density, coverage (k = 5, 50 PCs; mean ± sd over seeds)",
+        fontsize=11,
+        pad=28,
+    )
     fig.tight_layout()
     return fig
 
@@ -128,8 +138,13 @@ def fig_per_type(run, keys: dict[str, str], dataset: str):
         # AUC is coloured by its distance to 0.5 (0.3 as bad as 0.7); the cells show the AUC itself
         shade = np.abs(mat - 0.5) if value == "auc" else mat
         masked = np.ma.masked_invalid(shade)
-        im = ax.imshow(masked, cmap="viridis_r" if value != "auc" else "magma_r", aspect="auto",
-                       vmin=0.0 if value == "auc" else None, vmax=0.5 if value == "auc" else None)  # fmt: skip
+        im = ax.imshow(
+            masked,
+            cmap="viridis_r" if value != "auc" else "magma_r",
+            aspect="auto",
+            vmin=0.0 if value == "auc" else None,
+            vmax=0.5 if value == "auc" else None,
+        )
         for i in range(mat.shape[0]):
             for j in range(mat.shape[1]):
                 if np.isfinite(mat[i, j]):
@@ -145,12 +160,16 @@ def fig_per_type(run, keys: dict[str, str], dataset: str):
                     )
         ax.set_xticks(range(len(types)), types, rotation=60, ha="right", fontsize=7)
         ax.set_yticks(range(len(models)), [model_label(m) for m in models], fontsize=8)
-        ax.set_title(f"{label} (colour: |AUC − 0.5|)" if value == "auc" else f"{label} (lower is better)",
-                     fontsize=9)  # fmt: skip
+        ax.set_title(
+            f"{label} (colour: |AUC − 0.5|)" if value == "auc" else f"{label} (lower is better)", fontsize=9
+        )
         fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
     seeds = sorted({run.seed_of(k) for k in keys.values()})
-    fig.suptitle(f"{dataset}: generated cells of each type against real test cells of that type "
-                 f"(seed {', '.join(map(str, seeds))}; blank: too few cells)", fontsize=10)  # fmt: skip
+    fig.suptitle(
+        f"{dataset}: generated cells of each type against real test cells of that type "
+        f"(seed {', '.join(map(str, seeds))}; blank: too few cells)",
+        fontsize=10,
+    )
     return fig
 
 
@@ -186,8 +205,14 @@ def fig_de_recovery(run, keys: dict[str, str], dataset: str):
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     handles = [axes[0].scatter([], [], s=12, color=colours[t]) for t in all_types]
-    fig.legend(handles, all_types, fontsize=7, loc="lower center", ncol=min(6, len(all_types)),
-               bbox_to_anchor=(0.5, -0.04))  # fmt: skip
+    fig.legend(
+        handles,
+        all_types,
+        fontsize=7,
+        loc="lower center",
+        ncol=min(6, len(all_types)),
+        bbox_to_anchor=(0.5, -0.04),
+    )
     fig.suptitle(f"{dataset}: DE recovery per cell type (top real DE genes, type vs rest)", fontsize=11)
     fig.tight_layout()
     return fig

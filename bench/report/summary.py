@@ -111,8 +111,11 @@ def summarise(values: pd.DataFrame, planned: pd.DataFrame | None = None) -> pd.D
     out["n"] = pd.to_numeric(out.n).fillna(0).astype(int)
     out["n_planned"] = np.maximum(pd.to_numeric(out.n_planned).fillna(out.n).astype(int), out.n)
     n_failed = pd.to_numeric(out.n_failed).fillna(0).astype(int)
-    out["status"] = np.where(out.n == 0, np.where(n_failed > 0, "failed", "missing"),
-                             np.where(out.n < out.n_planned, "partial", "ok"))  # fmt: skip
+    out["status"] = np.where(
+        out.n == 0,
+        np.where(n_failed > 0, "failed", "missing"),
+        np.where(out.n < out.n_planned, "partial", "ok"),
+    )
     out["mean"] = out["mean"].astype(float)
     out["sd"] = out["sd"].astype(float)
     return out[SUMMARY_COLUMNS].sort_values(CELL).reset_index(drop=True)

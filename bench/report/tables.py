@@ -37,8 +37,11 @@ def _best(cells: dict[str, pd.Series], direction: str | None, target: float | No
     cells over every planned seed compete (a mean over fewer seeds is not comparable)."""
     if direction is None:
         return set()
-    scores = {m: badness(float(r["mean"]), direction, target) for m, r in cells.items()
-              if m not in CONTROLS and r["status"] == "ok" and np.isfinite(r["mean"])}  # fmt: skip
+    scores = {
+        m: badness(float(r["mean"]), direction, target)
+        for m, r in cells.items()
+        if m not in CONTROLS and r["status"] == "ok" and np.isfinite(r["mean"])
+    }
     if len(scores) < 2:
         return set()
     best = min(scores.values())
@@ -83,8 +86,14 @@ def training_columns(cells: dict[tuple[str, str], pd.Series], models: list[str])
     return out
 
 
-def main_table(summary: pd.DataFrame, dataset: str, dirs: dict[str, str] | None = None,
-               notes: list[str] | None = None, *, training: bool = False) -> pd.DataFrame:  # fmt: skip
+def main_table(
+    summary: pd.DataFrame,
+    dataset: str,
+    dirs: dict[str, str] | None = None,
+    notes: list[str] | None = None,
+    *,
+    training: bool = False,
+) -> pd.DataFrame:
     """Rows models (a failed one included), columns every directional value of the main
     experiment: 'mean ± sd', '(n/N)' when seeds are missing, 'failed'; with ``training`` also the
     budget and convergence columns (:func:`training_columns`). ``attrs['best']`` holds the
@@ -119,8 +128,9 @@ def main_table(summary: pd.DataFrame, dataset: str, dirs: dict[str, str] | None 
     return df
 
 
-def augmentation_table(summary: pd.DataFrame, dataset: str, models: list[str],
-                       notes: list[str] | None = None) -> pd.DataFrame:  # fmt: skip
+def augmentation_table(
+    summary: pd.DataFrame, dataset: str, models: list[str], notes: list[str] | None = None
+) -> pd.DataFrame:
     """Fig. 7: F1 of the rare class per fraction; rows (model, training set), 'n/a' for models
     that cannot run the experiment (unconditional), 'failed' for models whose tasks failed."""
     sub = summary[(summary.dataset == dataset) & (summary.experiment == "augmentation")]
@@ -147,8 +157,12 @@ def augmentation_table(summary: pd.DataFrame, dataset: str, models: list[str],
     return df
 
 
-def paper_tables(summary: pd.DataFrame, dataset: str, notes: dict[str, list[str]] | None = None,
-                 options: dict[str, Any] | None = None) -> dict[str, pd.DataFrame]:  # fmt: skip
+def paper_tables(
+    summary: pd.DataFrame,
+    dataset: str,
+    notes: dict[str, list[str]] | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, pd.DataFrame]:
     """The paper's tables for one dataset (each mean ± sd over seeds); the best non-control model
     of each row in ``attrs['best']``."""
     cells = _cells(summary, dataset, "main")
@@ -160,8 +174,10 @@ def paper_tables(summary: pd.DataFrame, dataset: str, notes: dict[str, list[str]
         for metric in metric_names:
             direction, target = direction_of(metric)
             column = {m: cells[(m, metric)] for m in models if (m, metric) in cells}
-            data[metric] = {("Training Set (real)" if m == CONTROL else m): cell_text(column[m]) if m in column else "n/a"
-                            for m in models}  # fmt: skip
+            data[metric] = {
+                ("Training Set (real)" if m == CONTROL else m): cell_text(column[m]) if m in column else "n/a"
+                for m in models
+            }
             best |= {(metric, m) for m in _best(column, direction, target)}
         df = pd.DataFrame.from_dict(data, orient="index")
         df.attrs["best"] = best
@@ -191,8 +207,14 @@ def build(store, run_id: int | None = None) -> dict[str, Any]:
     options = metric_options(store, planned[planned.status == "done"].key)
     groups = table_groups()
     scaled = scaling.build(values)
-    out: dict[str, Any] = {"values": values, "summary": summary, "planned": planned, "options": options,
-                           "scaled": scaled, "datasets": {}}  # fmt: skip
+    out: dict[str, Any] = {
+        "values": values,
+        "summary": summary,
+        "planned": planned,
+        "options": options,
+        "scaled": scaled,
+        "datasets": {},
+    }
     for dataset in sorted(set(planned.dataset) | set(values.dataset)):
         notes = {e: failure_notes(planned, dataset, e) for e in ("main", "augmentation")}
         scored = set(summary[(summary.dataset == dataset) & (summary.status != "failed")].metric)
@@ -240,9 +262,14 @@ def print_tables(report: dict[str, Any], console, *, paper: bool = True) -> None
         for col in df.columns:
             t.add_column(str(col), justify="right")
         for idx, cells in rows(df):
-            texts = [f"[bold green]{escape(text)}[/]" if best else
-                     f"[red]{escape(text)}[/]" if text == "failed" else escape(text)
-                     for _, text, best in cells]  # fmt: skip
+            texts = [
+                f"[bold green]{escape(text)}[/]"
+                if best
+                else f"[red]{escape(text)}[/]"
+                if text == "failed"
+                else escape(text)
+                for _, text, best in cells
+            ]
             t.add_row(*map(str, idx), *texts)
         console.print(t)
         for note in df.attrs.get("notes", []):

@@ -171,19 +171,34 @@ class ContainerGenerator(Generator):
                 client = images.docker_client()
                 if client is None:
                     raise UserError("no Docker engine answers", "start Docker, or use backend 'process'")
-                self._image = ensure_image(type(self), client, progress=True,
-                                           variant=self.image_variant(self._device))  # fmt: skip
+                self._image = ensure_image(
+                    type(self), client, progress=True, variant=self.image_variant(self._device)
+                )
                 run_docker(
-                    self._image, command, work, device=self._device, timeout_s=self._timeout_s,
-                    progress=progress, limits=self.limits(), sandbox=self.sandbox_policy(),
-                    inputs=self.command_inputs.get(command, ()), client=client, what=what,
-                )  # fmt: skip
+                    self._image,
+                    command,
+                    work,
+                    device=self._device,
+                    timeout_s=self._timeout_s,
+                    progress=progress,
+                    limits=self.limits(),
+                    sandbox=self.sandbox_policy(),
+                    inputs=self.command_inputs.get(command, ()),
+                    client=client,
+                    what=what,
+                )
             else:
                 script = Path(self.build_context) / self.entry_point
                 run_process(
-                    script, command, work, device=self._device, timeout_s=self._timeout_s, progress=progress,
-                    limits=self.limits(), what=what,
-                )  # fmt: skip
+                    script,
+                    command,
+                    work,
+                    device=self._device,
+                    timeout_s=self._timeout_s,
+                    progress=progress,
+                    limits=self.limits(),
+                    what=what,
+                )
         except TaskFailed:
             mistake = user_error(work)
             if mistake is not None:  # the entry point said why (exit 2): the user's one-line error
@@ -218,8 +233,12 @@ class ContainerGenerator(Generator):
             if (work / stale).exists():
                 shutil.rmtree(work / stale)
         snapshots = {"fractions": list(ctx.snapshot_fractions), "n_cells": int(ctx.snapshot_cells)}
-        self._write_spec(work, seed=int(ctx.seed), progress=bool(ctx.progress),
-                         snapshots=snapshots if ctx.on_snapshot is not None else None)  # fmt: skip
+        self._write_spec(
+            work,
+            seed=int(ctx.seed),
+            progress=bool(ctx.progress),
+            snapshots=snapshots if ctx.on_snapshot is not None else None,
+        )
         self._run("fit", work, ctx.progress)
         fit_path = work / "fit.json"
         if not fit_path.exists():
@@ -247,8 +266,12 @@ class ContainerGenerator(Generator):
             return
         for item in json.loads(index.read_text()):
             cells = ad.read_h5ad(folder / item["file"])
-            ctx.snapshot(step=int(item["step"]), cells_seen=item.get("cells_seen"),
-                         train_seconds=item.get("train_seconds"), cells=cells)  # fmt: skip
+            ctx.snapshot(
+                step=int(item["step"]),
+                cells_seen=item.get("cells_seen"),
+                train_seconds=item.get("train_seconds"),
+                cells=cells,
+            )
 
     def generate(self, n_cells: int | dict[str, int], *, seed: int) -> ad.AnnData:
         """Run the entry point's ``generate``; the generation time it measured inside the

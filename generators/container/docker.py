@@ -70,8 +70,15 @@ def run_docker(
     work = Path(work).resolve()
     uid, gid = container_user(sandbox)
     argv = argv or [command, "/work"]
-    opts = docker_options(sandbox, limits, work, inputs=inputs, user=(uid, gid),
-                          labels=container_labels(), working_dir=working_dir)  # fmt: skip
+    opts = docker_options(
+        sandbox,
+        limits,
+        work,
+        inputs=inputs,
+        user=(uid, gid),
+        labels=container_labels(),
+        working_dir=working_dir,
+    )
     sink = LogSink(work / "container.log", progress)
     sink.feed(f"$ {command_line(image, argv, opts)}\n")
     lent = lend_workdir(work, uid, gid)
@@ -122,7 +129,8 @@ def run_docker(
         )
     links = symlinks_in(work)
     if links:
-        raise TaskFailed(f"{what} '{command}' left symbolic links in its work dir (refused): {links[:5]}",
-                         log_tail=tail)  # fmt: skip
+        raise TaskFailed(
+            f"{what} '{command}' left symbolic links in its work dir (refused): {links[:5]}", log_tail=tail
+        )
     if code != 0:
         raise TaskFailed(f"{what} '{command}' exited with code {code}", log_tail=tail)

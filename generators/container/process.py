@@ -98,8 +98,15 @@ def run_process(
     sink = LogSink(work / "container.log", progress)
     argv = [python or sys.executable, str(script), command, str(work)]
     sink.feed(f"$ {' '.join(argv)}  # {limits.describe()}, clean environment\n")
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=str(work),
-                            start_new_session=True, preexec_fn=_limit_process(limits.mem_bytes, limits.cpus))  # fmt: skip
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=str(work),
+        start_new_session=True,
+        preexec_fn=_limit_process(limits.mem_bytes, limits.cpus),
+    )
 
     def pump() -> None:
         assert proc.stdout is not None
@@ -143,11 +150,15 @@ def run_process(
         f"its memory limit ({format_size(limits.mem_bytes)}, from {limits.source.get('mem', 'the default')})"
     )
     if code == -signal.SIGKILL:
-        raise TaskFailed(f"{what} '{command}' was killed by SIGKILL: out of memory (the kernel's OOM killer "
-                         f"or a cgroup limit; {limit}) or killed from outside", log_tail=tail)  # fmt: skip
+        raise TaskFailed(
+            f"{what} '{command}' was killed by SIGKILL: out of memory (the kernel's OOM killer "
+            f"or a cgroup limit; {limit}) or killed from outside",
+            log_tail=tail,
+        )
     if code != 0 and any(m in tail for m in _OOM_MARKERS):
-        raise TaskFailed(f"{what} '{command}' ran out of memory: allocation failed at {limit}, exit {code}",
-                         log_tail=tail)  # fmt: skip
+        raise TaskFailed(
+            f"{what} '{command}' ran out of memory: allocation failed at {limit}, exit {code}", log_tail=tail
+        )
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
         raise TaskFailed(f"{what} '{command}' was killed by {name}", log_tail=tail)

@@ -49,13 +49,26 @@ OPTIONS = {
 class SlurmExecutor:
     name = "slurm"
 
-    def __init__(self, partition: str | None = None, account: str | None = None, qos: str | None = None,
-                 sbatch_options: dict[str, Any] | None = None, additional_parameters: dict[str, Any] | None = None,
-                 setup: list[str] | str | None = None, cpus: int | None = None, gpus: int | None = None,
-                 mem_gb: float | None = None, time_min: int | None = None,
-                 resources: dict[str, dict[str, Any]] | None = None, array_parallelism: int | None = None,
-                 python: str | None = None, poll_s: float = 5.0, record_grace_s: float = 15.0,
-                 fit_partition: bool = True, **unknown: Any):  # fmt: skip
+    def __init__(
+        self,
+        partition: str | None = None,
+        account: str | None = None,
+        qos: str | None = None,
+        sbatch_options: dict[str, Any] | None = None,
+        additional_parameters: dict[str, Any] | None = None,
+        setup: list[str] | str | None = None,
+        cpus: int | None = None,
+        gpus: int | None = None,
+        mem_gb: float | None = None,
+        time_min: int | None = None,
+        resources: dict[str, dict[str, Any]] | None = None,
+        array_parallelism: int | None = None,
+        python: str | None = None,
+        poll_s: float = 5.0,
+        record_grace_s: float = 15.0,
+        fit_partition: bool = True,
+        **unknown: Any,
+    ):
         if unknown:
             raise UserError(
                 f"unknown Slurm executor option(s) {sorted(unknown)}",
@@ -68,8 +81,11 @@ class SlurmExecutor:
             )
         if isinstance(setup, str):
             setup = [setup]
-        for name, value in (("sbatch_options", sbatch_options), ("additional_parameters", additional_parameters),
-                            ("resources", resources)):  # fmt: skip
+        for name, value in (
+            ("sbatch_options", sbatch_options),
+            ("additional_parameters", additional_parameters),
+            ("resources", resources),
+        ):
             if value is not None and not isinstance(value, dict):
                 raise UserError(
                     f"[executor] {name} must be a table", f"e.g. {name} = {{ constraint = 'a100' }}"
@@ -77,8 +93,9 @@ class SlurmExecutor:
         for model, table in (resources or {}).items():
             bad = sorted(set(table) - set(RESOURCE_KEYS)) if isinstance(table, dict) else ["(not a table)"]
             if bad:
-                raise UserError(f"[executor.resources.{model}]: unknown key(s) {bad}",
-                                f"use {', '.join(RESOURCE_KEYS)}")  # fmt: skip
+                raise UserError(
+                    f"[executor.resources.{model}]: unknown key(s) {bad}", f"use {', '.join(RESOURCE_KEYS)}"
+                )
         self.partition, self.account, self.qos = partition, account, qos
         self.sbatch_options = {**(additional_parameters or {}), **(sbatch_options or {})}
         self.setup = list(setup or [])
@@ -93,14 +110,28 @@ class SlurmExecutor:
     # -- planning jobs ------------------------------------------------------------------------
     def resources_for(self, spec: TaskSpec, limits: PartitionLimits | None = None) -> tuple[dict, list[str]]:
         base = generator_resources(spec.model, spec.profile)
-        res = task_resources(base, device=spec.device, overrides=self.overrides,
-                             model_overrides=self.model_resources.get(spec.model))  # fmt: skip
+        res = task_resources(
+            base,
+            device=spec.device,
+            overrides=self.overrides,
+            model_overrides=self.model_resources.get(spec.model),
+        )
         where = f"partition '{self.partition}'" if self.partition else "the default partition"
         return fit_to_partition(res, limits, device=spec.device, where=where)
 
     # -- execute -------------------------------------------------------------------------------
-    def execute(self, tasks: list[TaskSpec], store, *, run_dir, run_id, progress=False, console=None,
-                data=None, detach=False) -> Generator[Outcome, None, dict[str, Any]]:  # fmt: skip
+    def execute(
+        self,
+        tasks: list[TaskSpec],
+        store,
+        *,
+        run_dir,
+        run_id,
+        progress=False,
+        console=None,
+        data=None,
+        detach=False,
+    ) -> Generator[Outcome, None, dict[str, Any]]:
         """Submit ``tasks`` (those submitted before and still queued or running are followed, not
         resubmitted) and yield every state change and result; ``data`` is not used (a job prepares
         its dataset from the cache). Reads ``store``, never writes it."""
@@ -119,12 +150,16 @@ class SlurmExecutor:
         flying = {t.key for t in in_flight}
         to_submit = [t for t in tasks if t.key not in newly_done and t.key not in flying]
         if console is not None and (newly_done or in_flight):
-            console.print(f"slurm: {len(newly_done)} finished since the last look (merged), "
-                          f"{len(in_flight)} still queued/running (not resubmitted)")  # fmt: skip
+            console.print(
+                f"slurm: {len(newly_done)} finished since the last look (merged), "
+                f"{len(in_flight)} still queued/running (not resubmitted)"
+            )
 
         if self.partition and to_submit and partition_exists(self.partition) is False:
-            raise UserError(f"Slurm partition '{self.partition}' does not exist",
-                            "give one that `sinfo -s` lists with --partition (or in [executor])")  # fmt: skip
+            raise UserError(
+                f"Slurm partition '{self.partition}' does not exist",
+                "give one that `sinfo -s` lists with --partition (or in [executor])",
+            )
         limits = partition_limits(self.partition) if self.fit_partition and to_submit else None
         planned = []
         notes: dict[str, list[str]] = {}
@@ -139,32 +174,50 @@ class SlurmExecutor:
                 console.print(f"  [yellow]note[/yellow] {model}: resources lowered: {'; '.join(why)}")
         groups = group_by_resources(planned)
         for res, specs in groups:
-            jobs = submit_group(res, specs, run_dir, run_id, partition=self.partition, account=self.account,
-                                qos=self.qos, sbatch_options=self.sbatch_options, setup=self.setup,
-                                array_parallelism=self.array_parallelism, python=self.python)  # fmt: skip
+            jobs = submit_group(
+                res,
+                specs,
+                run_dir,
+                run_id,
+                partition=self.partition,
+                account=self.account,
+                qos=self.qos,
+                sbatch_options=self.sbatch_options,
+                setup=self.setup,
+                array_parallelism=self.array_parallelism,
+                python=self.python,
+            )
             now = time.time()
             for spec, job in zip(specs, jobs, strict=True):
                 entries[spec.key] = {
-                    "label": spec.label, "job_id": str(job.job_id), "run_id": run_id, "submitted": now,
-                    "resources": res, "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
+                    "label": spec.label,
+                    "job_id": str(job.job_id),
+                    "run_id": run_id,
+                    "submitted": now,
+                    "resources": res,
+                    "stdout": str(job.paths.stdout),
+                    "stderr": str(job.paths.stderr),
                     "spec": spec.to_dict(),
-                }  # fmt: skip
+                }
                 yield Outcome(spec, TaskRecord(key=spec.key, status="submitted"), run_id)
             save_ledger(run_dir, ledger)
             if console is not None:
                 kind = f"array of {len(jobs)}" if len(jobs) > 1 else "job"
                 first = str(jobs[0].job_id).split("_")[0]
-                console.print(f"slurm: submitted {kind} {first} ({res['cpus']} CPU, {res['gpus']} GPU, "
-                              f"{res['mem_gb']:g} GB, {res['time_min']} min): "
-                              f"{', '.join(sorted({s.model for s in specs}))}")  # fmt: skip
+                console.print(
+                    f"slurm: submitted {kind} {first} ({res['cpus']} CPU, {res['gpus']} GPU, "
+                    f"{res['mem_gb']:g} GB, {res['time_min']} min): "
+                    f"{', '.join(sorted({s.model for s in specs}))}"
+                )
         watch = [t.key for t in to_submit] + [t.key for t in in_flight]
         if detach or not watch:
             return {"failed": [], "detached": bool(detach and watch)}
         failed = yield from self.wait(run_dir, store, ledger, watch, progress=progress, console=console)
         return {"failed": failed, "detached": False}
 
-    def wait(self, run_dir: Path, store, ledger: dict[str, Any], keys: list[str], *, progress=False,
-             console=None) -> Generator[Outcome, None, list[str]]:  # fmt: skip
+    def wait(
+        self, run_dir: Path, store, ledger: dict[str, Any], keys: list[str], *, progress=False, console=None
+    ) -> Generator[Outcome, None, list[str]]:
         """Poll until every task is done or failed, yielding the results; report failures with
         their log tails. Returns the failed keys."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -174,8 +227,15 @@ class SlurmExecutor:
         lines, ended_keys = TaskLines(console, len(keys), bar=progress), set()
         failed: list[str] = []
         entries = ledger["tasks"]
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, disable=not progress, transient=False) as bar:  # fmt: skip
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not progress,
+            transient=False,
+        ) as bar:
             job = bar.add_task("slurm", total=len(keys))
             while True:
                 states = yield from refresh(
@@ -201,8 +261,13 @@ class SlurmExecutor:
                         lines.finished(TaskSpec.from_dict(entries[key]["spec"]).label, states[key], took)
                 counts = {s: sum(1 for k in keys if states.get(k) == s) for s in ("submitted", "running")}
                 ended = sum(1 for k in keys if states.get(k) in ("done", "failed"))
-                bar.update(job, completed=ended, description=(
-                    f"slurm: {counts['submitted']} queued, {counts['running']} running, {len(failed)} failed"))  # fmt: skip
+                bar.update(
+                    job,
+                    completed=ended,
+                    description=(
+                        f"slurm: {counts['submitted']} queued, {counts['running']} running, {len(failed)} failed"
+                    ),
+                )
                 if ended == len(keys):
                     break
                 try:

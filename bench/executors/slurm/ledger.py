@@ -72,9 +72,16 @@ def log_tail(entry: dict[str, Any], n: int = 40) -> str:
 # -- following submitted tasks: merge records, detect jobs that ended without one ---------------
 
 
-def refresh(run_dir: str | Path, store, ledger: dict[str, Any], keys=None, *,
-            grace_s: float = 15.0, seen_ended: dict[str, float] | None = None,
-            states: dict[str, tuple[str, str]] | None = None) -> Generator[Outcome, None, dict[str, str]]:  # fmt: skip
+def refresh(
+    run_dir: str | Path,
+    store,
+    ledger: dict[str, Any],
+    keys=None,
+    *,
+    grace_s: float = 15.0,
+    seen_ended: dict[str, float] | None = None,
+    states: dict[str, tuple[str, str]] | None = None,
+) -> Generator[Outcome, None, dict[str, str]]:
     """Follow submitted tasks: yield the result of each that ended since the last look, for the
     runner to store (``store`` is only read); returns ``{key: state}`` with state one of
     submitted (queued), running, done, failed, unknown.
@@ -124,9 +131,16 @@ def refresh(run_dir: str | Path, store, ledger: dict[str, Any], keys=None, *,
             # the request can never start here: cancel it and say why, rather than wait forever
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 subprocess.run(["scancel", job_id], capture_output=True, timeout=60, check=False)
-            rec = TaskRecord(key=key, status="failed", started=entry.get("submitted", now), finished=now,
-                             error=f"Slurm job {job_id} cannot start ({reason}: {HOPELESS[reason]}); cancelled",
-                             log_tail=None, host="", info={"slurm_job_id": job_id})  # fmt: skip
+            rec = TaskRecord(
+                key=key,
+                status="failed",
+                started=entry.get("submitted", now),
+                finished=now,
+                error=f"Slurm job {job_id} cannot start ({reason}: {HOPELESS[reason]}); cancelled",
+                log_tail=None,
+                host="",
+                info={"slurm_job_id": job_id},
+            )
             yield Outcome(TaskSpec.from_dict(entry["spec"]), rec, entry.get("run_id"))
             out[key] = "failed"
         elif state in QUEUED:
@@ -141,9 +155,16 @@ def refresh(run_dir: str | Path, store, ledger: dict[str, Any], keys=None, *,
             what = f"ended {state}" + (f" ({reason})" if reason and reason != "None" else "")
             if not state:
                 what = "left the queue"
-            rec = TaskRecord(key=key, status="failed", started=entry.get("submitted", now), finished=now,
-                             error=f"Slurm job {job_id} {what} without writing a result",
-                             log_tail=log_tail(entry), host="", info={"slurm_job_id": job_id})  # fmt: skip
+            rec = TaskRecord(
+                key=key,
+                status="failed",
+                started=entry.get("submitted", now),
+                finished=now,
+                error=f"Slurm job {job_id} {what} without writing a result",
+                log_tail=log_tail(entry),
+                host="",
+                info={"slurm_job_id": job_id},
+            )
             yield Outcome(TaskSpec.from_dict(entry["spec"]), rec, entry.get("run_id"))
             out[key] = "failed"
     return out

@@ -7,11 +7,33 @@ import getpass
 import subprocess
 
 # squeue states (long form, `%T`) grouped by what they mean for a task
-QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED",
-          "STOPPED", "SIGNALING", "RESIZING", "STAGE_OUT", "SPECIAL_EXIT"}  # fmt: skip
+QUEUED = {
+    "PENDING",
+    "CONFIGURING",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "RESV_DEL_HOLD",
+    "SUSPENDED",
+    "STOPPED",
+    "SIGNALING",
+    "RESIZING",
+    "STAGE_OUT",
+    "SPECIAL_EXIT",
+}
 RUNNING = {"RUNNING", "COMPLETING"}
-ENDED = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY",
-         "BOOT_FAIL", "DEADLINE", "REVOKED"}  # fmt: skip
+ENDED = {
+    "COMPLETED",
+    "FAILED",
+    "TIMEOUT",
+    "CANCELLED",
+    "PREEMPTED",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "REVOKED",
+}
 
 # pending reasons that no amount of waiting resolves: the request does not fit the partition
 HOPELESS = {

@@ -24,8 +24,13 @@ def generator_resources(model: str, profile: str) -> dict[str, Any]:
     return {k: declared.get(k, DEFAULT_RESOURCES[k]) for k in RESOURCE_KEYS}
 
 
-def task_resources(base: dict[str, Any], *, device: str, overrides: dict[str, Any] | None = None,
-                   model_overrides: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def task_resources(
+    base: dict[str, Any],
+    *,
+    device: str,
+    overrides: dict[str, Any] | None = None,
+    model_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Resources of one task: declared, then global overrides, then per-model overrides."""
     res = {k: base.get(k, DEFAULT_RESOURCES[k]) for k in RESOURCE_KEYS}
     for layer in (overrides or {}, model_overrides or {}):
@@ -91,16 +96,19 @@ def partition_exists(partition: str) -> bool | None:
     return partition in {line.strip() for line in out.stdout.splitlines()}
 
 
-def fit_to_partition(res: dict[str, Any], limits: PartitionLimits | None, *, device: str,
-                     where: str = "the partition") -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+def fit_to_partition(
+    res: dict[str, Any], limits: PartitionLimits | None, *, device: str, where: str = "the partition"
+) -> tuple[dict[str, Any], list[str]]:
     """Lower a request to what the partition's biggest node has; returns (resources, notes)."""
     if limits is None:
         return res, []
     res, notes = dict(res), []
     if limits.gpus is not None and res["gpus"] > limits.gpus:
         if limits.gpus == 0 and device == "cuda":
-            raise UserError(f"--device cuda was asked for but {where} has no GPUs",
-                            "give a GPU partition with --partition, or use --device auto or cpu")  # fmt: skip
+            raise UserError(
+                f"--device cuda was asked for but {where} has no GPUs",
+                "give a GPU partition with --partition, or use --device auto or cpu",
+            )
         notes.append(f"gpus {res['gpus']} -> {limits.gpus} ({where} has no more)")
         res["gpus"] = limits.gpus
     if limits.cpus and res["cpus"] > limits.cpus:
@@ -125,10 +133,17 @@ def group_by_resources(items: list[tuple[TaskSpec, dict[str, Any]]]) -> list[tup
     return list(groups.values())
 
 
-def sbatch_parameters(res: dict[str, Any], *, partition: str | None = None, account: str | None = None,
-                      qos: str | None = None, sbatch_options: dict[str, Any] | None = None,
-                      setup: list[str] | None = None, job_name: str = "scgenbench",
-                      array_parallelism: int | None = None) -> dict[str, Any]:  # fmt: skip
+def sbatch_parameters(
+    res: dict[str, Any],
+    *,
+    partition: str | None = None,
+    account: str | None = None,
+    qos: str | None = None,
+    sbatch_options: dict[str, Any] | None = None,
+    setup: list[str] | None = None,
+    job_name: str = "scgenbench",
+    array_parallelism: int | None = None,
+) -> dict[str, Any]:
     """Parameters for ``submitit.SlurmExecutor.update_parameters`` (sbatch options)."""
     params: dict[str, Any] = {
         "job_name": job_name,

@@ -27,9 +27,12 @@ def run_task(spec_dict: dict[str, Any], run_dir: str, run_id: int | None = None)
             rec = run_one(spec, run_dir, run_id, context="Slurm: scancel, time limit or preemption")
     except KeyboardInterrupt as exc:
         rec = getattr(exc, "record", None) or TaskRecord(
-            key=spec.key, status="failed", started=time.time(), finished=time.time(),
+            key=spec.key,
+            status="failed",
+            started=time.time(),
+            finished=time.time(),
             error=f"{getattr(exc, 'reason', 'interrupted')} before the task started",
-        )  # fmt: skip
+        )
     job = os.environ.get("SLURM_ARRAY_JOB_ID")
     job_id = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job else os.environ.get("SLURM_JOB_ID")
     rec.info["slurm_job_id"] = job_id
@@ -69,18 +72,34 @@ def import_submitit():
     return submitit
 
 
-def submit_group(res: dict[str, Any], specs: list[TaskSpec], run_dir: Path, run_id=None, *,
-                 partition: str | None = None, account: str | None = None, qos: str | None = None,
-                 sbatch_options: dict[str, Any] | None = None, setup: list[str] | None = None,
-                 array_parallelism: int | None = None, python: str | None = None) -> list:  # fmt: skip
+def submit_group(
+    res: dict[str, Any],
+    specs: list[TaskSpec],
+    run_dir: Path,
+    run_id=None,
+    *,
+    partition: str | None = None,
+    account: str | None = None,
+    qos: str | None = None,
+    sbatch_options: dict[str, Any] | None = None,
+    setup: list[str] | None = None,
+    array_parallelism: int | None = None,
+    python: str | None = None,
+) -> list:
     """Submit ``specs`` (one resource signature ``res``) as one job array; returns submitit's jobs."""
     submitit = import_submitit()
     executor = submitit.SlurmExecutor(folder=slurm_dir(run_dir) / "%j", python=python)
     models = sorted({s.model for s in specs})
-    params = sbatch_parameters(res, partition=partition, account=account, qos=qos,
-                               sbatch_options=sbatch_options, setup=setup,
-                               job_name="scgenbench-" + ("-".join(models) if len(models) <= 3 else "grid"),
-                               array_parallelism=array_parallelism)  # fmt: skip
+    params = sbatch_parameters(
+        res,
+        partition=partition,
+        account=account,
+        qos=qos,
+        sbatch_options=sbatch_options,
+        setup=setup,
+        job_name="scgenbench-" + ("-".join(models) if len(models) <= 3 else "grid"),
+        array_parallelism=array_parallelism,
+    )
     try:
         executor.update_parameters(**params)
     except ValueError as exc:
@@ -93,7 +112,9 @@ def submit_group(res: dict[str, Any], specs: list[TaskSpec], run_dir: Path, run_
     except Exception as exc:  # sbatch refused (unknown partition, account, too many resources...)
         msg = str(exc).strip().splitlines()
         detail = next((line for line in msg if "error" in line.lower()), msg[-1] if msg else repr(exc))
-        raise UserError(f"sbatch refused the job: {detail.strip()}",
-                        "check --partition/--account/--qos and [executor] resources (`sinfo` lists "
-                        "partitions); tasks submitted before this one keep running") from None  # fmt: skip
+        raise UserError(
+            f"sbatch refused the job: {detail.strip()}",
+            "check --partition/--account/--qos and [executor] resources (`sinfo` lists "
+            "partitions); tasks submitted before this one keep running",
+        ) from None
     return jobs
