@@ -162,7 +162,7 @@ def store_outcomes(store, outcomes: Generator[Outcome, None, Any], run_id: int |
         )
         if rec.status == "running":
             store.mark_running(spec, task_run)
-            running = outcome
+            running = Outcome(spec, rec, task_run)
         elif rec.status in ("planned", "submitted"):
             store.mark_state(spec, task_run, rec.status)
         else:
