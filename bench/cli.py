@@ -114,7 +114,7 @@ def cmd_report(args) -> int:
         rpt.print_tables(report, console)
         paths = rpt.write_files(report, args.run_dir, prov)
         if args.html:
-            from bench.html import write_html
+            from bench.report.html import write_html
 
             paths.append(write_html(store, args.run_dir, out=args.output))
     console.print(f"wrote {', '.join(str(p) for p in paths)}")

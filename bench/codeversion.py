@@ -37,7 +37,7 @@ from typing import Any
 OWN_DISTRIBUTION = "scgenbench"
 OWN_GENERATORS = "bench.generators"
 # what turns generated cells (and the runner's measurements) into stored values
-SCORING_MODULES = ("bench.evaluation", "bench.metrics", "bench.convergence", "bench.timing")
+SCORING_MODULES = ("bench.contract", "bench.evaluation", "bench.metrics", "bench.convergence", "bench.timing")
 SKIP_PARTS = {"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 HASH_LENGTH = 16
 
@@ -204,16 +204,24 @@ def _files_of_module(module_name: str) -> tuple[dict[str, Path], tuple[str | Non
     return _package_files(module_name), dist
 
 
+def _modules_of(obj: Any) -> list[str]:
+    if inspect.isclass(obj):
+        return [c.__module__ for c in obj.__mro__ if c.__module__ not in ("builtins", "abc", "typing")]
+    return [obj.__module__]
+
+
+def code_files(obj: Any) -> dict[str, Path]:
+    """The files the code version of ``obj`` hashes, by label (see :func:`code_version`)."""
+    files: dict[str, Path] = {}
+    for name in dict.fromkeys(_modules_of(obj)):
+        files.update(_files_of_module(name)[0])
+    return files
+
+
 def code_version(obj: Any) -> CodeVersion:
     """The code version of a generator class (every class of its MRO) or of a function."""
-    if inspect.isclass(obj):
-        modules = [c.__module__ for c in obj.__mro__ if c.__module__ not in ("builtins", "abc", "typing")]
-    else:
-        modules = [obj.__module__]
-    files: dict[str, Path] = {}
-    for name in dict.fromkeys(modules):
-        files.update(_files_of_module(name)[0])
-    dist, version, editable = _distribution_of(modules[0])
+    files = code_files(obj)
+    dist, version, editable = _distribution_of(_modules_of(obj)[0])
     return CodeVersion(dist, version, _hash(files), len(files), editable)
 
 

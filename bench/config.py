@@ -54,7 +54,7 @@ EXPERIMENTS = ("main", "augmentation")
 MAIN_GENERATION = ("unconditional", "per-label")
 # added to every run unless control = false (--no-control): the positive control (real training
 # cells, the noise floor; scaled score 1) and the negative control (each gene permuted across cells;
-# scaled score 0), see bench.scaling
+# scaled score 0), see bench.report.scaling
 CONTROLS = ("real", "shuffled")
 
 

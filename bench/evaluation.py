@@ -30,11 +30,10 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
+from bench.contract import LIBRARY_SIZE, OUTPUT_SCALES, at_library_size
 from bench.errors import TaskFailed
 
-LIBRARY_SIZE = 20_000
 N_PCS = 50
-OUTPUT_SCALES = ("counts", "library-size-20000", "log1p")
 
 
 def lognorm(X: np.ndarray | sp.spmatrix, target: float = LIBRARY_SIZE) -> sp.csr_matrix:
@@ -73,7 +72,7 @@ def infer_scale(X: np.ndarray | sp.spmatrix) -> str | None:
     integers -> "counts". Anything else is ambiguous."""
     data = X.data if sp.issparse(X) else np.asarray(X)
     totals = np.asarray(X.sum(axis=1)).ravel()
-    if totals.size and np.all(np.abs(totals - LIBRARY_SIZE) <= 1e-2 * LIBRARY_SIZE):
+    if totals.size and np.all(at_library_size(totals)):
         return "library-size-20000"
     if data.size and np.all(data == np.round(data)) and data.max() > 0:
         return "counts"
@@ -322,7 +321,7 @@ class EvalContext:
         key = ("de_genes", n_genes, method, self.seed)
         cache = self.shared
         if key not in cache:
-            from bench.metrics._correlation import top_de_genes
+            from bench.metrics import top_de_genes
 
             rows = self.fit_cells
             adata = ad.AnnData(X=self.train_log[rows], obs=self.train.obs[[self.label_key]].iloc[rows].copy())

@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.contract import LIBRARY_SIZE
 from bench.generators.activa.train import ActivaTrainer, TrainConfig, decode, generation_decoder
-from bench.metrics._mmd import mmd
+from bench.metrics import mmd
 
 # pbmc68k after the scGAN preprocessing (the ACTIVA paper's largest set) and its 2,000-HVG version
 PBMC68K = {"cells": 61_588, "genes": (17_789, 2_000), "types": 10}
@@ -112,7 +113,7 @@ def synthetic_counts(n_cells: int, n_genes: int, n_types: int, *, seed: int, dev
         # Gamma(shape 2, scale mean/2) through two exponentials: mean `mean`, no torch.distributions
         u = torch.rand((2, *mean.shape), generator=g, device=device).clamp_min_(1e-12)
         x = -(u.log().sum(0)) * (mean / 2)
-        X[i : i + 4096] = x / x.sum(1, keepdim=True) * 20_000
+        X[i : i + 4096] = x / x.sum(1, keepdim=True) * LIBRARY_SIZE
     return X, y
 
 
@@ -166,7 +167,7 @@ def measure_generation(trainer: ActivaTrainer, n_cells: int, *, chunk: int = 10_
     on the device and with the copy to host memory, after one untimed warm-up chunk."""
     device = trainer.device
     _reset_peak(device)
-    dec = generation_decoder(trainer, "prior", 20_000)
+    dec = generation_decoder(trainer, "prior", LIBRARY_SIZE)
     gen = torch.Generator(device=device).manual_seed(0)
     decode(trainer, dec, min(chunk, n_cells), gen)
     out: dict[str, Any] = {"cells": n_cells, "chunk": chunk, "genes": trainer.cfg.n_genes, "dtype": "float32"}

@@ -1,7 +1,7 @@
 """SIGTERM and SIGINT while tasks run: stop the running task, remove its containers, record it as
 failed with the reason, then stop.
 
-``bench run`` (and each Slurm job, bench.slurm.run_task) runs its tasks inside :func:`interruptible`:
+``bench run`` (and each Slurm job, bench.executors.slurm.submit.run_task) runs its tasks inside :func:`interruptible`:
 the first SIGTERM or SIGINT raises :class:`Interrupted` in the main thread, wherever it is (waiting
 for a container, inside a training loop). The container runners remove their container and kill
 their process on the way out; :func:`interrupted_record` then removes any container of the task

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,11 @@ from typing import Any
 from bench import provenance
 from bench.codeversion import code_version, scoring_version
 from bench.config import RunSpec
+from bench.contract import resolve_device
 from bench.errors import UserError
+from bench.executors.base import Outcome
 from bench.registry import available, get_generator, get_metric
-from bench.tasks import DataSpec, TaskSpec, resolve_device
+from bench.tasks import DataSpec, TaskSpec
 
 
 @dataclass
@@ -136,6 +139,36 @@ def _augmentation_plan(prepared, rare: str | None, options: dict[str, Any], note
     return rare
 
 
+def store_outcomes(store, outcomes: Generator[Outcome, None, Any], run_id: int | None = None) -> Any:
+    """Write every :class:`~bench.executors.base.Outcome` an executor (or the Slurm ledger) yields
+    to ``store`` before it goes on -- the one place task states and results are stored -- and
+    return what the generator returns. A KeyboardInterrupt that carries the running task's failed
+    ``record`` (bench.executors.base.run_one) stores it, then goes on up."""
+    running: Outcome | None = None
+    while True:
+        try:
+            outcome = next(outcomes)
+        except StopIteration as stop:
+            return stop.value
+        except KeyboardInterrupt as exc:
+            rec = getattr(exc, "record", None)
+            if rec is not None and running is not None and running.spec.key == rec.key:
+                store.write_record(running.spec, rec, running.run_id)
+            raise
+        spec, rec, task_run = (
+            outcome.spec,
+            outcome.record,
+            outcome.run_id if outcome.run_id is not None else run_id,
+        )
+        if rec.status == "running":
+            store.mark_running(spec, task_run)
+            running = Outcome(spec, rec, task_run)
+        elif rec.status in ("planned", "submitted"):
+            store.mark_state(spec, task_run, rec.status)
+        else:
+            store.write_record(spec, rec, task_run)
+
+
 def default_run_dir(spec: RunSpec) -> Path:
     return Path("results") / spec.profile
 
@@ -172,8 +205,9 @@ def run(spec: RunSpec, run_dir: str | Path, *, force: bool = False, progress: bo
             for note in the_plan.skipped:
                 console.print(f"  [dim]{note}[/dim]")
         with interruptible():  # SIGTERM/SIGINT: the running task is stopped and recorded as failed
-            result = executor.execute(pending, store, run_dir=run_dir, run_id=run_id, progress=progress,
-                                      console=console, data=the_plan.data, detach=detach)  # fmt: skip
+            outcomes = executor.execute(pending, store, run_dir=run_dir, run_id=run_id, progress=progress,
+                                        console=console, data=the_plan.data, detach=detach)  # fmt: skip
+            result = store_outcomes(store, outcomes, run_id)
     return {
         "run_dir": str(run_dir),
         "run_id": run_id,

@@ -23,7 +23,9 @@ def collect_status(run_dir: str | Path, *, grace_s: float = 0.0,
                    states: dict[str, tuple[str, str]] | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """One dict per task of the run dir (label, key, job id, state, error, log tail), after merging
     new record files into the store. ``states`` (squeue's, for tests) is asked from squeue if None."""
-    from bench.slurm import load_ledger, refresh, squeue_states
+    from bench.executors.slurm.ledger import load_ledger, refresh
+    from bench.executors.slurm.queue import squeue_states
+    from bench.runner import store_outcomes
     from bench.store import Store
 
     run_dir = Path(run_dir)
@@ -34,7 +36,7 @@ def collect_status(run_dir: str | Path, *, grace_s: float = 0.0,
         if entries:
             if states is None:
                 states = squeue_states()
-            live = refresh(run_dir, store, ledger, grace_s=grace_s, states=states)
+            live = store_outcomes(store, refresh(run_dir, store, ledger, grace_s=grace_s, states=states))
         tasks = store.tasks()
         rows: list[dict[str, Any]] = []
         seen: set[str] = set()

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.contract import resolve_device
 from bench.errors import TaskFailed, UserError
 
 
@@ -187,18 +188,6 @@ def _prepared(spec: TaskSpec, progress: bool):
             )
         _DATA_CACHE[spec.data_hash] = data
     return _DATA_CACHE[spec.data_hash]
-
-
-def resolve_device(device: str) -> str:
-    if device == "cpu":
-        return "cpu"
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if device == "cuda":
-        raise UserError("--device cuda was asked for but no CUDA GPU is visible", "use --device auto or cpu")
-    return "cpu"
 
 
 def execute_task(

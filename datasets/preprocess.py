@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from bench.contract import LIBRARY_SIZE as TARGET_SUM
 from bench.errors import UserError
 
 PREPROCESS_VERSION = "2"  # 2: no default rare class from preprocessing (the runner's rule)
-TARGET_SUM = 20_000
 MIN_GENES = 10
 MIN_CELLS = 3
 LEIDEN_RESOLUTION = 0.15

@@ -20,11 +20,10 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
+from bench.contract import DEFAULT_RESOURCES, LIBRARY_SIZE, OUTPUT_SCALES, at_library_size
 from bench.errors import TaskFailed, UserError
 from bench.options import check_declared, check_value
 
-OUTPUT_SCALES = ("counts", "library-size-20000", "log1p")
-LIBRARY_SIZE = 20_000
 # where in its budget an iterative model hands the harness generated cells (convergence evidence)
 SNAPSHOT_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 
@@ -208,7 +207,7 @@ class Generator(ABC):
     choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
     bounds: ClassVar[dict[str, str]] = {}
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}
-    resources: ClassVar[dict[str, Any]] = {"cpus": 2, "gpus": 0, "mem_gb": 8, "time_min": 60}
+    resources: ClassVar[dict[str, Any]] = dict(DEFAULT_RESOURCES)
     # `bench tune`: the grid the standard profile's settings were chosen from (axis -> values; an
     # axis may stand for several parameters, see tuning_params) and the sweep's budget in epochs
     tuning: ClassVar[dict[str, list[Any]]] = {}
@@ -347,7 +346,7 @@ def validate_output(
         raise TaskFailed(f"{name}: unknown output_scale {scale!r}; use one of {OUTPUT_SCALES}")
     totals = np.asarray(X.sum(axis=1)).ravel()
     if scale == "library-size-20000":
-        ok = (np.abs(totals - LIBRARY_SIZE) <= 1e-2 * LIBRARY_SIZE) | (totals == 0)
+        ok = at_library_size(totals) | (totals == 0)
         if not ok.all():
             raise TaskFailed(
                 f"{name}: declares output_scale 'library-size-20000' but {int((~ok).sum())} cells do not sum to 20,000"

@@ -26,12 +26,14 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from bench.contract import DEFAULT_RESOURCES as CONTRACT_RESOURCES
 from bench.errors import UserError
 
 # the image's non-root user (generators/scgan/Dockerfile); containers run as it when the caller is root
 SANDBOX_UID = 10001
 SANDBOX_GID = 10001
-DEFAULT_RESOURCES = {"cpus": 2, "gpus": 0, "mem_gb": 8}
+# a container's share of the contract's defaults (the time limit is the task's, not the container's)
+DEFAULT_RESOURCES = {k: v for k, v in CONTRACT_RESOURCES.items() if k != "time_min"}
 
 LABEL = "org.scgenbench"  # every container the harness starts: LABEL=1
 LABEL_RUN_DIR = "org.scgenbench.run_dir"
@@ -385,7 +387,7 @@ def owner_alive(owner: str | None) -> bool:
 def _engine(client=None):
     if client is not None:
         return client
-    from bench.generators.container import docker_client
+    from bench.generators.container.images import docker_client
 
     return docker_client(timeout=5)
 

@@ -60,10 +60,11 @@ from bench.metrics._mmd import ESTIMATORS, MmdResult, median_nn_distance, mmd
 from bench.metrics._per_type import PER_TYPE, PER_TYPE_METRICS, PerTypeResult, per_type
 from bench.metrics._prdc import PRDC, PrdcResult, prdc
 from bench.metrics._sinkhorn import SINKHORN, SinkhornResult, median_distance, sinkhorn_w2
-from bench.metrics._timing import HARDWARE_VALUES, timing
+from bench.metrics._timing import timing
 from bench.metrics._utils import SPACES, check_space, equal_size
 from bench.metrics.base import Metric, MetricOutput
 from bench.options import INTEGER_1, INTEGER_2
+from bench.timing import HARDWARE_VALUES
 
 __all__ = [
     "AUC",

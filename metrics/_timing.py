@@ -5,11 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-# the runner's measurements of a fit that become values (see bench.tasks and bench.timing)
-FIT_VALUES = ("train_seconds", "fit_wall_seconds", "peak_rss_mb", "peak_gpu_mb", "train_steps", "cells_seen")
-# the hardware measurements (Table 1's columns): reported, never scaled between the controls
-HARDWARE_VALUES = ("train_seconds", "fit_wall_seconds", "generate_seconds_per_100k",
-                   "generate_wall_seconds_per_100k", "peak_rss_mb", "peak_gpu_mb")  # fmt: skip
+from bench.timing import FIT_VALUES
 
 
 def timing(fit: dict[str, Any], generation) -> dict[str, float]:

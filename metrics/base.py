@@ -95,7 +95,7 @@ class Metric:
     cells: Literal["main", "per-label"] = "main"
     # report table the values go to: "main" (the paper's metrics) or a named group of the suite
     table: str = "main"
-    # value names left out of the control-scaled scores (bench.scaling): values the negative
+    # value names left out of the control-scaled scores (bench.report.scaling): values the negative
     # control is not built to fail (gene marginals), spreads, hardware measurements; a name ending
     # in "@" covers every value with that prefix
     not_scaled: tuple[str, ...] = ()

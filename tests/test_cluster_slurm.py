@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.slurm import load_ledger
+from bench.executors.slurm.ledger import load_ledger
 from bench.status import collect_status
 from bench.store import Store
 from tests.conftest import make_counts

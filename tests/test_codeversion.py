@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -93,6 +94,27 @@ def test_built_in_generators_hash_their_own_code():
     assert (
         nb.code_hash != act.code_hash and nb.code_hash == code_version(registry.get_generator("nb")).code_hash
     )
+
+
+def test_scgan_code_version_covers_every_file_of_the_container_package(tmp_path):
+    """The container base is a package (images, docker, process, logs, base): scgan's code version
+    hashes each of its files, so an edit to any of them gives scgan a new task key."""
+    import bench.generators.container as container_pkg
+
+    folder = Path(container_pkg.__file__).parent
+    sources = sorted(folder.glob("*.py"))
+    assert {p.stem for p in sources} >= {"__init__", "images", "docker", "process", "logs", "base"}
+    from bench.generators.scgan import ScGAN
+
+    files = codeversion.code_files(ScGAN)
+    assert {p.resolve() for p in sources} <= {p.resolve() for p in files.values()}
+    before = codeversion._hash(files)
+    for source in sources:  # an edit of any one file (a copy, the source stays as it is)
+        label = next(k for k, p in files.items() if p.resolve() == source.resolve())
+        edited = tmp_path / f"{source.stem}.py"
+        edited.write_text(source.read_text() + "\n# edited\n")
+        assert codeversion._hash({**files, label: edited}) != before, source.name
+    assert code_version(ScGAN).code_hash == before
 
 
 def test_scoring_version_follows_the_scoring_code(tmp_path, monkeypatch):

@@ -75,7 +75,7 @@ def test_select_backend_errors(monkeypatch):
         C.select_backend("kubernetes")
     with pytest.raises(UserError, match="pip install tensorflow-cpu"):
         C.select_backend("process", ("surely_not_a_module_xyz",))
-    monkeypatch.setattr(C, "docker_client", lambda timeout=10: None)
+    monkeypatch.setattr(C.images, "docker_client", lambda timeout=10: None)
     with pytest.raises(UserError) as err:
         C.select_backend("auto", ("surely_not_a_module_xyz",))
     assert "start Docker" in str(err.value) and "pip install tensorflow-cpu" in str(err.value)

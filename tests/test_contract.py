@@ -199,3 +199,50 @@ def test_positive_control_is_fit_on_the_control_reserve_only(prepared, tmp_path,
     reserve = list(prepared.train.obs_names[ctx.control_reserve])
     assert fitted["Probe"] == reserve and 0 < len(reserve) < prepared.train.n_obs
     assert fitted["Plain"] == list(prepared.train.obs_names)
+
+
+def test_the_library_size_rule_is_one_rule_for_the_check_and_the_scoring():
+    """bench.contract's ±1 % rule decides both validate_output (a declared library-size output) and
+    the scoring's scale inference (bench.evaluation.infer_scale)."""
+    import anndata as ad
+
+    from bench import contract
+    from bench.evaluation import infer_scale
+    from bench.generators.base import validate_output
+
+    assert contract.at_library_size(np.array([19_800.0, 20_200.0, 19_799.0, 20_201.0])).tolist() == [
+        True, True, False, False,
+    ]  # fmt: skip
+
+    class Gen(Generator):
+        name = "lib"
+
+    def cells(total: float) -> ad.AnnData:
+        x = np.full((3, 4), total / 4)
+        out = ad.AnnData(X=x)
+        out.var_names = [f"g{i}" for i in range(4)]
+        return out
+
+    genes = [f"g{i}" for i in range(4)]
+    kw = {"var_names": genes, "label_key": "cell_type", "known_labels": [], "requested": 3}
+    for total, inside in ((20_150.0, True), (20_250.0, False)):
+        assert (infer_scale(cells(total).X) == "library-size-20000") is inside
+        if inside:
+            validate_output(Gen, cells(total), **kw)
+        else:
+            with pytest.raises(TaskFailed, match="do not sum to 20,000"):
+                validate_output(Gen, cells(total), **kw)
+
+
+def test_resolve_device():
+    import torch
+
+    from bench.contract import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UserError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA GPU is visible"):
+            resolve_device("cuda:1")

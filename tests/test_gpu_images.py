@@ -20,7 +20,7 @@ from bench.generators.scgan.plugin import CscGAN, ScGAN
 from tests.conftest import fit_generator, import_tensorflow_lazily
 from tests.test_scgan import TINY
 
-SCGAN_DIR = Path(C.__file__).resolve().parent / "scgan"
+SCGAN_DIR = Path(C.__file__).resolve().parent.parent / "scgan"
 tf = E = None  # set when a test that needs TensorFlow runs (tests/conftest.py)
 
 

@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import html as bhtml
 from bench import report as rpt
+from bench.report import figures
+from bench.report import html as bhtml
+from bench.report.view import RunView
 from bench.store import Store
 from bench.tasks import DataSpec, TaskRecord, TaskSpec
 
@@ -263,9 +265,9 @@ def test_tables_are_the_console_numbers(rendered):
 
 
 def test_per_type_heatmap_colours_auc_by_its_distance_to_one_half(filled):
-    from bench.html_suite import fig_per_type, per_type_matrix
+    from bench.report.suite import fig_per_type, per_type_matrix
 
-    run = bhtml._Run(filled)
+    run = RunView(filled)
     _, keys = run.figure_tasks("toy", "per_type", "types")
     fig = fig_per_type(run, keys, "toy")
     auc_ax = next(ax for ax in fig.axes if ax.get_title().startswith("RF AUC"))
@@ -304,7 +306,7 @@ def test_output_path_option(filled, tmp_path):
 
 
 def test_combine_corr_generated_below_real_above():
-    m = bhtml.combine_corr(REAL_CORR, GEN_CORR)
+    m = figures.combine_corr(REAL_CORR, GEN_CORR)
     assert m[0, 1] == pytest.approx(0.8) and m[1, 0] == pytest.approx(0.5)  # upper real, lower generated
     assert m[2, 1] == pytest.approx(-0.4) and m[1, 2] == pytest.approx(0.1)
     np.testing.assert_array_equal(np.diag(m), 1.0)
@@ -314,11 +316,11 @@ def test_interp_roc_known_curve():
     fpr = np.array([0.0, 0.0, 0.5, 1.0])
     tpr = np.array([0.0, 0.5, 1.0, 1.0])
     grid = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
-    np.testing.assert_allclose(bhtml.interp_roc(fpr, tpr, grid), [0.5, 0.75, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(figures.interp_roc(fpr, tpr, grid), [0.5, 0.75, 1.0, 1.0, 1.0])
 
 
 def test_augmentation_frame_mean_and_range(filled):
-    agg = bhtml.augmentation_frame(filled.values(), "toy")
+    agg = figures.augmentation_frame(filled.values(), "toy")
     row = agg[(agg.model == "nb") & (agg.cond == "augmented") & (agg.frac == 0.01)].iloc[0]
     assert row["mean"] == pytest.approx(0.425) and row["min"] == pytest.approx(0.4)
     assert row["max"] == pytest.approx(0.45) and row["count"] == 2

@@ -497,7 +497,7 @@ def test_bench_run_removes_leftovers_of_crashed_runs(probe, engine, tmp_path, ca
 @pytest.mark.docker
 @pytest.mark.slurm
 def test_scancel_in_slurm_removes_the_container_and_fails_the_task(probe, engine, tmp_path, require_slurm):
-    from bench.slurm import load_ledger
+    from bench.executors.slurm.ledger import load_ledger
     from bench.store import Store
 
     proc, out = _bench_run(probe, tmp_path, "--executor", "slurm",

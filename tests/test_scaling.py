@@ -1,4 +1,4 @@
-"""Control-scaled scores (bench.scaling): known answers on hand-made value tables, and the scaled
+"""Control-scaled scores (bench.report.scaling): known answers on hand-made value tables, and the scaled
 tables in summary.json / summary.md."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from bench import report as rpt
-from bench import scaling
+from bench.report import scaling
 from bench.store import Store
 from bench.tasks import DataSpec, TaskRecord, TaskSpec
 

@@ -13,22 +13,20 @@ from rich.console import Console
 
 from bench import registry
 from bench.errors import UserError
-from bench.generators.base import Generator
-from bench.slurm import (
+from bench.executors.slurm import SlurmExecutor
+from bench.executors.slurm.ledger import load_ledger, record_path, refresh, save_ledger
+from bench.executors.slurm.queue import parse_squeue
+from bench.executors.slurm.resources import (
     PartitionLimits,
-    SlurmExecutor,
     fit_to_partition,
     generator_resources,
     group_by_resources,
-    load_ledger,
     parse_sinfo,
-    parse_squeue,
-    record_path,
-    refresh,
-    save_ledger,
     sbatch_parameters,
     task_resources,
 )
+from bench.generators.base import Generator
+from bench.runner import store_outcomes
 from bench.status import collect_status, show_status
 from bench.store import Store
 from bench.tasks import DataSpec, TaskRecord, TaskSpec
@@ -193,7 +191,9 @@ def test_refresh_merges_records_and_fails_jobs_without_one(submitted, monkeypatc
     states = {"7_2": ("PENDING", "Priority"), "7_3": ("OUT_OF_MEMORY", "None")}
     seen: dict[str, float] = {}
     with Store(run_dir) as store:
-        out = refresh(run_dir, store, ledger, grace_s=60, seen_ended=seen, states=states)
+        out = store_outcomes(
+            store, refresh(run_dir, store, ledger, grace_s=60, seen_ended=seen, states=states)
+        )
         # 7_3 ended without a record, but within the grace period (record may still be on its way)
         assert out == {specs[0].key: "done", specs[1].key: "failed", specs[2].key: "submitted",
                        specs[3].key: "running"}  # fmt: skip
@@ -207,7 +207,9 @@ def test_refresh_merges_records_and_fails_jobs_without_one(submitted, monkeypatc
 
         seen["7_3"] -= 120  # the grace period is over
         states["7_2"] = ("RUNNING", "None")
-        out = refresh(run_dir, store, ledger, grace_s=60, seen_ended=seen, states=states)
+        out = store_outcomes(
+            store, refresh(run_dir, store, ledger, grace_s=60, seen_ended=seen, states=states)
+        )
         assert out[specs[2].key] == "running" and out[specs[3].key] == "failed"
         assert out[specs[0].key] == "done" and out[specs[1].key] == "failed"  # from the store now
         row = store.task_row(specs[3].key)
@@ -216,20 +218,25 @@ def test_refresh_merges_records_and_fails_jobs_without_one(submitted, monkeypatc
         assert "line 10\n" not in row["log_tail"]  # only the tail
 
         # a job that left the queue (squeue forgot it) without a record also fails, after the grace
-        out = refresh(run_dir, store, ledger, grace_s=0, states={})
+        out = store_outcomes(store, refresh(run_dir, store, ledger, grace_s=0, states={}))
         assert out[specs[2].key] == "failed" and "left the queue" in store.task_row(specs[2].key)["error"]
         # a job that can never start (bigger than any node) is cancelled and failed, not waited for
         store.mark_state(specs[2], 1, "submitted")
         ledger["tasks"][specs[2].key]["submitted"] = time.time() + 1
-        out = refresh(run_dir, store, ledger, [specs[2].key], states={"7_2": ("PENDING", "PartitionConfig")})
+        out = store_outcomes(
+            store,
+            refresh(run_dir, store, ledger, [specs[2].key], states={"7_2": ("PENDING", "PartitionConfig")}),
+        )
         assert out == {specs[2].key: "failed"}
         assert "cannot start (PartitionConfig" in store.task_row(specs[2].key)["error"]
 
         # squeue unreachable: nothing is concluded about live jobs
-        monkeypatch.setattr("bench.slurm.squeue_states", lambda: None)
+        monkeypatch.setattr("bench.executors.slurm.ledger.squeue_states", lambda: None)
         store.mark_state(specs[2], 1, "submitted")
         ledger["tasks"][specs[2].key]["submitted"] = time.time() + 1
-        assert refresh(run_dir, store, ledger, [specs[2].key], grace_s=0) == {specs[2].key: "unknown"}
+        assert store_outcomes(store, refresh(run_dir, store, ledger, [specs[2].key], grace_s=0)) == {
+            specs[2].key: "unknown"
+        }
 
 
 def test_status_table_and_exit_code(submitted):
@@ -298,7 +305,7 @@ def test_example_config_makes_a_valid_executor(monkeypatch, tmp_path):
 def test_importing_submitit_keeps_the_process_logging_handlers():
     """submitit's import-time dictConfig closed every handler the process had; absl's (imported with
     scvi-tools or TensorFlow) then closed its stream, pytest's capture file, and the CI test run
-    crashed ("lost sys.stderr"). bench.slurm.import_submitit leaves them alone. In a fresh process:
+    crashed ("lost sys.stderr"). bench.executors.slurm.submit.import_submitit leaves them alone. In a fresh process:
     submitit must not be imported yet."""
     import subprocess
     import sys
@@ -315,7 +322,7 @@ stream = io.StringIO()
 mine = Handler(stream)
 logging.getLogger().addHandler(mine)
 logging.getLogger("a.library").addHandler(Handler(io.StringIO()))
-from bench.slurm import import_submitit
+from bench.executors.slurm.submit import import_submitit
 submitit = import_submitit()
 assert hasattr(submitit, "SlurmExecutor")
 assert not closed and not stream.closed, closed

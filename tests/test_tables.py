@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import html as bhtml
 from bench import registry
 from bench import report as rpt
 from bench.cli import main
 from bench.errors import TaskFailed
 from bench.generators.baselines import NegativeBinomial
+from bench.report import html as bhtml
 from bench.store import Store
 from tests.conftest import make_counts
 from tests.store_fixtures import fill_run

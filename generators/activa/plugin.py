@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from bench import contract
 from bench.errors import TaskFailed, UserError
 from bench.generators.activa.train import (
     GENERATION_BN,
@@ -50,16 +51,9 @@ _TRAIN_KEYS = [
 ]
 
 
-def resolve_device(device: str) -> torch.device:
-    """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available)."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(
-            "device 'cuda' was requested but PyTorch sees no CUDA GPU", "use --device cpu or auto"
-        )
-    return dev
+def resolve_device(device: str | None) -> torch.device:
+    """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available), as a torch device (bench.contract)."""
+    return torch.device(contract.resolve_device(device))
 
 
 class ActivaGenerator(Generator):

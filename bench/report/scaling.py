@@ -29,6 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.report.summary import fmt, order_models
+from bench.report.summary import summarise as summarise_values
+
 POSITIVE = "real"
 NEGATIVE = "shuffled"
 KEYS = ["dataset", "experiment", "metric"]
@@ -105,7 +108,6 @@ def scale(
 
 def summarise(scaled: pd.DataFrame) -> pd.DataFrame:
     """Mean, sd (ddof 1) and n over seeds of the scaled values, per (dataset, model, experiment, metric)."""
-    from bench.report import summarise as summarise_values
 
     return summarise_values(scaled.drop(columns=["value"]).rename(columns={"scaled": "value"}))
 
@@ -129,9 +131,17 @@ def mean_scores(scaled: pd.DataFrame) -> pd.DataFrame:
         )
         for model, g in per_seed.groupby("model", sort=True):
             x = g["clipped"].to_numpy()
-            rows.append({"dataset": dataset, "model": model, "mean": float(x.mean()),
-                         "sd": float(np.std(x, ddof=1)) if len(x) > 1 else float("nan"), "n": int(len(x)),
-                         "n_metrics": len(common), "metrics": [f"{e}/{m}" for e, m in common]})  # fmt: skip
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "mean": float(x.mean()),
+                    "sd": float(np.std(x, ddof=1)) if len(x) > 1 else float("nan"),
+                    "n": int(len(x)),
+                    "n_metrics": len(common),
+                    "metrics": [f"{e}/{m}" for e, m in common],
+                }
+            )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -144,7 +154,6 @@ def build(values: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def table(scaled: dict[str, pd.DataFrame], dataset: str) -> pd.DataFrame:
     """Rows models (controls last), columns the main experiment's scaled values then the mean scaled
     score: 'mean ± sd' over seeds, 'n/a' where undefined."""
-    from bench.report import _order_models, fmt
 
     summ = scaled["summary"]
     sub = summ[(summ.dataset == dataset) & (summ.experiment == "main")]
@@ -153,7 +162,7 @@ def table(scaled: dict[str, pd.DataFrame], dataset: str) -> pd.DataFrame:
         return pd.DataFrame()
     metrics = list(dict.fromkeys(sub.metric))
     rows: dict[str, dict[str, str]] = {}
-    for model in _order_models(sorted(set(sub.model) | set(means.model))):
+    for model in order_models(sorted(set(sub.model) | set(means.model))):
         cells = {}
         for metric in metrics:
             hit = sub[(sub.model == model) & (sub.metric == metric)]

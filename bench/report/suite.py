@@ -1,6 +1,6 @@
 """The HTML report's figures of the metric suite beyond the paper (one per group): PRDC bars, the
 memorisation histogram, the per-type heatmap and the DE-recovery scatter. Read from the store like
-every figure of :mod:`bench.html` (values and the arrays the scoring stage kept); a figure whose
+every figure of :mod:`bench.report.figures` (values and the arrays the scoring stage kept); a figure whose
 values or arrays are missing becomes a one-line note. docs/report.md describes each figure.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench import html as bhtml
-from bench import report as rpt
+from bench.report.figures import REAL_COLOUR, colour_map, figure_class, model_label, summary_cell
+from bench.report.summary import order_models
 
 SECTIONS = {
     "prdc": "Fidelity and coverage: k-NN precision, recall, density, coverage",
@@ -31,7 +31,7 @@ MISSING = {
 def _grid(n: int, ncol: int, width: float, height: float, **kw):
     ncol = max(1, min(ncol, n))
     nrow = int(np.ceil(n / ncol))
-    fig = bhtml._figure()(figsize=(width * ncol, height * nrow), **kw)
+    fig = figure_class()(figsize=(width * ncol, height * nrow), **kw)
     axes = fig.subplots(nrow, ncol, squeeze=False).ravel()
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -45,25 +45,35 @@ def fig_prdc(summary: pd.DataFrame, dataset: str):
     ]
     if sub.empty:
         return None
-    models = rpt._order_models(sorted(set(sub.model)))
-    colours = bhtml._colours(list(PRDC_VALUES), "tab10")
-    fig = bhtml._figure()(figsize=(max(6.0, 1.3 * len(models) + 2.5), 3.8))
+    models = order_models(sorted(set(sub.model)))
+    colours = colour_map(list(PRDC_VALUES), "tab10")
+    fig = figure_class()(figsize=(max(6.0, 1.3 * len(models) + 2.5), 3.8))
     ax = fig.subplots()
     width = 0.8 / len(PRDC_VALUES)
     x = np.arange(len(models))
     for i, value in enumerate(PRDC_VALUES):
-        cells = [bhtml._summary_cell(summary, dataset, m, value) for m in models]
+        cells = [summary_cell(summary, dataset, m, value) for m in models]
         means = np.array([c[0] for c in cells])
         sds = np.nan_to_num(np.array([c[1] for c in cells]))
-        ax.bar(x + (i - 1.5) * width, np.nan_to_num(means), width, yerr=sds, color=colours[value], label=value,
-               capsize=2)  # fmt: skip
+        ax.bar(
+            x + (i - 1.5) * width,
+            np.nan_to_num(means),
+            width,
+            yerr=sds,
+            color=colours[value],
+            label=value,
+            capsize=2,
+        )
     ax.axhline(1.0, color="#9e9e9e", lw=0.8, ls=":")
-    ax.set_xticks(x, [bhtml._model_label(m) for m in models], fontsize=9)
+    ax.set_xticks(x, [model_label(m) for m in models], fontsize=9)
     ax.set_ylabel("score (higher is better)", fontsize=9)
     ax.legend(fontsize=8, ncol=4, loc="upper left", bbox_to_anchor=(0, 1.13))
     ax.tick_params(labelsize=8)
-    ax.set_title(f"{dataset}: precision, recall, density, coverage (k = 5, 50 PCs; mean ± sd over seeds)",
-                 fontsize=11, pad=28)  # fmt: skip
+    ax.set_title(
+        f"{dataset}: precision, recall, density, coverage (k = 5, 50 PCs; mean ± sd over seeds)",
+        fontsize=11,
+        pad=28,
+    )
     fig.tight_layout()
     return fig
 
@@ -80,7 +90,7 @@ def fig_memorisation(run, keys: dict[str, str], dataset: str):
         ax.hist(
             np.clip(test, 0, hi),
             bins=bins,
-            color=bhtml.REAL_COLOUR,
+            color=REAL_COLOUR,
             alpha=0.7,
             density=True,
             label="real test",
@@ -89,7 +99,7 @@ def fig_memorisation(run, keys: dict[str, str], dataset: str):
         ax.axvline(float(a["threshold"][0]), color="#000", ls="--", lw=1, label="test 1st percentile")
         ratio, share = run.task_value(key, "memorisation_ratio"), run.task_value(key, "memorisation_share")
         txt = f"ratio {ratio:.2f}, share {share:.2f}" if ratio is not None and share is not None else ""
-        ax.set_title(f"{bhtml._model_label(m)} (seed {run.seed_of(key)})\n{txt}", fontsize=9)
+        ax.set_title(f"{model_label(m)} (seed {run.seed_of(key)})\n{txt}", fontsize=9)
         ax.set_xlabel("distance to closest training cell (50 PCs)", fontsize=8)
         ax.set_yticks([])
         ax.tick_params(labelsize=7)
@@ -128,8 +138,13 @@ def fig_per_type(run, keys: dict[str, str], dataset: str):
         # AUC is coloured by its distance to 0.5 (0.3 as bad as 0.7); the cells show the AUC itself
         shade = np.abs(mat - 0.5) if value == "auc" else mat
         masked = np.ma.masked_invalid(shade)
-        im = ax.imshow(masked, cmap="viridis_r" if value != "auc" else "magma_r", aspect="auto",
-                       vmin=0.0 if value == "auc" else None, vmax=0.5 if value == "auc" else None)  # fmt: skip
+        im = ax.imshow(
+            masked,
+            cmap="viridis_r" if value != "auc" else "magma_r",
+            aspect="auto",
+            vmin=0.0 if value == "auc" else None,
+            vmax=0.5 if value == "auc" else None,
+        )
         for i in range(mat.shape[0]):
             for j in range(mat.shape[1]):
                 if np.isfinite(mat[i, j]):
@@ -144,13 +159,17 @@ def fig_per_type(run, keys: dict[str, str], dataset: str):
                         color="w" if dark else "k",
                     )
         ax.set_xticks(range(len(types)), types, rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(len(models)), [bhtml._model_label(m) for m in models], fontsize=8)
-        ax.set_title(f"{label} (colour: |AUC − 0.5|)" if value == "auc" else f"{label} (lower is better)",
-                     fontsize=9)  # fmt: skip
+        ax.set_yticks(range(len(models)), [model_label(m) for m in models], fontsize=8)
+        ax.set_title(
+            f"{label} (colour: |AUC − 0.5|)" if value == "auc" else f"{label} (lower is better)", fontsize=9
+        )
         fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
     seeds = sorted({run.seed_of(k) for k in keys.values()})
-    fig.suptitle(f"{dataset}: generated cells of each type against real test cells of that type "
-                 f"(seed {', '.join(map(str, seeds))}; blank: too few cells)", fontsize=10)  # fmt: skip
+    fig.suptitle(
+        f"{dataset}: generated cells of each type against real test cells of that type "
+        f"(seed {', '.join(map(str, seeds))}; blank: too few cells)",
+        fontsize=10,
+    )
     return fig
 
 
@@ -161,7 +180,7 @@ def fig_de_recovery(run, keys: dict[str, str], dataset: str):
     if not all_types:  # every type had too few cells
         return None
     fig, axes = _grid(len(keys), 4, 3.6, 3.6)
-    colours = bhtml._colours(all_types)
+    colours = colour_map(all_types)
     for ax, (m, key) in zip(axes, keys.items(), strict=False):
         a = run.artifacts(key, "de_recovery")
         types = [str(t) for t in a["types"]]
@@ -180,46 +199,23 @@ def fig_de_recovery(run, keys: dict[str, str], dataset: str):
             ax.plot([lo, hi], [lo, hi], color="#d32f2f", ls="--", lw=1)
         r, j = run.task_value(key, "de_lfc_r"), run.task_value(key, "de_jaccard")
         txt = f"r {r:.2f}, Jaccard {j:.2f}" if r is not None and j is not None else ""
-        ax.set_title(f"{bhtml._model_label(m)} (seed {run.seed_of(key)})\n{txt}", fontsize=9)
+        ax.set_title(f"{model_label(m)} (seed {run.seed_of(key)})\n{txt}", fontsize=9)
         ax.set_xlabel("log2 FC, real test cells", fontsize=8)
         ax.set_ylabel("log2 FC, generated cells", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     handles = [axes[0].scatter([], [], s=12, color=colours[t]) for t in all_types]
-    fig.legend(handles, all_types, fontsize=7, loc="lower center", ncol=min(6, len(all_types)),
-               bbox_to_anchor=(0.5, -0.04))  # fmt: skip
+    fig.legend(
+        handles,
+        all_types,
+        fontsize=7,
+        loc="lower center",
+        ncol=min(6, len(all_types)),
+        bbox_to_anchor=(0.5, -0.04),
+    )
     fig.suptitle(f"{dataset}: DE recovery per cell type (top real DE genes, type vs rest)", fontsize=11)
     fig.tight_layout()
     return fig
-
-
-def suite_html(run, dataset: str, summary: pd.DataFrame) -> str:
-    """The four figure sections of one dataset (h3 ids ``<section>-<dataset slug>``)."""
-    slug = bhtml._slug(dataset)
-    parts: list[str] = []
-    for sec, title in SECTIONS.items():
-        parts.append(f'<h3 id="{sec}-{slug}">{title}</h3>')
-        seed, fig = None, None
-        if sec == "prdc":
-            fig = fig_prdc(summary, dataset)
-        else:
-            required = {
-                "memorisation": "generated_distances",
-                "per_type": "types",
-                "de_recovery": "real_lfc",
-            }[sec]
-            seed, keys = run.figure_tasks(dataset, sec, required)
-            if keys:
-                fig = {
-                    "memorisation": fig_memorisation,
-                    "per_type": fig_per_type,
-                    "de_recovery": fig_de_recovery,
-                }[sec](run, keys, dataset)
-        if fig is None:
-            parts.append(bhtml._note(MISSING[sec]))
-        else:
-            parts.append(bhtml._img(fig, f"{dataset} {title}", bhtml._esc(captions(seed)[sec])))
-    return "".join(parts)
 
 
 def captions(seed: int | None) -> dict[str, str]:
@@ -242,4 +238,4 @@ def captions(seed: int | None) -> dict[str, str]:
     }
 
 
-__all__ = ["SECTIONS", "fig_de_recovery", "fig_memorisation", "fig_per_type", "fig_prdc", "suite_html"]
+__all__ = ["SECTIONS", "fig_de_recovery", "fig_memorisation", "fig_per_type", "fig_prdc"]

@@ -1,28 +1,47 @@
-"""Executors run planned tasks. ``local`` runs them in this process, one after the other;
-``slurm`` (bench.slurm) submits them as Slurm jobs. Both end with every finished task's record in
-the store; a failed task is recorded with its error and log tail and the others go on."""
+"""What every executor shares: the :class:`Executor` interface (``execute`` yields an
+:class:`Outcome` per state change and result; the runner alone writes them to the store), running
+one task (:func:`run_one`), its work dir, and the per-task console lines."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
-from bench.errors import UserError
-from bench.tasks import TaskSpec, execute_task
-
-EXECUTORS = ("local", "slurm")
+from bench.tasks import TaskRecord, TaskSpec, execute_task
 
 
-def make_executor(cfg: dict[str, Any]):
-    name = cfg.get("name", "local")
-    if name == "local":
-        return LocalExecutor()
-    if name == "slurm":
-        from bench.slurm import SlurmExecutor
+class Outcome(NamedTuple):
+    """A task's new state: ``record.status`` "planned", "submitted" or "running" (no values yet), or
+    its finished record ("done", "failed"). ``run_id``: the run the task belongs to."""
 
-        return SlurmExecutor(**{k: v for k, v in cfg.items() if k != "name"})
-    raise UserError(f"unknown executor '{name}'", f"use one of: {', '.join(EXECUTORS)}")
+    spec: TaskSpec
+    record: TaskRecord
+    run_id: int | None
+
+
+class Executor(Protocol):
+    """Runs planned tasks. ``execute`` yields an :class:`Outcome` for every state change and
+    result, in order (the runner stores each before the executor goes on, so the executor may read
+    the store, never write it) and returns ``{"failed": [keys], "detached": bool}``. A failed task
+    is yielded with its error and log tail and the others go on. On SIGTERM/SIGINT the
+    KeyboardInterrupt goes up with the running task's failed record as its ``record``."""
+
+    name: str
+
+    def execute(
+        self,
+        tasks: list[TaskSpec],
+        store,
+        *,
+        run_dir: Path,
+        run_id: int | None,
+        progress: bool = False,
+        console=None,
+        data: dict[str, Any] | None = None,
+        detach: bool = False,
+    ) -> Generator[Outcome, None, dict[str, Any]]: ...
 
 
 def task_dir(run_dir: Path, spec: TaskSpec) -> Path:
@@ -61,8 +80,10 @@ class TaskLines:
         took = f" in {seconds:.1f} s" if seconds is not None else ""
         self.console.print(
             f"[{self.done}/{self.total}] {label}: {status}{took}; {left} left, ETA {_clock(eta)}",
-            markup=False, highlight=False, soft_wrap=True,
-        )  # fmt: skip
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _clock(seconds: float) -> str:
@@ -70,11 +91,10 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def run_one(spec: TaskSpec, run_dir, run_id, *, data=None, store=None, context: str = ""):
+def run_one(spec: TaskSpec, run_dir, run_id, *, data=None, context: str = "") -> TaskRecord:
     """Execute one task with its containers labelled (run dir, run id, task key). On SIGTERM/SIGINT
     (bench.interrupt) the task's containers are removed, its failed record (the reason, the log
-    tail) is written to ``store`` -- or returned as the exception's ``record`` for the caller to save
-    -- and the interruption goes on up."""
+    tail) becomes the exception's ``record`` for the caller to save, and the interruption goes on up."""
     from bench.generators.sandbox import task_scope
     from bench.interrupt import interrupted_record
 
@@ -85,33 +105,5 @@ def run_one(spec: TaskSpec, run_dir, run_id, *, data=None, store=None, context: 
             return execute_task(spec, work, progress=False, data=data, shared_dir=Path(run_dir) / "shared")
     except KeyboardInterrupt as exc:
         rec = interrupted_record(exc, spec.key, run_dir, work, started=started, context=context)
-        if store is not None:
-            store.write_record(spec, rec, run_id)
         exc.record = rec  # type: ignore[attr-defined]
         raise
-
-
-class LocalExecutor:
-    name = "local"
-
-    def execute(self, tasks: list[TaskSpec], store, *, run_dir, run_id, progress=False, console=None,
-                data=None, detach=False) -> dict[str, Any]:  # fmt: skip
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        failed: list[str] = []
-        data = data or {}
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, disable=not progress or not tasks, transient=False) as bar:  # fmt: skip
-            job = bar.add_task("tasks", total=len(tasks))
-            lines = TaskLines(console, len(tasks), bar=progress)
-            for spec in tasks:
-                bar.update(job, description=spec.label)
-                store.mark_running(spec, run_id)
-                rec = run_one(spec, run_dir, run_id, data=data.get(spec.dataset), store=store)
-                store.write_record(spec, rec, run_id)
-                if rec.status != "done":
-                    failed.append(spec.key)
-                    report_failure(console, spec, rec.error, rec.log_tail)
-                lines.finished(spec.label, rec.status, rec.finished - rec.started)
-                bar.advance(job)
-        return {"failed": failed}

@@ -1,0 +1,29 @@
+"""Executors run planned tasks: ``local`` in this process (:mod:`.local`), ``slurm`` as Slurm jobs
+(:mod:`.slurm`). Both follow :class:`~bench.executors.base.Executor`: they yield each task's new
+state and result, and the runner alone writes them to the store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.errors import UserError
+from bench.executors.base import Executor, Outcome
+
+EXECUTORS = ("local", "slurm")
+
+
+def make_executor(cfg: dict[str, Any]) -> Executor:
+    """The executor of an ``[executor]`` table (``name`` plus its options)."""
+    name = cfg.get("name", "local")
+    if name == "local":
+        from bench.executors.local import LocalExecutor
+
+        return LocalExecutor()
+    if name == "slurm":
+        from bench.executors.slurm import SlurmExecutor
+
+        return SlurmExecutor(**{k: v for k, v in cfg.items() if k != "name"})
+    raise UserError(f"unknown executor '{name}'", f"use one of: {', '.join(EXECUTORS)}")
+
+
+__all__ = ["EXECUTORS", "Executor", "Outcome", "make_executor"]

@@ -1,0 +1,283 @@
+"""The Slurm executor: submit the tasks the store lacks as job arrays, then follow them until
+each is done or failed (or detach and let ``bench status`` follow them)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+from bench.executors.base import Outcome, TaskLines, report_failure
+from bench.executors.slurm.ledger import load_ledger, refresh, save_ledger
+from bench.executors.slurm.queue import squeue_states
+from bench.executors.slurm.resources import (
+    RESOURCE_KEYS,
+    PartitionLimits,
+    fit_to_partition,
+    generator_resources,
+    group_by_resources,
+    partition_exists,
+    partition_limits,
+    task_resources,
+)
+from bench.executors.slurm.submit import submit_group
+from bench.tasks import TaskRecord, TaskSpec
+
+OPTIONS = {
+    "partition": "Slurm partition (--partition)",
+    "account": "Slurm account (--account)",
+    "qos": "Slurm QOS (--qos)",
+    "sbatch_options": "extra sbatch options, e.g. {constraint = 'a100', exclusive = true}",
+    "additional_parameters": "alias of sbatch_options (submitit's name)",
+    "setup": "shell lines run in each job before the task, e.g. ['module load cuda', 'source venv/bin/activate']",
+    "cpus": "CPUs per task for every task (overrides the generators' metadata)",
+    "gpus": "GPUs per task for every task",
+    "mem_gb": "memory per task in GB for every task",
+    "time_min": "time limit per task in minutes for every task",
+    "resources": "per-model overrides, e.g. [executor.resources.activa] gpus = 1",
+    "array_parallelism": "most array tasks running at once (default 256)",
+    "python": "python command in the jobs (default: this interpreter, sys.executable)",
+    "poll_s": "seconds between progress checks (default 5)",
+    "record_grace_s": "seconds to wait for a record file after its job ended (shared filesystems; default 15)",
+    "fit_partition": "lower requests to the partition's biggest node (default true)",
+}
+
+
+class SlurmExecutor:
+    name = "slurm"
+
+    def __init__(
+        self,
+        partition: str | None = None,
+        account: str | None = None,
+        qos: str | None = None,
+        sbatch_options: dict[str, Any] | None = None,
+        additional_parameters: dict[str, Any] | None = None,
+        setup: list[str] | str | None = None,
+        cpus: int | None = None,
+        gpus: int | None = None,
+        mem_gb: float | None = None,
+        time_min: int | None = None,
+        resources: dict[str, dict[str, Any]] | None = None,
+        array_parallelism: int | None = None,
+        python: str | None = None,
+        poll_s: float = 5.0,
+        record_grace_s: float = 15.0,
+        fit_partition: bool = True,
+        **unknown: Any,
+    ):
+        if unknown:
+            raise UserError(
+                f"unknown Slurm executor option(s) {sorted(unknown)}",
+                f"known options of [executor]: name, {', '.join(OPTIONS)}",
+            )
+        if not shutil.which("sbatch") or not shutil.which("squeue"):
+            raise UserError(
+                "--executor slurm was asked for but sbatch/squeue are not on PATH",
+                "run on a Slurm login node (or `module load slurm`), or use --executor local",
+            )
+        if isinstance(setup, str):
+            setup = [setup]
+        for name, value in (
+            ("sbatch_options", sbatch_options),
+            ("additional_parameters", additional_parameters),
+            ("resources", resources),
+        ):
+            if value is not None and not isinstance(value, dict):
+                raise UserError(
+                    f"[executor] {name} must be a table", f"e.g. {name} = {{ constraint = 'a100' }}"
+                )
+        for model, table in (resources or {}).items():
+            bad = sorted(set(table) - set(RESOURCE_KEYS)) if isinstance(table, dict) else ["(not a table)"]
+            if bad:
+                raise UserError(
+                    f"[executor.resources.{model}]: unknown key(s) {bad}", f"use {', '.join(RESOURCE_KEYS)}"
+                )
+        self.partition, self.account, self.qos = partition, account, qos
+        self.sbatch_options = {**(additional_parameters or {}), **(sbatch_options or {})}
+        self.setup = list(setup or [])
+        self.overrides = {"cpus": cpus, "gpus": gpus, "mem_gb": mem_gb, "time_min": time_min}
+        self.model_resources = dict(resources or {})
+        self.array_parallelism = array_parallelism
+        self.python = python
+        self.poll_s = float(poll_s)
+        self.record_grace_s = float(record_grace_s)
+        self.fit_partition = bool(fit_partition)
+
+    # -- planning jobs ------------------------------------------------------------------------
+    def resources_for(self, spec: TaskSpec, limits: PartitionLimits | None = None) -> tuple[dict, list[str]]:
+        base = generator_resources(spec.model, spec.profile)
+        res = task_resources(
+            base,
+            device=spec.device,
+            overrides=self.overrides,
+            model_overrides=self.model_resources.get(spec.model),
+        )
+        where = f"partition '{self.partition}'" if self.partition else "the default partition"
+        return fit_to_partition(res, limits, device=spec.device, where=where)
+
+    # -- execute -------------------------------------------------------------------------------
+    def execute(
+        self,
+        tasks: list[TaskSpec],
+        store,
+        *,
+        run_dir,
+        run_id,
+        progress=False,
+        console=None,
+        data=None,
+        detach=False,
+    ) -> Generator[Outcome, None, dict[str, Any]]:
+        """Submit ``tasks`` (those submitted before and still queued or running are followed, not
+        resubmitted) and yield every state change and result; ``data`` is not used (a job prepares
+        its dataset from the cache). Reads ``store``, never writes it."""
+        run_dir = Path(run_dir).resolve()
+        ledger = load_ledger(run_dir)
+        entries = ledger["tasks"]
+        states = squeue_states()
+        # results of earlier submissions that finished since: merge first, do not resubmit them
+        known = [t.key for t in tasks if t.key in entries]
+        done_before = store.done_keys()
+        merged = (
+            (yield from refresh(run_dir, store, ledger, known, grace_s=0.0, states=states)) if known else {}
+        )
+        newly_done = store.done_keys() - done_before
+        in_flight = [t for t in tasks if merged.get(t.key) in ("submitted", "running")]
+        flying = {t.key for t in in_flight}
+        to_submit = [t for t in tasks if t.key not in newly_done and t.key not in flying]
+        if console is not None and (newly_done or in_flight):
+            console.print(
+                f"slurm: {len(newly_done)} finished since the last look (merged), "
+                f"{len(in_flight)} still queued/running (not resubmitted)"
+            )
+
+        if self.partition and to_submit and partition_exists(self.partition) is False:
+            raise UserError(
+                f"Slurm partition '{self.partition}' does not exist",
+                "give one that `sinfo -s` lists with --partition (or in [executor])",
+            )
+        limits = partition_limits(self.partition) if self.fit_partition and to_submit else None
+        planned = []
+        notes: dict[str, list[str]] = {}
+        for spec in to_submit:
+            res, why = self.resources_for(spec, limits)
+            planned.append((spec, res))
+            if why:
+                notes.setdefault(spec.model, why)
+            yield Outcome(spec, TaskRecord(key=spec.key, status="planned"), run_id)
+        if console is not None:
+            for model, why in notes.items():
+                console.print(f"  [yellow]note[/yellow] {model}: resources lowered: {'; '.join(why)}")
+        groups = group_by_resources(planned)
+        for res, specs in groups:
+            jobs = submit_group(
+                res,
+                specs,
+                run_dir,
+                run_id,
+                partition=self.partition,
+                account=self.account,
+                qos=self.qos,
+                sbatch_options=self.sbatch_options,
+                setup=self.setup,
+                array_parallelism=self.array_parallelism,
+                python=self.python,
+            )
+            now = time.time()
+            for spec, job in zip(specs, jobs, strict=True):
+                entries[spec.key] = {
+                    "label": spec.label,
+                    "job_id": str(job.job_id),
+                    "run_id": run_id,
+                    "submitted": now,
+                    "resources": res,
+                    "stdout": str(job.paths.stdout),
+                    "stderr": str(job.paths.stderr),
+                    "spec": spec.to_dict(),
+                }
+                yield Outcome(spec, TaskRecord(key=spec.key, status="submitted"), run_id)
+            save_ledger(run_dir, ledger)
+            if console is not None:
+                kind = f"array of {len(jobs)}" if len(jobs) > 1 else "job"
+                first = str(jobs[0].job_id).split("_")[0]
+                console.print(
+                    f"slurm: submitted {kind} {first} ({res['cpus']} CPU, {res['gpus']} GPU, "
+                    f"{res['mem_gb']:g} GB, {res['time_min']} min): "
+                    f"{', '.join(sorted({s.model for s in specs}))}"
+                )
+        watch = [t.key for t in to_submit] + [t.key for t in in_flight]
+        if detach or not watch:
+            return {"failed": [], "detached": bool(detach and watch)}
+        failed = yield from self.wait(run_dir, store, ledger, watch, progress=progress, console=console)
+        return {"failed": failed, "detached": False}
+
+    def wait(
+        self, run_dir: Path, store, ledger: dict[str, Any], keys: list[str], *, progress=False, console=None
+    ) -> Generator[Outcome, None, list[str]]:
+        """Poll until every task is done or failed, yielding the results; report failures with
+        their log tails. Returns the failed keys."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        seen_ended: dict[str, float] = {}
+        reported: set[str] = set()
+        lines, ended_keys = TaskLines(console, len(keys), bar=progress), set()
+        failed: list[str] = []
+        entries = ledger["tasks"]
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not progress,
+            transient=False,
+        ) as bar:
+            job = bar.add_task("slurm", total=len(keys))
+            while True:
+                states = yield from refresh(
+                    run_dir, store, ledger, keys, grace_s=self.record_grace_s, seen_ended=seen_ended
+                )
+                for key in keys:
+                    if states.get(key) == "failed" and key not in reported:
+                        reported.add(key)
+                        failed.append(key)
+                        row = store.task_row(key) or {}
+                        spec = TaskSpec.from_dict(entries[key]["spec"])
+                        error = f"{row.get('error')} [job {entries[key]['job_id']}]"
+                        report_failure(console, spec, error, row.get("log_tail"))
+                for key in keys:
+                    if states.get(key) in ("done", "failed") and key not in ended_keys:
+                        ended_keys.add(key)
+                        row = store.task_row(key) or {}
+                        took = (
+                            row["finished"] - row["started"]
+                            if row.get("finished") and row.get("started")
+                            else None
+                        )
+                        lines.finished(TaskSpec.from_dict(entries[key]["spec"]).label, states[key], took)
+                counts = {s: sum(1 for k in keys if states.get(k) == s) for s in ("submitted", "running")}
+                ended = sum(1 for k in keys if states.get(k) in ("done", "failed"))
+                bar.update(
+                    job,
+                    completed=ended,
+                    description=(
+                        f"slurm: {counts['submitted']} queued, {counts['running']} running, {len(failed)} failed"
+                    ),
+                )
+                if ended == len(keys):
+                    break
+                try:
+                    time.sleep(self.poll_s)
+                except KeyboardInterrupt:
+                    if console is not None:
+                        console.print(
+                            f"the Slurm jobs keep running; follow them with `bench status {run_dir}`"
+                        )
+                    raise
+        if console is not None and not progress:
+            console.print(f"slurm: {len(keys) - len(failed)} task(s) done, {len(failed)} failed")
+        return failed

@@ -1,0 +1,95 @@
+"""The files ``bench report`` writes into a run dir: ``values.csv`` (long), ``summary.md`` and
+``summary.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.failures import is_transient, reason
+from bench.report.summary import CELL
+from bench.report.tables import LEGEND, SCALED_TITLE, md_table
+
+
+def _provenance_md(provenance: dict[str, Any]) -> list[str]:
+    git = provenance.get("git", {})
+    host = provenance.get("host", {})
+    lines = [
+        f"- command: `{provenance.get('command', '')}`",
+        f"- commit: {git.get('commit')}{' (dirty)' if git.get('dirty') else ''}",
+        f"- host: {host.get('name')} ({host.get('cpus')} CPUs); "
+        f"GPU: {', '.join(provenance.get('gpu', {}).get('gpus') or []) or 'none'}",
+        "- packages: " + ", ".join(f"{k} {v}" for k, v in provenance.get("packages", {}).items()),
+    ]
+    code = provenance.get("code") or {}
+    for name, v in (code.get("generators") or {}).items():
+        lines.append(
+            f"- generator {name}: {v.get('distribution') or 'not installed'} {v.get('version') or ''}"
+            f"{' (editable)' if v.get('editable') else ''}, code {v.get('code_hash')}"
+        )
+    if code.get("scoring"):
+        lines.append(f"- scoring code: {code['scoring']}")
+    return [*lines, ""]
+
+
+def write_files(
+    report: dict[str, Any], run_dir: str | Path, provenance: dict[str, Any] | None = None
+) -> list[Path]:
+    """``values.csv`` (long: one row per task value, with its cell's n and n_planned),
+    ``summary.md`` and ``summary.json`` (cells with n, n_planned and status; failed tasks with
+    their one-line reason; the options each metric ran with)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    paths = [run_dir / "values.csv", run_dir / "summary.md", run_dir / "summary.json"]
+    summary = report["summary"]
+    values = report["values"].drop(columns=["task_key"], errors="ignore")
+    values = values.merge(summary[[*CELL, "n", "n_planned"]], on=CELL, how="left")
+    values.to_csv(paths[0], index=False)
+    md = ["# scgenbench summary", ""]
+    if provenance:
+        md += _provenance_md(provenance)
+    for name, opts in report.get("options", {}).items():
+        md.append(f"- {name} options: {json.dumps(opts, default=str)}")
+    if report.get("options"):
+        md.append("")
+    for dataset, tables in report["datasets"].items():
+        md += [f"## {dataset}", "", LEGEND[0].upper() + LEGEND[1:] + ".", ""]
+        md += [md_table(tables["main"]), ""]
+        for title, df in tables["paper"].items():
+            md += [f"### {title}", "", md_table(df), ""]
+        for group, df in tables.get("suite", {}).items():
+            md += [f"### {group}", "", md_table(df), ""]
+        if not tables.get("scaled", pd.DataFrame()).empty:
+            md += [f"### {SCALED_TITLE}", "", md_table(tables["scaled"]), ""]
+    paths[1].write_text("\n".join(md))
+    planned = report.get("planned")
+    failures = []
+    if planned is not None and not planned.empty:
+        for r in planned[planned.status != "done"].itertuples():
+            failures.append(
+                {
+                    "dataset": r.dataset,
+                    "model": r.model,
+                    "seed": int(r.seed),
+                    "experiment": r.experiment,
+                    "status": r.status,
+                    "reason": reason(r.error) if r.status == "failed" else None,
+                    "transient": is_transient(r.error) if r.status == "failed" else None,
+                }
+            )
+    records = summary.astype(object).where(summary.notna(), None).to_dict(orient="records")
+    doc = {
+        "provenance": provenance,
+        "metric_options": report.get("options", {}),
+        "summary": records,
+        "failures": failures,
+    }
+    if "scaled" in report:
+        doc["scaled"] = report["scaled"]["summary"].replace({np.nan: None}).to_dict(orient="records")
+        doc["mean_scaled"] = report["scaled"]["means"].replace({np.nan: None}).to_dict(orient="records")
+    paths[2].write_text(json.dumps(doc, indent=1, default=str))
+    return paths

@@ -1,0 +1,351 @@
+"""`bench report RUN_DIR --html`: one self-contained HTML file with the paper's figures.
+
+Everything is drawn from the store (values and the arrays the scoring stage kept), so a report
+never retrains or regenerates. Figures are matplotlib PNGs embedded as base64 data URIs; the page
+is plain HTML + CSS with no script and no external resource, so it opens offline and can be
+attached to a paper draft. docs/report.md says what each figure shows and how it maps to the paper.
+
+Sections: summary tables (the console tables of :func:`bench.report.build`, same numbers),
+provenance of every run, task status, then per dataset: UMAP by source and by cell type (Fig. 4),
+marker genes on the UMAP (Fig. 4C-D), ROC curves of the real-vs-synthetic classifier with fold
+bands (Fig. 3), correlation of DE genes (Fig. 5), rare-class F1 against the training fraction
+(Fig. 7), training time (Table 1) and quality against training time; then the metric suite's
+figures (:mod:`bench.report.suite`: PRDC, memorisation, per-type heatmap, DE recovery).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.report import suite
+from bench.report.figures import (
+    fig_augmentation,
+    fig_convergence,
+    fig_corr,
+    fig_markers,
+    fig_roc,
+    fig_timing,
+    fig_tradeoff,
+    fig_umap,
+)
+from bench.report.tables import LEGEND, SCALED_TITLE, build, table_html
+from bench.report.view import RunView
+
+DPI = 90
+
+SECTIONS = {
+    "umap": "UMAP of real and generated cells (Fig. 4A-B)",
+    "markers": "Marker genes on the UMAP (Fig. 4C-D)",
+    "roc": "Real-vs-synthetic classifier ROC (Fig. 3)",
+    "correlation": "Correlation of DE genes (Fig. 5)",
+    "augmentation": "Rare-class F1 with augmentation (Fig. 7)",
+    "timing": "Training and generation time (Table 1)",
+    "tradeoff": "Quality against training time",
+    "convergence": "Convergence: quality during training",
+}
+
+CSS = resources.files("bench.report").joinpath("report.css").read_text(encoding="utf-8")
+
+
+# -- small helpers -------------------------------------------------------------------------------
+def _esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in str(text)).strip("-").lower() or "x"
+
+
+def png_data_uri(fig) -> str:
+    """PNG of a matplotlib figure as a ``data:image/png;base64,...`` URI."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img(fig, alt: str, caption: str) -> str:
+    return (
+        f'<figure><img alt="{_esc(alt)}" src="{png_data_uri(fig)}">'
+        f"<figcaption>{caption}</figcaption></figure>"
+    )
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{_esc(text)}</p>'
+
+
+# -- page sections -------------------------------------------------------------------------------
+def _provenance_html(runs: list[dict[str, Any]]) -> str:
+    if not runs:
+        return _note("this store records no run")
+    parts = []
+    for run in runs:
+        prov, spec = run.get("provenance") or {}, run.get("spec") or {}
+        git = prov.get("git") or {}
+        host = prov.get("host") or {}
+        gpu = prov.get("gpu") or {}
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.get("created") or 0))
+        rows = [
+            ("command", f"<code>{_esc(prov.get('command', ''))}</code>"),
+            ("started", _esc(prov.get("time") or created)),
+            ("commit", _esc(f"{git.get('commit')}{' (dirty working tree)' if git.get('dirty') else ''}")),
+            ("models", _esc(", ".join(map(str, spec.get("models") or [])))),
+            ("datasets", _esc(", ".join(map(str, spec.get("datasets") or [])))),
+            ("seeds", _esc(", ".join(map(str, spec.get("seeds") or [])))),
+            ("profile", _esc(spec.get("profile", ""))),
+            ("python", _esc(prov.get("python", ""))),
+            (
+                "host",
+                _esc(
+                    f"{host.get('name')} — {host.get('platform')}, {host.get('cpus')} CPUs"
+                    + (f", Slurm job {host['slurm_job']}" if host.get("slurm_job") else "")
+                ),
+            ),
+            (
+                "GPU",
+                _esc(", ".join(gpu.get("gpus") or []) or "none")
+                + (_esc(f" (CUDA {gpu['cuda']})") if gpu.get("cuda") else ""),
+            ),
+            ("packages", _esc(", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items()))),
+        ]
+        code = prov.get("code") or {}
+        for name, v in (code.get("generators") or {}).items():
+            rows.append(
+                (
+                    f"generator {_esc(name)}",
+                    _esc(
+                        f"{v.get('distribution') or 'not installed'} "
+                        f"{v.get('version') or ''}{' (editable)' if v.get('editable') else ''}, code "
+                        f"{v.get('code_hash')} ({v.get('files')} files)"
+                    ),
+                )
+            )
+        if code.get("scoring"):
+            rows.append(("scoring code", _esc(code["scoring"])))
+        for name, info in (prov.get("datasets") or {}).items():
+            rows.append((f"dataset {name}", _esc(json.dumps(info, default=str))))
+        if prov.get("merged_from"):
+            rows.append(("merged from", _esc(prov["merged_from"])))
+        body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+        parts.append(
+            f"<h3>run {run.get('run_id')}</h3><table>{body}</table>"
+            f"<details><summary>full spec</summary><pre>{_esc(json.dumps(spec, indent=1, default=str))}</pre>"
+            "</details>"
+        )
+    return "".join(parts)
+
+
+def _tasks_html(run: RunView) -> str:
+    t = run.all_tasks
+    if t.empty:
+        return _note("no tasks")
+    counts = t.groupby(["dataset", "experiment", "status"]).size().rename("tasks").reset_index()
+    out = table_html(counts.set_index(["dataset", "experiment", "status"]))
+    failed = t[t.status != "done"]
+    if len(failed):
+        rows = "".join(
+            f"<tr><td>{_esc(r.dataset)}</td><td>{_esc(r.model)}</td><td>{_esc(r.seed)}</td>"
+            f"<td>{_esc(r.experiment)}</td><td>{_esc(r.status)}</td><td class='failed'>{_esc(r.error or '')}</td></tr>"
+            for r in failed.itertuples()
+        )
+        out += (
+            "<h3>tasks not done</h3><table><thead><tr><th>dataset</th><th>model</th><th>seed</th>"
+            f"<th>experiment</th><th>status</th><th>error</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    return out
+
+
+def _captions(dataset: str, seed: int | None) -> dict[str, str]:
+    s = f" Seed {seed}." if seed is not None else ""
+    return {
+        "umap": "Top: generated cells (colour) over the real test cells (grey). Bottom: cell types; "
+        "conditional models' cells carry the type they were generated for, unconditional models' "
+        "cells (*) the majority type of their 15 nearest real test cells on the 50 PCs. UMAP is fit "
+        f"on the real test cells and generated cells are placed with UMAP.transform.{s}",
+        "markers": "Log expression (library size 20,000, log1p) of marker genes; one colour scale per "
+        "gene (0 to the real cells' 99th percentile), generated cells over the real ones (light grey)." + s,
+        "roc": "Each fold's ROC curve (light), the mean over folds and seeds (dark) with ± 1 sd band; the "
+        "red dashed line is chance. The AUC in the title is the table's mean ± sd over seeds.",
+        "correlation": "Pearson correlation of the top 5 DE genes per cluster (real training cells): "
+        "generated cells below the diagonal, real test cells above. Symmetric means the generator "
+        "kept the gene-gene structure; CD is the task's correlation discrepancy (Eq. 6)." + s,
+        "augmentation": "Rare-class F1 of a balanced random forest trained on the downsampled real data, "
+        "on it with the rare class oversampled, and with generated rare cells added; mean over seeds, "
+        "bars show the range (as Fig. 7).",
+        "timing": "Mean ± sd over seeds of the training wall time and the generation time scaled to "
+        "100,000 cells (log axis when the models differ by more than 100x).",
+        "tradeoff": "Each model's quality against its training time (mean ± sd over seeds); closer to "
+        "the bottom-left is better (AUC: closer to 0.5).",
+        "convergence": "Cells generated part-way through training (1/8, 1/4, 1/2 and all of the budget) "
+        "scored against the real test cells with the cheap metrics (MMD; AUC of a 100-tree forest on 50 PCs); "
+        "a curve still falling at the end means the budget was too short (tables: last doubling).",
+    }
+
+
+def _tables_html(dataset: str, tables: dict[str, Any]) -> str:
+    slug = _slug(dataset)
+    parts = [f'<h3 id="tables-{slug}">{_esc(dataset)}</h3>', table_html(tables["main"])]
+    for title, df in tables["paper"].items():
+        parts.append(f"<h4>{_esc(title)}</h4>{table_html(df)}")
+    for group, df in tables.get("suite", {}).items():
+        parts.append(f"<h4>{_esc(group)}</h4>{table_html(df)}")
+    if not tables.get("scaled", pd.DataFrame()).empty:
+        parts.append(f'<h4 id="scaled-{slug}">{_esc(SCALED_TITLE)}</h4>{table_html(tables["scaled"])}')
+    return "".join(parts)
+
+
+def _suite_html(run, dataset: str, summary: pd.DataFrame) -> str:
+    """The four figure sections of one dataset (h3 ids ``<section>-<dataset slug>``)."""
+    slug = _slug(dataset)
+    parts: list[str] = []
+    for sec, title in suite.SECTIONS.items():
+        parts.append(f'<h3 id="{sec}-{slug}">{title}</h3>')
+        seed, fig = None, None
+        if sec == "prdc":
+            fig = suite.fig_prdc(summary, dataset)
+        else:
+            required = {
+                "memorisation": "generated_distances",
+                "per_type": "types",
+                "de_recovery": "real_lfc",
+            }[sec]
+            seed, keys = run.figure_tasks(dataset, sec, required)
+            if keys:
+                fig = {
+                    "memorisation": suite.fig_memorisation,
+                    "per_type": suite.fig_per_type,
+                    "de_recovery": suite.fig_de_recovery,
+                }[sec](run, keys, dataset)
+        if fig is None:
+            parts.append(_note(suite.MISSING[sec]))
+        else:
+            parts.append(_img(fig, f"{dataset} {title}", _esc(suite.captions(seed)[sec])))
+    return "".join(parts)
+
+
+def _dataset_html(run: RunView, dataset: str, summary: pd.DataFrame) -> str:
+    slug = _slug(dataset)
+    parts = [f'<section id="ds-{slug}"><h2>{_esc(dataset)}: figures</h2>']
+
+    seed, keys = run.figure_tasks(dataset, "embedding", "real_umap")
+    cap = _captions(dataset, seed)
+    arts = {m: run.artifacts(k, "embedding") for m, k in keys.items()}
+    for sec in ("umap", "markers"):
+        parts.append(f'<h3 id="{sec}-{slug}">{SECTIONS[sec]}</h3>')
+        if not arts:
+            parts.append(_note("no embedding artifacts: the run did not include the 'embedding' metric"))
+            continue
+        if sec == "markers" and not len(next(iter(arts.values()))["marker_genes"]):
+            parts.append(_note("no marker genes were found for this dataset"))
+            continue
+        fig = fig_umap(arts, dataset) if sec == "umap" else fig_markers(arts, dataset)
+        parts.append(_img(fig, f"{dataset} {SECTIONS[sec]}", _esc(cap[sec])))
+
+    parts.append(f'<h3 id="roc-{slug}">{SECTIONS["roc"]}</h3>')
+    fig = fig_roc(run, dataset, summary)
+    parts.append(
+        _img(fig, f"{dataset} ROC", _esc(cap["roc"])) if fig else _note("no ROC curves stored (auc)")
+    )
+
+    parts.append(f'<h3 id="correlation-{slug}">{SECTIONS["correlation"]}</h3>')
+    cseed, ckeys = run.figure_tasks(dataset, "correlation_discrepancy", "real_corr")
+    if ckeys:
+        parts.append(
+            _img(
+                fig_corr(run, ckeys, dataset),
+                f"{dataset} correlation",
+                _esc(_captions(dataset, cseed)["correlation"]),
+            )
+        )
+    else:
+        parts.append(_note("no correlation matrices stored (correlation_discrepancy)"))
+
+    for sec, fn in (
+        ("augmentation", lambda: fig_augmentation(run, dataset)),
+        ("timing", lambda: fig_timing(summary, dataset)),
+        ("tradeoff", lambda: fig_tradeoff(summary, dataset)),
+        ("convergence", lambda: fig_convergence(run, dataset)),
+    ):
+        parts.append(f'<h3 id="{sec}-{slug}">{SECTIONS[sec]}</h3>')
+        fig = fn()
+        if fig is None:
+            what = {
+                "augmentation": "no augmentation experiment in this run (conditional models only)",
+                "timing": "no timing values in this run",
+                "tradeoff": "needs train_seconds and a quality value (auc, mmd or cd)",
+                "convergence": "no training snapshots (only iteratively trained models report them)",
+            }[sec]
+            parts.append(_note(what))
+        else:
+            parts.append(_img(fig, f"{dataset} {sec}", _esc(cap[sec])))
+    parts.append(_suite_html(run, dataset, summary))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def render(store) -> str:
+    """The whole report page as a string."""
+    report = build(store)
+    run = RunView(store, report)
+    summary = report["summary"]
+    runs = store.runs()
+    datasets = list(report["datasets"])
+    nav = ['<a href="#summary">summary</a>', '<a href="#provenance">provenance</a>']
+    nav += [f'<a href="#ds-{_slug(d)}">{_esc(d)} figures</a>' for d in datasets]
+    nav.append('<a href="#tasks">tasks</a>')
+    title = "scgenbench report" + (f": {', '.join(datasets)}" if datasets else "")
+    body = [
+        f"<header><h1>{_esc(title)}</h1><p>{_esc(str(store.run_dir))} — generated "
+        f"{_esc(time.strftime('%Y-%m-%d %H:%M:%S'))}; figures follow the ACTIVA paper (Heydari et al.)</p></header>",
+        f"<nav>{' '.join(nav)}</nav><main>",
+    ]
+    if not datasets:
+        body.append(
+            "<section><h2>No results</h2>" + _note("the store has no finished task yet") + "</section>"
+        )
+    else:
+        body.append('<section id="summary"><h2>Summary tables</h2>')
+        body.append(
+            _note(
+                f"{LEGEND[0].upper()}{LEGEND[1:]} (here: highlighted); the same numbers as "
+                "the console tables of `bench report`."
+            )
+        )
+        body += [_tables_html(d, report["datasets"][d]) for d in datasets]
+        body.append("</section>")
+    body.append(f'<section id="provenance"><h2>Provenance</h2>{_provenance_html(runs)}</section>')
+    for d in datasets:
+        body.append(_dataset_html(run, d, summary))
+    body.append(f'<section id="tasks"><h2>Tasks</h2>{_tasks_html(run)}</section>')
+    body.append("</main>")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_esc(title)}</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>\n"
+    )
+
+
+def write_html(store, run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write the report (default ``RUN_DIR/report.html``) atomically; returns its path."""
+    out = Path(out) if out else Path(run_dir) / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = render(store)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".tmp-", suffix=".html")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is a normal file
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,321 @@
+"""The report's tables of a run (console table per dataset, the paper-shaped tables, the metric
+suite's tables, the control-scaled scores) and their three renderers (console, Markdown, HTML),
+which share one row iterator (:func:`rows`)."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.config import CONTROLS
+from bench.failures import failure_notes
+from bench.metrics.base import badness
+from bench.report import scaling
+from bench.report.summary import (
+    AUG_RE,
+    CONTROL,
+    cell_text,
+    direction_of,
+    directions,
+    header,
+    metric_options,
+    order_models,
+    summarise,
+    table_groups,
+)
+from bench.timing import HARDWARE_VALUES
+
+SCALED_TITLE = "scaled scores (real control = 1, shuffled control = 0; mean over values every model has)"
+
+
+def _best(cells: dict[str, pd.Series], direction: str | None, target: float | None) -> set[str]:
+    """The models (not the control) with the best mean among ``cells`` {model: summary row}; only
+    cells over every planned seed compete (a mean over fewer seeds is not comparable)."""
+    if direction is None:
+        return set()
+    scores = {
+        m: badness(float(r["mean"]), direction, target)
+        for m, r in cells.items()
+        if m not in CONTROLS and r["status"] == "ok" and np.isfinite(r["mean"])
+    }
+    if len(scores) < 2:
+        return set()
+    best = min(scores.values())
+    return {m for m, v in scores.items() if math.isclose(v, best, rel_tol=1e-12, abs_tol=1e-15)}
+
+
+def _cells(summary: pd.DataFrame, dataset: str, experiment: str) -> dict[tuple[str, str], pd.Series]:
+    sub = summary[(summary.dataset == dataset) & (summary.experiment == experiment)]
+    return {(r["model"], r["metric"]): r for _, r in sub.iterrows()}
+
+
+def _count(x: float) -> str:
+    """``13,680`` / ``1.23M``: a step or cell count (mean over seeds) in a table cell."""
+    if not np.isfinite(x):
+        return "n/a"
+    return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x:,.0f}"
+
+
+def training_columns(cells: dict[tuple[str, str], pd.Series], models: list[str]) -> dict[str, dict[str, str]]:
+    """{column: {model: text}}: the training budget every value was measured at (``steps``,
+    ``cells seen``: means over seeds) and whether it had converged (``last 2× ΔMMD``: the mean
+    relative MMD gain of the last doubling of the budget, bench.convergence; ``not converged`` when
+    above 10 %). Empty when no model reports them (e.g. a non-iterative model only)."""
+    from bench.convergence import NOT_CONVERGED_GAIN
+
+    def mean(model: str, value: str) -> float:
+        r = cells.get((model, value))
+        return float(r["mean"]) if r is not None and r["n"] > 0 else float("nan")
+
+    out: dict[str, dict[str, str]] = {}
+    for col, value in (("steps", "train_steps"), ("cells seen", "cells_seen")):
+        if any(np.isfinite(mean(m, value)) for m in models):
+            out[col] = {m: _count(mean(m, value)) for m in models}
+    gains = {m: mean(m, "mmd_gain_last_doubling") for m in models}
+    if any(np.isfinite(g) for g in gains.values()):
+        out["last 2× ΔMMD"] = {
+            m: "n/a"
+            if not np.isfinite(g)
+            else f"{100 * g:+.0f} %" + (" not converged" if g > NOT_CONVERGED_GAIN else "")
+            for m, g in gains.items()
+        }
+    return out
+
+
+def main_table(
+    summary: pd.DataFrame,
+    dataset: str,
+    dirs: dict[str, str] | None = None,
+    notes: list[str] | None = None,
+    *,
+    training: bool = False,
+) -> pd.DataFrame:
+    """Rows models (a failed one included), columns every directional value of the main
+    experiment: 'mean ± sd', '(n/N)' when seeds are missing, 'failed'; with ``training`` also the
+    budget and convergence columns (:func:`training_columns`). ``attrs['best']`` holds the
+    (model, column) of the best non-control model per column (ranked with the value's direction;
+    a target by the distance to it); ``attrs['notes']`` the failure notes."""
+    cells = _cells(summary, dataset, "main")
+    models = order_models(sorted({m for m, _ in cells}))
+    if not models:
+        return pd.DataFrame()
+    present = {metric for _, metric in cells}
+    metrics = [m for m in (dirs or directions()) if m in present]
+    rows: dict[str, dict[str, str]] = {model: {} for model in models}
+    best: set[tuple[str, str]] = set()
+    for metric in metrics:
+        direction, target = direction_of(metric)
+        col = header(metric, direction or "lower", target)
+        column = {m: cells[(m, metric)] for m in models if (m, metric) in cells}
+        for model in models:
+            rows[model][col] = cell_text(column[model]) if model in column else "n/a"
+        best |= {(m, col) for m in _best(column, direction, target)}
+    if not metrics:  # nothing scored (e.g. every model failed): still one row per model
+        for model in models:
+            statuses = {r["status"] for (m, _), r in cells.items() if m == model}
+            rows[model]["status"] = "failed" if "failed" in statuses else "n/a"
+    if training:
+        for col, texts in training_columns(cells, models).items():
+            for model in models:
+                rows[model][col] = texts[model]
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.attrs["best"] = best
+    df.attrs["notes"] = list(notes or [])
+    return df
+
+
+def augmentation_table(
+    summary: pd.DataFrame, dataset: str, models: list[str], notes: list[str] | None = None
+) -> pd.DataFrame:
+    """Fig. 7: F1 of the rare class per fraction; rows (model, training set), 'n/a' for models
+    that cannot run the experiment (unconditional), 'failed' for models whose tasks failed."""
+    sub = summary[(summary.dataset == dataset) & (summary.experiment == "augmentation")]
+    parsed = [(r, AUG_RE.match(r.metric)) for r in sub.itertuples()]
+    parsed = [(r, m) for r, m in parsed if m]
+    if not parsed:
+        return pd.DataFrame()
+    fracs = sorted({float(m["frac"]) for _, m in parsed}, reverse=True)
+    conds = ["real", "oversampled", "augmented"]
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for model in order_models(models):
+        for cond in conds:
+            cells = {}
+            for f in fracs:
+                hit = [
+                    r for r, m in parsed if r.model == model and m["cond"] == cond and float(m["frac"]) == f
+                ]
+                cells[f"{f:g}"] = cell_text(hit[0]) if hit else "n/a"
+            rows[(model, cond)] = cells
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index = pd.MultiIndex.from_tuples(df.index, names=["model", "training set"])
+    df.attrs["best"] = set()
+    df.attrs["notes"] = list(notes or [])
+    return df
+
+
+def paper_tables(
+    summary: pd.DataFrame,
+    dataset: str,
+    notes: dict[str, list[str]] | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The paper's tables for one dataset (each mean ± sd over seeds); the best non-control model
+    of each row in ``attrs['best']``."""
+    cells = _cells(summary, dataset, "main")
+    models = order_models(sorted(set(summary[summary.dataset == dataset].model)))
+
+    def row(metric_names: list[str]) -> pd.DataFrame:
+        data: dict[str, dict[str, str]] = {}
+        best: set[tuple[str, str]] = set()
+        for metric in metric_names:
+            direction, target = direction_of(metric)
+            column = {m: cells[(m, metric)] for m in models if (m, metric) in cells}
+            data[metric] = {
+                ("Training Set (real)" if m == CONTROL else m): cell_text(column[m]) if m in column else "n/a"
+                for m in models
+            }
+            best |= {(metric, m) for m in _best(column, direction, target)}
+        df = pd.DataFrame.from_dict(data, orient="index")
+        df.attrs["best"] = best
+        df.attrs["notes"] = []
+        return df
+
+    de = ((options or {}).get("correlation_discrepancy") or {}).get("method")
+    tables = {
+        "Fig. 3 — real-vs-synthetic RF AUC (0.5 is ideal; ranked by |AUC − 0.5|)": row(["auc"]),
+        "Table 2 — MMD to the test set": row(["mmd"]),
+        "Fig. 5 — correlation discrepancy of DE genes" + (f" ({de} test)" if de else ""): row(["cd"]),
+        "Table 1 — training and generation time": row(list(HARDWARE_VALUES)),
+    }
+    tables = {k: v for k, v in tables.items() if not (v == "n/a").all().all()}
+    aug = augmentation_table(summary, dataset, models, (notes or {}).get("augmentation"))
+    if not aug.empty:
+        tables["Fig. 7 — rare-class F1 per training fraction (arms over the seeds they share)"] = aug
+    return tables
+
+
+def build(store, run_id: int | None = None) -> dict[str, Any]:
+    """Tables of one run's plan (``run_id``) or of the whole store (per task slot, the latest
+    run's task: results of replaced code are left out)."""
+    planned = store.planned(run_id)
+    values = store.values(list(planned.key)) if not planned.empty else store.values([])
+    summary = summarise(values, planned)
+    options = metric_options(store, planned[planned.status == "done"].key)
+    groups = table_groups()
+    scaled = scaling.build(values)
+    out: dict[str, Any] = {
+        "values": values,
+        "summary": summary,
+        "planned": planned,
+        "options": options,
+        "scaled": scaled,
+        "datasets": {},
+    }
+    for dataset in sorted(set(planned.dataset) | set(values.dataset)):
+        notes = {e: failure_notes(planned, dataset, e) for e in ("main", "augmentation")}
+        scored = set(summary[(summary.dataset == dataset) & (summary.status != "failed")].metric)
+        suite = {
+            g: main_table(summary, dataset, d) for g, d in groups.items() if g != "main" and scored & set(d)
+        }
+        out["datasets"][dataset] = {
+            "main": main_table(summary, dataset, groups.get("main", {}), notes["main"], training=True),
+            "paper": paper_tables(summary, dataset, notes, options),
+            "suite": {g: df for g, df in suite.items() if not df.empty},
+            "scaled": scaling.table(scaled, dataset),
+        }
+    return out
+
+
+LEGEND = (
+    "mean ± sd over seeds; (n/N): only n of N planned seeds have a value; ↓ lower, ↑ higher, (→0.5) "
+    "closest to 0.5 is better; best model in bold; steps and cells seen: the training budget; "
+    "last 2× ΔMMD: MMD gained by the last doubling of it (over 10 %: not converged)"
+)
+
+
+def rows(df: pd.DataFrame):
+    """(index tuple, [(column, text, is_best)]) per row of a table."""
+    best = df.attrs.get("best", set())
+    for idx, r in df.iterrows():
+        key = idx if isinstance(idx, tuple) else (idx,)
+        yield key, [(col, str(v), (idx, col) in best) for col, v in r.items()]
+
+
+def index_names(df: pd.DataFrame) -> list[str]:
+    return list(df.index.names) if isinstance(df.index, pd.MultiIndex) else ["model"]
+
+
+def print_tables(report: dict[str, Any], console, *, paper: bool = True) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    def show(df: pd.DataFrame, title: str) -> None:
+        if df.empty:
+            return
+        t = Table(title=title, title_justify="left")
+        for name in index_names(df):
+            t.add_column(name or "", style="bold")
+        for col in df.columns:
+            t.add_column(str(col), justify="right")
+        for idx, cells in rows(df):
+            texts = [
+                f"[bold green]{escape(text)}[/]"
+                if best
+                else f"[red]{escape(text)}[/]"
+                if text == "failed"
+                else escape(text)
+                for _, text, best in cells
+            ]
+            t.add_row(*map(str, idx), *texts)
+        console.print(t)
+        for note in df.attrs.get("notes", []):
+            console.print(f"  [red]failed[/red] {escape(note)}", highlight=False, soft_wrap=True)
+
+    for dataset, tables in report["datasets"].items():
+        show(tables["main"], f"{dataset}: {LEGEND}")
+        if paper:
+            for title, df in tables["paper"].items():
+                show(df, f"{dataset}: {title}")
+        for group, df in tables.get("suite", {}).items():
+            show(df, f"{dataset}: {group}")
+        show(tables.get("scaled", pd.DataFrame()), f"{dataset}: {SCALED_TITLE}")
+
+
+def md_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return ""
+    head = [*(n or "" for n in index_names(df)), *map(str, df.columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for idx, cells in rows(df):
+        texts = [f"**{text}**" if best else text for _, text, best in cells]
+        lines.append("| " + " | ".join([*map(str, idx), *texts]) + " |")
+    notes = df.attrs.get("notes", [])
+    if notes:
+        lines += ["", *(f"- failed: {note}" for note in notes)]
+    return "\n".join(lines)
+
+
+def table_html(df: pd.DataFrame) -> str:
+    """An HTML table with the index as leading columns (MultiIndex levels each a column); the best
+    model's cells (``df.attrs['best']``) coloured, failed cells in red, and the failure notes
+    (``df.attrs['notes']``) under the table."""
+    if df.empty:
+        return ""
+    head = "".join(f"<th>{html.escape(str(n or ''), quote=True)}</th>" for n in index_names(df))
+    head += "".join(f"<th>{html.escape(str(c), quote=True)}</th>" for c in df.columns)
+    body = []
+    for idx, cells in rows(df):
+        tds = "".join(f'<td class="idx">{html.escape(str(i), quote=True)}</td>' for i in idx)
+        for _, text, best in cells:
+            cls = "num best" if best else "num failed" if text == "failed" else "num"
+            tds += f'<td class="{cls}">{html.escape(str(text), quote=True)}</td>'
+        body.append(f"<tr>{tds}</tr>")
+    notes = "".join(
+        f'<p class="note failed">failed: {html.escape(str(n), quote=True)}</p>'
+        for n in df.attrs.get("notes", [])
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{notes}"

@@ -1,0 +1,60 @@
+"""What the report's figures read from the store: the planned tasks of the report (per task
+slot, the latest run's), the finished ones, their values and artifacts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.report.summary import order_models
+from bench.report.tables import build
+
+
+class RunView:
+    """What the figures read from the store: the planned tasks of the report (per task slot, the
+    latest run's), the finished ones and their artifacts."""
+
+    def __init__(self, store, report: dict[str, Any] | None = None):
+        self.store = store
+        report = report if report is not None else build(store)
+        planned = report["planned"]
+        tasks = store.tasks()
+        self.all_tasks = tasks[tasks.key.isin(set(planned.key))].reset_index(drop=True)
+        self.tasks = self.all_tasks[self.all_tasks.status == "done"].reset_index(drop=True)
+        self.values = report["values"]
+
+    def main_tasks(self, dataset: str) -> pd.DataFrame:
+        t = self.tasks
+        return t[(t.dataset == dataset) & (t.experiment == "main")]
+
+    def models(self, dataset: str) -> list[str]:
+        return order_models(sorted(set(self.tasks[self.tasks.dataset == dataset].model)))
+
+    def artifacts(self, key: str, prefix: str) -> dict[str, np.ndarray]:
+        names = [n for n in self.store.artifact_names(key) if n.startswith(prefix + "/")]
+        return {n[len(prefix) + 1 :]: self.store.artifact(key, n) for n in names}
+
+    def figure_tasks(self, dataset: str, prefix: str, required: str) -> tuple[int | None, dict[str, str]]:
+        """One main task per model holding artifact ``prefix/required``, all of one seed when
+        possible (the lowest seed the most models share): {model: task key}."""
+        t = self.main_tasks(dataset)
+        have: dict[str, dict[int, str]] = {}
+        for r in t.itertuples():
+            if f"{prefix}/{required}" in self.store.artifact_names(r.key):
+                have.setdefault(r.model, {})[int(r.seed)] = r.key
+        if not have:
+            return None, {}
+        seeds = sorted({s for d in have.values() for s in d})
+        seed = max(seeds, key=lambda s: (sum(s in d for d in have.values()), -s))
+        chosen = {m: d.get(seed, d[min(d)]) for m, d in have.items()}
+        order = order_models(list(chosen))
+        return seed, {m: chosen[m] for m in order}
+
+    def task_value(self, key: str, metric: str) -> float | None:
+        hit = self.values[(self.values.task_key == key) & (self.values.metric == metric)]
+        return float(hit.value.iloc[0]) if len(hit) else None
+
+    def seed_of(self, key: str) -> int:
+        return int(self.tasks[self.tasks.key == key].seed.iloc[0])

@@ -1,0 +1,45 @@
+"""Generators that run in a Docker image (or, backend ``process``, the same entry point as a local
+subprocess): :mod:`.images` (build and tag images), :mod:`.docker` and :mod:`.process` (the two
+backends), :mod:`.logs` (their log and user-error file), :mod:`.base` (the generator base class and
+the choice of backend). The names below are the package's public interface."""
+
+from bench.generators.container.base import BACKENDS, RUNNER_PARAMS, ContainerGenerator, select_backend
+from bench.generators.container.docker import run_docker
+from bench.generators.container.images import (
+    DEFAULT_BASE_IMAGE,
+    IMAGE_PREFIX,
+    LOG_TAIL_LINES,
+    VARIANTS,
+    base_image_id,
+    build_image,
+    context_files,
+    context_hash,
+    default_base_image,
+    docker_client,
+    ensure_image,
+)
+from bench.generators.container.logs import USER_ERROR_FILE
+from bench.generators.container.process import PROCESS_ENV_KEEP, process_env, run_process
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BASE_IMAGE",
+    "IMAGE_PREFIX",
+    "LOG_TAIL_LINES",
+    "PROCESS_ENV_KEEP",
+    "RUNNER_PARAMS",
+    "USER_ERROR_FILE",
+    "VARIANTS",
+    "ContainerGenerator",
+    "base_image_id",
+    "build_image",
+    "context_files",
+    "context_hash",
+    "default_base_image",
+    "docker_client",
+    "ensure_image",
+    "process_env",
+    "run_docker",
+    "run_process",
+    "select_backend",
+]

@@ -1,0 +1,303 @@
+"""The base class of generators that run in a Docker image or a local process through the work-dir
+protocol (:class:`ContainerGenerator`), and the choice of that backend.
+
+The protocol (DESIGN.md): the harness writes ``train.h5ad`` and ``spec.json`` into a work dir,
+bind-mounts it at ``/work`` and runs the image's entry point with ``fit /work`` or
+``generate /work``; the entry point writes ``fit.json`` + ``model/`` (and convergence snapshots in
+``snapshots/``) or ``generated.h5ad`` back. Logs go to ``WORKDIR/container.log`` and, with progress, to the console.
+Any framework model reuses this by subclassing :class:`ContainerGenerator` and setting
+``image_name``, ``build_context`` and ``entry_point``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import anndata as ad
+import pandas as pd
+
+from bench.errors import TaskFailed, UserError
+from bench.generators.base import FitContext, FitResult, Generator, split_request
+from bench.generators.container import images
+from bench.generators.container.docker import run_docker
+from bench.generators.container.images import IMAGE_PREFIX, context_hash, ensure_image
+from bench.generators.container.logs import USER_ERROR_FILE, user_error
+from bench.generators.container.process import run_process
+from bench.generators.sandbox import Limits, Sandbox, parse_size, resolve_limits
+
+BACKENDS = ("auto", "docker", "process")
+# parameters that steer the runner; everything else goes to the entry point in spec.json
+RUNNER_PARAMS = ("backend", "mem_limit", "cpu_limit")
+
+
+def select_backend(requested: str, process_requires: tuple[str, ...] = ()) -> str:
+    """'docker' | 'process' for a requested backend ('auto' picks docker when an engine answers,
+    else process when the framework imports here, else a UserError naming both fixes)."""
+    if requested not in BACKENDS:
+        raise UserError(f"unknown backend {requested!r}", f"use one of {', '.join(BACKENDS)}")
+    has_framework = all(importlib.util.find_spec(m) is not None for m in process_requires)
+    if requested == "docker" or (requested == "auto" and images.docker_client() is not None):
+        if requested == "docker" and images.docker_client() is None:
+            raise UserError("backend 'docker' was requested but no Docker engine answers", "start Docker")
+        return "docker"
+    if requested == "process" and not has_framework:
+        raise UserError(
+            f"backend 'process' needs {', '.join(process_requires)} in this Python environment",
+            "pip install tensorflow-cpu (or start Docker and use backend 'docker')",
+        )
+    if has_framework:
+        return "process"
+    raise UserError(
+        "no Docker engine answers and TensorFlow is not installed here, so the container model cannot run",
+        "start Docker (the image is built on first use), or `pip install tensorflow-cpu` to run it as a local process",
+    )
+
+
+class ContainerGenerator(Generator):
+    """A generator whose fit/generate run in a Docker image (or a local process) through the
+    work-dir protocol. Subclasses set ``image_name``, ``build_context`` (the folder holding the
+    Dockerfile), ``build_files`` (files sent to the build; empty = all), ``entry_point`` (the script
+    in ``build_context`` for backend 'process') and ``process_requires`` (modules it needs).
+
+    The container runs in the sandbox of docs/docker.md (security model); ``sandbox`` declares the
+    relaxations a model truly needs (e.g. ``{"network": "bridge"}``), shown by `bench list`.
+    ``command_inputs`` names the work-dir paths each command reads: they are mounted read-only.
+    Parameters ``mem_limit`` ('16g') and ``cpu_limit`` (4) override the limits that otherwise come
+    from ``resources`` (or the Slurm allocation) for one run."""
+
+    image_name: ClassVar[str] = ""
+    # the image variants its Dockerfile builds (build arg VARIANT when more than one): a run on
+    # device 'cuda' uses "gpu" where there is one
+    image_variants: ClassVar[tuple[str, ...]] = ("cpu",)
+    build_context: ClassVar[Path | None] = None
+    build_files: ClassVar[tuple[str, ...]] = ()
+    entry_point: ClassVar[str] = "entry.py"
+    process_requires: ClassVar[tuple[str, ...]] = ()
+    parameters: ClassVar[dict[str, Any]] = {"backend": "auto", "mem_limit": None, "cpu_limit": None}
+    choices: ClassVar[dict[str, tuple[Any, ...]]] = {"backend": BACKENDS}
+    bounds: ClassVar[dict[str, str]] = {"cpu_limit": "(0, inf)"}
+    sandbox: ClassVar[dict[str, Any]] = {}
+    command_inputs: ClassVar[dict[str, tuple[str, ...]]] = {
+        "fit": ("train.h5ad", "spec.json"),
+        "generate": ("spec.json", "model"),
+    }
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        Sandbox.declared(cls.sandbox, owner=f"generator {cls.name or cls.__name__}")  # fail at import
+        if cls.image_name and cls.build_context is not None:
+            images.IMAGES.setdefault(cls.image_name, cls)
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        if self.params["mem_limit"] is not None:
+            parse_size(self.params["mem_limit"])  # a size docker cannot read: UserError before the run
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._work_dir: Path | None = None  # the fit's work dir (FitContext), else a temp dir
+        self._timeout_s: float | None = None  # per container call, from the fit's deadline
+        self._backend: str | None = None
+        self._device = "cpu"
+        self._fitted = False
+        self._model_src: Path | None = None  # a saved model dir (load), copied into the work dir on use
+        self._image: str | None = None  # the image tag the docker backend ran
+
+    # -- hooks -------------------------------------------------------------------------------
+    @classmethod
+    def build_args(cls, variant: str = "cpu") -> dict[str, str]:
+        """Build arguments besides BASE_IMAGE: VARIANT for an image with several variants."""
+        return {"VARIANT": variant} if len(cls.image_variants) > 1 else {}
+
+    @classmethod
+    def image_tag(cls, base_id: str, variant: str = "cpu") -> str:
+        """``scgenbench/<image_name>:<variant>-<hash of the build files, build args and the base
+        image's id>``."""
+        h = context_hash(Path(cls.build_context), cls.build_files, base_id, cls.build_args(variant))
+        return f"{IMAGE_PREFIX}/{cls.image_name}:{variant}-{h}"
+
+    @classmethod
+    def image_variant(cls, device: str) -> str:
+        """The image variant a run on ``device`` uses: "gpu" on CUDA where the model has one."""
+        return "gpu" if str(device).startswith("cuda") and "gpu" in cls.image_variants else "cpu"
+
+    @classmethod
+    def sandbox_policy(cls) -> Sandbox:
+        return Sandbox.declared(cls.sandbox, owner=f"generator {cls.name}")
+
+    @classmethod
+    def metadata(cls) -> dict[str, Any]:
+        return {**super().metadata(), "sandbox": ", ".join(cls.sandbox_policy().relaxations()) or "default"}
+
+    def limits(self) -> Limits:
+        """Memory, CPU and GPU limits of this generator's containers (or processes)."""
+        return resolve_limits(type(self).resources, self.params, device=self._device)
+
+    def spec_extra(self) -> dict[str, Any]:
+        """Model-specific fields of spec.json."""
+        return {"conditional": self.conditional}
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _work(self) -> Path:
+        if self._work_dir is None:
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix=f"scgenbench-{self.name}-")
+            self._work_dir = Path(self._tmp.name)
+        self._work_dir.mkdir(parents=True, exist_ok=True)
+        return self._work_dir
+
+    def _write_spec(self, work: Path, **fields: Any) -> None:
+        spec = {
+            **self.spec_extra(),
+            "params": {k: v for k, v in self.params.items() if k not in RUNNER_PARAMS},
+            "label_key": self.label_key,
+            "device": self._device,
+            **fields,
+        }
+        tmp = work / "spec.json.tmp"
+        tmp.write_text(json.dumps(spec, indent=1))
+        tmp.replace(work / "spec.json")
+
+    def _run(self, command: str, work: Path, progress: bool) -> None:
+        if self._backend is None:
+            self._backend = select_backend(self.params.get("backend", "auto"), self.process_requires)
+        what = f"{self.name} {self._backend}"
+        (work / USER_ERROR_FILE).unlink(missing_ok=True)
+        try:
+            if self._backend == "docker":
+                client = images.docker_client()
+                if client is None:
+                    raise UserError("no Docker engine answers", "start Docker, or use backend 'process'")
+                self._image = ensure_image(
+                    type(self), client, progress=True, variant=self.image_variant(self._device)
+                )
+                run_docker(
+                    self._image,
+                    command,
+                    work,
+                    device=self._device,
+                    timeout_s=self._timeout_s,
+                    progress=progress,
+                    limits=self.limits(),
+                    sandbox=self.sandbox_policy(),
+                    inputs=self.command_inputs.get(command, ()),
+                    client=client,
+                    what=what,
+                )
+            else:
+                script = Path(self.build_context) / self.entry_point
+                run_process(
+                    script,
+                    command,
+                    work,
+                    device=self._device,
+                    timeout_s=self._timeout_s,
+                    progress=progress,
+                    limits=self.limits(),
+                    what=what,
+                )
+        except TaskFailed:
+            mistake = user_error(work)
+            if mistake is not None:  # the entry point said why (exit 2): the user's one-line error
+                raise UserError(f"{self.name}: {mistake[0]}", mistake[1]) from None
+            raise
+
+    def _need_fitted(self) -> Path:
+        work = self._work()
+        if self._model_src is not None and not (work / "model").is_dir():
+            shutil.copytree(self._model_src, work / "model")
+        if not self._fitted or not (work / "model").is_dir():
+            raise TaskFailed(f"{self.name}: generate called before fit (or load)")
+        return work
+
+    # -- verbs --------------------------------------------------------------------------------------
+    def fit(self, train: ad.AnnData, ctx: FitContext) -> FitResult:
+        """Run the entry point's ``fit``; read back ``fit.json`` and the convergence snapshots it
+        wrote (``snapshots/index.json`` + one h5ad per snapshot, at ``ctx.snapshot_steps``)."""
+        self._device = ctx.device
+        self._work_dir = Path(ctx.work_dir) if ctx.work_dir is not None else None
+        left = ctx.time_left()
+        self._timeout_s = None if left is None else max(left, 1.0)
+        work = self._work()
+        slim = ad.AnnData(X=train.X, obs=pd.DataFrame(index=train.obs_names.astype(str)))
+        slim.var_names = self.var_names
+        if ctx.label_key in train.obs:
+            slim.obs[ctx.label_key] = train.obs[ctx.label_key].astype(str).to_numpy()
+        slim.write_h5ad(work / "train.h5ad")
+        for stale in ("fit.json", "generated.h5ad"):
+            (work / stale).unlink(missing_ok=True)
+        for stale in ("model", "snapshots"):
+            if (work / stale).exists():
+                shutil.rmtree(work / stale)
+        snapshots = {"fractions": list(ctx.snapshot_fractions), "n_cells": int(ctx.snapshot_cells)}
+        self._write_spec(
+            work,
+            seed=int(ctx.seed),
+            progress=bool(ctx.progress),
+            snapshots=snapshots if ctx.on_snapshot is not None else None,
+        )
+        self._run("fit", work, ctx.progress)
+        fit_path = work / "fit.json"
+        if not fit_path.exists():
+            raise TaskFailed(f"{self.name}: fit finished without writing fit.json")
+        record = json.loads(fit_path.read_text())
+        self._fitted = True
+        self._hand_snapshots(work / "snapshots", ctx)
+        keys = ("train_seconds", "steps", "cells_seen", "history")
+        extra = {k: v for k, v in record.items() if k not in keys}
+        extra["backend"] = self._backend
+        if self._image is not None:
+            extra["image"] = self._image
+        return FitResult(
+            train_seconds=float(record["train_seconds"]),
+            steps=record.get("steps"),
+            cells_seen=record.get("cells_seen"),
+            history=record.get("history", {}),
+            extra=extra,
+        )
+
+    @staticmethod
+    def _hand_snapshots(folder: Path, ctx: FitContext) -> None:
+        index = folder / "index.json"
+        if ctx.on_snapshot is None or not index.exists():
+            return
+        for item in json.loads(index.read_text()):
+            cells = ad.read_h5ad(folder / item["file"])
+            ctx.snapshot(
+                step=int(item["step"]),
+                cells_seen=item.get("cells_seen"),
+                train_seconds=item.get("train_seconds"),
+                cells=cells,
+            )
+
+    def generate(self, n_cells: int | dict[str, int], *, seed: int) -> ad.AnnData:
+        """Run the entry point's ``generate``; the generation time it measured inside the
+        container is passed on in ``uns['scgenbench']['generate_seconds']``."""
+        work = self._need_fitted()
+        total, per_label = split_request(n_cells)
+        (work / "generated.h5ad").unlink(missing_ok=True)
+        self._write_spec(work, seed=int(seed), generate_seed=int(seed), n_cells=per_label or total)
+        self._run("generate", work, progress=False)
+        path = work / "generated.h5ad"
+        if not path.exists():
+            raise TaskFailed(f"{self.name}: generate finished without writing generated.h5ad")
+        return ad.read_h5ad(path)
+
+    def save(self, path: str | Path) -> None:
+        work = self._need_fitted()
+        path = Path(path)
+        self._write_meta(path)
+        if (path / "model").exists():
+            shutil.rmtree(path / "model")
+        shutil.copytree(work / "model", path / "model")
+
+    @classmethod
+    def load(cls, path: str | Path) -> ContainerGenerator:
+        gen = cls._read_meta(Path(path))
+        assert isinstance(gen, ContainerGenerator)
+        gen._model_src = Path(path) / "model"
+        gen._fitted = True
+        return gen

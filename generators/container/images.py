@@ -1,0 +1,164 @@
+"""Docker images of container generators: the engine client, the base image, the hash of a build
+context, and building an image (tagged by that hash) when it is not there yet."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from bench.errors import TaskFailed, UserError
+
+IMAGE_PREFIX = "scgenbench"
+DEFAULT_BASE_IMAGE = "python:3.11-slim"
+LOG_TAIL_LINES = 50
+
+
+# image variants: "cpu" (the default) and "gpu" (the model's framework built with CUDA), built from
+# one Dockerfile (build arg VARIANT); the tag names the variant, so a GPU run never reuses a CPU image
+VARIANTS = ("cpu", "gpu")
+
+# container generators by image name (filled by ContainerGenerator.__init_subclass__)
+IMAGES: dict[str, Any] = {}
+
+
+def default_base_image(variant: str = "cpu") -> str:
+    """$BENCH_GPU_BASE_IMAGE for the gpu variant when set, else $BENCH_BASE_IMAGE, else python:3.11-slim."""
+    gpu = os.environ.get("BENCH_GPU_BASE_IMAGE") if variant == "gpu" else None
+    return gpu or os.environ.get("BENCH_BASE_IMAGE") or DEFAULT_BASE_IMAGE
+
+
+def docker_client(timeout: int = 10):
+    """A docker client whose engine answers, or None."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+        return client
+    except Exception:
+        return None
+
+
+def context_files(context: Path, files: tuple[str, ...] = ()) -> list[Path]:
+    """The files sent to the build: ``files`` when given, else everything but caches."""
+    if files:
+        return [context / f for f in files]
+    return sorted(
+        p for p in context.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+
+
+def context_hash(
+    context: Path, files: tuple[str, ...] = (), base_id: str = "", build_args: dict[str, str] | None = None
+) -> str:
+    """Hash of everything that goes into an image: the build files (names and contents), the id of
+    the base image (build argument BASE_IMAGE) and any other build arguments (e.g. VARIANT)."""
+    h = hashlib.sha256()
+    for p in context_files(context, files):
+        h.update(str(p.relative_to(context)).encode() + b"\0" + p.read_bytes() + b"\0")
+    h.update(b"BASE_IMAGE\0" + base_id.encode())
+    for k, v in sorted((build_args or {}).items()):
+        h.update(b"\0" + k.encode() + b"\0" + v.encode())
+    return h.hexdigest()[:12]
+
+
+def base_image_id(client, base: str) -> str:
+    """The id (sha256:...) of base image ``base``, pulled first when it is not here."""
+    import docker
+
+    try:
+        return client.images.get(base).id
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        return client.images.pull(base).id
+    except Exception as exc:
+        raise UserError(
+            f"base image {base} is not available locally and cannot be pulled ({str(exc).splitlines()[0]})",
+            "`docker pull` it, or set BENCH_BASE_IMAGE to a local image "
+            "(scripts/ci/docker-setup.sh makes scgenbench/base:bookworm without a registry)",
+        ) from None
+
+
+def _context_tar(context: Path, files: tuple[str, ...]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for p in context_files(context, files):
+            tar.add(str(p), arcname=str(p.relative_to(context)))
+    buf.seek(0)
+    return buf
+
+
+def image_class(name: str) -> type:
+    """The container generator class of image or generator ``name``."""
+    from bench.registry import get_generator
+
+    cls = IMAGES.get(name) or get_generator(name)
+    if not (isinstance(cls, type) and callable(getattr(cls, "image_tag", None))):  # a ContainerGenerator
+        raise UserError(f"generator '{name}' does not run in a container", "see `bench list generators`")
+    return cls
+
+
+def build_image(name: str, base_image: str | None = None, progress: bool = True, variant: str = "cpu") -> str:
+    """Build the ``variant`` image of container generator ``name`` (e.g. 'scgan') and return its tag
+    ``scgenbench/<image>:<variant>-<hash of the build files, build args and the base image's id>``.
+    ``base_image`` (build arg BASE_IMAGE, passed as its id so the build uses exactly the hashed
+    image) defaults to :func:`default_base_image`."""
+    cls = image_class(name)
+    if variant not in cls.image_variants:
+        raise UserError(
+            f"generator '{name}' has no {variant!r} image", f"use one of {', '.join(cls.image_variants)}"
+        )
+    client = docker_client()
+    if client is None:
+        raise UserError("no Docker engine answers", "start Docker (e.g. `sudo systemctl start docker`)")
+    base = base_image or default_base_image(variant)
+    base_id = base_image_id(client, base)
+    tag = cls.image_tag(base_id, variant)
+    if progress:
+        print(f"building {tag} (BASE_IMAGE={base}, {base_id[:19]}) from {cls.build_context}", flush=True)
+    lines: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+    stream = client.api.build(
+        fileobj=_context_tar(Path(cls.build_context), cls.build_files),
+        custom_context=True,
+        tag=tag,
+        buildargs={"BASE_IMAGE": base_id, **cls.build_args(variant)},
+        labels={
+            "org.scgenbench.base_image": base,
+            "org.scgenbench.base_image_id": base_id,
+            "org.scgenbench.context": tag.rsplit(":", 1)[1],
+            "org.scgenbench.variant": variant,
+        },
+        rm=True,
+        forcerm=True,
+        decode=True,
+    )
+    for chunk in stream:
+        if "error" in chunk:
+            tail = "\n".join(lines)
+            raise TaskFailed(f"building image {tag} failed: {chunk['error'].strip()}", log_tail=tail)
+        text = chunk.get("stream") or chunk.get("status") or ""
+        for line in text.splitlines():
+            lines.append(line)
+            if progress and line.strip():
+                print(line, flush=True)
+    return tag
+
+
+def ensure_image(cls: type, client, progress: bool = True, variant: str = "cpu") -> str:
+    """The tag of ``cls``'s ``variant`` image on the current base image (:func:`default_base_image`),
+    built first (with progress) when it is not there."""
+    import docker
+
+    base = default_base_image(variant)
+    tag = cls.image_tag(base_image_id(client, base), variant)
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        build_image(cls.image_name, base_image=base, progress=progress, variant=variant)
+    return tag
