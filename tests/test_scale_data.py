@@ -197,3 +197,14 @@ def test_100k_cells_through_the_quick_main_experiment(cache_root, tmp_path):
         Path(artifacts).mkdir(parents=True, exist_ok=True)
         (Path(artifacts) / "scale-100k.json").write_text(json.dumps(result, indent=1))
     assert peak_mb < 4096, f"peak RSS {peak_mb:.0f} MB at {SCALE_CELLS:,} cells"
+
+
+def test_scaling_stages_are_measured(small):
+    from bench.scalecurve import measure_stages
+
+    res = measure_stages(small, activa=False, metrics=["mmd", "mean_corr"])
+    names = [s["stage"] for s in res["stages"]]
+    assert names == ["prepare", "eval setup", "nb fit", "nb generate", "metric mmd", "metric mean_corr"]
+    assert res["n_train"] + res["n_test"] == 2500 and res["n_genes"] == 2000
+    assert all(s["seconds"] >= 0 and s["peak_rss_mb"] >= 0 for s in res["stages"])
+    assert res["process_peak_rss_mb"] > 0

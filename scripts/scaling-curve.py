@@ -1,0 +1,122 @@
+#!/usr/bin/env python
+"""Measure the scaling curve (bench.scalecurve) at several sizes, fit each stage's exponent, plot it.
+
+    python scripts/scaling-curve.py --sizes 10000,30000,100000 --fixtures /tmp/scale \
+        --out results/scaling/cpu.json --plot docs/img/scaling-cpu.png
+    python scripts/scaling-curve.py --table results/scaling/cpu.json   # the markdown table of docs/performance.md
+
+Each size: the fixture is written (scripts/make-scale-data.py, kept in --fixtures for the next
+call), then measured in a fresh process (`python -m bench.scalecurve`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.datasets.scale import write_scale_data
+from bench.scalecurve import exponent
+
+WARMUP_CELLS = 2000
+
+
+def measure(sizes: list[int], fixtures: Path, activa: bool) -> list[dict]:
+    runs = []
+    warmup = fixtures / f"scale-{WARMUP_CELLS}.h5ad"
+    if not warmup.exists():
+        write_scale_data(WARMUP_CELLS, warmup)
+    for n in sizes:
+        path = fixtures / f"scale-{n}.h5ad"
+        if not path.exists():
+            print(f"writing {path}", file=sys.stderr)
+            write_scale_data(n, path)
+        print(f"measuring {n:,} cells", file=sys.stderr)
+        cmd = [sys.executable, "-m", "bench.scalecurve", str(path), "--warmup", str(warmup)]
+        cmd += [] if activa else ["--no-activa"]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        sys.stderr.write(out.stderr[-2000:])
+        runs.append({"n_cells": n, **json.loads(out.stdout.strip().splitlines()[-1])})
+    return runs
+
+
+def table(result: dict) -> str:
+    runs = result["runs"]
+    stages = [s["stage"] for s in runs[0]["stages"]]
+    head = " / ".join(f"{r['n_cells']:,}" for r in runs)
+    lines = [
+        f"| stage | seconds at {head} cells | exponent (time) | peak MB at largest | exponent (memory) |",
+        "|---|---|---|---|---|",
+    ]
+    for name in stages:
+        secs = [next(s["seconds"] for s in r["stages"] if s["stage"] == name) for r in runs]
+        mem = [next(s["peak_rss_mb"] for s in r["stages"] if s["stage"] == name) for r in runs]
+        n = [r["n_cells"] for r in runs]
+        e_t, e_m = exponent(n, secs), exponent(n, mem)
+        lines.append(
+            f"| {name} | {' / '.join(f'{s:.1f}' for s in secs)} | {e_t:.2f} | {mem[-1]:.0f} | {e_m:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(result: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = result["runs"]
+    n = [r["n_cells"] for r in runs]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for name in [s["stage"] for s in runs[0]["stages"]]:
+        secs = [next(s["seconds"] for s in r["stages"] if s["stage"] == name) for r in runs]
+        mem = [max(next(s["peak_rss_mb"] for s in r["stages"] if s["stage"] == name), 1.0) for r in runs]
+        axes[0].loglog(n, secs, marker="o", label=f"{name} ({exponent(n, secs):.2f})")
+        axes[1].loglog(n, mem, marker="o", label=f"{name} ({exponent(n, mem):.2f})")
+    axes[0].set(xlabel="cells in the file", ylabel="wall seconds", title="time per stage (fitted exponent)")
+    axes[1].set(
+        xlabel="cells in the file", ylabel="peak RSS above the stage's start (MB)", title="memory per stage"
+    )
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7, loc="upper left")
+    axes[1].legend(fontsize=7, loc="upper left")
+    fig.suptitle(result["host"])
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="10000,30000,100000", help="comma-separated numbers of cells")
+    p.add_argument("--fixtures", default="scale-fixtures", help="folder for the fixture files")
+    p.add_argument("--out", help="JSON with every measurement")
+    p.add_argument("--plot", help="log-log plot (.png/.svg)")
+    p.add_argument("--no-activa", action="store_true", help="leave out the ACTIVA epoch")
+    p.add_argument("--table", help="print the markdown table of a JSON written earlier, and exit")
+    args = p.parse_args()
+    if args.table:
+        print(table(json.loads(Path(args.table).read_text())))
+        return 0
+    sizes = [int(s) for s in args.sizes.split(",")]
+    fixtures = Path(args.fixtures)
+    fixtures.mkdir(parents=True, exist_ok=True)
+    runs = measure(sizes, fixtures, activa=not args.no_activa)
+    threads = os.environ.get("OMP_NUM_THREADS", "all")
+    result = {"host": f"{platform.node()} ({os.cpu_count()} CPUs, OMP_NUM_THREADS={threads})", "runs": runs}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    if args.plot:
+        plot(result, Path(args.plot))
+    print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
