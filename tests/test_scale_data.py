@@ -205,6 +205,7 @@ def test_scaling_stages_are_measured(small):
     res = measure_stages(small, activa=False, metrics=["mmd", "mean_corr"])
     names = [s["stage"] for s in res["stages"]]
     assert names == ["prepare", "eval setup", "nb fit", "nb generate", "metric mmd", "metric mean_corr"]
-    assert res["n_train"] + res["n_test"] == 2500 and res["n_genes"] == 2000
+    assert res["n_train"] + res["n_test"] == 2500
+    assert 1900 < res["n_genes"] <= 2000  # the gene filter (>= 3 cells) drops a few rare genes at 2,500 cells
     assert all(s["seconds"] >= 0 and s["peak_rss_mb"] >= 0 for s in res["stages"])
     assert res["process_peak_rss_mb"] > 0
