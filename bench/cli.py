@@ -55,6 +55,7 @@ def cmd_run(args) -> int:
     from bench.failures import retry_advice
     from bench.runner import default_run_dir, run
     from bench.store import Store
+    from bench.tasks import task_label
 
     cfg = load_toml(args.config) if args.config else None
     executor = {}
@@ -91,7 +92,7 @@ def cmd_run(args) -> int:
         prov = store.runs()[-1]["provenance"]
         rpt.print_tables(report, console)
         paths = rpt.write_files(report, run_dir, prov)
-        failed = [(f"{r['dataset']}/{r['model']}/seed{r['seed']}/{r['experiment']}", r["error"])
+        failed = [(task_label(r["dataset"], r["model"], r["seed"], r["experiment"]), r["error"])
                   for r in map(store.task_row, result["failed"]) if r]  # fmt: skip
     console.print(f"results: {run_dir} ({', '.join(p.name for p in paths)})")
     if result["failed"]:

@@ -1,4 +1,4 @@
-"""The evaluation contract (DESIGN.md): both sides go through one transform before any metric.
+"""The evaluation transform: real and generated cells go through one transform before any metric (DESIGN.md).
 
 Real test cells and generated cells are library-size normalised to 20,000 and log1p-transformed;
 PCA (50 components) is fit on the real *training* cells and both sides are projected.

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.failures import retry_advice
+from bench.tasks import task_label
 
 STATES = ("planned", "submitted", "running", "done", "failed")
 STYLE = {"planned": "dim", "submitted": "cyan", "running": "yellow", "done": "green", "failed": "red"}
@@ -46,7 +47,7 @@ def collect_status(run_dir: str | Path, *, grace_s: float = 0.0,
             if state == "unknown":  # squeue could not be asked: say what the store knows
                 state = t.status
             rows.append({
-                "label": f"{t.dataset}/{t.model}/seed{t.seed}/{t.experiment}", "key": t.key,
+                "label": task_label(t.dataset, t.model, t.seed, t.experiment), "key": t.key,
                 "job_id": entry.get("job_id", ""), "state": state if state in STATES else str(state),
                 "error": _none(t.error), "log_tail": _none(t.log_tail), "finished": _none(t.finished),
             })  # fmt: skip

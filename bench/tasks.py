@@ -79,6 +79,11 @@ class DataSpec:
         )
 
 
+def task_label(dataset: str, model: str, seed: int, experiment: str) -> str:
+    """How a task is named to users (progress lines, failures, `bench status`)."""
+    return f"{dataset}/{model}/seed{seed}/{experiment}"
+
+
 @dataclass
 class TaskSpec:
     dataset: str  # display name
@@ -119,7 +124,7 @@ class TaskSpec:
 
     @property
     def label(self) -> str:
-        return f"{self.dataset}/{self.model}/seed{self.seed}/{self.experiment}"
+        return task_label(self.dataset, self.model, self.seed, self.experiment)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -60,10 +60,18 @@ def table(result: dict) -> str:
         lines.append(
             f"| {name} | {' / '.join(f'{s:.1f}' for s in secs)} | {e_t:.2f} | {mem[-1]:.0f} | {e_m:.2f} |"
         )
+    peak = [r.get("process_peak_rss_mb") for r in runs]
+    if all(p is not None for p in peak):
+        lines.append(
+            f"| **process peak RSS (MB)** | {' / '.join(f'{p:.0f}' for p in peak)} | "
+            f"{exponent([r['n_cells'] for r in runs], peak):.2f} | {peak[-1]:.0f} | |"
+        )
     return "\n".join(lines)
 
 
-def plot(result: dict, out: Path) -> None:
+def plot(result: dict, out: Path, min_seconds: float = 1.0) -> None:
+    """Left: wall seconds of every stage that takes ``min_seconds`` or more at the largest size,
+    with its fitted exponent; right: the process's peak RSS (the whole quick main task's memory)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,23 +80,32 @@ def plot(result: dict, out: Path) -> None:
     runs = result["runs"]
     n = [r["n_cells"] for r in runs]
     fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    styles = ["-", "--", ":", "-."]
+    shown = 0
     for name in [s["stage"] for s in runs[0]["stages"]]:
         secs = [next(s["seconds"] for s in r["stages"] if s["stage"] == name) for r in runs]
-        mem = [max(next(s["peak_rss_mb"] for s in r["stages"] if s["stage"] == name), 1.0) for r in runs]
-        axes[0].loglog(n, secs, marker="o", label=f"{name} ({exponent(n, secs):.2f})")
-        axes[1].loglog(n, mem, marker="o", label=f"{name} ({exponent(n, mem):.2f})")
-    axes[0].set(xlabel="cells in the file", ylabel="wall seconds", title="time per stage (fitted exponent)")
-    axes[1].set(
-        xlabel="cells in the file", ylabel="peak RSS above the stage's start (MB)", title="memory per stage"
+        if secs[-1] < min_seconds:
+            continue
+        axes[0].loglog(
+            n, secs, marker="o", linestyle=styles[shown // 10 % 4], label=f"{name} ({exponent(n, secs):.2f})"
+        )
+        shown += 1
+    axes[0].set(
+        xlabel="cells in the file",
+        ylabel="wall seconds",
+        title=f"time per stage, >= {min_seconds:g} s at the largest size (fitted exponent)",
     )
+    peak = [r.get("process_peak_rss_mb") for r in runs]
+    if all(p is not None for p in peak):
+        axes[1].loglog(n, peak, marker="o", label=f"process peak RSS ({exponent(n, peak):.2f})")
+    axes[1].set(xlabel="cells in the file", ylabel="MB", title="peak memory of the process (all stages)")
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=7, loc="upper left")
-    axes[1].legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=8, loc="upper left")
     fig.suptitle(result["host"])
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=100)
 
 
 def main() -> int:
@@ -99,9 +116,13 @@ def main() -> int:
     p.add_argument("--plot", help="log-log plot (.png/.svg)")
     p.add_argument("--no-activa", action="store_true", help="leave out the ACTIVA epoch")
     p.add_argument("--table", help="print the markdown table of a JSON written earlier, and exit")
+    p.add_argument("--replot", help="with --table: also draw the plot of that JSON to this path")
     args = p.parse_args()
     if args.table:
-        print(table(json.loads(Path(args.table).read_text())))
+        result = json.loads(Path(args.table).read_text())
+        if args.replot:
+            plot(result, Path(args.replot))
+        print(table(result))
         return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     fixtures = Path(args.fixtures)
