@@ -139,6 +139,10 @@ class SharedWork:
             return False
         return True
 
+    def __len__(self) -> int:
+        """Entries in memory (files of other processes count once read)."""
+        return len(self._memory)
+
     def __contains__(self, key) -> bool:
         return key in self._memory or self._load(key)
 
@@ -160,6 +164,7 @@ class SharedWork:
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
             with os.fdopen(fd, "wb") as fh:
                 pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from jobs of another user
             os.replace(tmp, path)
 
 
@@ -263,7 +268,12 @@ class EvalContext:
         def fit():
             X = self.train_log[self.fit_cells]
             n = min(N_PCS, X.shape[0] - 1, self.train.n_vars - 1)  # arpack needs n < min(shape)
-            return PCA(n_components=n, svd_solver="arpack", random_state=self.seed).fit(X)
+            pca = PCA(n_components=n, svd_solver="arpack", random_state=self.seed).fit(X)
+            # arpack leaves components_ a reversed, strided view; a stored and reloaded PCA has a
+            # contiguous copy, and BLAS rounds the two layouts differently (~1e-8): make the fresh
+            # one contiguous too, so a reloaded PCA projects to the same bits
+            pca.components_ = np.ascontiguousarray(pca.components_)
+            return pca
 
         return self._shared(("pca", self.seed), fit)
 

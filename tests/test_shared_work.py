@@ -59,6 +59,8 @@ def test_evaluation_quantities_are_computed_once_per_run(tmp_path):
     first = _ctx(tmp_path)
     pcs = first.test_pcs
     genes = first.de_genes()
+    new_cells = first.train_log[:40]
+    projected = first.project(new_cells)
     names = {p.name.split("-")[0] for p in tmp_path.iterdir()}
     assert {"pca", "test_pcs", "de_genes"} <= names
     # a new process: new AnnData objects of the same data; nothing is refit
@@ -77,6 +79,8 @@ def test_evaluation_quantities_are_computed_once_per_run(tmp_path):
     try:
         np.testing.assert_array_equal(second.test_pcs, pcs)
         assert second.de_genes() == genes
+        # the reloaded PCA projects new (generated) cells to the same bits as the fitted one
+        np.testing.assert_array_equal(second.project(new_cells), projected)
     finally:
         sklearn.decomposition.PCA.fit = real_fit
     assert calls == []
