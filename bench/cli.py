@@ -82,8 +82,15 @@ def cmd_run(args) -> int:
     )
     console = _console()
     run_dir = Path(args.out) if args.out else default_run_dir(spec)
-    result = run(spec, run_dir, force=args.force, progress=_interactive(), console=console,
-                 detach=args.detach, argv=sys.argv)  # fmt: skip
+    result = run(
+        spec,
+        run_dir,
+        force=args.force,
+        progress=_interactive(),
+        console=console,
+        detach=args.detach,
+        argv=sys.argv,
+    )
     if result["detached"]:
         console.print(f"submitted; follow with `bench status {run_dir}`")
         return 0
@@ -92,8 +99,11 @@ def cmd_run(args) -> int:
         prov = store.runs()[-1]["provenance"]
         rpt.print_tables(report, console)
         paths = rpt.write_files(report, run_dir, prov)
-        failed = [(task_label(r["dataset"], r["model"], r["seed"], r["experiment"]), r["error"])
-                  for r in map(store.task_row, result["failed"]) if r]  # fmt: skip
+        failed = [
+            (task_label(r["dataset"], r["model"], r["seed"], r["experiment"]), r["error"])
+            for r in map(store.task_row, result["failed"])
+            if r
+        ]
     console.print(f"results: {run_dir} ({', '.join(p.name for p in paths)})")
     if result["failed"]:
         console.print(f"[red]{len(result['failed'])} task(s) failed[/red]")
@@ -149,16 +159,28 @@ def cmd_list(args) -> int:
         if kind == "generators":
             # sandbox: "default" (docs/docker.md, security model), the relaxations a container model
             # declares, or "in-process" (runs inside the harness, like the harness's own code)
-            for col in ("name", "conditional", "output scale", "GPU", "sandbox", "description / paper",
-                        f"{profile} profile sets"):  # fmt: skip
+            for col in (
+                "name",
+                "conditional",
+                "output scale",
+                "GPU",
+                "sandbox",
+                "description / paper",
+                f"{profile} profile sets",
+            ):
                 table.add_column(col)
             for name, cls in items.items():
                 meta = cls.metadata() if hasattr(cls, "metadata") else {}
                 sets = getattr(cls, "profiles", {}).get(profile, {})
-                table.add_row(name, str(meta.get("conditional", "?")), str(meta.get("output_scale", "?")),
-                              "yes" if meta.get("needs_gpu") else "no", meta.get("sandbox", "in-process"),
-                              " / ".join(t for t in (meta.get("description"), meta.get("paper")) if t) or repr(cls),
-                              _values(sets))  # fmt: skip
+                table.add_row(
+                    name,
+                    str(meta.get("conditional", "?")),
+                    str(meta.get("output_scale", "?")),
+                    "yes" if meta.get("needs_gpu") else "no",
+                    meta.get("sandbox", "in-process"),
+                    " / ".join(t for t in (meta.get("description"), meta.get("paper")) if t) or repr(cls),
+                    _values(sets),
+                )
         elif kind == "metrics":
             for col in ("name", "kind", "values (direction)", "description", f"options ({profile})"):
                 table.add_column(col)
@@ -168,8 +190,9 @@ def cmd_list(args) -> int:
                     f"{k} {arrow(v, targets.get(k))}" for k, v in getattr(m, "directions", {}).items()
                 )
                 options = m.options_for(profile) if hasattr(m, "options_for") else {}
-                table.add_row(name, getattr(m, "kind", "?"), dirs, getattr(m, "description", repr(m)),
-                              _values(options))  # fmt: skip
+                table.add_row(
+                    name, getattr(m, "kind", "?"), dirs, getattr(m, "description", repr(m)), _values(options)
+                )
         else:
             table.add_column("name")
             table.add_column("description")
@@ -219,8 +242,9 @@ def _scope(args) -> dict:
 def cmd_check(args) -> int:
     from bench.regression import check
 
-    return check(args.run_dir, args.baseline, console=_console(), rel=args.rel, sd_units=args.sd_units,
-                 **_scope(args))  # fmt: skip
+    return check(
+        args.run_dir, args.baseline, console=_console(), rel=args.rel, sd_units=args.sd_units, **_scope(args)
+    )
 
 
 def cmd_baseline(args) -> int:
@@ -238,8 +262,18 @@ def cmd_tune(args) -> int:
 
     console = _console()
     with interruptible():  # SIGTERM/SIGINT: the running container is removed on the way out
-        table = tune(args.model, args.dataset, profile=args.profile, grid=parse_grid(args.grid), budget=args.budget,
-                     seed=args.seed, label_key=args.label_key, device=args.device, out=args.out, console=console)  # fmt: skip
+        table = tune(
+            args.model,
+            args.dataset,
+            profile=args.profile,
+            grid=parse_grid(args.grid),
+            budget=args.budget,
+            seed=args.seed,
+            label_key=args.label_key,
+            device=args.device,
+            out=args.out,
+            console=console,
+        )
     scores = ("mmd", "cd", "mean_corr", "steps", "cells_seen", "fit_seconds")
     best = {k: v for k, v in table.to_dict("records")[0].items() if k not in scores}
     console.print(f"best by validation MMD: {best} (MMD {table.mmd.iloc[0]:.4f}); table in {args.out}")
@@ -277,11 +311,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s (scgenbench) {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    r = sub.add_parser("run", help="train, generate and score models on datasets", epilog=RUN_EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    r = sub.add_parser(
+        "run",
+        help="train, generate and score models on datasets",
+        epilog=RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     r.add_argument("--models", help="comma-separated generator names (see `bench list generators`)")
-    r.add_argument("--dataset", "--datasets", dest="dataset",
-                   help="dataset name(s) or path (.h5ad, 10x .h5, 10x matrix dir); default pbmc3k")  # fmt: skip
+    r.add_argument(
+        "--dataset",
+        "--datasets",
+        dest="dataset",
+        help="dataset name(s) or path (.h5ad, 10x .h5, 10x matrix dir); default pbmc3k",
+    )
     r.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default 0)")
     r.add_argument(
         "--profile",
@@ -291,20 +333,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--config", help="TOML file with the run spec (CLI flags override it)")
     r.add_argument("--label-key", help="obs column with cell-type labels (for files given by path)")
-    r.add_argument("--rare-class", help="label the augmentation experiment downsamples (default: the smallest "
-                   "type keeping >= 5 training cells at the smallest fraction)")  # fmt: skip
-    r.add_argument("--fractions", help="augmentation: fractions of the rare class kept, e.g. 0.1,0.05,0.01,0.005 "
-                   "(the paper's, the default)")  # fmt: skip
+    r.add_argument(
+        "--rare-class",
+        help="label the augmentation experiment downsamples (default: the smallest "
+        "type keeping >= 5 training cells at the smallest fraction)",
+    )
+    r.add_argument(
+        "--fractions",
+        help="augmentation: fractions of the rare class kept, e.g. 0.1,0.05,0.01,0.005 "
+        "(the paper's, the default)",
+    )
     r.add_argument("--metrics", help="comma-separated metric names (default: all installed)")
     r.add_argument("--experiments", help="main,augmentation (default both)")
-    r.add_argument("--main-generation", choices=["unconditional", "per-label"],
-                   help="main experiment: sample freely (paper protocol, default) or the test set's per-label counts")  # fmt: skip
+    r.add_argument(
+        "--main-generation",
+        choices=["unconditional", "per-label"],
+        help="main experiment: sample freely (paper protocol, default) or the test set's per-label counts",
+    )
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when available")
     r.add_argument("--out", help="run dir (default results/<profile>)")
     r.add_argument("--force", action="store_true", help="recompute tasks the store already has")
-    r.add_argument("--timeout", type=float, metavar="SECONDS",
-                   help="wall-clock limit per task: stops a generator's container and also its in-process "
-                   "training (checked between training steps); the task is recorded as failed")  # fmt: skip
+    r.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="wall-clock limit per task: stops a generator's container and also its in-process "
+        "training (checked between training steps); the task is recorded as failed",
+    )
     r.add_argument(
         "--no-control",
         action="store_true",
@@ -353,18 +408,32 @@ def build_parser() -> argparse.ArgumentParser:
     b = isub.add_parser("build", help="build a generator's image")
     b.add_argument("name", help="generator with an image, e.g. scgan")
     b.add_argument("--base-image", help="base image (default $BENCH_BASE_IMAGE or python:3.11-slim)")
-    b.add_argument("--variant", choices=["cpu", "gpu"], default="cpu",
-                   help="cpu (default) or gpu: the framework built with CUDA, what --device cuda runs")  # fmt: skip
+    b.add_argument(
+        "--variant",
+        choices=["cpu", "gpu"],
+        default="cpu",
+        help="cpu (default) or gpu: the framework built with CUDA, what --device cuda runs",
+    )
     im.set_defaults(func=cmd_images)
 
-    ck = sub.add_parser("check", help="compare a run with a baseline; exit 1 on regression",
-                        description="Compare every directional value of RUN_DIR with a baseline file: "
-                        "exit 1 when a value got worse by more than its slack or is missing, else 0.")  # fmt: skip
+    ck = sub.add_parser(
+        "check",
+        help="compare a run with a baseline; exit 1 on regression",
+        description="Compare every directional value of RUN_DIR with a baseline file: "
+        "exit 1 when a value got worse by more than its slack or is missing, else 0.",
+    )
     ck.add_argument("run_dir", help="run dir of the `bench run` to check")
-    ck.add_argument("--baseline", required=True, metavar="BASELINE.json",
-                    help="baseline file written by `bench baseline` (from a trusted run)")  # fmt: skip
-    ck.add_argument("--rel", type=float,
-                    help="slack as a fraction of the value's own scale (default 0.05; overrides the baseline's)")  # fmt: skip
+    ck.add_argument(
+        "--baseline",
+        required=True,
+        metavar="BASELINE.json",
+        help="baseline file written by `bench baseline` (from a trusted run)",
+    )
+    ck.add_argument(
+        "--rel",
+        type=float,
+        help="slack as a fraction of the value's own scale (default 0.05; overrides the baseline's)",
+    )
     ck.add_argument(
         "--sd-units", type=float, help="slack in seed-to-seed sd units (default 3; overrides the baseline's)"
     )
@@ -372,12 +441,20 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--models", help="check only these models, e.g. nb,real")
     ck.set_defaults(func=cmd_check)
 
-    bl = sub.add_parser("baseline", help="write a regression baseline from a run dir",
-                        description="Write the mean and seed-to-seed sd of every directional value of a "
-                        "trusted run (use several seeds), with the slack, for `bench check`.")  # fmt: skip
+    bl = sub.add_parser(
+        "baseline",
+        help="write a regression baseline from a run dir",
+        description="Write the mean and seed-to-seed sd of every directional value of a "
+        "trusted run (use several seeds), with the slack, for `bench check`.",
+    )
     bl.add_argument("run_dir", help="run dir of a trusted `bench run`")
-    bl.add_argument("-o", "--output", required=True, metavar="BASELINE.json",
-                    help="where to write the baseline (commit it next to your CI config)")  # fmt: skip
+    bl.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="BASELINE.json",
+        help="where to write the baseline (commit it next to your CI config)",
+    )
     bl.add_argument("--experiments", help="only these experiments, e.g. main")
     bl.add_argument("--models", help="only these models, e.g. my_model,nb,real")
     bl.set_defaults(func=cmd_baseline)
@@ -389,10 +466,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tu.add_argument("--model", required=True, help="generator name")
     tu.add_argument("--dataset", default="pbmc3k", help="dataset name or path (default pbmc3k)")
-    tu.add_argument("--profile", default="standard", choices=["quick", "standard", "paper"],
-                    help="profile whose settings the grid points override (default standard)")  # fmt: skip
-    tu.add_argument("--grid", action="append", metavar="NAME=V1,V2",
-                    help="a grid axis (repeatable); default: the generator's own tuning grid")  # fmt: skip
+    tu.add_argument(
+        "--profile",
+        default="standard",
+        choices=["quick", "standard", "paper"],
+        help="profile whose settings the grid points override (default standard)",
+    )
+    tu.add_argument(
+        "--grid",
+        action="append",
+        metavar="NAME=V1,V2",
+        help="a grid axis (repeatable); default: the generator's own tuning grid",
+    )
     tu.add_argument("--budget", help='training budget of every point, in epochs (e.g. "300 epochs")')
     tu.add_argument("--seed", type=int, default=0, help="seed of the fits and of the validation split")
     tu.add_argument("--label-key", help="obs column with cell-type labels (for files given by path)")

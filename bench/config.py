@@ -126,10 +126,24 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 
 _KNOWN_KEYS = {
-    "models", "datasets", "seeds", "profile", "label_key", "metrics", "experiments", "rare_class",
-    "split_seed", "test_fraction", "n_top_genes", "device", "control", "timeout_s", "executor",
-    "main_generation", "model_params",
-}  # fmt: skip
+    "models",
+    "datasets",
+    "seeds",
+    "profile",
+    "label_key",
+    "metrics",
+    "experiments",
+    "rare_class",
+    "split_seed",
+    "test_fraction",
+    "n_top_genes",
+    "device",
+    "control",
+    "timeout_s",
+    "executor",
+    "main_generation",
+    "model_params",
+}
 
 
 def _tables(value: Any, key: str) -> dict[str, dict[str, Any]]:

@@ -251,8 +251,10 @@ class EvalContext:
     @cached_property
     def control_reserve(self) -> np.ndarray:
         """Boolean mask over the training cells: this seed's control reserve (module docstring)."""
-        return self._shared(("control_reserve", self.seed),
-                            lambda: control_reserve(self.labels("train"), self.labels("test"), self.seed))  # fmt: skip
+        return self._shared(
+            ("control_reserve", self.seed),
+            lambda: control_reserve(self.labels("train"), self.labels("test"), self.seed),
+        )
 
     @cached_property
     def fit_cells(self) -> np.ndarray:

@@ -75,11 +75,15 @@ def retry_advice(failed: list[tuple[str, str | None]], run_dir: str | Path) -> l
     lasting = [label for label, error in failed if not is_transient(error)]
     lines = []
     if transient:
-        lines.append(f"{len(transient)} task(s) failed in a way that can be transient (timeout, out of memory, "
-                     "killed): run the same command again to retry them")  # fmt: skip
+        lines.append(
+            f"{len(transient)} task(s) failed in a way that can be transient (timeout, out of memory, "
+            "killed): run the same command again to retry them"
+        )
     if lasting:
-        lines.append(f"{len(lasting)} task(s) failed with an error that will repeat as is "
-                     f"({', '.join(lasting[:5])}{', ...' if len(lasting) > 5 else ''}): read each task's error and log "
-                     f"with `bench status {run_dir}` (work files under {Path(run_dir) / 'tasks'}/KEY) "
-                     "and fix the cause before running again")  # fmt: skip
+        lines.append(
+            f"{len(lasting)} task(s) failed with an error that will repeat as is "
+            f"({', '.join(lasting[:5])}{', ...' if len(lasting) > 5 else ''}): read each task's error and log "
+            f"with `bench status {run_dir}` (work files under {Path(run_dir) / 'tasks'}/KEY) "
+            "and fix the cause before running again"
+        )
     return lines

@@ -141,9 +141,16 @@ def measure_training(
         run.skipped = "CUDA only"
         return run
     cfg = TrainConfig(
-        n_genes=X.shape[1], n_classes=n_types, num_cf=1, num_vae=1, epochs=10, batch_size=batch_size,
-        bf16=precision == "bf16", tf32=True, cuda_graph=mode == "graphed",
-    )  # fmt: skip
+        n_genes=X.shape[1],
+        n_classes=n_types,
+        num_cf=1,
+        num_vae=1,
+        epochs=10,
+        batch_size=batch_size,
+        bf16=precision == "bf16",
+        tf32=True,
+        cuda_graph=mode == "graphed",
+    )
     _reset_peak(device)
     trainer = ActivaTrainer(cfg, seed=seed, device=device)
     trainer.run_epoch(X, y)
@@ -288,9 +295,11 @@ def run_check(
     # generation at the widest width, from a briefly trained model (speed does not depend on weights)
     cfg = TrainConfig(n_genes=max(sizes.genes), n_classes=sizes.types, num_cf=1, num_vae=1, epochs=1)
     report.generation = measure_generation(ActivaTrainer(cfg, seed=seed, device=device), sizes.gen_cells)
-    log(f"generate {sizes.gen_cells:,} cells x {max(sizes.genes):,} genes: "
+    log(
+        f"generate {sizes.gen_cells:,} cells x {max(sizes.genes):,} genes: "
         f"{report.generation['seconds_on_device']:.3f} s on the device, "
-        f"{report.generation['seconds_to_host']:.3f} s to host memory")  # fmt: skip
+        f"{report.generation['seconds_to_host']:.3f} s to host memory"
+    )
     report.mmd = measure_mmd(sizes.mmd_cells, device=device, seed=seed)
     log(f"MMD {sizes.mmd_cells:,} x {sizes.mmd_cells:,} cells x 50 PCs: {report.mmd['seconds']:.2f} s")
     peaks = [r.peak_gpu_mb for r in report.train] + [

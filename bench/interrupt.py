@@ -63,8 +63,15 @@ def interruptible() -> Iterator[None]:
             signal.signal(s, h)
 
 
-def interrupted_record(exc: BaseException, key: str, run_dir: str | Path, task_dir: str | Path, *,
-                       started: float, context: str = "") -> TaskRecord:  # fmt: skip
+def interrupted_record(
+    exc: BaseException,
+    key: str,
+    run_dir: str | Path,
+    task_dir: str | Path,
+    *,
+    started: float,
+    context: str = "",
+) -> TaskRecord:
     """Remove what is left of task ``key``'s containers and return its failed record: the reason
     (which signal, ``context``), what was removed, and the tail of the task's newest container log."""
     from bench.generators.sandbox import remove_task_containers

@@ -12,18 +12,42 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = (
-    "scgenbench", "numpy", "scipy", "pandas", "anndata", "scanpy", "scikit-learn", "torch",
-    "tensorflow-cpu", "tensorflow", "docker", "submitit", "leidenalg", "igraph",
-)  # fmt: skip
+    "scgenbench",
+    "numpy",
+    "scipy",
+    "pandas",
+    "anndata",
+    "scanpy",
+    "scikit-learn",
+    "torch",
+    "tensorflow-cpu",
+    "tensorflow",
+    "docker",
+    "submitit",
+    "leidenalg",
+    "igraph",
+)
 
 
 def git_commit(path: Path | None = None) -> dict[str, Any]:
     path = path or Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip() != ""  # fmt: skip
+        commit = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = (
+            subprocess.run(
+                ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+            != ""
+        )
         return {"commit": commit, "dirty": dirty}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}

@@ -35,13 +35,23 @@ from bench.report import direction_of, summarise
 FORMAT = 2
 READABLE_FORMATS = (1, 2)
 HARDWARE_DEPENDENT = {
-    "train_seconds", "fit_wall_seconds", "generate_seconds_per_100k", "generate_wall_seconds_per_100k",
-    "peak_rss_mb", "peak_gpu_mb",
-}  # fmt: skip
+    "train_seconds",
+    "fit_wall_seconds",
+    "generate_seconds_per_100k",
+    "generate_wall_seconds_per_100k",
+    "peak_rss_mb",
+    "peak_gpu_mb",
+}
 DEFAULT_TOLERANCE = {"sd_units": 3.0, "rel": 0.05}
 FAILING = ("regressed", "missing", "incomplete")
-COLOUR = {"pass": "green", "improved": "cyan", "regressed": "red", "missing": "red", "incomplete": "red",
-          "not run": "yellow"}  # fmt: skip
+COLOUR = {
+    "pass": "green",
+    "improved": "cyan",
+    "regressed": "red",
+    "missing": "red",
+    "incomplete": "red",
+    "not run": "yellow",
+}
 
 
 def _scoped(df: pd.DataFrame, experiments: list[str] | None, models: list[str] | None) -> pd.DataFrame:
@@ -74,9 +84,15 @@ def gated(metric: str) -> tuple[str, float | None] | None:
     return None if direction is None else (direction, target)
 
 
-def write_baseline(run_dir: str | Path, out: str | Path, tolerance: dict[str, float] | None = None, *,
-                   experiments: list[str] | None = None, models: list[str] | None = None,
-                   console=None) -> Path:  # fmt: skip
+def write_baseline(
+    run_dir: str | Path,
+    out: str | Path,
+    tolerance: dict[str, float] | None = None,
+    *,
+    experiments: list[str] | None = None,
+    models: list[str] | None = None,
+    console=None,
+) -> Path:
     """Write the baseline of a run dir: every gated value's mean, seed sd, n, direction (and
     target) within ``experiments`` / ``models`` (default: all). Refuses a run with failed or
     unfinished tasks in scope; warns when a value has a single seed (no seed spread)."""
@@ -84,31 +100,47 @@ def write_baseline(run_dir: str | Path, out: str | Path, tolerance: dict[str, fl
     summary = _scoped(summary, experiments, models)
     planned = _scoped(planned, experiments, models)
     if summary.empty:
-        raise UserError(f"no values in {run_dir} for experiments {experiments or 'all'} and models "
-                        f"{models or 'all'}", "check --experiments / --models against the run")  # fmt: skip
+        raise UserError(
+            f"no values in {run_dir} for experiments {experiments or 'all'} and models {models or 'all'}",
+            "check --experiments / --models against the run",
+        )
     bad = planned[planned.status != "done"]
     if len(bad):
         what = ", ".join(
             f"{r.model}/seed{r.seed}/{r.experiment} ({r.status})" for r in bad.head(5).itertuples()
         )
-        raise UserError(f"{len(bad)} task(s) of {run_dir} did not finish: {what}",
-                        "a baseline must come from a complete run: rerun them, or leave those models out "
-                        "with --models")  # fmt: skip
+        raise UserError(
+            f"{len(bad)} task(s) of {run_dir} did not finish: {what}",
+            "a baseline must come from a complete run: rerun them, or leave those models out with --models",
+        )
     rows = []
     for r in summary.itertuples():
         kind = gated(r.metric)
         if kind is None or r.n == 0 or math.isnan(r.mean):
             continue
         sd = None if math.isnan(r.sd) else float(r.sd)
-        rows.append({"dataset": r.dataset, "model": r.model, "experiment": r.experiment, "metric": r.metric,
-                     "direction": kind[0], "target": kind[1], "mean": float(r.mean), "sd": sd, "n": int(r.n),
-                     "n_planned": int(r.n_planned)})  # fmt: skip
+        rows.append(
+            {
+                "dataset": r.dataset,
+                "model": r.model,
+                "experiment": r.experiment,
+                "metric": r.metric,
+                "direction": kind[0],
+                "target": kind[1],
+                "mean": float(r.mean),
+                "sd": sd,
+                "n": int(r.n),
+                "n_planned": int(r.n_planned),
+            }
+        )
     single = sorted({f"{v['model']}/{v['experiment']}" for v in rows if v["n"] < 2})
     if single and console is not None:
-        console.print(f"[yellow]warning[/yellow]: {', '.join(single)} ha{'s' if len(single) == 1 else 've'} a "
-                      "single seed, so the baseline has no seed spread for them: the gate's slack is then only "
-                      f"rel × |value| ({DEFAULT_TOLERANCE['rel']:.0%}); write it from a run with several seeds "
-                      "(e.g. --seeds 0,1,2)")  # fmt: skip
+        console.print(
+            f"[yellow]warning[/yellow]: {', '.join(single)} ha{'s' if len(single) == 1 else 've'} a "
+            "single seed, so the baseline has no seed spread for them: the gate's slack is then only "
+            f"rel × |value| ({DEFAULT_TOLERANCE['rel']:.0%}); write it from a run with several seeds "
+            "(e.g. --seeds 0,1,2)"
+        )
     doc = {
         "format": FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -129,9 +161,11 @@ def _upgrade_v1(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """A format-1 baseline read with today's conventions: directions from the installed metrics
     (AUC towards 0.5; auc_sd no longer gated), no absolute floor, and MMD values multiplied by the
     number of kernel scales (format 1 averaged the kernel over its scales; it is now summed)."""
-    notes = ["baseline format 1: read with today's conventions (AUC gated by |AUC - 0.5|, auc_sd not "
-             "gated, no absolute floor, MMD x number of scales as the kernel now sums them); regenerate it "
-             "with `bench baseline` when convenient"]  # fmt: skip
+    notes = [
+        "baseline format 1: read with today's conventions (AUC gated by |AUC - 0.5|, auc_sd not "
+        "gated, no absolute floor, MMD x number of scales as the kernel now sums them); regenerate it "
+        "with `bench baseline` when convenient"
+    ]
     options = ((doc.get("spec") or {}).get("metric_options") or {}).get("mmd") or {}
     n_scales = len(options.get("scales") or options.get("scale_factors") or (0.5, 1.0, 2.0))
     values = []
@@ -180,9 +214,16 @@ def _plugin_of(metric: str) -> str | None:
     return None
 
 
-def compare(summary: pd.DataFrame, baseline: dict[str, Any], *, planned: pd.DataFrame | None = None,
-            rel: float | None = None, sd_units: float | None = None, experiments: list[str] | None = None,
-            models: list[str] | None = None) -> pd.DataFrame:  # fmt: skip
+def compare(
+    summary: pd.DataFrame,
+    baseline: dict[str, Any],
+    *,
+    planned: pd.DataFrame | None = None,
+    rel: float | None = None,
+    sd_units: float | None = None,
+    experiments: list[str] | None = None,
+    models: list[str] | None = None,
+) -> pd.DataFrame:
     """One row per baseline value in scope: baseline, current, slack, status (see the module doc).
     ``planned`` (the run's planned tasks) tells values missing by design from missing by failure;
     without it every absent value is ``missing``."""
@@ -221,28 +262,69 @@ def compare(summary: pd.DataFrame, baseline: dict[str, Any], *, planned: pd.Data
             status = "regressed" if worse > slack else "improved" if worse < -slack else "pass"
             if status != "regressed" and cur.n < cur.n_planned:
                 status = "incomplete"
-        rows.append({"dataset": key[0], "model": key[1], "experiment": key[2], "metric": key[3],
-                     "direction": direction, "target": target, "baseline": b["mean"], "current": value, "slack": slack,
-                     "n": 0 if cur is None else int(cur.n), "n_planned": 0 if cur is None else int(cur.n_planned),
-                     "status": status})  # fmt: skip
-    return pd.DataFrame(rows, columns=["dataset", "model", "experiment", "metric", "direction", "target", "baseline",
-                                       "current", "slack", "n", "n_planned", "status"])  # fmt: skip
+        rows.append(
+            {
+                "dataset": key[0],
+                "model": key[1],
+                "experiment": key[2],
+                "metric": key[3],
+                "direction": direction,
+                "target": target,
+                "baseline": b["mean"],
+                "current": value,
+                "slack": slack,
+                "n": 0 if cur is None else int(cur.n),
+                "n_planned": 0 if cur is None else int(cur.n_planned),
+                "status": status,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "dataset",
+            "model",
+            "experiment",
+            "metric",
+            "direction",
+            "target",
+            "baseline",
+            "current",
+            "slack",
+            "n",
+            "n_planned",
+            "status",
+        ],
+    )
 
 
-def check(run_dir: str | Path, baseline_path: str | Path, *, console=None, rel: float | None = None,
-          sd_units: float | None = None, experiments: list[str] | None = None,
-          models: list[str] | None = None) -> int:  # fmt: skip
+def check(
+    run_dir: str | Path,
+    baseline_path: str | Path,
+    *,
+    console=None,
+    rel: float | None = None,
+    sd_units: float | None = None,
+    experiments: list[str] | None = None,
+    models: list[str] | None = None,
+) -> int:
     """Print the comparison; return 1 on any regressed, missing or incomplete value, else 0."""
     baseline = load_baseline(baseline_path)
     summary, planned, last = _run_state(run_dir)
-    result = compare(summary, baseline, planned=planned, rel=rel, sd_units=sd_units, experiments=experiments,
-                     models=models)  # fmt: skip
+    result = compare(
+        summary, baseline, planned=planned, rel=rel, sd_units=sd_units, experiments=experiments, models=models
+    )
     if result.empty:
-        raise UserError(f"the baseline {baseline_path} has no value for experiments {experiments or 'all'} and "
-                        f"models {models or 'all'}", "check --experiments / --models")  # fmt: skip
+        raise UserError(
+            f"the baseline {baseline_path} has no value for experiments {experiments or 'all'} and "
+            f"models {models or 'all'}",
+            "check --experiments / --models",
+        )
     if (result.status == "not run").all():
-        raise UserError(f"{run_dir} planned none of the {len(result)} value(s) of {baseline_path} (other datasets, "
-                        "models or experiments)", "run the baseline's config (its `spec`) into the run dir first")  # fmt: skip
+        raise UserError(
+            f"{run_dir} planned none of the {len(result)} value(s) of {baseline_path} (other datasets, "
+            "models or experiments)",
+            "run the baseline's config (its `spec`) into the run dir first",
+        )
     if console is not None:
         from rich.table import Table
 
@@ -250,9 +332,11 @@ def check(run_dir: str | Path, baseline_path: str | Path, *, console=None, rel: 
             console.print(f"[yellow]note[/yellow]: {note}")
         run_scoring = ((last.get("provenance") or {}).get("code") or {}).get("scoring")
         if baseline.get("scoring") and run_scoring and baseline["scoring"] != run_scoring:
-            console.print(f"[yellow]note[/yellow]: the scoring code changed since the baseline "
-                          f"({baseline['scoring']} -> {run_scoring}): if a metric's definition changed, "
-                          "regenerate the baseline")  # fmt: skip
+            console.print(
+                f"[yellow]note[/yellow]: the scoring code changed since the baseline "
+                f"({baseline['scoring']} -> {run_scoring}): if a metric's definition changed, "
+                "regenerate the baseline"
+            )
         t = Table(title=f"regression check against {baseline_path}", title_justify="left")
         for col in (
             "dataset",
@@ -268,14 +352,24 @@ def check(run_dir: str | Path, baseline_path: str | Path, *, console=None, rel: 
             t.add_column(col, justify="right" if col in ("baseline", "current", "slack", "seeds") else "left")
         for r in result.itertuples():
             metric = f"{r.metric} (→{r.target:g})" if r.direction == "target" else r.metric
-            t.add_row(r.dataset, r.model, r.experiment, metric, f"{r.baseline:.4g}", f"{r.current:.4g}",
-                      f"{r.slack:.3g}", f"{r.n}/{r.n_planned}" if r.n_planned else "-",
-                      f"[{COLOUR[r.status]}]{r.status}[/]")  # fmt: skip
+            t.add_row(
+                r.dataset,
+                r.model,
+                r.experiment,
+                metric,
+                f"{r.baseline:.4g}",
+                f"{r.current:.4g}",
+                f"{r.slack:.3g}",
+                f"{r.n}/{r.n_planned}" if r.n_planned else "-",
+                f"[{COLOUR[r.status]}]{r.status}[/]",
+            )
         console.print(t)
         counts = result.status.value_counts().to_dict()
         console.print(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
         if counts.get("not run"):
-            console.print(f"{counts['not run']} baseline value(s) are not part of this run (model, experiment or "
-                          "metric not planned): not checked; scope the check with --experiments / --models "
-                          "to say so explicitly")  # fmt: skip
+            console.print(
+                f"{counts['not run']} baseline value(s) are not part of this run (model, experiment or "
+                "metric not planned): not checked; scope the check with --experiments / --models "
+                "to say so explicitly"
+            )
     return 1 if result.status.isin(FAILING).any() else 0

@@ -33,9 +33,11 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
     for name, options in spec.metric_options.items():  # names, option names, types and ranges
         if name not in metrics:
             get_metric(name)  # an unknown metric: the error names the installed ones
-            raise UserError(f"options given for metric '{name}', which is not in the run",
-                            f"add it to --metrics, or remove [metrics.{name}]"
-                            + (" and --fractions" if name == "augmentation" else ""))  # fmt: skip
+            raise UserError(
+                f"options given for metric '{name}', which is not in the run",
+                f"add it to --metrics, or remove [metrics.{name}]"
+                + (" and --fractions" if name == "augmentation" else ""),
+            )
         metrics[name].options_for(spec.profile, options)
     model_params: dict[str, dict[str, Any]] = {}
     for name, cls in gens.items():
@@ -44,8 +46,10 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
         model_params[name] = params
     # the code versions go into every task key: editing a model's or the scoring's code reruns
     versions = {name: code_version(cls) for name, cls in gens.items()}
-    model_code = {n: {"distribution": v.distribution, "version": v.version, "code_hash": v.code_hash}
-                  for n, v in versions.items()}  # fmt: skip
+    model_code = {
+        n: {"distribution": v.distribution, "version": v.version, "code_hash": v.code_hash}
+        for n, v in versions.items()
+    }
     scoring: dict[tuple[str, ...], str] = {}
 
     def scoring_of(names) -> str:
@@ -87,27 +91,48 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
         }
         for model, cls in gens.items():
             for seed in spec.seeds:
-                common = dict(dataset=name, data=dspec, data_hash=prepared.hash, model=model,
-                              params=model_params[model], seed=seed, profile=spec.profile, rare_class=rare,
-                              device=spec.device, timeout_s=spec.timeout_s,
-                              generation=spec.main_generation, code=model_code[model])  # fmt: skip
+                common = dict(
+                    dataset=name,
+                    data=dspec,
+                    data_hash=prepared.hash,
+                    model=model,
+                    params=model_params[model],
+                    seed=seed,
+                    profile=spec.profile,
+                    rare_class=rare,
+                    device=spec.device,
+                    timeout_s=spec.timeout_s,
+                    generation=spec.main_generation,
+                    code=model_code[model],
+                )
                 if "main" in spec.experiments and main_metrics:
-                    tasks.append(TaskSpec(**common, experiment="main", metrics=main_metrics,
-                                          scoring=scoring_of(main_metrics)))  # fmt: skip
+                    tasks.append(
+                        TaskSpec(
+                            **common,
+                            experiment="main",
+                            metrics=main_metrics,
+                            scoring=scoring_of(main_metrics),
+                        )
+                    )
                 for ename, metric in experiments.items():
                     if metric.requires_conditional and not cls.conditional:
                         note = f"{ename}: n/a for {model} (unconditional)"
                         if note not in skipped:
                             skipped.append(note)
                         continue
-                    tasks.append(TaskSpec(**common, experiment=ename, metrics={ename: experiment_options[ename]},
-                                          scoring=scoring_of([ename])))  # fmt: skip
+                    tasks.append(
+                        TaskSpec(
+                            **common,
+                            experiment=ename,
+                            metrics={ename: experiment_options[ename]},
+                            scoring=scoring_of([ename]),
+                        )
+                    )
     from bench.datasets import save_prepared
 
     for prepared in data.values():
         save_prepared(prepared)
-    code = {"generators": {n: v.to_dict() for n, v in versions.items()},
-            "scoring": scoring_of(metrics)}  # fmt: skip
+    code = {"generators": {n: v.to_dict() for n, v in versions.items()}, "scoring": scoring_of(metrics)}
     return Plan(tasks=tasks, data=data, skipped=skipped, code=code)
 
 
@@ -133,8 +158,10 @@ def _augmentation_plan(prepared, rare: str | None, options: dict[str, Any], note
             if kept_rare_cells(n, f) < MIN_RARE_CELLS
         ]
         if few:
-            notes.append(f"augmentation: rare class '{rare}' has {n} training cells; fraction {', '.join(few)} "
-                         f"(< {MIN_RARE_CELLS}: F1 near 0 by construction)")  # fmt: skip
+            notes.append(
+                f"augmentation: rare class '{rare}' has {n} training cells; fraction {', '.join(few)} "
+                f"(< {MIN_RARE_CELLS}: F1 near 0 by construction)"
+            )
     options["fractions"] = fractions
     return rare
 
@@ -173,8 +200,16 @@ def default_run_dir(spec: RunSpec) -> Path:
     return Path("results") / spec.profile
 
 
-def run(spec: RunSpec, run_dir: str | Path, *, force: bool = False, progress: bool = False,
-        console=None, detach: bool = False, argv: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+def run(
+    spec: RunSpec,
+    run_dir: str | Path,
+    *,
+    force: bool = False,
+    progress: bool = False,
+    console=None,
+    detach: bool = False,
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
     """Plan, then execute the tasks the store lacks. Returns a summary dict."""
     from bench.executors import make_executor
     from bench.generators.sandbox import remove_leftovers
@@ -188,8 +223,10 @@ def run(spec: RunSpec, run_dir: str | Path, *, force: bool = False, progress: bo
     run_dir = Path(run_dir)
     removed = remove_leftovers(run_dir)  # containers of earlier runs of this run dir that crashed
     if removed and console is not None:
-        console.print(f"removed {len(removed)} leftover container(s) of an earlier run of {run_dir}: "
-                      f"{', '.join(removed)}")  # fmt: skip
+        console.print(
+            f"removed {len(removed)} leftover container(s) of an earlier run of {run_dir}: "
+            f"{', '.join(removed)}"
+        )
     with Store(run_dir) as store:
         prov = provenance.collect(argv)
         prov["datasets"] = {name: {**d.info, "hash": d.hash} for name, d in the_plan.data.items()}
@@ -205,8 +242,16 @@ def run(spec: RunSpec, run_dir: str | Path, *, force: bool = False, progress: bo
             for note in the_plan.skipped:
                 console.print(f"  [dim]{note}[/dim]")
         with interruptible():  # SIGTERM/SIGINT: the running task is stopped and recorded as failed
-            outcomes = executor.execute(pending, store, run_dir=run_dir, run_id=run_id, progress=progress,
-                                        console=console, data=the_plan.data, detach=detach)  # fmt: skip
+            outcomes = executor.execute(
+                pending,
+                store,
+                run_dir=run_dir,
+                run_id=run_id,
+                progress=progress,
+                console=console,
+                data=the_plan.data,
+                detach=detach,
+            )
             result = store_outcomes(store, outcomes, run_id)
     return {
         "run_dir": str(run_dir),

@@ -20,8 +20,9 @@ STATES = ("planned", "submitted", "running", "done", "failed")
 STYLE = {"planned": "dim", "submitted": "cyan", "running": "yellow", "done": "green", "failed": "red"}
 
 
-def collect_status(run_dir: str | Path, *, grace_s: float = 0.0,
-                   states: dict[str, tuple[str, str]] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+def collect_status(
+    run_dir: str | Path, *, grace_s: float = 0.0, states: dict[str, tuple[str, str]] | None = None
+) -> list[dict[str, Any]]:
     """One dict per task of the run dir (label, key, job id, state, error, log tail), after merging
     new record files into the store. ``states`` (squeue's, for tests) is asked from squeue if None."""
     from bench.executors.slurm.ledger import load_ledger, refresh
@@ -46,17 +47,31 @@ def collect_status(run_dir: str | Path, *, grace_s: float = 0.0,
             state = live.get(t.key) or t.status
             if state == "unknown":  # squeue could not be asked: say what the store knows
                 state = t.status
-            rows.append({
-                "label": task_label(t.dataset, t.model, t.seed, t.experiment), "key": t.key,
-                "job_id": entry.get("job_id", ""), "state": state if state in STATES else str(state),
-                "error": _none(t.error), "log_tail": _none(t.log_tail), "finished": _none(t.finished),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "label": task_label(t.dataset, t.model, t.seed, t.experiment),
+                    "key": t.key,
+                    "job_id": entry.get("job_id", ""),
+                    "state": state if state in STATES else str(state),
+                    "error": _none(t.error),
+                    "log_tail": _none(t.log_tail),
+                    "finished": _none(t.finished),
+                }
+            )
             seen.add(t.key)
         for key, entry in entries.items():  # submitted but unknown to the store (should not happen)
             if key not in seen:
-                rows.append({"label": entry.get("label", key), "key": key, "job_id": entry.get("job_id", ""),
-                             "state": live.get(key, "submitted"), "error": None, "log_tail": None,
-                             "finished": None})  # fmt: skip
+                rows.append(
+                    {
+                        "label": entry.get("label", key),
+                        "key": key,
+                        "job_id": entry.get("job_id", ""),
+                        "state": live.get(key, "submitted"),
+                        "error": None,
+                        "log_tail": None,
+                        "finished": None,
+                    }
+                )
     return rows
 
 

@@ -107,9 +107,11 @@ class Store:
         """Record the tasks a run planned (reused or not): the denominators of the tables."""
         self.conn.executemany(
             "INSERT OR REPLACE INTO planned VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(run_id, t.key, t.dataset, t.model, t.seed, t.experiment, json.dumps(sorted(t.metrics)))
-             for t in specs],
-        )  # fmt: skip
+            [
+                (run_id, t.key, t.dataset, t.model, t.seed, t.experiment, json.dumps(sorted(t.metrics)))
+                for t in specs
+            ],
+        )
 
     def planned(self, run_id: int | None = None) -> pd.DataFrame:
         """The planned tasks (key, dataset, model, seed, experiment, metrics list, status, error)
@@ -118,8 +120,9 @@ class Store:
         out. Stores written before plans were recorded: every task the store holds."""
         cols = ["key", "dataset", "model", "seed", "experiment", "metrics"]
         if run_id is not None:
-            df = pd.read_sql_query(f"SELECT {', '.join(cols)} FROM planned WHERE run_id=?", self.conn,
-                                   params=(run_id,))  # fmt: skip
+            df = pd.read_sql_query(
+                f"SELECT {', '.join(cols)} FROM planned WHERE run_id=?", self.conn, params=(run_id,)
+            )
         elif self.conn.execute("SELECT 1 FROM planned LIMIT 1").fetchone():
             df = pd.read_sql_query(
                 f"SELECT {', '.join('p.' + c for c in cols)} FROM planned p JOIN (SELECT dataset, model, seed, "
@@ -131,8 +134,9 @@ class Store:
         else:
             df = pd.read_sql_query(
                 "SELECT key, dataset, model, seed, experiment, spec FROM tasks "
-                "ORDER BY COALESCE(finished, started, 0)", self.conn,
-            )  # fmt: skip
+                "ORDER BY COALESCE(finished, started, 0)",
+                self.conn,
+            )
             df["metrics"] = [
                 json.dumps(sorted(json.loads(s).get("metrics") or {})) if s else "[]" for s in df.spec
             ]
@@ -164,9 +168,17 @@ class Store:
             "INSERT INTO tasks (key, run_id, dataset, model, seed, experiment, spec, status, started) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?) "
             "ON CONFLICT(key) DO UPDATE SET status='running', run_id=excluded.run_id, started=excluded.started",
-            (spec.key, run_id, spec.dataset, spec.model, spec.seed, spec.experiment,
-             json.dumps(spec.to_dict(), default=str), time.time()),
-        )  # fmt: skip
+            (
+                spec.key,
+                run_id,
+                spec.dataset,
+                spec.model,
+                spec.seed,
+                spec.experiment,
+                json.dumps(spec.to_dict(), default=str),
+                time.time(),
+            ),
+        )
 
     def write_record(self, spec: TaskSpec, rec: TaskRecord, run_id: int | None) -> None:
         """Write a finished task (status, values, artifacts) in one transaction."""
@@ -179,11 +191,26 @@ class Store:
                 "INSERT OR REPLACE INTO tasks (key, run_id, dataset, model, seed, experiment, spec, status, "
                 "started, finished, fit_seconds, peak_rss_mb, peak_gpu_mb, host, error, log_tail, info) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (spec.key, run_id, spec.dataset, spec.model, spec.seed, spec.experiment,
-                 json.dumps(spec.to_dict(), default=str), rec.status, rec.started, rec.finished,
-                 rec.fit_seconds, rec.peak_rss_mb, rec.peak_gpu_mb, rec.host, rec.error, rec.log_tail,
-                 json.dumps(rec.info, default=str)),
-            )  # fmt: skip
+                (
+                    spec.key,
+                    run_id,
+                    spec.dataset,
+                    spec.model,
+                    spec.seed,
+                    spec.experiment,
+                    json.dumps(spec.to_dict(), default=str),
+                    rec.status,
+                    rec.started,
+                    rec.finished,
+                    rec.fit_seconds,
+                    rec.peak_rss_mb,
+                    rec.peak_gpu_mb,
+                    rec.host,
+                    rec.error,
+                    rec.log_tail,
+                    json.dumps(rec.info, default=str),
+                ),
+            )
             if rec.status == "done":
                 c.executemany(
                     "INSERT INTO task_values VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -209,9 +236,18 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(key) DO UPDATE SET status=excluded.status, run_id=excluded.run_id, "
             "started=excluded.started, finished=NULL",
-            (spec.key, run_id, spec.dataset, spec.model, spec.seed, spec.experiment,
-             json.dumps(spec.to_dict(), default=str), status, time.time()),
-        )  # fmt: skip
+            (
+                spec.key,
+                run_id,
+                spec.dataset,
+                spec.model,
+                spec.seed,
+                spec.experiment,
+                json.dumps(spec.to_dict(), default=str),
+                status,
+                time.time(),
+            ),
+        )
 
     def task_states(self, keys: Iterable[str]) -> dict[str, tuple[str, float | None]]:
         """``{key: (status, finished)}`` of the given tasks that the store has."""
@@ -282,16 +318,29 @@ class Store:
             spec = TaskSpec.from_dict(other.task_spec(key))
             row = other.conn.execute(
                 "SELECT status, started, finished, fit_seconds, peak_rss_mb, peak_gpu_mb, host, error, log_tail, info "
-                "FROM tasks WHERE key=?", (key,)
-            ).fetchone()  # fmt: skip
+                "FROM tasks WHERE key=?",
+                (key,),
+            ).fetchone()
             values = [
                 tuple(r)
                 for r in other.conn.execute("SELECT metric, value FROM task_values WHERE task_key=?", (key,))
             ]
             arts = {name: other.artifact(key, name) for name in other.artifact_names(key)}
-            rec = TaskRecord(key=key, status=row[0], values=values, artifacts=arts, info=json.loads(row[9] or "{}"),
-                             started=row[1], finished=row[2], fit_seconds=row[3], peak_rss_mb=row[4],
-                             peak_gpu_mb=row[5], host=row[6], error=row[7], log_tail=row[8])  # fmt: skip
+            rec = TaskRecord(
+                key=key,
+                status=row[0],
+                values=values,
+                artifacts=arts,
+                info=json.loads(row[9] or "{}"),
+                started=row[1],
+                finished=row[2],
+                fit_seconds=row[3],
+                peak_rss_mb=row[4],
+                peak_gpu_mb=row[5],
+                host=row[6],
+                error=row[7],
+                log_tail=row[8],
+            )
             self.write_record(spec, rec, None)
             n += 1
         for run in other.runs():
@@ -300,8 +349,9 @@ class Store:
                 "SELECT key, dataset, model, seed, experiment, metrics FROM planned WHERE run_id=?",
                 (run["run_id"],),
             ).fetchall()
-            self.conn.executemany("INSERT OR REPLACE INTO planned VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                  [(new_id, *r) for r in rows])  # fmt: skip
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO planned VALUES (?, ?, ?, ?, ?, ?, ?)", [(new_id, *r) for r in rows]
+            )
         return n
 
 

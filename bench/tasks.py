@@ -159,8 +159,9 @@ class TaskRecord:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {k: v for k, v in asdict(self).items() if k != "artifacts"}
         buf = io.BytesIO()
-        np.savez_compressed(buf, __meta__=np.frombuffer(json.dumps(meta, default=str).encode(), np.uint8),
-                            **self.artifacts)  # fmt: skip
+        np.savez_compressed(
+            buf, __meta__=np.frombuffer(json.dumps(meta, default=str).encode(), np.uint8), **self.artifacts
+        )
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
         with os.fdopen(fd, "wb") as fh:
             fh.write(buf.getvalue())
@@ -228,9 +229,15 @@ def execute_task(
         data = data or _prepared(spec, progress)
         gen_cls = get_generator(spec.model)
         ctx = EvalContext(
-            dataset=spec.dataset, train=data.train, test=data.test, label_key=data.label_key,
-            profile=spec.profile, device=device, rare_class=spec.rare_class, seed=spec.seed,
-        )  # fmt: skip
+            dataset=spec.dataset,
+            train=data.train,
+            test=data.test,
+            label_key=data.label_key,
+            profile=spec.profile,
+            device=device,
+            rare_class=spec.rare_class,
+            seed=spec.seed,
+        )
         ctx.cache["output_scale"] = gen_cls.output_scale
         if shared_dir is not None:
             ctx.share_on_disk(shared_dir, spec.data_hash)
@@ -238,8 +245,9 @@ def execute_task(
         genes = list(map(str, data.train.var_names))
 
         def validate(gen, out, request):
-            return validate_output(gen, out, var_names=genes, label_key=data.label_key, known_labels=known,
-                                   requested=request)  # fmt: skip
+            return validate_output(
+                gen, out, var_names=genes, label_key=data.label_key, known_labels=known, requested=request
+            )
 
         def fit(train, seed, on_snapshot=None, n_snapshot=0):
             """A fresh generator of the task's model, fitted on ``train``: (generator, measurement)."""
@@ -247,11 +255,16 @@ def execute_task(
             bind_training_data(gen, train, data.label_key)
             deadline = None if spec.timeout_s is None else time.monotonic() + float(spec.timeout_s)
             fctx = FitContext(
-                label_key=data.label_key, seed=int(seed), device=device, work_dir=work_dir / "model",
-                deadline=deadline, progress=progress,
+                label_key=data.label_key,
+                seed=int(seed),
+                device=device,
+                work_dir=work_dir / "model",
+                deadline=deadline,
+                progress=progress,
                 snapshot_fractions=SNAPSHOT_FRACTIONS if on_snapshot is not None else (),
-                snapshot_cells=int(n_snapshot), on_snapshot=_threads_kept(on_snapshot) if on_snapshot else None,
-            )  # fmt: skip
+                snapshot_cells=int(n_snapshot),
+                on_snapshot=_threads_kept(on_snapshot) if on_snapshot else None,
+            )
             fctx.work_dir.mkdir(parents=True, exist_ok=True)
             return gen, measure(lambda: gen.fit(train, fctx))
 
@@ -260,8 +273,9 @@ def execute_task(
             return validate(gen, gen.generate(request, seed=seed + 1), request)
 
         if spec.experiment == "main":
-            monitor = ConvergenceMonitor(ctx, lambda cells, n: validate(gen_cls, cells, n),
-                                         n_cells=data.test.n_obs, seed=spec.seed)  # fmt: skip
+            monitor = ConvergenceMonitor(
+                ctx, lambda cells, n: validate(gen_cls, cells, n), n_cells=data.test.n_obs, seed=spec.seed
+            )
             monitor.start()
             # a positive control draws from the control reserve, the training cells the evaluation's
             # fits leave out (bench.evaluation); every other model trains on all training cells

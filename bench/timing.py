@@ -16,8 +16,14 @@ import psutil
 # the runner's measurements of a fit that become values (the timing metric reports them)
 FIT_VALUES = ("train_seconds", "fit_wall_seconds", "peak_rss_mb", "peak_gpu_mb", "train_steps", "cells_seen")
 # the hardware measurements (Table 1's columns): reported, never scaled between the controls
-HARDWARE_VALUES = ("train_seconds", "fit_wall_seconds", "generate_seconds_per_100k",
-                   "generate_wall_seconds_per_100k", "peak_rss_mb", "peak_gpu_mb")  # fmt: skip
+HARDWARE_VALUES = (
+    "train_seconds",
+    "fit_wall_seconds",
+    "generate_seconds_per_100k",
+    "generate_wall_seconds_per_100k",
+    "peak_rss_mb",
+    "peak_gpu_mb",
+)
 
 T = TypeVar("T")
 MB = 1024.0 * 1024.0

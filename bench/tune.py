@@ -102,12 +102,21 @@ def tune(
         raise UserError(f"generator '{model}' declares no tuning grid", "pass one with --grid NAME=V1,V2")
     budget = budget or getattr(cls, "tuning_budget", None)
     if budget is not None and Budget.parse(budget, what="--budget").unit != "epochs":
-        raise UserError(f"tuning budget {budget!r} is not in epochs",
-                        'the sweep compares points at equal cells seen: give e.g. --budget "300 epochs"')  # fmt: skip
+        raise UserError(
+            f"tuning budget {budget!r} is not in epochs",
+            'the sweep compares points at equal cells seen: give e.g. --budget "300 epochs"',
+        )
     prepared = datasets.prepare(dataset, label_key=label_key, n_top_genes=PROFILES[profile]["n_top_genes"])
     fit_part, val = validation_split(prepared.train, prepared.label_key, seed=seed)
-    ctx = EvalContext(dataset=prepared.name, train=fit_part, test=val, label_key=prepared.label_key,
-                      profile=profile, device=device, seed=seed)  # fmt: skip
+    ctx = EvalContext(
+        dataset=prepared.name,
+        train=fit_part,
+        test=val,
+        label_key=prepared.label_key,
+        profile=profile,
+        device=device,
+        seed=seed,
+    )
     genes = list(map(str, fit_part.var_names))
     known = sorted(fit_part.obs[prepared.label_key].astype(str).unique())
     earlier = _earlier_rows(Path(out) / f"{model}-{prepared.name}.json", prepared.hash, profile, budget, seed)
@@ -130,20 +139,31 @@ def tune(
         with tempfile.TemporaryDirectory(prefix="scgenbench-tune-") as work:
             fctx = FitContext(label_key=prepared.label_key, seed=seed, device=device, work_dir=Path(work))
             m = measure(lambda gen=gen, fctx=fctx: gen.fit(fit_part, fctx))
-            cells = validate_output(gen, gen.generate(int(val.n_obs), seed=seed + 1), var_names=genes,
-                                    label_key=prepared.label_key, known_labels=known, requested=int(val.n_obs))  # fmt: skip
+            cells = validate_output(
+                gen,
+                gen.generate(int(val.n_obs), seed=seed + 1),
+                var_names=genes,
+                label_key=prepared.label_key,
+                known_labels=known,
+                requested=int(val.n_obs),
+            )
         ctx.cache["output_scale"] = cls.output_scale
         row: dict[str, Any] = {**point}
         with torch_threads_kept():  # the next point's fit keeps the thread count it was given
             for name, options, value in SCORES:
                 row[value] = float(get_metric(name).func(ctx, cells, seed=seed, **options).values[value])
         result = m.result
-        row.update(steps=getattr(result, "steps", None), cells_seen=getattr(result, "cells_seen", None),
-                   fit_seconds=round(m.seconds, 1))  # fmt: skip
+        row.update(
+            steps=getattr(result, "steps", None),
+            cells_seen=getattr(result, "cells_seen", None),
+            fit_seconds=round(m.seconds, 1),
+        )
         rows.append(row)
         if console is not None:
-            console.print(f"[{i}/{len(points)}] {shown}: MMD {row['mmd']:.4f}, CD {row['cd']:.2f}, "
-                          f"mean_corr {row['mean_corr']:.3f}, {row['fit_seconds']:.0f} s")  # fmt: skip
+            console.print(
+                f"[{i}/{len(points)}] {shown}: MMD {row['mmd']:.4f}, CD {row['cd']:.2f}, "
+                f"mean_corr {row['mean_corr']:.3f}, {row['fit_seconds']:.0f} s"
+            )
     table = pd.DataFrame(rows).sort_values("mmd", kind="stable").reset_index(drop=True)
     axes = list(dict.fromkeys([*grid, *(k for r in earlier for k in _axes_of(r))]))
     full_grid = {a: sorted({r[a] for r in rows if a in r}, key=str) for a in axes}
@@ -196,9 +216,14 @@ def _write(table: pd.DataFrame, model: str, prepared, profile: str, budget, seed
         "rows": json.loads(table.to_json(orient="records")),
     }
     (out / f"{stem}.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
-    lines = [f"# {model} on {prepared.name}: tuning sweep ({profile} profile, budget {budget or 'profile default'})",
-             "", "Validation: " + doc["validation"] + "; ranked by MMD (lower is better).", "",
-             "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]  # fmt: skip
+    lines = [
+        f"# {model} on {prepared.name}: tuning sweep ({profile} profile, budget {budget or 'profile default'})",
+        "",
+        "Validation: " + doc["validation"] + "; ranked by MMD (lower is better).",
+        "",
+        "| " + " | ".join(table.columns) + " |",
+        "|" + "---|" * len(table.columns),
+    ]
     for r in table.itertuples(index=False):
         cells = [f"{v:.4g}" if isinstance(v, float) and not math.isnan(v) else str(v) for v in r]
         lines.append("| " + " | ".join(cells) + " |")

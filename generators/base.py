@@ -222,8 +222,15 @@ class Generator(ABC):
             )
         self.params: dict[str, Any] = {**self.parameters, **params}
         for key, value in self.params.items():
-            check_value(f"generator '{self.name}'", f"[models.{self.name}]", key, value, self.parameters[key],
-                        choices=self.choices.get(key), bound=self.bounds.get(key))  # fmt: skip
+            check_value(
+                f"generator '{self.name}'",
+                f"[models.{self.name}]",
+                key,
+                value,
+                self.parameters[key],
+                choices=self.choices.get(key),
+                bound=self.bounds.get(key),
+            )
         self.label_key: str | None = None
         self.var_names: list[str] | None = None
         self.labels: list[str] | None = None

@@ -308,8 +308,12 @@ def command_line(image: str, argv: list[str], opts: Mapping[str, Any]) -> str:
     if opts.get("read_only"):
         parts.append("--read-only")
     parts += [f"--tmpfs {k}:{v}" for k, v in opts.get("tmpfs", {}).items()]
-    parts += [f"--pids-limit {opts['pids_limit']}", f"--memory {format_size(opts['mem_limit'])}",
-              f"--memory-swap {format_size(opts['memswap_limit'])}", f"--cpus {opts['nano_cpus'] / 1e9:g}"]  # fmt: skip
+    parts += [
+        f"--pids-limit {opts['pids_limit']}",
+        f"--memory {format_size(opts['mem_limit'])}",
+        f"--memory-swap {format_size(opts['memswap_limit'])}",
+        f"--cpus {opts['nano_cpus'] / 1e9:g}",
+    ]
     for req in opts.get("device_requests", []):
         ids = req.get("DeviceIDs") or []
         parts.append(f"--gpus device={','.join(ids)}" if ids else f"--gpus {req.get('Count')}")

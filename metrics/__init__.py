@@ -262,7 +262,7 @@ MMD = Metric(
         "scale_factors": (0.5, 1.0, 2.0),
         "dtype": "float32",
         "estimator": "unbiased",
-    },  # fmt: skip
+    },
     choices={"estimator": ESTIMATORS, "dtype": ("float32", "float64")},
     bounds={"max_cells": INTEGER_2, "block_size": INTEGER_1, "scale_factors": "(0, inf)"},
 )

@@ -56,14 +56,18 @@ def choose_rare_class(
     smallest = fractions[-1]
     for n, name in candidates:
         if kept_rare_cells(n, smallest) >= min_cells:
-            why = (f"the smallest class keeping >= {min_cells} real training cells at {smallest:g} "
-                   f"({kept_rare_cells(n, smallest)} of {n})")  # fmt: skip
+            why = (
+                f"the smallest class keeping >= {min_cells} real training cells at {smallest:g} "
+                f"({kept_rare_cells(n, smallest)} of {n})"
+            )
             return name, fractions, why
     n, name = candidates[-1]
     kept = tuple(f for f in fractions if kept_rare_cells(n, f) >= min_cells) or fractions[:1]
     dropped = [f"{f:g}" for f in fractions if f not in kept]
-    why = (f"no class keeps >= {min_cells} training cells at {smallest:g}: the largest class ({n} cells), "
-           f"fraction(s) {', '.join(dropped)} dropped")  # fmt: skip
+    why = (
+        f"no class keeps >= {min_cells} training cells at {smallest:g}: the largest class ({n} cells), "
+        f"fraction(s) {', '.join(dropped)} dropped"
+    )
     return name, kept, why
 
 
@@ -161,8 +165,9 @@ def augmentation(
     def f1_with(X_kept, y_kept, extra_rare):
         """Rare-class F1 of the forest on the downsampled real cells plus extra cells labelled rare."""
         y = np.r_[y_kept, np.ones(extra_rare.shape[0], dtype=bool)]
-        return rare_f1(_vstack([X_kept, extra_rare]), y, test_X, is_rare_test, seed=seed, n_trees=n_trees,
-                       n_jobs=n_jobs)  # fmt: skip
+        return rare_f1(
+            _vstack([X_kept, extra_rare]), y, test_X, is_rare_test, seed=seed, n_trees=n_trees, n_jobs=n_jobs
+        )
 
     for k, fraction in enumerate(fractions):
         tag = fraction_tag(fraction)

@@ -141,8 +141,14 @@ def generated_labels(ctx, generated) -> np.ndarray:
 
 def _score_de_recovery(ctx, generated, *, seed: int, top_k: int = 20, min_cells: int = 5) -> MetricOutput:
     X_log, _ = ctx.transform_generated(generated)
-    res = de_recovery(ctx.test_log, ctx.labels("test"), X_log, generated_labels(ctx, generated),
-                      top_k=top_k, min_cells=min_cells)  # fmt: skip
+    res = de_recovery(
+        ctx.test_log,
+        ctx.labels("test"),
+        X_log,
+        generated_labels(ctx, generated),
+        top_k=top_k,
+        min_cells=min_cells,
+    )
     var_names = np.asarray(list(map(str, ctx.train.var_names)), dtype=str)
     artifacts = {
         "types": np.asarray(res.types, dtype=str),

@@ -31,11 +31,35 @@ from bench.options import INTEGER_1, INTEGER_2
 # markers. Matched case-sensitively against var_names, in this order.
 PAPER_MARKERS: tuple[str, ...] = (
     # human PBMC
-    "CD79A", "MS4A1", "CD19", "CD3E", "IL7R", "CCL5", "NKG7", "GNLY", "LYZ", "CD14", "FCGR3A",
-    "CST3", "FCER1A", "PPBP", "LTB", "LDHB", "GZMA",
+    "CD79A",
+    "MS4A1",
+    "CD19",
+    "CD3E",
+    "IL7R",
+    "CCL5",
+    "NKG7",
+    "GNLY",
+    "LYZ",
+    "CD14",
+    "FCGR3A",
+    "CST3",
+    "FCER1A",
+    "PPBP",
+    "LTB",
+    "LDHB",
+    "GZMA",
     # mouse brain (E18)
-    "Hmgb2", "Top2a", "Neurod6", "Neurod2", "Gad2", "Dlx6os1", "Reln", "Olig1", "Aldoc", "Mki67",
-)  # fmt: skip
+    "Hmgb2",
+    "Top2a",
+    "Neurod6",
+    "Neurod2",
+    "Gad2",
+    "Dlx6os1",
+    "Reln",
+    "Olig1",
+    "Aldoc",
+    "Mki67",
+)
 
 
 @dataclass

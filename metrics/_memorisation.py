@@ -95,8 +95,9 @@ def _score_memorisation(
     ctx, generated, *, seed: int, quantile: float = 0.01, max_cells: int | None = None
 ) -> MetricOutput:
     _, pcs = ctx.transform_generated(generated)
-    res = memorisation(ctx.train_pcs, ctx.test_pcs, pcs, seed=seed, quantile=quantile, max_cells=max_cells,
-                       device=ctx.device)  # fmt: skip
+    res = memorisation(
+        ctx.train_pcs, ctx.test_pcs, pcs, seed=seed, quantile=quantile, max_cells=max_cells, device=ctx.device
+    )
     artifacts = {
         "generated_distances": res.generated_distances.astype(np.float32),
         "test_distances": res.test_distances.astype(np.float32),

@@ -149,9 +149,21 @@ def _score_per_type(
     max_cells: int | None = 2000,
 ) -> MetricOutput:
     _, pcs = ctx.transform_generated(generated)
-    res = per_type(ctx.test_pcs, ctx.labels("test"), pcs, generated_labels(ctx, generated), seed=seed,
-                   metrics=tuple(metrics), min_cells=min_cells, n_trees=n_trees, folds=folds, n_jobs=n_jobs,
-                   max_cells=max_cells, device=ctx.device, cache=ctx.shared)  # fmt: skip
+    res = per_type(
+        ctx.test_pcs,
+        ctx.labels("test"),
+        pcs,
+        generated_labels(ctx, generated),
+        seed=seed,
+        metrics=tuple(metrics),
+        min_cells=min_cells,
+        n_trees=n_trees,
+        folds=folds,
+        n_jobs=n_jobs,
+        max_cells=max_cells,
+        device=ctx.device,
+        cache=ctx.shared,
+    )
     values: dict[str, float] = {}
     for m in metrics:
         values[f"{m}_type_mean"] = res.mean(m)
@@ -168,7 +180,7 @@ PER_TYPE = Metric(
         f"{m}_type_{s}": "target" if m in TARGETS else "lower"
         for m in PER_TYPE_METRICS
         for s in ("mean", "worst")
-    },  # fmt: skip
+    },
     targets={f"{m}_type_{s}": t for m, t in TARGETS.items() for s in ("mean", "worst")},
     description="MMD, energy distance and RF AUC within each cell type (generated for t vs real test t, "
     "50 PCs): mean over types and worst type",
@@ -182,7 +194,7 @@ PER_TYPE = Metric(
         "folds": 5,
         "n_jobs": None,
         "max_cells": 2000,
-    },  # fmt: skip
+    },
     choices={"metrics": PER_TYPE_METRICS},
     bounds={"min_cells": INTEGER_2, "n_trees": INTEGER_1, "folds": INTEGER_2, "max_cells": INTEGER_2},
     profiles={"quick": {"n_trees": 100}},

@@ -119,8 +119,15 @@ def _score_sinkhorn(
     max_cells: int | None = 2000,
 ) -> MetricOutput:
     _, pcs = ctx.transform_generated(generated)
-    res = sinkhorn_w2(ctx.test_pcs, pcs, seed=seed, blur_factor=blur_factor, scaling=scaling,
-                      max_cells=max_cells, device=ctx.device)  # fmt: skip
+    res = sinkhorn_w2(
+        ctx.test_pcs,
+        pcs,
+        seed=seed,
+        blur_factor=blur_factor,
+        scaling=scaling,
+        max_cells=max_cells,
+        device=ctx.device,
+    )
     info = {"space": "pca50", "blur": res.blur, "divergence": res.divergence, "n_cells_per_side": res.n_real}
     return MetricOutput(values={"w2_sinkhorn": res.w2}, info=info)
 

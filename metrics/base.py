@@ -120,8 +120,15 @@ class Metric:
             )
         out = {**self.options, **self.profiles.get(profile, {}), **(overrides or {})}
         for option, value in out.items():
-            check_value(f"metric {self.name}", f"[metrics.{self.name}]", option, value, self.options[option],
-                        choices=self.choices.get(option), bound=self.bounds.get(option))  # fmt: skip
+            check_value(
+                f"metric {self.name}",
+                f"[metrics.{self.name}]",
+                option,
+                value,
+                self.options[option],
+                choices=self.choices.get(option),
+                bound=self.bounds.get(option),
+            )
         return out
 
     def _declared(self, value: str) -> str | None:

@@ -50,8 +50,12 @@ def holds(flag: bool | None) -> str:
 
 
 def table(title: str, metric: str, rows: dict[str, dict], order_note: str, better) -> list[str]:
-    lines = [f"### {title}", "", "| model | paper: Brain Small | paper: 68K PBMC | ours: pbmc3k standard |",
-             "|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"### {title}",
+        "",
+        "| model | paper: Brain Small | paper: 68K PBMC | ours: pbmc3k standard |",
+        "|---|---|---|---|",
+    ]
     for m in MODELS:
         if m not in rows and m not in PAPER.get(metric, {}):
             continue
@@ -76,8 +80,11 @@ def fig7(summary: list[dict]) -> list[str]:
     fractions = sorted(
         {m.split("@", 1)[1] for _, m in aug if m.startswith("f1_real@")}, key=float, reverse=True
     )
-    lines += ["| model | kept | paper (68K PBMC, cluster 2): real → augmented | ours: real | oversampled | "
-              "augmented | gain |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "| model | kept | paper (68K PBMC, cluster 2): real → augmented | ours: real | oversampled | "
+        "augmented | gain |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for m in MODELS:
         if not any(model == m for model, _ in aug):
             continue
@@ -98,8 +105,12 @@ def fig7(summary: list[dict]) -> list[str]:
         if abs(gain["mean"]) <= sd:
             word += " by the mean, within the seeds' sd"
         verdict.append(f"{float(f):.1%}: {word} (gain {gain['mean']:+.3f})")
-    lines += ["", f"Paper's ordering (ACTIVA's augmentation raises the rare type's F1) holds on pbmc3k: "
-              f"{'; '.join(verdict)}.", ""]  # fmt: skip
+    lines += [
+        "",
+        f"Paper's ordering (ACTIVA's augmentation raises the rare type's F1) holds on pbmc3k: "
+        f"{'; '.join(verdict)}.",
+        "",
+    ]
     return lines
 
 
@@ -107,19 +118,41 @@ def main(path: str) -> int:
     doc = json.loads(Path(path).read_text())
     summary = doc["summary"]
     out: list[str] = []
-    out += table("Fig. 3: real-vs-synthetic RF AUC (0.5 is ideal)", "auc", cells(summary, "auc"),
-                 "ACTIVA nearer 0.5 than scGAN", lambda a, s: abs(a - 0.5) < abs(s - 0.5))  # fmt: skip
-    out += table("Table 2: MMD to the test set (50 PCs)", "mmd", cells(summary, "mmd"),
-                 "ACTIVA lower than scGAN", lambda a, s: a < s)  # fmt: skip
-    out += table("Fig. 5: correlation discrepancy of the top-5 DE genes per type", "cd", cells(summary, "cd"),
-                 "ACTIVA lower than scGAN", lambda a, s: a < s)  # fmt: skip
-    out += table("Table 1: training seconds", "train_seconds", cells(summary, "train_seconds"),
-                 "ACTIVA faster than scGAN", lambda a, s: a < s)  # fmt: skip
+    out += table(
+        "Fig. 3: real-vs-synthetic RF AUC (0.5 is ideal)",
+        "auc",
+        cells(summary, "auc"),
+        "ACTIVA nearer 0.5 than scGAN",
+        lambda a, s: abs(a - 0.5) < abs(s - 0.5),
+    )
+    out += table(
+        "Table 2: MMD to the test set (50 PCs)",
+        "mmd",
+        cells(summary, "mmd"),
+        "ACTIVA lower than scGAN",
+        lambda a, s: a < s,
+    )
+    out += table(
+        "Fig. 5: correlation discrepancy of the top-5 DE genes per type",
+        "cd",
+        cells(summary, "cd"),
+        "ACTIVA lower than scGAN",
+        lambda a, s: a < s,
+    )
+    out += table(
+        "Table 1: training seconds",
+        "train_seconds",
+        cells(summary, "train_seconds"),
+        "ACTIVA faster than scGAN",
+        lambda a, s: a < s,
+    )
     out += fig7(summary)
     prov = doc.get("provenance", {})
     git = prov.get("git") or {}
-    out += [f"Source: `{path}` (commit {git.get('commit', '?')[:12] if isinstance(git, dict) else git}, "
-            f"{(prov.get('host') or {}).get('cpus', '?') if isinstance(prov.get('host'), dict) else prov.get('host')} CPUs)."]  # fmt: skip
+    out += [
+        f"Source: `{path}` (commit {git.get('commit', '?')[:12] if isinstance(git, dict) else git}, "
+        f"{(prov.get('host') or {}).get('cpus', '?') if isinstance(prov.get('host'), dict) else prov.get('host')} CPUs)."
+    ]
     print("\n".join(out))
     return 0
 

@@ -114,13 +114,29 @@ class ActivaGenerator(Generator):
     }
     choices = {"variant": VARIANTS, "generation_bn": GENERATION_BN}
     bounds = {
-        "zdim": INTEGER_1, "m": "(0, inf)", "weight_kl": "[0, inf)", "weight_rec": "[0, inf)",
-        "weight_neg": "[0, inf)", "num_cf": "[0, inf) integer", "num_vae": "[0, inf) integer", "epochs": INTEGER_1,
-        "classifier_epochs": "[0, inf) integer", "batch_size": INTEGER_2, "lr_e": "(0, inf)", "lr_g": "(0, inf)",
-        "cf_lr": "(0, inf)", "cf_weight_decay": "[0, inf)", "cf_gamma": "(0, 1]", "cf_step": INTEGER_1,
-        "bn_calibration_cells": INTEGER_2, "confidence": "[0, 1)", "max_draws": INTEGER_1, "gen_chunk": INTEGER_1,
-        "checkpoint_every": "[0, inf) integer", "gpu_max_fraction": "[0, 1]",
-    }  # fmt: skip
+        "zdim": INTEGER_1,
+        "m": "(0, inf)",
+        "weight_kl": "[0, inf)",
+        "weight_rec": "[0, inf)",
+        "weight_neg": "[0, inf)",
+        "num_cf": "[0, inf) integer",
+        "num_vae": "[0, inf) integer",
+        "epochs": INTEGER_1,
+        "classifier_epochs": "[0, inf) integer",
+        "batch_size": INTEGER_2,
+        "lr_e": "(0, inf)",
+        "lr_g": "(0, inf)",
+        "cf_lr": "(0, inf)",
+        "cf_weight_decay": "[0, inf)",
+        "cf_gamma": "(0, 1]",
+        "cf_step": INTEGER_1,
+        "bn_calibration_cells": INTEGER_2,
+        "confidence": "[0, 1)",
+        "max_draws": INTEGER_1,
+        "gen_chunk": INTEGER_1,
+        "checkpoint_every": "[0, inf) integer",
+        "gpu_max_fraction": "[0, 1]",
+    }
     profiles = {
         # CPU-sized smoke test on pbmc3k (2,429 train cells x 2,000 HVGs); not the paper's settings
         "quick": {
@@ -273,10 +289,11 @@ class ActivaGenerator(Generator):
                     snapshots.pop(0)
                     self._gen_decoder = None  # generation statistics of the current weights
                     paused += ctx.snapshot(
-                        step=trainer.step, cells_seen=trainer.cells_seen,
+                        step=trainer.step,
+                        cells_seen=trainer.cells_seen,
                         train_seconds=trained,
                         cells=lambda n, seed: self.generate(n, seed=seed),
-                    )  # fmt: skip
+                    )
                     self._gen_decoder = None
                 if out_of_time:
                     break

@@ -517,7 +517,7 @@ class ActivaTrainer:
                     self.vae_steps,
                     self.cells_seen,
                 ]
-            ),  # fmt: skip
+            ),
         }
 
     def load_state_dict(self, state: dict[str, Any], *, weights_only: bool = False) -> None:

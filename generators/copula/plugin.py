@@ -178,8 +178,13 @@ class GaussianCopula(Generator):
         self._write_meta(path)
         arrays: dict[str, np.ndarray] = {"weights": self._weights}
         for i, m in enumerate(self._models):
-            arrays |= {f"mu{i}": m.marginals.mu, f"size{i}": m.marginals.size, f"pi{i}": m.marginals.pi,
-                       f"genes{i}": m.genes, f"factor{i}": m.factor}  # fmt: skip
+            arrays |= {
+                f"mu{i}": m.marginals.mu,
+                f"size{i}": m.marginals.size,
+                f"pi{i}": m.marginals.pi,
+                f"genes{i}": m.genes,
+                f"factor{i}": m.factor,
+            }
         np.savez(path / MODEL_FILE, **arrays)
 
     @classmethod

@@ -138,10 +138,18 @@ def train_command() -> list[str]:
 
 def generate_command(cells_no: list[int], save_path: str = "/work/generated_original.h5ad") -> list[str]:
     return [
-        "python", "main.py", "--param", "/work/parameters.json", "--generate",
-        "--cells_no", *[str(int(n)) for n in cells_no],
-        "--model_path", f"{EXP_DIR}/{EXPERIMENT}", "--save_path", save_path,
-    ]  # fmt: skip
+        "python",
+        "main.py",
+        "--param",
+        "/work/parameters.json",
+        "--generate",
+        "--cells_no",
+        *[str(int(n)) for n in cells_no],
+        "--model_path",
+        f"{EXP_DIR}/{EXPERIMENT}",
+        "--save_path",
+        save_path,
+    ]
 
 
 def write_legacy_h5ad(
@@ -233,11 +241,22 @@ class ScGANOriginal(ContainerGenerator):
     }
     choices: ClassVar[dict[str, tuple[Any, ...]]] = {"backend": ("docker",)}
     bounds: ClassVar[dict[str, str]] = {
-        **ContainerGenerator.bounds, "max_steps": INTEGER_1, "latent_dim": INTEGER_1, "gen_layers": INTEGER_1, "critic_layers": INTEGER_1,
-        "lambd": "[0, inf)", "lr_initial": "(0, inf)", "lr_final": "(0, inf)", "beta1": "[0, 1)", "beta2": "[0, 1)",
-        "batch_size": INTEGER_2, "critic_iters": INTEGER_1, "valid_cells": INTEGER_1, "validation_freq": INTEGER_1,
+        **ContainerGenerator.bounds,
+        "max_steps": INTEGER_1,
+        "latent_dim": INTEGER_1,
+        "gen_layers": INTEGER_1,
+        "critic_layers": INTEGER_1,
+        "lambd": "[0, inf)",
+        "lr_initial": "(0, inf)",
+        "lr_final": "(0, inf)",
+        "beta1": "[0, 1)",
+        "beta2": "[0, 1)",
+        "batch_size": INTEGER_2,
+        "critic_iters": INTEGER_1,
+        "valid_cells": INTEGER_1,
+        "validation_freq": INTEGER_1,
         "save_freq": INTEGER_1,
-    }  # fmt: skip
+    }
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {"max_steps": 300},
         "paper": {"max_steps": 1_000_000},
@@ -256,10 +275,20 @@ class ScGANOriginal(ContainerGenerator):
         except Exception as exc:
             raise UserError(f"image {image} is not available locally", f"docker pull {image}") from exc
         run_docker(
-            image, what, self._work(), device=self._device, timeout_s=self._timeout_s, progress=progress,
-            limits=self.limits(), sandbox=self.sandbox_policy(), inputs=self.command_inputs[what],
-            client=client, what=f"{self.name} {what}", argv=argv, working_dir="/scGAN",
-        )  # fmt: skip
+            image,
+            what,
+            self._work(),
+            device=self._device,
+            timeout_s=self._timeout_s,
+            progress=progress,
+            limits=self.limits(),
+            sandbox=self.sandbox_policy(),
+            inputs=self.command_inputs[what],
+            client=client,
+            what=f"{self.name} {what}",
+            argv=argv,
+            working_dir="/scGAN",
+        )
 
     def prepare_fit(self, train: ad.AnnData, *, label_key: str, seed: int) -> Path:
         """Write parameters.json and the legacy-format input; returns the work dir."""
@@ -295,8 +324,11 @@ class ScGANOriginal(ContainerGenerator):
         # cells seen: real cells the critic read, 6 critic updates per step (step 0: one), as the port
         steps = int(self.params["max_steps"])
         critic = 1 + max(steps - 1, 0) * (int(self.params["critic_iters"]) + 1)
-        return FitResult(steps=steps, cells_seen=critic * int(self.params["batch_size"]),
-                         extra={"image": self.params["image"]})  # fmt: skip
+        return FitResult(
+            steps=steps,
+            cells_seen=critic * int(self.params["batch_size"]),
+            extra={"image": self.params["image"]},
+        )
 
     def cells_no(self, n_cells: int | dict[str, int], seed: int) -> list[int]:
         total, per_label = split_request(n_cells)

@@ -46,11 +46,24 @@ MODEL_CHOICES: dict[str, tuple[Any, ...]] = {
     "label_ratios": ("keyed", "legacy"),
 }
 MODEL_BOUNDS: dict[str, str] = {
-    "latent_dim": INTEGER_1, "gen_layers": INTEGER_1, "critic_layers": INTEGER_1, "output_lsn": "(0, inf)",
-    "lambd": "[0, inf)", "lr_initial": "(0, inf)", "lr_final": "(0, inf)", "beta1": "[0, 1)", "beta2": "[0, 1)",
-    "epsilon": "(0, inf)", "batch_size": INTEGER_2, "critic_iters": INTEGER_1, "max_steps": INTEGER_1,
-    "bn_decay": "[0, 1]", "bn_eps": "(0, inf)", "log_every": INTEGER_1, "progress_every": INTEGER_1,
-}  # fmt: skip
+    "latent_dim": INTEGER_1,
+    "gen_layers": INTEGER_1,
+    "critic_layers": INTEGER_1,
+    "output_lsn": "(0, inf)",
+    "lambd": "[0, inf)",
+    "lr_initial": "(0, inf)",
+    "lr_final": "(0, inf)",
+    "beta1": "[0, 1)",
+    "beta2": "[0, 1)",
+    "epsilon": "(0, inf)",
+    "batch_size": INTEGER_2,
+    "critic_iters": INTEGER_1,
+    "max_steps": INTEGER_1,
+    "bn_decay": "[0, 1]",
+    "bn_eps": "(0, inf)",
+    "log_every": INTEGER_1,
+    "progress_every": INTEGER_1,
+}
 
 # quick: ~1-2 minutes of CPU training on pbmc3k quick (2,430 cells x 2,000 genes); measured in
 # docs/models/scgan.md. paper: the original's settings (max_steps 1,000,000 is its default).
@@ -65,7 +78,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "batch_size": 128,
         "budget": "380 steps",
         "progress_every": 50,
-    },  # fmt: skip
+    },
     "paper": {"max_steps": 1_000_000, "progress_every": 1000},
 }
 

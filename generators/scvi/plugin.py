@@ -102,10 +102,17 @@ class ScviGenerator(Generator):
     }
     choices = {"gene_likelihood": LIKELIHOODS, "dispersion": DISPERSIONS, "mode": MODES}
     bounds = {
-        "n_latent": INTEGER_1, "n_hidden": INTEGER_1, "n_layers": INTEGER_1, "dropout_rate": "[0, 1)",
-        "max_epochs": "[0, inf) integer", "n_epochs_kl_warmup": "[0, inf) integer", "batch_size": INTEGER_2,
-        "lr": "(0, inf)", "train_size": "(0, 1]", "gen_chunk": INTEGER_1,
-    }  # fmt: skip
+        "n_latent": INTEGER_1,
+        "n_hidden": INTEGER_1,
+        "n_layers": INTEGER_1,
+        "dropout_rate": "[0, 1)",
+        "max_epochs": "[0, inf) integer",
+        "n_epochs_kl_warmup": "[0, inf) integer",
+        "batch_size": INTEGER_2,
+        "lr": "(0, inf)",
+        "train_size": "(0, 1]",
+        "gen_chunk": INTEGER_1,
+    }
     profiles = {
         # CPU-sized: about a minute on pbmc3k's 2,429 training cells x 2,000 genes (2 cores): 120 epochs
         # at 3x the learning rate, the KL weight at 1 for the second half (docs/models/scvi.md)
@@ -146,10 +153,15 @@ class ScviGenerator(Generator):
             scvi.settings.seed = int(ctx.seed)
             scvi.model.SCVI.setup_anndata(adata, categorical_covariate_keys=[ctx.label_key])
             self.model = scvi.model.SCVI(
-                adata, n_latent=int(p["n_latent"]), n_hidden=int(p["n_hidden"]), n_layers=int(p["n_layers"]),
-                dropout_rate=float(p["dropout_rate"]), gene_likelihood=p["gene_likelihood"],
-                dispersion=p["dispersion"], encode_covariates=bool(p["encode_label"]),
-            )  # fmt: skip
+                adata,
+                n_latent=int(p["n_latent"]),
+                n_hidden=int(p["n_hidden"]),
+                n_layers=int(p["n_layers"]),
+                dropout_rate=float(p["dropout_rate"]),
+                gene_likelihood=p["gene_likelihood"],
+                dispersion=p["dispersion"],
+                encode_covariates=bool(p["encode_label"]),
+            )
         self._set_library_sizes()
         max_epochs, max_steps, warmup = self._schedule(adata.n_obs)
         monitor = _monitor(self, ctx)
@@ -339,9 +351,11 @@ def _monitor(gen: ScviGenerator, ctx: FitContext):
 
         def _snapshot(self, trainer, seconds: float | None) -> None:
             self.paused += ctx.snapshot(
-                step=int(trainer.global_step), cells_seen=self.cells_seen, train_seconds=seconds,
+                step=int(trainer.global_step),
+                cells_seen=self.cells_seen,
+                train_seconds=seconds,
                 cells=lambda n, seed: gen.generate(n, seed=seed),
-            )  # fmt: skip
+            )
 
         def on_train_start(self, trainer, pl_module) -> None:
             self.start, self.paused = time.perf_counter(), 0.0

@@ -51,9 +51,15 @@ def main(model: str, profile: str) -> dict:
     X = sp.vstack([real_log, gen_log]).toarray()
     rf = make_forest(200, 0).fit(X, np.r_[np.zeros(n), np.ones(n)])
     top = np.argsort(rf.feature_importances_)[::-1][:10]
-    res["top_genes"] = [{"gene": str(p.train.var_names[i]), "importance": float(rf.feature_importances_[i]),
-                         "zero_frac_real": float((Xr[:, i] == 0).mean()),
-                         "zero_frac_gen": float((Xg[:, i] == 0).mean())} for i in top]  # fmt: skip
+    res["top_genes"] = [
+        {
+            "gene": str(p.train.var_names[i]),
+            "importance": float(rf.feature_importances_[i]),
+            "zero_frac_real": float((Xr[:, i] == 0).mean()),
+            "zero_frac_gen": float((Xg[:, i] == 0).mean()),
+        }
+        for i in top
+    ]
     det = (real_log > 0).astype(np.float32), (gen_log > 0).astype(np.float32)
     res["auc_detected_only"] = auc(*det, seed=0, n_trees=200).auc
     n_det = [np.asarray(d.sum(1)).reshape(-1, 1).astype(np.float32) for d in det]
@@ -66,12 +72,14 @@ def main(model: str, profile: str) -> dict:
     ).auc
     res["zero_frac_gen_discretised"] = float((counts == 0).mean())
     real_counts = rng.poisson(Xr / Xr.sum(1, keepdims=True) * rng.choice(lib, size=n)[:, None])
-    res["auc_real_vs_real_discretised"] = auc(real_log, lognorm(real_counts.astype(np.float32)), seed=0,
-                                              n_trees=200).auc  # fmt: skip
+    res["auc_real_vs_real_discretised"] = auc(
+        real_log, lognorm(real_counts.astype(np.float32)), seed=0, n_trees=200
+    ).auc
     ctx = EvalContext(dataset="pbmc3k", train=p.train, test=p.test, label_key=p.label_key)
     res["auc_pca50"] = auc(ctx.test_pcs, ctx.project(gen_log), seed=0, n_trees=200).auc
-    res["auc_pca50_discretised"] = auc(ctx.test_pcs, ctx.project(lognorm(counts.astype(np.float32))), seed=0,
-                                       n_trees=200).auc  # fmt: skip
+    res["auc_pca50_discretised"] = auc(
+        ctx.test_pcs, ctx.project(lognorm(counts.astype(np.float32))), seed=0, n_trees=200
+    ).auc
     out = Path(f"results/investigations/auc-{model}-{profile}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))

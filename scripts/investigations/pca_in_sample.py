@@ -35,11 +35,16 @@ def main() -> None:
             zt = pca.transform(te)
             ins = pca.transform(tr[rng.choice(half_a, n, replace=False)])  # in the fit either way
             oos = pca.transform(tr[rng.choice(half_b, n, replace=False)])  # new cells for the half-A fit
-            rows.append({"seed": seed, "pca_fit": name,
-                         "var_ratio_insample_vs_test": float(ins.var(0).sum() / zt.var(0).sum()),
-                         "var_ratio_heldout_vs_test": float(oos.var(0).sum() / zt.var(0).sum()),
-                         "mmd_insample_vs_test": float(mmd(ins, zt, seed=seed).mmd),
-                         "mmd_heldout_vs_test": float(mmd(oos, zt, seed=seed).mmd)})  # fmt: skip
+            rows.append(
+                {
+                    "seed": seed,
+                    "pca_fit": name,
+                    "var_ratio_insample_vs_test": float(ins.var(0).sum() / zt.var(0).sum()),
+                    "var_ratio_heldout_vs_test": float(oos.var(0).sum() / zt.var(0).sum()),
+                    "mmd_insample_vs_test": float(mmd(ins, zt, seed=seed).mmd),
+                    "mmd_heldout_vs_test": float(mmd(oos, zt, seed=seed).mmd),
+                }
+            )
             print(rows[-1], flush=True)
     out = Path("results/investigations/pca-in-sample.json")
     out.parent.mkdir(parents=True, exist_ok=True)
