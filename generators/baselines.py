@@ -52,36 +52,30 @@ def draw_nb(
 
 
 def nb_moments(
-    counts, labels: np.ndarray, classes: list[str], min_dispersion: float = 1e-3, chunk: int = 50_000
+    counts, labels: np.ndarray, classes: list[str], min_dispersion: float = 1e-3
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Moment fit of a negative binomial per class and gene: (mean, size, class weights).
 
     ``var = mu + mu^2 / r`` gives ``r = mu^2 / (var - mu)``; a gene with ``var <= mu`` gets
-    ``r = inf`` (Poisson; also within rounding of ``var == mu``); ``r`` is at least ``min_dispersion``. ``var`` is the unbiased sample
-    variance. Sums run over row chunks of ``chunk`` cells, so memory stays at one chunk (float64)
-    beyond the input.
+    ``r = inf`` (Poisson); ``r`` is at least ``min_dispersion``. ``var`` is the unbiased sample
+    variance. One class's rows are copied (float64) at a time.
     """
-    n_genes = counts.shape[1]
-    idx = {c: i for i, c in enumerate(classes)}
-    code = np.array([idx.get(str(v), -1) for v in labels])
-    s1 = np.zeros((len(classes), n_genes))
-    s2 = np.zeros((len(classes), n_genes))
-    n = np.bincount(code[code >= 0], minlength=len(classes)).astype(np.float64)
-    for start in range(0, counts.shape[0], chunk):
-        block = sp.csr_matrix(counts[start : start + chunk], dtype=np.float64)
-        c = code[start : start + chunk]
-        keep = np.flatnonzero(c >= 0)
-        ind = sp.csr_matrix((np.ones(keep.size), (c[keep], keep)), shape=(len(classes), block.shape[0]))
-        s1 += np.asarray((ind @ block).todense())
-        s2 += np.asarray((ind @ block.multiply(block)).todense())
-    denom = np.maximum(n, 1)[:, None]
-    mu = s1 / denom
-    var = (s2 / denom - mu**2) * (n / np.maximum(n - 1, 1))[:, None]
-    excess = var - mu
-    # excess within rounding of 0 (e.g. a single count of 1 in a class) is Poisson, whatever the sum order
-    poisson = excess <= 1e-9 * mu
-    size = np.where(poisson, np.inf, mu**2 / np.where(poisson, 1.0, excess))
-    return mu, np.maximum(size, min_dispersion), n / n.sum()
+    counts = sp.csr_matrix(counts)
+    y = np.asarray(labels).astype(str)
+    mus, sizes, weights = [], [], []
+    for lab in classes:
+        rows = sp.csr_matrix(counts[y == lab], dtype=np.float64)
+        n = rows.shape[0]
+        mu = np.asarray(rows.mean(axis=0)).ravel()
+        ex2 = np.asarray(rows.multiply(rows).mean(axis=0)).ravel()
+        var = (ex2 - mu**2) * (n / max(n - 1, 1))
+        excess = var - mu
+        size = np.where(excess > 0, mu**2 / np.maximum(excess, 1e-12), np.inf)
+        mus.append(mu)
+        sizes.append(np.maximum(size, min_dispersion))
+        weights.append(n)
+    weights_arr = np.asarray(weights, dtype=np.float64) / sum(weights)
+    return np.vstack(mus).astype(np.float64), np.vstack(sizes).astype(np.float64), weights_arr
 
 
 class RealControl(Generator):

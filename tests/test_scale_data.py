@@ -101,7 +101,7 @@ def test_nb_moments_known_answer():
     """Two types, hand-computed: mean, unbiased variance, r = mu^2 / (var - mu), Poisson when var <= mu."""
     X = sp.csr_matrix(np.array([[0, 1], [2, 1], [4, 1], [1, 0], [1, 2]], dtype=np.float32))
     y = np.array(["a", "a", "a", "b", "b"])
-    mu, size, w = nb_moments(X, y, ["a", "b"], chunk=2)
+    mu, size, w = nb_moments(X, y, ["a", "b"])
     np.testing.assert_allclose(mu, [[2, 1], [1, 1]])
     # type a gene 0: values 0,2,4 -> var 4 -> r = 4 / (4 - 2) = 2; gene 1: var 0 <= mu -> Poisson
     # type b gene 0: 1,1 -> var 0 -> Poisson; gene 1: 0,2 -> var 2 -> r = 1 / (2 - 1) = 1
