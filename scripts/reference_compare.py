@@ -104,7 +104,12 @@ def fig7(summary: list[dict]) -> list[str]:
         word = "yes" if gain["mean"] > 0 else "**no**"
         if abs(gain["mean"]) <= sd:
             word += " by the mean, within the seeds' sd"
-        verdict.append(f"{float(f):.1%}: {word} (gain {gain['mean']:+.3f})")
+        real = aug.get(("activa", f"f1_real@{f}")) or {}
+        aug_f1 = aug.get(("activa", f"f1_augmented@{f}")) or {}
+        verdict.append(
+            f"{float(f):.1%}: {word} (F1 {real.get('mean', float('nan')):.3f} → "
+            f"{aug_f1.get('mean', float('nan')):.3f}, gain {gain['mean']:+.3f})"
+        )
     lines += [
         "",
         f"Paper's ordering (ACTIVA's augmentation raises the rare type's F1) holds on pbmc3k: "
