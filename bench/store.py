@@ -61,6 +61,19 @@ CREATE TABLE IF NOT EXISTS artifacts (
 """
 
 
+def _task_columns(spec: TaskSpec, run_id: int | None) -> tuple:
+    """The identity columns of a ``tasks`` row: key, run_id, dataset, model, seed, experiment, spec."""
+    return (
+        spec.key,
+        run_id,
+        spec.dataset,
+        spec.model,
+        spec.seed,
+        spec.experiment,
+        json.dumps(spec.to_dict(), default=str),
+    )
+
+
 class Store:
     def __init__(self, run_dir: str | Path, *, create: bool = True):
         self.run_dir = Path(run_dir)
@@ -169,13 +182,7 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?) "
             "ON CONFLICT(key) DO UPDATE SET status='running', run_id=excluded.run_id, started=excluded.started",
             (
-                spec.key,
-                run_id,
-                spec.dataset,
-                spec.model,
-                spec.seed,
-                spec.experiment,
-                json.dumps(spec.to_dict(), default=str),
+                *_task_columns(spec, run_id),
                 time.time(),
             ),
         )
@@ -192,13 +199,7 @@ class Store:
                 "started, finished, fit_seconds, peak_rss_mb, peak_gpu_mb, host, error, log_tail, info) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    spec.key,
-                    run_id,
-                    spec.dataset,
-                    spec.model,
-                    spec.seed,
-                    spec.experiment,
-                    json.dumps(spec.to_dict(), default=str),
+                    *_task_columns(spec, run_id),
                     rec.status,
                     rec.started,
                     rec.finished,
@@ -237,13 +238,7 @@ class Store:
             "ON CONFLICT(key) DO UPDATE SET status=excluded.status, run_id=excluded.run_id, "
             "started=excluded.started, finished=NULL",
             (
-                spec.key,
-                run_id,
-                spec.dataset,
-                spec.model,
-                spec.seed,
-                spec.experiment,
-                json.dumps(spec.to_dict(), default=str),
+                *_task_columns(spec, run_id),
                 status,
                 time.time(),
             ),

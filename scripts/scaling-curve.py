@@ -44,6 +44,11 @@ def measure(sizes: list[int], fixtures: Path, activa: bool) -> list[dict]:
     return runs
 
 
+def seconds_of(runs: list[dict], stage: str) -> list[float]:
+    """Wall seconds of ``stage`` at every size."""
+    return [next(s["seconds"] for s in r["stages"] if s["stage"] == stage) for r in runs]
+
+
 def table(result: dict) -> str:
     """Seconds per stage and size with the fitted exponent, then the process's peak RSS. (Per-stage
     memory deltas are in the JSON, but after the warm-up the allocator reuses memory, so they
@@ -53,7 +58,7 @@ def table(result: dict) -> str:
     head = " / ".join(f"{x:,}" for x in n)
     lines = [f"| stage | seconds at {head} cells | exponent |", "|---|---|---|"]
     for name in [s["stage"] for s in runs[0]["stages"]]:
-        secs = [next(s["seconds"] for s in r["stages"] if s["stage"] == name) for r in runs]
+        secs = seconds_of(runs, name)
         lines.append(f"| {name} | {' / '.join(f'{s:.1f}' for s in secs)} | {exponent(n, secs):.2f} |")
     peak = [r.get("process_peak_rss_mb") for r in runs]
     if all(p is not None for p in peak):
@@ -77,7 +82,7 @@ def plot(result: dict, out: Path, min_seconds: float = 1.0) -> None:
     styles = ["-", "--", ":", "-."]
     shown = 0
     for name in [s["stage"] for s in runs[0]["stages"]]:
-        secs = [next(s["seconds"] for s in r["stages"] if s["stage"] == name) for r in runs]
+        secs = seconds_of(runs, name)
         if secs[-1] < min_seconds:
             continue
         axes[0].loglog(
