@@ -123,7 +123,12 @@ def main() -> int:
             plot(result, Path(args.replot))
         print(table(result))
         return 0
-    sizes = [int(s) for s in args.sizes.split(",")]
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        p.error(f"--sizes takes comma-separated numbers of cells, e.g. 10000,30000; got '{args.sizes}'")
+    if any(n < 1 for n in sizes):
+        p.error(f"--sizes must be positive numbers of cells; got '{args.sizes}'")
     fixtures = Path(args.fixtures)
     fixtures.mkdir(parents=True, exist_ok=True)
     runs = measure(sizes, fixtures, activa=not args.no_activa)

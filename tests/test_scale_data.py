@@ -129,6 +129,18 @@ def test_script_rejects_bad_arguments(tmp_path):
     assert not list(tmp_path.glob("*.h5ad")) and not list(tmp_path.glob(".*.part"))
 
 
+def test_scaling_curve_rejects_bad_sizes(tmp_path):
+    script = ROOT / "scripts" / "scaling-curve.py"
+    for sizes in ("10k", "0,1000"):
+        bad = subprocess.run(
+            [sys.executable, str(script), "--sizes", sizes, "--fixtures", str(tmp_path / "fx")],
+            capture_output=True,
+            text=True,
+        )
+        assert bad.returncode == 2 and "--sizes" in bad.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "fx").exists()
+
+
 def test_exponent_known_answers():
     n = [1e4, 3e4, 1e5, 3e5]
     assert exponent(n, [3 * x**1.5 for x in n]) == pytest.approx(1.5)
