@@ -2,16 +2,22 @@
 
 Tables: ``runs`` (spec + provenance), ``planned`` (every task a run planned, reused ones included:
 what the tables count seeds against), ``tasks`` (key, status, timings, memory, error),
-``task_values`` (long format: dataset, model, seed, experiment, metric, value) and ``artifacts``
-(arrays for the report). A task's values and artifacts are written in one transaction with its
+``task_values`` (long format: dataset, model, seed, experiment, metric, value, and the value's
+``params`` as JSON: condition, fraction, cell type, see :class:`~bench.metrics.base.MetricOutput`)
+and ``artifacts`` (arrays for the report). A task's values and artifacts are written in one transaction with its
 status, so an interrupted task leaves no partial values. Tables shown to users are derived from
 here, never kept by hand.
+
+Stores written before values had ``params`` read the same: the column is added when such a store
+is next written to, and the params of its older values are derived from their names by
+:func:`legacy_params`, the one place that knows the old names.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -52,6 +58,7 @@ CREATE TABLE IF NOT EXISTS task_values (
     task_key TEXT NOT NULL,
     dataset TEXT, model TEXT, seed INTEGER, experiment TEXT,
     metric TEXT NOT NULL, value REAL,
+    params TEXT,
     PRIMARY KEY (task_key, metric)
 );
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -59,6 +66,34 @@ CREATE TABLE IF NOT EXISTS artifacts (
     PRIMARY KEY (task_key, name)
 );
 """
+
+
+# value names of the augmentation experiment before params were stored: f1_<arm>@<fraction>, and
+# n_rare_train@<fraction> / filter_share@<fraction>
+_LEGACY_ARM = re.compile(r"^f1_(?P<condition>[a-z]+)@(?P<fraction>[0-9.eE-]+)$")
+
+
+def legacy_params(name: str, experiment: str, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The params of a value that a store written before the ``params`` column holds, derived from
+    its name (the only place names are parsed): ``f1_<arm>@<fraction>`` -> ``{"condition": arm,
+    "fraction": fraction}``, any other ``<name>@<fraction>`` -> ``{"fraction": fraction}``, plus
+    ``"cell_type"``, the experiment's rare class, when the task's ``info`` recorded it; ``{}`` for
+    every other name. The same dicts as the augmentation metric writes today."""
+    stem, sep, tag = name.partition("@")
+    if not sep:
+        return {}
+    try:
+        fraction = float(tag)
+    except ValueError:
+        return {}
+    out: dict[str, Any] = {"fraction": fraction}
+    rare = (((info or {}).get("metrics") or {}).get(experiment) or {}).get("rare_class")
+    if rare is not None:
+        out["cell_type"] = str(rare)
+    arm = _LEGACY_ARM.match(name)
+    if arm:
+        out["condition"] = arm["condition"]
+    return out
 
 
 def _task_columns(spec: TaskSpec, run_id: int | None) -> tuple:
@@ -88,6 +123,21 @@ class Store:
         self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=DELETE")
         self.conn.executescript(SCHEMA)
+        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(task_values)")}
+        self._has_params = "params" in columns
+
+    def _add_params_column(self) -> None:
+        """A store written before values had params gets the column on its first write (reading
+        never changes a store); its older values keep NULL and read through :func:`legacy_params`."""
+        if self._has_params:
+            return
+        if "params" not in {r[1] for r in self.conn.execute("PRAGMA table_info(task_values)")}:
+            try:
+                self.conn.execute("ALTER TABLE task_values ADD COLUMN params TEXT")
+            except sqlite3.OperationalError as exc:  # another process added it meanwhile
+                if "duplicate column" not in str(exc):
+                    raise
+        self._has_params = True
 
     def close(self) -> None:
         self.conn.close()
@@ -188,7 +238,8 @@ class Store:
         )
 
     def write_record(self, spec: TaskSpec, rec: TaskRecord, run_id: int | None) -> None:
-        """Write a finished task (status, values, artifacts) in one transaction."""
+        """Write a finished task (status, values with their params, artifacts) in one transaction."""
+        self._add_params_column()
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -214,9 +265,19 @@ class Store:
             )
             if rec.status == "done":
                 c.executemany(
-                    "INSERT INTO task_values VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO task_values (task_key, dataset, model, seed, experiment, metric, value, params) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (spec.key, spec.dataset, spec.model, spec.seed, spec.experiment, m, v)
+                        (
+                            spec.key,
+                            spec.dataset,
+                            spec.model,
+                            spec.seed,
+                            spec.experiment,
+                            m,
+                            v,
+                            json.dumps(rec.params.get(m) or {}, sort_keys=True, default=str),
+                        )
                         for m, v in rec.values
                     ],
                 )
@@ -277,16 +338,46 @@ class Store:
 
     # -- values and artifacts -------------------------------------------------------------------
     def values(self, keys: Iterable[str] | None = None) -> pd.DataFrame:
-        """Long table of every finished task's values (optionally only the given task keys)."""
+        """Long table of every finished task's values (optionally only the given task keys), with
+        ``params``: each value's parameters as a dict (``{}`` for none)."""
+        params = "v.params" if self._has_params else "NULL AS params"
         df = pd.read_sql_query(
-            "SELECT v.task_key, v.dataset, v.model, v.seed, v.experiment, v.metric, v.value FROM task_values v "
-            "JOIN tasks t ON t.key = v.task_key WHERE t.status='done' "
+            f"SELECT v.task_key, v.dataset, v.model, v.seed, v.experiment, v.metric, v.value, {params} "
+            "FROM task_values v JOIN tasks t ON t.key = v.task_key WHERE t.status='done' "
             "ORDER BY v.dataset, v.model, v.seed, v.experiment, v.metric",
             self.conn,
         )
         if keys is not None:
             df = df[df.task_key.isin(set(keys))]
-        return df.reset_index(drop=True)
+        df = df.reset_index(drop=True)
+        df["params"] = self._params(df.task_key, df.experiment, df.metric, df.params)
+        return df
+
+    def task_values(self, key: str) -> list[tuple[str, float, dict[str, Any]]]:
+        """(value name, value, params) of one task."""
+        params = "params" if self._has_params else "NULL"
+        rows = self.conn.execute(
+            f"SELECT metric, value, {params}, experiment FROM task_values WHERE task_key=? ORDER BY metric",
+            (key,),
+        ).fetchall()
+        found = self._params(
+            [key] * len(rows), [r[3] for r in rows], [r[0] for r in rows], [r[2] for r in rows]
+        )
+        return [(r[0], r[1], p) for r, p in zip(rows, found, strict=True)]
+
+    def _params(self, keys, experiments, names, stored) -> list[dict[str, Any]]:
+        """Parse the stored params; NULL (a value written before the column existed) goes through
+        :func:`legacy_params`."""
+        infos: dict[str, dict[str, Any]] = {}
+        out = []
+        for key, experiment, name, text in zip(keys, experiments, names, stored, strict=True):
+            if isinstance(text, str):
+                out.append(json.loads(text))
+                continue
+            if key not in infos:
+                infos[key] = self.task_info(key)
+            out.append(legacy_params(name, experiment, infos[key]))
+        return out
 
     def artifact(self, task_key: str, name: str) -> np.ndarray | None:
         row = self.conn.execute(
@@ -316,15 +407,13 @@ class Store:
                 "FROM tasks WHERE key=?",
                 (key,),
             ).fetchone()
-            values = [
-                tuple(r)
-                for r in other.conn.execute("SELECT metric, value FROM task_values WHERE task_key=?", (key,))
-            ]
+            values = other.task_values(key)
             arts = {name: other.artifact(key, name) for name in other.artifact_names(key)}
             rec = TaskRecord(
                 key=key,
                 status=row[0],
-                values=values,
+                values=[(m, v) for m, v, _ in values],
+                params={m: p for m, _, p in values if p},
                 artifacts=arts,
                 info=json.loads(row[9] or "{}"),
                 started=row[1],

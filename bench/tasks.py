@@ -141,6 +141,8 @@ class TaskRecord:
     key: str
     status: str  # "done" | "failed"
     values: list[tuple[str, float]] = field(default_factory=list)  # (metric value name, value)
+    # value name -> its parameters (MetricOutput.params: condition, fraction, cell type ...)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
     artifacts: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     started: float = 0.0
@@ -405,6 +407,8 @@ def describe_exception(exc: BaseException, spec: TaskSpec, work_dir: Path) -> st
 def _collect(rec: TaskRecord, metric: str, out) -> None:
     for name, value in out.values.items():
         rec.values.append((name, float(value) if value is not None else float("nan")))
+        if out.params.get(name):
+            rec.params[name] = dict(out.params[name])
     for name, arr in out.artifacts.items():
         rec.artifacts[f"{metric}/{name}"] = np.asarray(arr)
     if out.info:

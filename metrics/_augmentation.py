@@ -111,8 +111,21 @@ def rare_f1(
 
 @dataclass
 class AugmentationResult:
+    """``values``: one per fraction and arm (names in :func:`augmentation`); ``params``: each value's
+    parameters as data: ``{"fraction": f, "cell_type": rare}`` plus ``"condition"`` (the arm:
+    ``real``, ``oversampled``, ``augmented``, ``gain``) for the F1 values."""
+
     values: dict[str, float]
     info: dict[str, object] = field(default_factory=dict)
+    params: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+def value_params(fraction: float, rare: str, condition: str | None = None) -> dict[str, object]:
+    """The parameters stored with a value of the experiment (:class:`AugmentationResult`)."""
+    out: dict[str, object] = {"fraction": float(fraction), "cell_type": str(rare)}
+    if condition is not None:
+        out["condition"] = condition
+    return out
 
 
 def augmentation(
@@ -210,7 +223,15 @@ def augmentation(
     info = {"n_generated": sizes, "rare_class": str(rare)}
     if failures:
         info["generation_failed"] = failures
-    return AugmentationResult(values=values, info=info)
+    params = {}
+    for fraction in fractions:
+        tag = fraction_tag(fraction)
+        params[f"n_rare_train@{tag}"] = value_params(fraction, rare)
+        for arm in ("real", "oversampled", "augmented", "gain"):
+            params[f"f1_{arm}@{tag}"] = value_params(fraction, rare, arm)
+    return AugmentationResult(
+        values=values, info=info, params={k: p for k, p in params.items() if k in values}
+    )
 
 
 def rare_class_of(ctx, fractions: tuple[float, ...] = PAPER_FRACTIONS) -> tuple[str, str]:
@@ -246,14 +267,14 @@ def run_augmentation(
     rare, how = rare_class_of(ctx, fractions)
     train_X = ctx.train_log if space == "genes" else ctx.train_pcs
     test_X = ctx.test_log if space == "genes" else ctx.test_pcs
-    filter_share: dict[str, float] = {}
+    filter_share: dict[float, float] = {}
 
     def generate(kept: np.ndarray, fraction: float):
         subset: ad.AnnData = ctx.train[kept].copy()
         out = fit_generate(subset, {rare: int(n_generated)}, seed)
         fill = (out.uns.get("scgenbench") or {}).get("conditional_fill", {}).get(rare)
         if fill:  # the model's own filter (ACTIVA's classifier) and its fallbacks
-            filter_share[fraction_tag(fraction)] = fill["filter"] / max(sum(fill.values()), 1)
+            filter_share[fraction] = fill["filter"] / max(sum(fill.values()), 1)
         if ctx.label_key in out.obs:
             is_rare = out.obs[ctx.label_key].astype(str).to_numpy() == rare
             out = out[is_rare]
@@ -274,9 +295,10 @@ def run_augmentation(
         n_oversample=int(n_generated),
         shared=lambda key, compute: ctx._shared((key[0], space, *key[1:]), compute),
     )
-    values = dict(res.values)
-    for tag, share in filter_share.items():  # informational: the share of cells that passed the filter
-        values[f"filter_share@{tag}"] = share
+    values, params = dict(res.values), dict(res.params)
+    for fraction, share in filter_share.items():  # informational: the share of cells that passed the filter
+        values[f"filter_share@{fraction_tag(fraction)}"] = share
+        params[f"filter_share@{fraction_tag(fraction)}"] = value_params(fraction, rare)
     info = {**res.info, "rare_class_source": how, "space": space, "n_trees": int(n_trees)}
     info["fractions"] = list(fractions)
-    return MetricOutput(values=values, info=info)
+    return MetricOutput(values=values, info=info, params=params)

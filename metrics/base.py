@@ -61,11 +61,17 @@ def arrow(direction: Direction, target: float | None = None) -> str:
 
 @dataclass
 class MetricOutput:
-    """Values go to the store's long table; artifacts (arrays) are kept for the report."""
+    """Values go to the store's long table; artifacts (arrays) are kept for the report.
+
+    ``params``: the parameters of a value that one metric writes several times (value name ->
+    ``{"condition": "augmented", "fraction": 0.1, "cell_type": "CD4 T"}``); the runner stores them
+    with the value (the store's ``params`` column) so the report reads them as data, never from the
+    name. Values without parameters need no entry."""
 
     values: dict[str, float]
     artifacts: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -157,11 +157,17 @@ def fill_store(
         store.mark_running(spec, run_id)
         store.write_record(spec, rec, run_id)
         aug = _spec(model, seed, "augmentation", dataset)
-        values = []
+        values, params = [], {}
         for frac, base in ((0.1, 0.8), (0.01, 0.3)):
-            values += [(f"f1_real@{frac:g}", base), (f"f1_oversampled@{frac:g}", base + 0.02),
-                       (f"f1_augmented@{frac:g}", base + 0.1 + 0.05 * seed)]  # fmt: skip
-        store.write_record(aug, TaskRecord(key=aug.key, status="done", values=values), run_id)
+            for cond, v in (
+                ("real", base),
+                ("oversampled", base + 0.02),
+                ("augmented", base + 0.1 + 0.05 * seed),
+            ):
+                values.append((f"f1_{cond}@{frac:g}", v))
+                params[f"f1_{cond}@{frac:g}"] = {"condition": cond, "fraction": frac}
+        rec = TaskRecord(key=aug.key, status="done", values=values, params=params)
+        store.write_record(aug, rec, run_id)
     if failed:
         bad = _spec("activa", 0, "main")
         store.write_record(

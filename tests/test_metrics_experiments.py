@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from bench.errors import UserError
 from bench.evaluation import EvalContext
 from bench.metrics import AUGMENTATION, TIMING, augmentation, downsample_rare, timing
+from bench.store import legacy_params
 from bench.timing import GenerationTiming, measure, time_generation
 
 
@@ -108,6 +109,19 @@ def test_augmentation_protocol_and_sizes(ctx):
             assert AUGMENTATION.direction_of(name) == "higher"
     assert AUGMENTATION.direction_of("f1_augmented@0.2") == "higher"
     assert AUGMENTATION.direction_of("n_rare_train@0.1") is None
+    # every value's parameters come as data, and equal what the store derives from a name it wrote
+    # before values had params (bench.store.legacy_params)
+    assert out.params["f1_augmented@0.01"] == {
+        "condition": "augmented",
+        "fraction": 0.01,
+        "cell_type": "type0",
+    }
+    assert out.params["n_rare_train@0.1"] == {"fraction": 0.1, "cell_type": "type0"}
+    assert set(out.params) == set(v)
+    for name in v:
+        assert (
+            legacy_params(name, "augmentation", {"metrics": {"augmentation": out.info}}) == out.params[name]
+        )
 
 
 def test_perfect_augmentation_helps_on_an_easy_case():

@@ -17,6 +17,7 @@ from bench.cli import main
 from bench.errors import TaskFailed
 from bench.generators.baselines import NegativeBinomial
 from bench.report import html as bhtml
+from bench.report.tables import augmentation_table
 from bench.store import Store
 from tests.conftest import make_counts
 from tests.store_fixtures import fill_run
@@ -152,18 +153,28 @@ def test_every_seed_failed_still_counts_the_plan(tmp_path):
 
 
 def test_augmentation_arms_are_compared_over_the_seeds_they_share():
+    # the arms are told apart by their params, not their names (these names carry no "@fraction")
     rows = []
     for seed, real, over, aug in ((0, 0.5, 0.55, 0.7), (1, 0.9, 0.92, np.nan), (2, 0.6, 0.62, 0.8)):
         for cond, v in (("real", real), ("oversampled", over), ("augmented", aug)):
-            rows.append({"dataset": "d", "model": "m", "experiment": "augmentation", "seed": seed,
-                         "metric": f"f1_{cond}@0.1", "value": v})  # fmt: skip
+            for frac in (0.1, 0.05):
+                rows.append({"dataset": "d", "model": "m", "experiment": "augmentation", "seed": seed,
+                             "metric": f"{cond} F1 at {frac}", "value": v if frac == 0.1 else 0.3,
+                             "params": {"condition": cond, "fraction": frac}})  # fmt: skip
     s = rpt.summarise(pd.DataFrame(rows)).set_index("metric")
-    # seed 1 has no augmented value: every arm is averaged over seeds 0 and 2
-    assert s.loc["f1_real@0.1", "mean"] == pytest.approx(0.55) and s.loc["f1_real@0.1", "n"] == 2
-    assert s.loc["f1_oversampled@0.1", "mean"] == pytest.approx(0.585)
-    assert s.loc["f1_augmented@0.1", "mean"] == pytest.approx(0.75)
+    # seed 1 has no augmented value at 0.1: every arm of 0.1 is averaged over seeds 0 and 2
+    assert s.loc["real F1 at 0.1", "mean"] == pytest.approx(0.55) and s.loc["real F1 at 0.1", "n"] == 2
+    assert s.loc["oversampled F1 at 0.1", "mean"] == pytest.approx(0.585)
+    assert s.loc["augmented F1 at 0.1", "mean"] == pytest.approx(0.75)
     assert set(s.n_planned) == {3}
-    assert rpt.cell_text(s.loc["f1_real@0.1"]) == "0.550 ± 0.071 (2/3)"
+    assert rpt.cell_text(s.loc["real F1 at 0.1"]) == "0.550 ± 0.071 (2/3)"
+    # the fraction 0.05 has every arm on every seed: nothing dropped there
+    assert s.loc["real F1 at 0.05", "n"] == 3
+    assert s.loc["real F1 at 0.05", "params"] == {"condition": "real", "fraction": 0.05}
+    table = augmentation_table(s.reset_index(), "d", ["m"])
+    assert list(table.columns) == ["0.1", "0.05"]
+    assert table.loc[("m", "augmented"), "0.1"] == "0.750 ± 0.071 (2/3)"
+    assert table.loc[("m", "real"), "0.05"] == "0.300 ± 0.000"
 
 
 def test_auc_is_ranked_and_coloured_by_its_distance_to_one_half(tmp_path):

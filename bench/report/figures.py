@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bench.config import CONTROLS
-from bench.report.summary import AUG_RE, CONTROL, align_augmentation_arms, cell_text, finite, order_models
+from bench.report.summary import CONTROL, align_augmentation_arms, cell_text, finite, order_models, params_of
 from bench.report.view import RunView
 
 REAL_COLOUR = "#9e9e9e"
@@ -323,10 +323,9 @@ def augmentation_frame(values: pd.DataFrame, dataset: str) -> pd.DataFrame:
     v = values[(values.dataset == dataset) & (values.experiment == "augmentation")]
     v = align_augmentation_arms(finite(v))
     rows = []
-    for r in v.itertuples():
-        m = AUG_RE.match(r.metric)
-        if m and m["cond"] in CONDITIONS:
-            rows.append((r.model, m["cond"], float(m["frac"]), r.seed, r.value))
+    for r, p in zip(v.itertuples(), params_of(v), strict=True):
+        if p.get("condition") in CONDITIONS and "fraction" in p:
+            rows.append((r.model, p["condition"], float(p["fraction"]), r.seed, r.value))
     df = pd.DataFrame(rows, columns=["model", "cond", "frac", "seed", "value"])
     if df.empty:
         return df

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bench.failures import is_transient, reason
-from bench.report.summary import CELL
+from bench.report.summary import CELL, params_of
 from bench.report.tables import LEGEND, SCALED_TITLE, md_table
 
 
@@ -39,7 +39,8 @@ def _provenance_md(provenance: dict[str, Any]) -> list[str]:
 def write_files(
     report: dict[str, Any], run_dir: str | Path, provenance: dict[str, Any] | None = None
 ) -> list[Path]:
-    """``values.csv`` (long: one row per task value, with its cell's n and n_planned),
+    """``values.csv`` (long: one row per task value, with its cell's n and n_planned and its params
+    as JSON),
     ``summary.md`` and ``summary.json`` (cells with n, n_planned and status; failed tasks with
     their one-line reason; the options each metric ran with)."""
     run_dir = Path(run_dir)
@@ -48,6 +49,8 @@ def write_files(
     summary = report["summary"]
     values = report["values"].drop(columns=["task_key"], errors="ignore")
     values = values.merge(summary[[*CELL, "n", "n_planned"]], on=CELL, how="left")
+    params = [json.dumps(p, sort_keys=True, default=str) for p in params_of(values)]
+    values = values.drop(columns="params", errors="ignore").assign(params=params)  # the last column
     values.to_csv(paths[0], index=False)
     md = ["# scgenbench summary", ""]
     if provenance:

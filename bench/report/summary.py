@@ -1,10 +1,12 @@
 """Summary statistics of a run's values: one row per (dataset, model, experiment, metric) cell
-with mean, sd, n over seeds and a status, the cell's text, and the directions of the values."""
+with mean, sd, n over seeds, a status and the value's params, the cell's text, and the directions
+of the values. Value parameters (an experiment's arm and fraction) are read from the values'
+``params`` (bench.store), never from their names."""
 
 from __future__ import annotations
 
+import json
 import math
-import re
 from typing import Any
 
 import numpy as np
@@ -15,9 +17,15 @@ from bench.metrics.base import arrow
 from bench.registry import available
 
 CONTROL = "real"
-AUG_RE = re.compile(r"^f1_(?P<cond>[a-z]+)@(?P<frac>[0-9.eE-]+)$")
 CELL = ["dataset", "model", "experiment", "metric"]
-SUMMARY_COLUMNS = [*CELL, "mean", "sd", "n", "n_planned", "status"]
+SUMMARY_COLUMNS = [*CELL, "mean", "sd", "n", "n_planned", "status", "params"]
+
+
+def params_of(values: pd.DataFrame) -> pd.Series:
+    """Each value's params (a dict; ``{}`` for none or when the table has no ``params`` column)."""
+    if "params" not in values.columns:
+        return pd.Series([{} for _ in range(len(values))], index=values.index, dtype=object)
+    return values["params"].map(lambda p: p if isinstance(p, dict) else {})
 
 
 def directions() -> dict[str, str]:
@@ -60,18 +68,22 @@ def finite(values: pd.DataFrame) -> pd.DataFrame:
 
 
 def align_augmentation_arms(values: pd.DataFrame) -> pd.DataFrame:
-    """Keep, per (dataset, model, fraction), only the seeds at which every arm of the experiment
-    (real-only, oversampled, augmented, gain) that has a value at all has one, so the arms are
-    compared over the same seeds. Values must be finite already."""
+    """Keep, per (dataset, model, experiment) and parameters other than the arm (the augmentation
+    experiment's fraction and rare class), only the seeds at which every arm (values with a
+    ``condition`` param: real-only, oversampled, augmented, gain) that has a value at all has one, so
+    the arms are compared over the same seeds. Values must be finite already."""
     if values.empty:
         return values
-    match = values.metric.str.extract(AUG_RE.pattern)
-    is_arm = match.cond.notna() & (values.experiment == "augmentation")
+    params = params_of(values)
+    is_arm = params.map(lambda p: "condition" in p)
     if not is_arm.any():
         return values
-    arms = values[is_arm].assign(frac=match.frac[is_arm])
+    rest = params[is_arm].map(
+        lambda p: json.dumps({k: v for k, v in p.items() if k != "condition"}, sort_keys=True, default=str)
+    )
+    arms = values[is_arm].assign(_rest=rest)
     keep = pd.Series(True, index=values.index)
-    for _, group in arms.groupby(["dataset", "model", "frac"]):
+    for _, group in arms.groupby(["dataset", "model", "experiment", "_rest"]):
         seed_sets = [set(g.seed) for _, g in group.groupby("metric")]
         shared = set.intersection(*seed_sets)
         keep[group.index[~group.seed.isin(shared)]] = False
@@ -84,14 +96,16 @@ def summarise(values: pd.DataFrame, planned: pd.DataFrame | None = None) -> pd.D
     seen) and ``status``: "ok" (n = n_planned), "partial" (fewer), "failed" (no value and a task
     failed) or "missing" (no value, e.g. not finished). Every planned model gets a row for every
     value its (dataset, experiment) has for any model, so a model whose tasks all failed keeps
-    its rows. Augmentation arms are compared over the seeds they share."""
+    its rows. Augmentation arms are compared over the seeds they share. ``params``: the value's
+    params (the same for every task that writes the value name)."""
     if values.empty and (planned is None or planned.empty):
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     values = (
-        values[[*CELL, "seed", "value"]]
+        values[[*CELL, "seed", "value"]].assign(params=params_of(values))
         if not values.empty
-        else pd.DataFrame(columns=[*CELL, "seed", "value"])
+        else pd.DataFrame(columns=[*CELL, "seed", "value", "params"])
     )
+    found = {(e, m): p for e, m, p in zip(values.experiment, values.metric, values.params, strict=True)}
     good = align_augmentation_arms(finite(values))
     sd = lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")  # noqa: E731
     out = good.groupby(CELL, sort=True)["value"].agg(mean="mean", sd=sd, n="count").reset_index()
@@ -118,6 +132,7 @@ def summarise(values: pd.DataFrame, planned: pd.DataFrame | None = None) -> pd.D
     )
     out["mean"] = out["mean"].astype(float)
     out["sd"] = out["sd"].astype(float)
+    out["params"] = [found.get((e, m), {}) for e, m in zip(out.experiment, out.metric, strict=True)]
     return out[SUMMARY_COLUMNS].sort_values(CELL).reset_index(drop=True)
 
 

@@ -16,7 +16,6 @@ from bench.failures import failure_notes
 from bench.metrics.base import badness
 from bench.report import scaling
 from bench.report.summary import (
-    AUG_RE,
     CONTROL,
     cell_text,
     direction_of,
@@ -134,11 +133,10 @@ def augmentation_table(
     """Fig. 7: F1 of the rare class per fraction; rows (model, training set), 'n/a' for models
     that cannot run the experiment (unconditional), 'failed' for models whose tasks failed."""
     sub = summary[(summary.dataset == dataset) & (summary.experiment == "augmentation")]
-    parsed = [(r, AUG_RE.match(r.metric)) for r in sub.itertuples()]
-    parsed = [(r, m) for r, m in parsed if m]
-    if not parsed:
+    arms = [r for r in sub.itertuples() if "condition" in r.params and "fraction" in r.params]
+    if not arms:
         return pd.DataFrame()
-    fracs = sorted({float(m["frac"]) for _, m in parsed}, reverse=True)
+    fracs = sorted({float(r.params["fraction"]) for r in arms}, reverse=True)
     conds = ["real", "oversampled", "augmented"]
     rows: dict[tuple[str, str], dict[str, str]] = {}
     for model in order_models(models):
@@ -146,7 +144,9 @@ def augmentation_table(
             cells = {}
             for f in fracs:
                 hit = [
-                    r for r, m in parsed if r.model == model and m["cond"] == cond and float(m["frac"]) == f
+                    r
+                    for r in arms
+                    if r.model == model and r.params["condition"] == cond and float(r.params["fraction"]) == f
                 ]
                 cells[f"{f:g}"] = cell_text(hit[0]) if hit else "n/a"
             rows[(model, cond)] = cells
