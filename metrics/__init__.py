@@ -62,7 +62,7 @@ from bench.metrics._prdc import PRDC, PrdcResult, prdc
 from bench.metrics._sinkhorn import SINKHORN, SinkhornResult, median_distance, sinkhorn_w2
 from bench.metrics._timing import timing
 from bench.metrics._utils import SPACES, check_space, equal_size
-from bench.metrics.base import Metric, MetricOutput
+from bench.metrics.base import FigureSpec, Metric, MetricOutput
 from bench.options import INTEGER_1, INTEGER_2
 from bench.timing import HARDWARE_VALUES
 
@@ -248,6 +248,15 @@ AUC = Metric(
     # profile (CPU / CI) keeps the protocol with 200 trees (~8-16 s)
     profiles={"quick": {"n_trees": 200}},
     not_scaled=("auc_sd",),
+    figures=(
+        FigureSpec(
+            "roc",
+            "Real-vs-synthetic classifier ROC (Fig. 3)",
+            "Each fold's ROC curve (light) of the {folds}-fold cross-validated random forest ({n_trees} trees; "
+            "features: {space}), the mean over folds and seeds (dark) with ± 1 sd band; the red dashed line is "
+            "chance. The AUC in the title is the table's mean ± sd over seeds.",
+        ),
+    ),
 )
 
 MMD = Metric(
@@ -277,6 +286,15 @@ CD = Metric(
     options={"n_genes": 5, "method": "wilcoxon"},
     choices={"method": DE_METHODS},
     bounds={"n_genes": INTEGER_1},
+    figures=(
+        FigureSpec(
+            "correlation",
+            "Correlation of DE genes (Fig. 5)",
+            "Pearson correlation of the top {n_genes} DE genes per cluster ({method} test on the real "
+            "training cells): generated cells below the diagonal, real test cells above. Symmetric means "
+            "the generator kept the gene-gene structure; CD is the task's correlation discrepancy (Eq. 6).",
+        ),
+    ),
 )
 
 
@@ -312,6 +330,15 @@ AUGMENTATION = Metric(
     experiment="augmentation",
     # f1_real / f1_oversampled do not depend on the generator; f1_gain scales exactly as f1_augmented
     not_scaled=("f1_real@", "f1_oversampled@", "f1_gain@"),
+    figures=(
+        FigureSpec(
+            "augmentation",
+            "Rare-class F1 with augmentation (Fig. 7)",
+            "Rare-class F1 of a balanced random forest ({n_trees} trees; features: {space}) trained on the "
+            "downsampled real data, on it with the rare class oversampled, and with {n_generated} generated "
+            "rare cells added; mean over seeds, bars show the range (as Fig. 7).",
+        ),
+    ),
 )
 
 TIMING = Metric(
@@ -333,4 +360,12 @@ TIMING = Metric(
     bounds={"n_cells": INTEGER_1},
     profiles={"quick": {"n_cells": 10_000}},
     not_scaled=HARDWARE_VALUES,
+    figures=(
+        FigureSpec(
+            "timing",
+            "Training and generation time (Table 1)",
+            "Mean ± sd over seeds of the training wall time and the generation time, measured on "
+            "{n_cells:,} cells and scaled to 100,000 cells (log axis when the models differ by more than 100x).",
+        ),
+    ),
 )

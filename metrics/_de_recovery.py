@@ -10,7 +10,7 @@ from bench.errors import TaskFailed
 from bench.metrics._gene_stats import gene_variances
 from bench.metrics._mean_corr import gene_means
 from bench.metrics._utils import check_same_genes, pearson
-from bench.metrics.base import Metric, MetricOutput
+from bench.metrics.base import FigureSpec, Metric, MetricOutput
 from bench.options import INTEGER_1
 
 
@@ -178,6 +178,16 @@ DE_RECOVERY = Metric(
     options={"top_k": 20, "min_cells": 5},
     bounds={"top_k": INTEGER_1, "min_cells": INTEGER_1},
     table="biology",
+    figures=(
+        FigureSpec(
+            "de_recovery",
+            "DE recovery: log fold changes of each type's top DE genes",
+            "Each point is one of a type's top {top_k} DE genes in the real test cells (Welch t, type vs "
+            "rest): its log2 fold change in the real cells against the generated cells of that type. On "
+            "the red line the generator reproduces the effect size; r is the mean over types of the "
+            "per-type Pearson r, Jaccard the mean overlap of the real and generated top-{top_k} sets.",
+        ),
+    ),
 )
 
 

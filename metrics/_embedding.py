@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from bench.compat import import_umap
-from bench.metrics.base import Metric, MetricOutput
+from bench.metrics.base import FigureSpec, Metric, MetricOutput
 from bench.options import INTEGER_1, INTEGER_2
 
 # The paper's markers (Fig. 4 and section 5.3: CD79A, CD19, MS4A1 for B cells; LTB, LDHB, CCL5,
@@ -194,7 +194,11 @@ def _dense_columns(X, idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return X.astype(np.float32)
 
 
-def _knn_labels(real: np.ndarray, labels: np.ndarray, query: np.ndarray, k: int = 15) -> np.ndarray:
+# an unconditional model's generated cells take the majority type of this many nearest real cells
+KNN_LABEL_K = 15
+
+
+def _knn_labels(real: np.ndarray, labels: np.ndarray, query: np.ndarray, k: int = KNN_LABEL_K) -> np.ndarray:
     """Majority label of the ``k`` nearest real cells (Euclidean) of every query cell."""
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -277,4 +281,22 @@ EMBEDDING = Metric(
         "max_markers": INTEGER_1,
     },
     profiles={"quick": {"max_cells": 2000}},
+    figures=(
+        FigureSpec(
+            "umap",
+            "UMAP of real and generated cells (Fig. 4A-B)",
+            "Top: generated cells (colour) over the real test cells (grey). Bottom: cell types; conditional "
+            "models' cells carry the type they were generated for, unconditional models' cells (*) the "
+            f"majority type of their {KNN_LABEL_K} nearest real test cells on the 50 PCs. UMAP "
+            "(n_neighbors {n_neighbors}, min_dist {min_dist}) is fit on up to {max_cells} real test cells "
+            "and generated cells are placed with UMAP.transform.",
+        ),
+        FigureSpec(
+            "markers",
+            "Marker genes on the UMAP (Fig. 4C-D)",
+            "Log expression (library size 20,000, log1p) of up to {max_markers} marker genes; one colour "
+            "scale per gene (0 to the real cells' 99th percentile), generated cells over the real ones "
+            "(light grey).",
+        ),
+    ),
 )

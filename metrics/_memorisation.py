@@ -8,7 +8,7 @@ import numpy as np
 
 from bench.metrics._distances import as_tensors, nearest_distances
 from bench.metrics._utils import check_same_genes, equal_size
-from bench.metrics.base import Metric, MetricOutput
+from bench.metrics.base import FigureSpec, Metric, MetricOutput
 from bench.options import INTEGER_1
 
 
@@ -120,6 +120,16 @@ MEMORISATION = Metric(
     table="memorisation",
     # the `real` control returns training cells: it is the copying extreme here, not the ideal
     not_scaled=("memorisation_ratio", "memorisation_share"),
+    figures=(
+        FigureSpec(
+            "memorisation",
+            "Memorisation: distance to the closest training cell",
+            "Distance from each generated cell (red) and each real test cell (grey) to its closest training "
+            "cell. A generator that copies training cells piles up left of the dashed line (the {quantile:g} "
+            "quantile of the test cells' distances); the `real` control returns training cells, so it sits "
+            "at 0 by construction.",
+        ),
+    ),
 )
 
 

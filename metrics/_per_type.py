@@ -11,7 +11,7 @@ from bench.metrics._de_recovery import generated_labels
 from bench.metrics._energy import energy_distance
 from bench.metrics._mmd import mmd
 from bench.metrics._utils import check_same_genes
-from bench.metrics.base import Metric, MetricOutput
+from bench.metrics.base import FigureSpec, Metric, MetricOutput
 from bench.options import INTEGER_1, INTEGER_2
 
 PER_TYPE_METRICS = ("mmd", "energy", "auc")
@@ -199,6 +199,16 @@ PER_TYPE = Metric(
     bounds={"min_cells": INTEGER_2, "n_trees": INTEGER_1, "folds": INTEGER_2, "max_cells": INTEGER_2},
     profiles={"quick": {"n_trees": 100}},
     table="per type",
+    figures=(
+        FigureSpec(
+            "per_type",
+            "Per cell type: MMD, energy distance and AUC within each type",
+            "MMD, energy distance and random-forest AUC ({n_trees} trees, {folds} folds) between the cells a "
+            "conditional model generated for a type and the real test cells of that type (blank: fewer than "
+            "{min_cells} cells on a side). A model that mixes types up scores well on the pooled metrics and "
+            "badly here.",
+        ),
+    ),
 )
 
 

@@ -9,7 +9,7 @@ import torch
 
 from bench.metrics._distances import as_tensors, distance_tiles, kth_neighbour_distances
 from bench.metrics._utils import check_same_genes, equal_size
-from bench.metrics.base import Metric, MetricOutput
+from bench.metrics.base import FigureSpec, Metric, MetricOutput
 from bench.options import INTEGER_1, INTEGER_2
 
 
@@ -123,6 +123,16 @@ PRDC = Metric(
     # the shuffled control spreads cells over the product of the gene marginals, wider than the data:
     # real cells fall inside its large k-NN balls, so it is not built to fail recall
     not_scaled=("recall",),
+    figures=(
+        FigureSpec(
+            "prdc",
+            "Fidelity and coverage: k-NN precision, recall, density, coverage",
+            "Precision and density: how much of the generated cells lies on the real data (fidelity); "
+            "recall and coverage: how much of the real data the generated cells reach (diversity). k-NN "
+            "balls (k = {k}) on the 50 PCs; density is ~1 for a fresh real sample, and coverage ~0.97 at "
+            "k = 5. Mean ± sd over seeds.",
+        ),
+    ),
 )
 
 

@@ -75,6 +75,24 @@ class MetricOutput:
 
 
 @dataclass(frozen=True)
+class FigureSpec:
+    """A report figure drawn from a metric's values or arrays, declared by the metric.
+
+    ``section``: the report's id of the figure (the report draws it with its figure function of that
+    id and links it as ``#<section>-<dataset>``); ``title``: the section's heading; ``caption``: a
+    template over the metric's options (``str.format``), filled with the options recorded with the
+    values, so that an option a user changes (``n_genes = 10``) reads the same in the caption
+    ("the top {n_genes} DE genes")."""
+
+    section: str
+    title: str
+    caption: str
+
+    def caption_for(self, options: dict[str, Any]) -> str:
+        return self.caption.format(**options)
+
+
+@dataclass(frozen=True)
 class Metric:
     name: str
     func: Callable[..., MetricOutput]
@@ -105,6 +123,9 @@ class Metric:
     # control is not built to fail (gene marginals), spreads, hardware measurements; a name ending
     # in "@" covers every value with that prefix
     not_scaled: tuple[str, ...] = ()
+    # the report figures drawn from this metric's values or arrays, with captions built from its
+    # options (:class:`FigureSpec`)
+    figures: tuple[FigureSpec, ...] = ()
 
     def __post_init__(self) -> None:
         for value, direction in self.directions.items():
@@ -113,6 +134,22 @@ class Metric:
             if direction == "target" and value not in self.targets:
                 raise ValueError(f"metric {self.name}: {value!r} has direction 'target' but no target")
         check_declared(f"metric {self.name}", self.options, self.choices, self.bounds)
+        for fig in self.figures:
+            try:
+                fig.caption_for(self.options)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"metric {self.name}: caption of figure {fig.section!r}: {exc!r}") from None
+
+    def figure(self, section: str) -> FigureSpec | None:
+        """The declared figure of a report section, or None."""
+        return next((f for f in self.figures if f.section == section), None)
+
+    def caption(self, section: str, options: dict[str, Any] | None = None) -> str:
+        """The caption of a declared figure for the options a run recorded (missing ones: defaults)."""
+        fig = self.figure(section)
+        if fig is None:
+            raise KeyError(f"metric {self.name} declares no figure {section!r}")
+        return fig.caption_for({**self.options, **(options or {})})
 
     def options_for(self, profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The options of a run: defaults, then the profile's, then the user's. An option the metric

@@ -32,10 +32,12 @@ IMG_RE = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
 # -- a store filled by hand -----------------------------------------------------------------------
-def _spec(model: str, seed: int, experiment: str, dataset: str = "toy") -> TaskSpec:
+def _spec(
+    model: str, seed: int, experiment: str, dataset: str = "toy", metrics: dict | None = None
+) -> TaskSpec:
     data = DataSpec(dataset, "cell_type", 0, 0.1, 2000)
     return TaskSpec(dataset=dataset, data=data, data_hash="h" + dataset, model=model, params={}, seed=seed,
-                    experiment=experiment, metrics={}, profile="quick", rare_class="t1")  # fmt: skip
+                    experiment=experiment, metrics=metrics or {}, profile="quick", rare_class="t1")  # fmt: skip
 
 
 def _embedding_artifacts(rng, conditional: bool) -> dict[str, np.ndarray]:
@@ -125,8 +127,15 @@ MAIN = {
 
 
 def fill_store(
-    run_dir: Path, *, with_embedding: bool = True, failed: bool = True, datasets: tuple[str, ...] = ("toy",)
+    run_dir: Path,
+    *,
+    with_embedding: bool = True,
+    failed: bool = True,
+    datasets: tuple[str, ...] = ("toy",),
+    options: dict[str, dict] | None = None,
 ) -> Store:
+    """A store with known values and arrays for every figure; ``options``: the metric options the
+    main tasks record (as `bench run` does from the run spec)."""
     rng = np.random.default_rng(0)
     store = Store(run_dir)
     prov = {"command": "bench run --models nb <script>", "git": {"commit": "abc123", "dirty": False},
@@ -136,7 +145,7 @@ def fill_store(
         {"models": ["nb", "real", "shuffled"], "datasets": ["toy"], "seeds": [0, 1], "profile": "quick"}, prov
     )
     for dataset, ((model, seed), vals) in ((d, item) for d in datasets for item in MAIN.items()):
-        spec = _spec(model, seed, "main", dataset)
+        spec = _spec(model, seed, "main", dataset, options)
         arts = {**_auc_artifacts(rng, 2.0 if model == "nb" else 0.0),
                 "correlation_discrepancy/real_corr": REAL_CORR, "correlation_discrepancy/generated_corr": GEN_CORR,
                 "correlation_discrepancy/genes": np.array(["GA", "GB", "GC"])}  # fmt: skip
@@ -303,6 +312,24 @@ def test_missing_artifacts_give_notes_not_errors(tmp_path):
     with Store(tmp_path / "empty") as store:
         page = bhtml.render(store)
     assert "no finished task" in page and not IMG_RE.findall(page)
+
+
+def test_captions_follow_the_recorded_options(rendered, tmp_path):
+    """Each figure's caption is its metric's declaration filled with the options recorded with the
+    values: the defaults when a task records none, the user's when a run changed them."""
+    default = rendered[0]
+    for text in ("top 5 DE genes per cluster (wilcoxon test", "k-NN balls (k = 5)", "fewer than 10 cells",
+                 "top 20 DE genes", "UMAP (n_neighbors 15, min_dist 0.5)", "5-fold cross-validated random forest (1000 trees"):  # fmt: skip
+        assert text in default, text
+    options = {"correlation_discrepancy": {"n_genes": 7, "method": "t-test"}, "prdc": {"k": 9},
+               "per_type": {"min_cells": 25}, "de_recovery": {"top_k": 12}, "embedding": {"n_neighbors": 30},
+               "auc": {"folds": 3, "n_trees": 200}}  # fmt: skip
+    with fill_store(tmp_path / "run", options=options, failed=False) as store:
+        page = bhtml.render(store)
+    for text in ("top 7 DE genes per cluster (t-test test", "k-NN balls (k = 9)", "fewer than 25 cells",
+                 "top 12 DE genes", "UMAP (n_neighbors 30, min_dist 0.5)", "3-fold cross-validated random forest (200 trees"):  # fmt: skip
+        assert text in page, text
+    assert "top 5 DE genes" not in page and "(k = 5)" not in page
 
 
 def test_output_path_option(filled, tmp_path):

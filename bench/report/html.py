@@ -44,16 +44,36 @@ from bench.report.view import RunView
 
 DPI = 90
 
-SECTIONS = {
-    "umap": "UMAP of real and generated cells (Fig. 4A-B)",
-    "markers": "Marker genes on the UMAP (Fig. 4C-D)",
-    "roc": "Real-vs-synthetic classifier ROC (Fig. 3)",
-    "correlation": "Correlation of DE genes (Fig. 5)",
-    "augmentation": "Rare-class F1 with augmentation (Fig. 7)",
-    "timing": "Training and generation time (Table 1)",
-    "tradeoff": "Quality against training time",
-    "convergence": "Convergence: quality during training",
+# the paper's figure sections in page order; each metric declares the title and caption of its own
+# (Metric.figures, read through RunView); the last two draw on several metrics and are the report's
+PAPER_SECTIONS = (
+    "umap",
+    "markers",
+    "roc",
+    "correlation",
+    "augmentation",
+    "timing",
+    "tradeoff",
+    "convergence",
+)
+REPORT_FIGURES = {
+    "tradeoff": (
+        "Quality against training time",
+        "Each model's quality against its training time (mean ± sd over seeds); closer to the "
+        "bottom-left is better (AUC: closer to 0.5).",
+    ),
+    "convergence": (
+        "Convergence: quality during training",
+        "Cells generated part-way through training (1/8, 1/4, 1/2 and all of the budget) scored against "
+        "the real test cells with the cheap metrics (MMD; AUC of a 100-tree forest on 50 PCs); a curve "
+        "still falling at the end means the budget was too short (tables: last doubling).",
+    ),
 }
+
+
+def section_title(run: RunView, section: str) -> str:
+    return REPORT_FIGURES[section][0] if section in REPORT_FIGURES else run.title(section)
+
 
 CSS = resources.files("bench.report").joinpath("report.css").read_text(encoding="utf-8")
 
@@ -166,33 +186,6 @@ def _tasks_html(run: RunView) -> str:
     return out
 
 
-def _captions(dataset: str, seed: int | None) -> dict[str, str]:
-    s = f" Seed {seed}." if seed is not None else ""
-    return {
-        "umap": "Top: generated cells (colour) over the real test cells (grey). Bottom: cell types; "
-        "conditional models' cells carry the type they were generated for, unconditional models' "
-        "cells (*) the majority type of their 15 nearest real test cells on the 50 PCs. UMAP is fit "
-        f"on the real test cells and generated cells are placed with UMAP.transform.{s}",
-        "markers": "Log expression (library size 20,000, log1p) of marker genes; one colour scale per "
-        "gene (0 to the real cells' 99th percentile), generated cells over the real ones (light grey)." + s,
-        "roc": "Each fold's ROC curve (light), the mean over folds and seeds (dark) with ± 1 sd band; the "
-        "red dashed line is chance. The AUC in the title is the table's mean ± sd over seeds.",
-        "correlation": "Pearson correlation of the top 5 DE genes per cluster (real training cells): "
-        "generated cells below the diagonal, real test cells above. Symmetric means the generator "
-        "kept the gene-gene structure; CD is the task's correlation discrepancy (Eq. 6)." + s,
-        "augmentation": "Rare-class F1 of a balanced random forest trained on the downsampled real data, "
-        "on it with the rare class oversampled, and with generated rare cells added; mean over seeds, "
-        "bars show the range (as Fig. 7).",
-        "timing": "Mean ± sd over seeds of the training wall time and the generation time scaled to "
-        "100,000 cells (log axis when the models differ by more than 100x).",
-        "tradeoff": "Each model's quality against its training time (mean ± sd over seeds); closer to "
-        "the bottom-left is better (AUC: closer to 0.5).",
-        "convergence": "Cells generated part-way through training (1/8, 1/4, 1/2 and all of the budget) "
-        "scored against the real test cells with the cheap metrics (MMD; AUC of a 100-tree forest on 50 PCs); "
-        "a curve still falling at the end means the budget was too short (tables: last doubling).",
-    }
-
-
 def _tables_html(dataset: str, tables: dict[str, Any]) -> str:
     slug = _slug(dataset)
     parts = [f'<h3 id="tables-{slug}">{_esc(dataset)}</h3>', table_html(tables["main"])]
@@ -209,11 +202,13 @@ def _suite_html(run, dataset: str, summary: pd.DataFrame) -> str:
     """The four figure sections of one dataset (h3 ids ``<section>-<dataset slug>``)."""
     slug = _slug(dataset)
     parts: list[str] = []
-    for sec, title in suite.SECTIONS.items():
-        parts.append(f'<h3 id="{sec}-{slug}">{title}</h3>')
-        seed, fig = None, None
+    for sec in suite.SECTIONS:
+        title = run.title(sec)
+        parts.append(f'<h3 id="{sec}-{slug}">{_esc(title)}</h3>')
+        seed, keys, fig = None, None, None
         if sec == "prdc":
-            fig = suite.fig_prdc(summary, dataset)
+            k = [o.get("k") for o in run.options("prdc", run.tasks[run.tasks.dataset == dataset].key)]
+            fig = suite.fig_prdc(summary, dataset, k=k[0] if len(k) == 1 else "varied")
         else:
             required = {
                 "memorisation": "generated_distances",
@@ -230,7 +225,8 @@ def _suite_html(run, dataset: str, summary: pd.DataFrame) -> str:
         if fig is None:
             parts.append(_note(suite.MISSING[sec]))
         else:
-            parts.append(_img(fig, f"{dataset} {title}", _esc(suite.captions(seed)[sec])))
+            caption = run.caption(sec, dataset, None if keys is None else keys.values(), seed)
+            parts.append(_img(fig, f"{dataset} {title}", _esc(caption)))
     return "".join(parts)
 
 
@@ -238,11 +234,13 @@ def _dataset_html(run: RunView, dataset: str, summary: pd.DataFrame) -> str:
     slug = _slug(dataset)
     parts = [f'<section id="ds-{slug}"><h2>{_esc(dataset)}: figures</h2>']
 
+    def head(sec: str) -> str:
+        return f'<h3 id="{sec}-{slug}">{_esc(section_title(run, sec))}</h3>'
+
     seed, keys = run.figure_tasks(dataset, "embedding", "real_umap")
-    cap = _captions(dataset, seed)
     arts = {m: run.artifacts(k, "embedding") for m, k in keys.items()}
     for sec in ("umap", "markers"):
-        parts.append(f'<h3 id="{sec}-{slug}">{SECTIONS[sec]}</h3>')
+        parts.append(head(sec))
         if not arts:
             parts.append(_note("no embedding artifacts: the run did not include the 'embedding' metric"))
             continue
@@ -250,24 +248,19 @@ def _dataset_html(run: RunView, dataset: str, summary: pd.DataFrame) -> str:
             parts.append(_note("no marker genes were found for this dataset"))
             continue
         fig = fig_umap(arts, dataset) if sec == "umap" else fig_markers(arts, dataset)
-        parts.append(_img(fig, f"{dataset} {SECTIONS[sec]}", _esc(cap[sec])))
+        caption = run.caption(sec, dataset, keys.values(), seed)
+        parts.append(_img(fig, f"{dataset} {section_title(run, sec)}", _esc(caption)))
 
-    parts.append(f'<h3 id="roc-{slug}">{SECTIONS["roc"]}</h3>')
+    parts.append(head("roc"))
     fig = fig_roc(run, dataset, summary)
-    parts.append(
-        _img(fig, f"{dataset} ROC", _esc(cap["roc"])) if fig else _note("no ROC curves stored (auc)")
-    )
+    caption = run.caption("roc", dataset, run.main_tasks(dataset).key)
+    parts.append(_img(fig, f"{dataset} ROC", _esc(caption)) if fig else _note("no ROC curves stored (auc)"))
 
-    parts.append(f'<h3 id="correlation-{slug}">{SECTIONS["correlation"]}</h3>')
+    parts.append(head("correlation"))
     cseed, ckeys = run.figure_tasks(dataset, "correlation_discrepancy", "real_corr")
     if ckeys:
-        parts.append(
-            _img(
-                fig_corr(run, ckeys, dataset),
-                f"{dataset} correlation",
-                _esc(_captions(dataset, cseed)["correlation"]),
-            )
-        )
+        caption = run.caption("correlation", dataset, ckeys.values(), cseed)
+        parts.append(_img(fig_corr(run, ckeys, dataset), f"{dataset} correlation", _esc(caption)))
     else:
         parts.append(_note("no correlation matrices stored (correlation_discrepancy)"))
 
@@ -277,7 +270,7 @@ def _dataset_html(run: RunView, dataset: str, summary: pd.DataFrame) -> str:
         ("tradeoff", lambda: fig_tradeoff(summary, dataset)),
         ("convergence", lambda: fig_convergence(run, dataset)),
     ):
-        parts.append(f'<h3 id="{sec}-{slug}">{SECTIONS[sec]}</h3>')
+        parts.append(head(sec))
         fig = fn()
         if fig is None:
             what = {
@@ -288,7 +281,8 @@ def _dataset_html(run: RunView, dataset: str, summary: pd.DataFrame) -> str:
             }[sec]
             parts.append(_note(what))
         else:
-            parts.append(_img(fig, f"{dataset} {sec}", _esc(cap[sec])))
+            caption = REPORT_FIGURES[sec][1] if sec in REPORT_FIGURES else run.caption(sec, dataset)
+            parts.append(_img(fig, f"{dataset} {sec}", _esc(caption)))
     parts.append(_suite_html(run, dataset, summary))
     parts.append("</section>")
     return "".join(parts)

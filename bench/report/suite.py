@@ -12,12 +12,8 @@ import pandas as pd
 from bench.report.figures import REAL_COLOUR, colour_map, figure_class, model_label, summary_cell
 from bench.report.summary import order_models
 
-SECTIONS = {
-    "prdc": "Fidelity and coverage: k-NN precision, recall, density, coverage",
-    "memorisation": "Memorisation: distance to the closest training cell",
-    "per_type": "Per cell type: MMD, energy distance and AUC within each type",
-    "de_recovery": "DE recovery: log fold changes of each type's top DE genes",
-}
+# the sections in page order; their titles and captions are the metrics' (Metric.figures)
+SECTIONS = ("prdc", "memorisation", "per_type", "de_recovery")
 PRDC_VALUES = ("precision", "recall", "density", "coverage")
 PER_TYPE_VALUES = (("mmd", "MMD"), ("energy", "energy distance"), ("auc", "RF AUC (0.5 ideal)"))
 MISSING = {
@@ -38,8 +34,9 @@ def _grid(n: int, ncol: int, width: float, height: float, **kw):
     return fig, axes
 
 
-def fig_prdc(summary: pd.DataFrame, dataset: str):
-    """Grouped bars: the four scores per model, mean over seeds with the sd as error bar."""
+def fig_prdc(summary: pd.DataFrame, dataset: str, k: int | str = 5):
+    """Grouped bars: the four scores per model, mean over seeds with the sd as error bar; ``k``: the
+    neighbours of the k-NN balls the run used (for the title)."""
     sub = summary[
         (summary.dataset == dataset) & (summary.experiment == "main") & summary.metric.isin(PRDC_VALUES)
     ]
@@ -70,7 +67,7 @@ def fig_prdc(summary: pd.DataFrame, dataset: str):
     ax.legend(fontsize=8, ncol=4, loc="upper left", bbox_to_anchor=(0, 1.13))
     ax.tick_params(labelsize=8)
     ax.set_title(
-        f"{dataset}: precision, recall, density, coverage (k = 5, 50 PCs; mean ± sd over seeds)",
+        f"{dataset}: precision, recall, density, coverage (k = {k}, 50 PCs; mean ± sd over seeds)",
         fontsize=11,
         pad=28,
     )
@@ -80,7 +77,8 @@ def fig_prdc(summary: pd.DataFrame, dataset: str):
 
 def fig_memorisation(run, keys: dict[str, str], dataset: str):
     """Per model: histogram of each generated cell's distance to its closest training cell, over the
-    same for the real test cells (grey), with the copy threshold (the test cells' 1st percentile)."""
+    same for the real test cells (grey), with the copy threshold (the test cells' ``quantile``, 1 % by
+    default)."""
     fig, axes = _grid(len(keys), 4, 3.8, 3.0)
     for ax, (m, key) in zip(axes, keys.items(), strict=False):
         a = run.artifacts(key, "memorisation")
@@ -96,7 +94,7 @@ def fig_memorisation(run, keys: dict[str, str], dataset: str):
             label="real test",
         )
         ax.hist(np.clip(gen, 0, hi), bins=bins, color="#e53935", alpha=0.55, density=True, label="generated")
-        ax.axvline(float(a["threshold"][0]), color="#000", ls="--", lw=1, label="test 1st percentile")
+        ax.axvline(float(a["threshold"][0]), color="#000", ls="--", lw=1, label="copy threshold")
         ratio, share = run.task_value(key, "memorisation_ratio"), run.task_value(key, "memorisation_share")
         txt = f"ratio {ratio:.2f}, share {share:.2f}" if ratio is not None and share is not None else ""
         ax.set_title(f"{model_label(m)} (seed {run.seed_of(key)})\n{txt}", fontsize=9)
@@ -216,26 +214,6 @@ def fig_de_recovery(run, keys: dict[str, str], dataset: str):
     fig.suptitle(f"{dataset}: DE recovery per cell type (top real DE genes, type vs rest)", fontsize=11)
     fig.tight_layout()
     return fig
-
-
-def captions(seed: int | None) -> dict[str, str]:
-    s = f" Seed {seed}." if seed is not None else ""
-    return {
-        "prdc": "Precision and density: how much of the generated cells lies on the real data (fidelity); "
-        "recall and coverage: how much of the real data the generated cells reach (diversity). k-NN balls "
-        "(k = 5) on the 50 PCs; density is ~1 and coverage ~0.97 for a fresh real sample. Mean ± sd over seeds.",
-        "memorisation": "Distance from each generated cell (red) and each real test cell (grey) to its "
-        "closest training cell. A generator that copies training cells piles up left of the dashed line "
-        "(the test cells' 1st percentile); the `real` control returns training cells, so it sits at 0 by "
-        "construction." + s,
-        "per_type": "MMD, energy distance and random-forest AUC between the cells a conditional model "
-        "generated for a type and the real test cells of that type (blank: fewer than 10 cells on a "
-        "side). A model that mixes types up scores well on the pooled metrics and badly here." + s,
-        "de_recovery": "Each point is one of a type's top 20 DE genes in the real test cells (Welch t, type "
-        "vs rest): its log2 fold change in the real cells against the generated cells of that type. On "
-        "the red line the generator reproduces the effect size; r is the mean over types of the "
-        "per-type Pearson r, Jaccard the mean overlap of the real and generated top-20 sets." + s,
-    }
 
 
 __all__ = ["SECTIONS", "fig_de_recovery", "fig_memorisation", "fig_per_type", "fig_prdc"]

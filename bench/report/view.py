@@ -1,5 +1,6 @@
 """What the report's figures read from the store: the planned tasks of the report (per task
-slot, the latest run's), the finished ones, their values and artifacts."""
+slot, the latest run's), the finished ones, their values and artifacts, and the title and caption
+each figure's metric declares (``Metric.figures``), filled with the options recorded with the values."""
 
 from __future__ import annotations
 
@@ -8,8 +9,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.registry import available
 from bench.report.summary import order_models
 from bench.report.tables import build
+
+
+def declared_figures() -> dict[str, tuple[Any, Any]]:
+    """{section: (metric, FigureSpec)} over the installed metrics (the first to declare a section)."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for metric in available("metrics").values():
+        for fig in getattr(metric, "figures", ()) or ():
+            out.setdefault(fig.section, (metric, fig))
+    return out
 
 
 class RunView:
@@ -51,6 +62,37 @@ class RunView:
         chosen = {m: d.get(seed, d[min(d)]) for m, d in have.items()}
         order = order_models(list(chosen))
         return seed, {m: chosen[m] for m in order}
+
+    def options(self, metric: str, keys) -> list[dict[str, Any]]:
+        """The distinct options ``metric`` ran with over the given tasks (from their specs)."""
+        seen: list[dict[str, Any]] = []
+        for key in keys:
+            opts = ((self.store.task_spec(key) or {}).get("metrics") or {}).get(metric)
+            if opts is not None and opts not in seen:
+                seen.append(opts)
+        return seen
+
+    def title(self, section: str) -> str:
+        """The heading of a figure section, as its metric declares it."""
+        found = declared_figures().get(section)
+        return found[1].title if found else section
+
+    def caption(self, section: str, dataset: str, keys=None, seed: int | None = None) -> str:
+        """The caption of a figure section: its metric's template filled with the options recorded
+        with the values of ``keys`` (default: every finished task of the dataset); when tasks ran
+        with different options, one caption per set of options. ``seed``: the seed drawn."""
+        found = declared_figures().get(section)
+        if found is None:
+            return ""
+        metric, _ = found
+        if keys is None:
+            keys = self.tasks[self.tasks.dataset == dataset].key
+        texts: list[str] = []
+        for opts in self.options(metric.name, list(keys)) or [{}]:
+            text = metric.caption(section, opts)
+            if text not in texts:
+                texts.append(text)
+        return " / ".join(texts) + (f" Seed {seed}." if seed is not None else "")
 
     def task_value(self, key: str, metric: str) -> float | None:
         hit = self.values[(self.values.task_key == key) & (self.values.metric == metric)]

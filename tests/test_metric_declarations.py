@@ -1,0 +1,39 @@
+"""What a metric declares about itself: its figures (titles, captions built from its options)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.metrics import CD, TIMING
+from bench.metrics.base import FigureSpec, Metric, MetricOutput
+from bench.registry import available
+
+
+def _noop(ctx, generated, *, seed, **options):
+    return MetricOutput(values={})
+
+
+def test_caption_is_the_template_filled_with_the_options():
+    assert "top 5 DE genes per cluster (wilcoxon test" in CD.caption("correlation")
+    assert "top 12 DE genes per cluster (t-test test" in CD.caption(
+        "correlation", {"n_genes": 12, "method": "t-test"}
+    )
+    assert "measured on 10,000 cells" in TIMING.caption("timing", TIMING.options_for("quick"))
+    with pytest.raises(KeyError):
+        CD.caption("roc")
+
+
+def test_a_caption_naming_an_unknown_option_is_refused_at_declaration():
+    with pytest.raises(ValueError, match="caption of figure 'x'"):
+        Metric(name="m", func=_noop, options={"k": 5}, figures=(FigureSpec("x", "X", "k = {k}, n = {n}"),))
+    ok = Metric(name="m", func=_noop, options={"k": 5}, figures=(FigureSpec("x", "X", "k = {k}"),))
+    assert ok.caption("x", {"k": 7}) == "k = 7" and ok.figure("x").title == "X"
+
+
+def test_every_report_figure_section_is_declared_once():
+    from bench.report import html, suite
+
+    sections = [f.section for m in available("metrics").values() for f in m.figures]
+    assert len(sections) == len(set(sections))
+    owned = set(html.PAPER_SECTIONS) - set(html.REPORT_FIGURES)
+    assert owned | set(suite.SECTIONS) == set(sections)
