@@ -71,7 +71,7 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
         data[name] = prepared
         labels = set(prepared.train.obs[prepared.label_key].astype(str))
         experiments = {
-            n: m for n, m in metrics.items() if m.kind == "experiment" and m.experiment in spec.experiments
+            n: m for n, m in metrics.items() if m.main_input is None and m.experiment in spec.experiments
         }
         rare = spec.rare_class if spec.rare_class is not None else prepared.default_rare_class
         if experiments and rare is not None and rare not in labels:
@@ -87,7 +87,7 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
         main_metrics = {
             n: m.options_for(spec.profile, spec.metric_options.get(n))
             for n, m in metrics.items()
-            if m.kind in ("sample", "fit")
+            if m.main_input is not None
         }
         for model, cls in gens.items():
             for seed in spec.seeds:

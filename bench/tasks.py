@@ -312,16 +312,14 @@ def execute_task(
                 lambda k, s: gen.generate(k, seed=s), n, seed=spec.seed + 2
             )
             per_label = PerLabelCells(gen, generated, request, data, validate, spec.seed)
+            # what each metric declares it takes (Metric.main_input); experiment metrics run as their own task
+            inputs = {"main": lambda: generated, "per-label": per_label.get, "fit": lambda: fit_info}
             for name, options in spec.metrics.items():
                 metric = get_metric(name)
-                if metric.kind == "sample":
-                    cells = generated if metric.cells == "main" else per_label.get()
-                    if cells is None:  # per-label cells of an unconditional model: n/a
-                        continue
-                    arg = cells
-                elif metric.kind == "fit":
-                    arg = fit_info
-                else:
+                if metric.main_input is None:
+                    continue
+                arg = inputs[metric.main_input]()
+                if arg is None:  # per-label cells of an unconditional model: n/a
                     continue
                 with torch_threads_kept():  # each metric: the next one, and generation, keep the count
                     out = metric.func(ctx, arg, seed=spec.seed, **options)

@@ -18,6 +18,10 @@ Kinds:
 * ``"experiment"``: ``func(ctx, fit_generate, *, seed, **options) -> MetricOutput`` runs its own
   protocol; ``fit_generate(train_subset, request, seed) -> AnnData`` fits a fresh generator of the
   task's model on ``train_subset`` and returns validated generated cells (augmentation).
+
+The runner does not branch on the kind: :attr:`Metric.main_input` says what a metric takes within
+the main experiment's task ("main", "per-label", "fit"; ``None``: it runs as its own task), and the
+runner looks that input up.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from bench.options import check_declared, check_value
 Direction = Literal["lower", "higher", "target"]
 DIRECTIONS = ("lower", "higher", "target")
 Kind = Literal["sample", "fit", "experiment"]
+KINDS = ("sample", "fit", "experiment")
 
 
 def badness(value: float, direction: Direction, target: float | None = None) -> float:
@@ -128,6 +133,10 @@ class Metric:
     figures: tuple[FigureSpec, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"metric {self.name}: unknown kind {self.kind!r}; use one of {KINDS}")
+        if self.cells not in ("main", "per-label"):
+            raise ValueError(f"metric {self.name}: unknown cells {self.cells!r}; use 'main' or 'per-label'")
         for value, direction in self.directions.items():
             if direction not in DIRECTIONS:
                 raise ValueError(f"metric {self.name}: unknown direction {direction!r} of {value!r}")
@@ -139,6 +148,14 @@ class Metric:
                 fig.caption_for(self.options)
             except (KeyError, IndexError, ValueError) as exc:
                 raise ValueError(f"metric {self.name}: caption of figure {fig.section!r}: {exc!r}") from None
+
+    @property
+    def main_input(self) -> str | None:
+        """What the runner hands ``func`` in the main experiment's task: ``"main"`` (the main
+        generation) or ``"per-label"`` (cells generated for the test set's per-label counts) for a
+        "sample" metric, ``"fit"`` (the fit measurements) for a "fit" metric; ``None`` for an
+        "experiment" metric, which runs as a task of its own experiment."""
+        return {"sample": self.cells, "fit": "fit", "experiment": None}[self.kind]
 
     def figure(self, section: str) -> FigureSpec | None:
         """The declared figure of a report section, or None."""

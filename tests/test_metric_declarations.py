@@ -37,3 +37,14 @@ def test_every_report_figure_section_is_declared_once():
     assert len(sections) == len(set(sections))
     owned = set(html.PAPER_SECTIONS) - set(html.REPORT_FIGURES)
     assert owned | set(suite.SECTIONS) == set(sections)
+
+
+def test_each_metric_declares_what_the_runner_hands_it():
+    from bench.metrics import AUGMENTATION, MMD, PER_TYPE
+
+    assert MMD.main_input == "main" and PER_TYPE.main_input == "per-label"
+    assert TIMING.main_input == "fit" and AUGMENTATION.main_input is None
+    with pytest.raises(ValueError, match="unknown kind"):
+        Metric(name="m", func=_noop, kind="samples")
+    with pytest.raises(ValueError, match="unknown cells"):
+        Metric(name="m", func=_noop, cells="per-type")
