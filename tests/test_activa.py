@@ -546,3 +546,33 @@ def test_budget_parameter_sets_steps_taken():
     assert fit_generator(gen, data, seed=0).steps == 8
     with pytest.raises(UserError, match="ACTIVA budget"):
         ActivaGenerator(budget="lots")
+
+
+def test_sparse_training_matrix_over_the_limit_trains_like_the_dense_one(monkeypatch):
+    import scipy.sparse as sp
+
+    from bench.generators.activa import plugin
+    from bench.generators.activa.train import SparseRows
+
+    data = tiny_data()
+    data.X[data.X < 200] = 0  # a sparse matrix with real zeros
+    sparse = data.copy()
+    sparse.X = sp.csr_matrix(data.X)
+    dense_gen = ActivaGenerator(**small_params(epochs=4, classifier_epochs=1))
+    fit_generator(dense_gen, data, seed=3)
+    monkeypatch.setattr(plugin, "DENSE_LIMIT_BYTES", 0)  # every sparse matrix is "too large"
+    sparse_gen = ActivaGenerator(**small_params(epochs=4, classifier_epochs=1))
+    res = fit_generator(sparse_gen, sparse, seed=3)
+    assert isinstance(sparse_gen._training_tensors(sparse, "cell_type")[0], SparseRows)
+    assert res.extra["data_on_device"]
+    sa, sb = dense_gen.trainer.state_dict(), sparse_gen.trainer.state_dict()
+    for key in ("encoder", "decoder", "classifier"):
+        for k in sa[key]:
+            assert torch.equal(sa[key][k], sb[key][k]), (key, k)
+    bad = sparse.copy()
+    bad.X.data[0] = -1.0
+    with pytest.raises(UserError, match="negative"):
+        fit_generator(ActivaGenerator(**small_params()), bad)
+    bad.X.data[0] = np.nan
+    with pytest.raises(UserError, match="NaN"):
+        fit_generator(ActivaGenerator(**small_params()), bad)

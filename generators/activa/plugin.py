@@ -18,6 +18,7 @@ from bench.generators.activa.train import (
     GENERATION_BN,
     VARIANTS,
     ActivaTrainer,
+    SparseRows,
     TrainConfig,
     decode,
     generation_decoder,
@@ -27,6 +28,8 @@ from bench.options import INTEGER_1, INTEGER_2
 
 CONFIG_FILE = "activa_config.json"
 WEIGHTS_FILE = "activa_weights.pt"
+# a sparse training matrix whose dense float32 copy would be larger stays sparse on the CPU
+DENSE_LIMIT_BYTES = 1 << 30
 _TRAIN_KEYS = [
     "zdim",
     "variant",
@@ -210,20 +213,29 @@ class ActivaGenerator(Generator):
         steps = self.budget.steps(cfg.steps_per_epoch(n_cells)) if self.budget is not None else None
         return cfg.rescaled(steps, n_cells) if steps is not None else cfg
 
-    def _training_tensors(self, train: ad.AnnData, label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _training_tensors(
+        self, train: ad.AnnData, label_key: str
+    ) -> tuple[torch.Tensor | SparseRows, torch.Tensor]:
+        """The training matrix and label indices for the trainer: dense float32, except a sparse
+        matrix on the CPU whose dense copy would exceed ``DENSE_LIMIT_BYTES`` stays sparse and is
+        densified one mini-batch at a time (:class:`SparseRows`; the same numbers, bounded memory)."""
         X = train.X
-        X = X.toarray() if sp.issparse(X) else np.asarray(X)
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        if not np.all(np.isfinite(X)):
+        values = X.data if sp.issparse(X) else np.asarray(X)
+        if not np.all(np.isfinite(values)):
             raise UserError("training matrix contains NaN or inf", "clean or re-preprocess the dataset")
-        if X.size and X.min() < 0:
+        if values.size and values.min() < 0:
             raise UserError(
                 "training matrix has negative values (scaled or centred data?)",
                 "pass library-size-normalised, non-logged expression (the scGAN preprocessing)",
             )
         index = {lab: i for i, lab in enumerate(self.labels or [])}
-        y = np.array([index[str(v)] for v in train.obs[label_key].astype(str)], dtype=np.int64)
-        Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+        yt = torch.from_numpy(
+            np.array([index[str(v)] for v in train.obs[label_key].astype(str)], dtype=np.int64)
+        )
+        if sp.issparse(X) and self.device.type == "cpu" and X.shape[0] * X.shape[1] * 4 > DENSE_LIMIT_BYTES:
+            return SparseRows(X), yt
+        X = X.toarray() if sp.issparse(X) else X
+        Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
             if Xt.numel() * 4 <= float(self.params["gpu_max_fraction"]) * free:

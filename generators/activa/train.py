@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -146,6 +148,22 @@ class EpochNoise:
         return noise, torch.randn((b, self.zdim), generator=self.gen, device=dev)
 
 
+class SparseRows:
+    """A CSR training matrix kept sparse on the host; indexing rows (a tensor of indices or a slice)
+    returns them as a dense float32 tensor. For training matrices too large to densify: each
+    mini-batch is densified when drawn, so memory grows with the stored values, not cells x genes.
+    A densified batch equals the same rows of the dense matrix exactly, so training is unchanged."""
+
+    def __init__(self, X: sp.spmatrix):
+        self.X = sp.csr_matrix(X, dtype=np.float32)
+        self.shape = self.X.shape
+        self.device = torch.device("cpu")
+
+    def __getitem__(self, idx: torch.Tensor | slice) -> torch.Tensor:
+        rows = self.X[idx.cpu().numpy()] if isinstance(idx, torch.Tensor) else self.X[idx]
+        return torch.from_numpy(rows.toarray())
+
+
 class PinnedBatches:
     """Batches of a host-resident training matrix for a CUDA device: rows gathered into one of two
     alternating pinned buffers and copied without blocking; a buffer is refilled only after its
@@ -186,8 +204,9 @@ class ActivaTrainer:
     """Holds the networks, optimisers, scheduler, random state and counters of one training run.
 
     ``X``: dense float32 tensor (cells x genes) on the device, or on the host (pinned) when it does
-    not fit; ``y``: int64 labels beside it. Batches are index slices of a seeded permutation drawn
-    once per epoch on the device: no DataLoader, no per-batch densification.
+    not fit, or a :class:`SparseRows` on the host (CPU training of matrices too large to densify);
+    ``y``: int64 labels beside it. Batches are index slices of a seeded permutation drawn
+    once per epoch on the device: no DataLoader, and no per-batch densification but a SparseRows'.
 
     On CUDA: bf16 autocast when ``cfg.bf16`` (eps, the losses, generation and ACTINN's confidence
     filter stay fp32), TF32 matmuls when fp32 and ``cfg.tf32``; the introspective step on full
