@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bench.registry import available
-from bench.report.summary import order_models
+from bench.report.summary import metric_options, order_models
 from bench.report.tables import build
 
 
@@ -65,12 +65,8 @@ class RunView:
 
     def options(self, metric: str, keys) -> list[dict[str, Any]]:
         """The distinct options ``metric`` ran with over the given tasks (from their specs)."""
-        seen: list[dict[str, Any]] = []
-        for key in keys:
-            opts = ((self.store.task_spec(key) or {}).get("metrics") or {}).get(metric)
-            if opts is not None and opts not in seen:
-                seen.append(opts)
-        return seen
+        opts = metric_options(self.store, keys).get(metric)
+        return [] if opts is None else opts if isinstance(opts, list) else [opts]
 
     def title(self, section: str) -> str:
         """The heading of a figure section, as its metric declares it."""
