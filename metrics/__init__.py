@@ -61,7 +61,7 @@ from bench.metrics._per_type import PER_TYPE, PER_TYPE_METRICS, PerTypeResult, p
 from bench.metrics._prdc import PRDC, PrdcResult, prdc
 from bench.metrics._sinkhorn import SINKHORN, SinkhornResult, median_distance, sinkhorn_w2
 from bench.metrics._timing import timing
-from bench.metrics._utils import SPACES, check_space, equal_size
+from bench.metrics._utils import QUICK_MAX_CELLS, SPACES, check_space, equal_size
 from bench.metrics.base import FigureSpec, Metric, MetricOutput
 from bench.options import INTEGER_1, INTEGER_2
 from bench.timing import HARDWARE_VALUES
@@ -81,6 +81,7 @@ __all__ = [
     "PER_TYPE",
     "PER_TYPE_METRICS",
     "PRDC",
+    "QUICK_MAX_CELLS",
     "SINKHORN",
     "TIMING",
     "AucResult",
@@ -245,8 +246,9 @@ AUC = Metric(
     choices={"space": SPACES},
     bounds={"n_trees": INTEGER_1, "folds": INTEGER_2, "max_cells": INTEGER_2},
     # 5 x 1000 fully grown trees on all genes take ~40-60 s on 2 cores for pbmc3k; the quick
-    # profile (CPU / CI) keeps the protocol with 200 trees (~8-16 s)
-    profiles={"quick": {"n_trees": 200}},
+    # profile (CPU / CI) keeps the protocol with 200 trees (~8-16 s) and at most 10,000 cells a side
+    # (binds above ~100k cells; validated at 68k cells: docs/performance.md)
+    profiles={"quick": {"n_trees": 200, "max_cells": QUICK_MAX_CELLS}},
     not_scaled=("auc_sd",),
     figures=(
         FigureSpec(
@@ -274,6 +276,8 @@ MMD = Metric(
     },
     choices={"estimator": ESTIMATORS, "dtype": ("float32", "float64")},
     bounds={"max_cells": INTEGER_2, "block_size": INTEGER_1, "scale_factors": "(0, inf)"},
+    # quadratic in cells: the quick profile caps each side (binds above ~100k cells)
+    profiles={"quick": {"max_cells": QUICK_MAX_CELLS}},
 )
 
 CD = Metric(

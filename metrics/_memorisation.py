@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.metrics._distances import as_tensors, nearest_distances
-from bench.metrics._utils import check_same_genes, equal_size
+from bench.metrics._utils import QUICK_MAX_CELLS, check_same_genes, equal_size
 from bench.metrics.base import FigureSpec, Metric, MetricOutput
 from bench.options import INTEGER_1
 
@@ -117,6 +117,8 @@ MEMORISATION = Metric(
     reference="distance to closest record (Park et al. 2018) against held-out real cells",
     options={"quantile": 0.01, "max_cells": None},
     bounds={"quantile": "(0, 1)", "max_cells": INTEGER_1},
+    # quadratic in cells (every test and generated cell against every training cell): capped in quick
+    profiles={"quick": {"max_cells": QUICK_MAX_CELLS}},
     table="memorisation",
     # the `real` control returns training cells: it is the copying extreme here, not the ideal
     not_scaled=("memorisation_ratio", "memorisation_share"),

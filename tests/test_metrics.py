@@ -508,3 +508,19 @@ def test_cells_a_pca_was_fit_on_score_worse_than_new_cells():
         zt.var(0).sum(), rel=0.1
     )
     assert mmd(zi, zt, seed=0).mmd > 10 * abs(mmd(zh, zt, seed=0).mmd)
+
+
+def test_quick_profile_caps_the_superlinear_metrics_and_paper_does_not(ctx):
+    from bench.metrics import MEMORISATION, QUICK_MAX_CELLS
+
+    for metric in (AUC, MMD, MEMORISATION):
+        assert metric.options_for("quick")["max_cells"] == QUICK_MAX_CELLS == 10_000, metric.name
+        assert metric.options_for("paper")["max_cells"] is None, metric.name
+    # the cap is per side and recorded with the values (the test split here is far below 10,000)
+    gen = generated_like(ctx.train, "library-size-20000")
+    n_test = ctx.test.n_obs
+    a = AUC.func(ctx, gen, seed=0, **{**AUC.options_for("quick"), "n_trees": 20})
+    assert a.info["n_cells_per_side"] == n_test
+    capped = AUC.func(ctx, gen, seed=0, **{**AUC.options_for("quick"), "n_trees": 20, "max_cells": 40})
+    m = MMD.func(ctx, gen, seed=0, **{**MMD.options_for("quick"), "max_cells": 40})
+    assert capped.info["n_cells_per_side"] == m.info["n_cells_per_side"] == 40
