@@ -50,21 +50,28 @@ def seconds_of(runs: list[dict], stage: str) -> list[float]:
 
 
 def table(result: dict) -> str:
-    """Seconds per stage and size with the fitted exponent, then the process's peak RSS. (Per-stage
+    """Seconds per stage and size with the fitted exponent over all sizes and the slope between the
+    last two (where a cap binds, the top end goes flat), then the process's peak RSS. (Per-stage
     memory deltas are in the JSON, but after the warm-up the allocator reuses memory, so they
     understate; the process peak is the memory figure to read.)"""
     runs = result["runs"]
     n = [r["n_cells"] for r in runs]
     head = " / ".join(f"{x:,}" for x in n)
-    lines = [f"| stage | seconds at {head} cells | exponent |", "|---|---|---|"]
+    lines = [
+        f"| stage | seconds at {head} cells | exponent | exponent, last two sizes |",
+        "|---|---|---|---|",
+    ]
+
+    def row(name: str, values: list[float], fmt: str) -> str:
+        last = exponent(n[-2:], values[-2:]) if len(n) > 2 else float("nan")
+        slopes = " | ".join(f"{round(b, 2) + 0.0:.2f}" for b in (exponent(n, values), last))  # no "-0.00"
+        return f"| {name} | {' / '.join(format(v, fmt) for v in values)} | {slopes} |"
+
     for name in [s["stage"] for s in runs[0]["stages"]]:
-        secs = seconds_of(runs, name)
-        lines.append(f"| {name} | {' / '.join(f'{s:.1f}' for s in secs)} | {exponent(n, secs):.2f} |")
+        lines.append(row(name, seconds_of(runs, name), ".1f"))
     peak = [r.get("process_peak_rss_mb") for r in runs]
     if all(p is not None for p in peak):
-        lines.append(
-            f"| **process peak RSS (MB)** | {' / '.join(f'{p:.0f}' for p in peak)} | {exponent(n, peak):.2f} |"
-        )
+        lines.append(row("**process peak RSS (MB)**", peak, ".0f"))
     return "\n".join(lines)
 
 

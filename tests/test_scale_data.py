@@ -148,6 +148,25 @@ def test_exponent_known_answers():
     assert np.isnan(exponent([1e4], [1.0]))
 
 
+def test_scaling_table_gives_both_exponents(tmp_path):
+    # a stage linear up to 1e5 cells and flat above (a cap that binds): exponent over all sizes 0.5,
+    # 0 between the last two; memory linear throughout
+    runs = [
+        {"n_cells": n, "process_peak_rss_mb": n / 100, "stages": [{"stage": "metric auc", "seconds": s}]}
+        for n, s in ((10_000, 1.0), (100_000, 10.0), (1_000_000, 10.0))
+    ]
+    doc = tmp_path / "curve.json"
+    doc.write_text(json.dumps({"host": "test", "runs": runs}))
+    script = ROOT / "scripts" / "scaling-curve.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--table", str(doc)], capture_output=True, text=True, check=True
+    )
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("| stage | seconds at 10,000 / 100,000 / 1,000,000 cells |")
+    assert lines[2] == "| metric auc | 1.0 / 10.0 / 10.0 | 0.50 | 0.00 |"
+    assert lines[3] == "| **process peak RSS (MB)** | 100 / 1000 / 10000 | 1.00 | 1.00 |"
+
+
 SCALE_CELLS = 100_000
 
 
