@@ -306,13 +306,26 @@ def run_pipeline(
     obs_out["split"] = pd.Categorical(split.astype(str), categories=["train", "test"])
     var_out = filt.var.iloc[np.flatnonzero(keep_genes)].copy()
 
-    def part(mask: np.ndarray) -> ad.AnnData:
-        rows = np.flatnonzero(mask & keep_cells)
-        a = ad.AnnData(X=X[rows], obs=obs_out.iloc[rows].copy(), var=var_out.copy())
-        a.layers["counts"] = a.X.copy() if normalised_input else sp.csr_matrix(counts[rows])
-        return a
-
-    train, test = part(is_train), part(~is_train)
+    del base, filt  # the filtered raw matrix (a copy when filtering dropped anything) is done with
+    # the split copies the normalised values, then the counts, each source freed once copied: at
+    # most three sparse matrices of this size are alive at once (memory: issue 18)
+    rows = {"train": np.flatnonzero(is_train & keep_cells), "test": np.flatnonzero(~is_train & keep_cells)}
+    values = {k: X[r] for k, r in rows.items()}
+    del X
+    if normalised_input:
+        layers = {k: v.copy() for k, v in values.items()}
+    else:
+        layers = {k: sp.csr_matrix(counts[r]) for k, r in rows.items()}
+    del counts
+    train, test = (
+        ad.AnnData(
+            X=values[k],
+            obs=obs_out.iloc[rows[k]].copy(),
+            var=var_out.copy(),
+            layers={"counts": layers[k]},
+        )
+        for k in ("train", "test")
+    )
     info.update(
         label_key=label_key,
         clustering=clustering,
