@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from bench.config import PROFILES
 from bench.errors import UserError
 
 RUN_EXAMPLES = textwrap.dedent(
@@ -327,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default 0)")
     r.add_argument(
         "--profile",
-        choices=["quick", "standard", "paper"],
+        choices=list(PROFILES),
         help="quick (CPU smoke test, default), standard (converged on the bundled data, ~30 min per "
         "model and seed on 2 cores) or paper (the published settings, for a GPU)",
     )
@@ -387,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ls.add_argument(
         "--profile",
-        choices=["quick", "standard", "paper"],
+        choices=list(PROFILES),
         default="quick",
         help="show this run profile's parameter and option values (default quick)",
     )
@@ -469,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument(
         "--profile",
         default="standard",
-        choices=["quick", "standard", "paper"],
+        choices=list(PROFILES),
         help="profile whose settings the grid points override (default standard)",
     )
     tu.add_argument(

@@ -31,17 +31,11 @@ from bench.errors import UserError
 from bench.metrics.base import badness
 from bench.registry import available
 from bench.report import direction_of, summarise
+from bench.timing import HARDWARE_VALUES
 
 FORMAT = 2
 READABLE_FORMATS = (1, 2)
-HARDWARE_DEPENDENT = {
-    "train_seconds",
-    "fit_wall_seconds",
-    "generate_seconds_per_100k",
-    "generate_wall_seconds_per_100k",
-    "peak_rss_mb",
-    "peak_gpu_mb",
-}
+HARDWARE_DEPENDENT = frozenset(HARDWARE_VALUES)
 DEFAULT_TOLERANCE = {"sd_units": 3.0, "rel": 0.05}
 FAILING = ("regressed", "missing", "incomplete")
 COLOUR = {
