@@ -35,12 +35,28 @@ EPILOG = textwrap.dedent(
 )
 
 
-def _console(stderr: bool = False):
+def _console(stderr: bool = False, *, wide: bool = False):
+    """A rich console on stdout (or stderr). In a terminal: the terminal's width. In a log (CI,
+    Slurm, a pipe): $COLUMNS, else 120 columns, the width the headline and paper tables are made to
+    fit; ``wide`` (every table, `bench report --all`): 200, so the suite's wide tables stay readable."""
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    # wide tables stay readable in logs and CI (rich uses 80 columns when not a terminal)
-    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
+    if stream.isatty():
+        width = None
+    elif wide:
+        width = 200
+    else:
+        width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 120
+    return Console(stderr=stderr, highlight=False, width=width)
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line on stderr: ``warning: <message>`` (with the category when it is not a
+    plain UserWarning), never the source line Python's default format adds."""
+    text = " ".join(str(message).split())
+    kind = "" if category is UserWarning else f" ({category.__name__})"
+    print(f"warning: {text}{kind}", file=file or sys.stderr, flush=True)
 
 
 def _interactive() -> bool:
@@ -54,6 +70,7 @@ def cmd_run(args) -> int:
     from bench import report as rpt
     from bench.config import build_spec, load_toml, parse_list
     from bench.failures import retry_advice
+    from bench.report.console import print_headline
     from bench.runner import default_run_dir, run
     from bench.store import Store
     from bench.tasks import task_label
@@ -98,7 +115,7 @@ def cmd_run(args) -> int:
     with Store(run_dir) as store:
         report = rpt.build(store, result["run_id"])
         prov = store.runs()[-1]["provenance"]
-        rpt.print_tables(report, console)
+        print_headline(report, console, run_dir)
         paths = rpt.write_files(report, run_dir, prov)
         failed = [
             (task_label(r["dataset"], r["model"], r["seed"], r["experiment"]), r["error"])
@@ -116,14 +133,18 @@ def cmd_run(args) -> int:
 
 def cmd_report(args) -> int:
     from bench import report as rpt
+    from bench.report.console import print_headline
     from bench.store import Store
 
-    console = _console()
+    console = _console(wide=args.all)
     with Store(args.run_dir, create=False) as store:
         report = rpt.build(store)
         runs = store.runs()
         prov = runs[-1]["provenance"] if runs else None
-        rpt.print_tables(report, console)
+        if args.all:
+            rpt.print_tables(report, console)
+        else:
+            print_headline(report, console, args.run_dir)
         paths = rpt.write_files(report, args.run_dir, prov)
         if args.html:
             from bench.report.html import write_html
@@ -223,10 +244,17 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_images(args) -> int:
+    from bench import userconfig
     from bench.generators.container import build_image
 
     tag = build_image(args.name, base_image=args.base_image, progress=True, variant=args.variant)
-    _console().print(f"built {tag}")
+    console = _console()
+    console.print(f"built {tag}")
+    if args.base_image and not args.no_record:
+        # what setup builds is what a run uses: runs look the base up here (docs/docker.md)
+        key = "gpu_base_image" if args.variant == "gpu" else "base_image"
+        where = userconfig.record("docker", key, args.base_image)
+        console.print(f"recorded {args.base_image} as your {args.variant} base image ({key} in {where})")
     return 0
 
 
@@ -376,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="tables (and --html report) of a run dir")
     rep.add_argument("run_dir", help="run dir of `bench run` (--out; default results/<profile>)")
     rep.add_argument("--html", action="store_true", help="write a self-contained HTML report")
+    rep.add_argument(
+        "--all", action="store_true", help="print every table (default: the headline and the paper's tables)"
+    )
     rep.add_argument("-o", "--output", help="HTML output path (default RUN_DIR/report.html)")
     rep.set_defaults(func=cmd_report)
 
@@ -408,7 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
     isub = im.add_subparsers(dest="action", metavar="ACTION", required=True)
     b = isub.add_parser("build", help="build a generator's image")
     b.add_argument("name", help="generator with an image, e.g. scgan")
-    b.add_argument("--base-image", help="base image (default $BENCH_BASE_IMAGE or python:3.11-slim)")
+    b.add_argument(
+        "--base-image",
+        help="base image; recorded in your settings file as the one runs use (default: $BENCH_BASE_IMAGE, "
+        "the recorded one, python:3.11-slim, a local image labelled org.scgenbench.base; docs/docker.md)",
+    )
+    b.add_argument("--no-record", action="store_true", help="do not record --base-image as your base image")
     b.add_argument(
         "--variant",
         choices=["cpu", "gpu"],
@@ -495,6 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.showwarning = show_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -22,6 +22,7 @@ class Plan:
     tasks: list[TaskSpec]
     data: dict[str, Any]  # dataset name -> PreparedData
     skipped: list[str]  # notes on what was not planned and why (e.g. unconditional models)
+    header: list[str]  # what was decided for the user, per dataset: labels and the rare class, with the rule
     code: dict[str, Any]  # {"generators": {model: code version}, "scoring": hash}: for provenance
 
 
@@ -64,6 +65,7 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
     tasks: list[TaskSpec] = []
     data: dict[str, Any] = {}
     skipped: list[str] = []
+    header: list[str] = []
     for ds in spec.datasets:
         dspec = DataSpec(ds, spec.label_key, spec.split_seed, spec.test_fraction, spec.n_top_genes)
         prepared = dspec.prepare(progress=progress, write_cache=False)  # written once all is valid
@@ -82,8 +84,11 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
         experiment_options = {
             n: m.options_for(spec.profile, spec.metric_options.get(n)) for n, m in experiments.items()
         }
+        header += describe_labels(prepared, spec.label_key)
         if "augmentation" in experiment_options:
-            rare = _augmentation_plan(prepared, rare, experiment_options["augmentation"], skipped)
+            why = "--rare-class" if spec.rare_class is not None else "the dataset recipe's choice"
+            rare, why = _augmentation_plan(prepared, rare, why, experiment_options["augmentation"], skipped)
+            header.append(f"  augmentation: rare class '{rare}' ({why})")
         main_metrics = {
             n: m.options_for(spec.profile, spec.metric_options.get(n))
             for n, m in metrics.items()
@@ -133,13 +138,46 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
     for prepared in data.values():
         save_prepared(prepared)
     code = {"generators": {n: v.to_dict() for n, v in versions.items()}, "scoring": scoring_of(metrics)}
-    return Plan(tasks=tasks, data=data, skipped=skipped, code=code)
+    return Plan(tasks=tasks, data=data, skipped=skipped, header=header, code=code)
 
 
-def _augmentation_plan(prepared, rare: str | None, options: dict[str, Any], notes: list[str]) -> str:
-    """The augmentation experiment's rare class and fractions (``options['fractions']`` is updated):
-    the user's or the dataset's choice as given (with a note for a fraction that keeps fewer than
-    MIN_RARE_CELLS real cells), else the rule of :func:`bench.metrics.choose_rare_class`."""
+def describe_labels(prepared, label_key: str | None) -> list[str]:
+    """The run header's lines on a dataset: its size, where its labels came from and, when the
+    cells were clustered because no label key was given, the obs columns that look like cell types."""
+    from bench.datasets.readers import label_candidates
+
+    info = prepared.info
+    counts = info.get("labels_train") or prepared.train.obs[prepared.label_key].value_counts().to_dict()
+    lines = [
+        f"{prepared.name}: {prepared.train.n_obs:,} training / {prepared.test.n_obs:,} test cells x "
+        f"{prepared.train.n_vars:,} genes"
+    ]
+    clustering = info.get("clustering")
+    if clustering:
+        lines.append(
+            f"  labels: no --label-key, so the cells were clustered: {len(counts)} {clustering['method'].title()} "
+            f"clusters (resolution {clustering['resolution']}, scanpy {clustering['recipe']} recipe, "
+            f"{clustering['n_pcs']} PCs, seed {clustering['seed']}) in obs['{prepared.label_key}']"
+        )
+        found = label_candidates(prepared.train.obs, exclude=("split", prepared.label_key))
+        if found:
+            cols = ", ".join(f"'{c}' ({n} values)" for c, n in found.items())
+            lines.append(
+                f"  obs columns that look like cell types: {cols}; use one with --label-key {next(iter(found))}"
+            )
+    else:
+        why = "--label-key" if label_key is not None else "the dataset recipe's"
+        lines.append(f"  labels: obs['{prepared.label_key}'] ({why}), {len(counts)} types")
+    return lines
+
+
+def _augmentation_plan(
+    prepared, rare: str | None, why: str, options: dict[str, Any], notes: list[str]
+) -> tuple[str, str]:
+    """The augmentation experiment's rare class, the rule that chose it, and its fractions
+    (``options['fractions']`` is updated): the user's or the dataset's choice as given (``why``;
+    with a note for a fraction that keeps fewer than MIN_RARE_CELLS real cells), else the rule of
+    :func:`bench.metrics.choose_rare_class`."""
     from bench.metrics import MIN_RARE_CELLS, choose_rare_class, kept_rare_cells
 
     counts = {part: prepared.info.get(f"labels_{part}") for part in ("train", "test")}
@@ -149,7 +187,8 @@ def _augmentation_plan(prepared, rare: str | None, options: dict[str, Any], note
     fractions = tuple(sorted({float(f) for f in options["fractions"]}, reverse=True))
     if rare is None:
         rare, fractions, why = choose_rare_class(counts["train"], counts["test"], fractions)
-        notes.append(f"augmentation: rare class '{rare}' ({why})")
+        if prepared.info.get("clustering"):
+            why += "; a Leiden cluster, see the labels line"
     else:
         n = int(counts["train"].get(rare, 0))
         few = [
@@ -163,7 +202,7 @@ def _augmentation_plan(prepared, rare: str | None, options: dict[str, Any], note
                 f"(< {MIN_RARE_CELLS}: F1 near 0 by construction)"
             )
     options["fractions"] = fractions
-    return rare
+    return rare, why
 
 
 def store_outcomes(store, outcomes: Generator[Outcome, None, Any], run_id: int | None = None) -> Any:
@@ -237,6 +276,8 @@ def run(
         pending = [t for t in the_plan.tasks if force or t.key not in done]
         reused = len(the_plan.tasks) - len(pending)
         if console is not None:
+            for line in the_plan.header:
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
             msg = f"{len(the_plan.tasks)} task(s): {reused} reused from {run_dir}, {len(pending)} to run"
             console.print(msg + (" (--force)" if force else ""))
             for note in the_plan.skipped:

@@ -7,6 +7,7 @@ what is wrong and how to fix it.
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -190,6 +191,28 @@ def check_library_size(adata: ad.AnnData, source: str, target: float, rtol: floa
             f"but the median cell total is {med:.6g}",
             "use the ACTIVA preprocessed file (X normalised to 20,000, not logged)",
         )
+
+
+# obs column names that usually hold cell-type labels (a hint only: the user chooses with --label-key)
+LABEL_NAME = re.compile(
+    r"cell.?type|celltype|cell.?ontology|annotation|^labels?$|^type$|subtype|lineage|louvain|leiden", re.I
+)
+
+
+def label_candidates(obs, *, exclude: tuple[str, ...] = ("split",), max_values: int = 200) -> dict[str, int]:
+    """Columns of ``obs`` that look like cell-type labels: a label-like name and 2 to ``max_values``
+    distinct values, no missing ones. Returns {column: number of distinct values}, in obs order."""
+    out: dict[str, int] = {}
+    for col in obs.columns:
+        if col in exclude or not LABEL_NAME.search(str(col)):
+            continue
+        values = obs[col]
+        if values.dtype.kind == "f" or values.isna().any():
+            continue
+        n = int(values.nunique())
+        if 2 <= n <= max_values:
+            out[str(col)] = n
+    return out
 
 
 def check_label_key(adata: ad.AnnData, label_key: str, source: str) -> None:

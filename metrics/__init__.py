@@ -250,6 +250,7 @@ AUC = Metric(
     # (binds above ~100k cells; validated at 68k cells: docs/performance.md)
     profiles={"quick": {"n_trees": 200, "max_cells": QUICK_MAX_CELLS}},
     not_scaled=("auc_sd",),
+    headline={"auc": "AUC"},
     figures=(
         FigureSpec(
             "roc",
@@ -278,6 +279,7 @@ MMD = Metric(
     bounds={"max_cells": INTEGER_2, "block_size": INTEGER_1, "scale_factors": "(0, inf)"},
     # quadratic in cells: the quick profile caps each side (binds above ~100k cells)
     profiles={"quick": {"max_cells": QUICK_MAX_CELLS}},
+    headline={"mmd": "MMD"},
 )
 
 CD = Metric(
@@ -290,6 +292,7 @@ CD = Metric(
     options={"n_genes": 5, "method": "wilcoxon"},
     choices={"method": DE_METHODS},
     bounds={"n_genes": INTEGER_1},
+    headline={"cd": "CD"},
     figures=(
         FigureSpec(
             "correlation",
@@ -334,6 +337,7 @@ AUGMENTATION = Metric(
     experiment="augmentation",
     # f1_real / f1_oversampled do not depend on the generator; f1_gain scales exactly as f1_augmented
     not_scaled=("f1_real@", "f1_oversampled@", "f1_gain@"),
+    headline={"f1_augmented@": "aug F1"},
     figures=(
         FigureSpec(
             "augmentation",
@@ -364,6 +368,7 @@ TIMING = Metric(
     bounds={"n_cells": INTEGER_1},
     profiles={"quick": {"n_cells": 10_000}},
     not_scaled=HARDWARE_VALUES,
+    headline={"train_seconds": "train s"},
     figures=(
         FigureSpec(
             "timing",

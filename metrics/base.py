@@ -131,6 +131,10 @@ class Metric:
     # the report figures drawn from this metric's values or arrays, with captions built from its
     # options (:class:`FigureSpec`)
     figures: tuple[FigureSpec, ...] = ()
+    # values shown in the console's headline table, value name -> short column label; a name ending
+    # in "@" stands for the value with that prefix and the smallest tag the run has (e.g. the
+    # smallest augmentation fraction), its label gets "@<tag>"
+    headline: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -153,3 +153,33 @@ def test_screenshot_helper_works_here(tmp_path):
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_warnings_are_one_clean_line(tmp_path):
+    """A user-facing warning (here: duplicated gene names in a file given by path) prints as one
+    line, `warning: ...`, without the Python source line the default format adds."""
+    import sys
+
+    from datasets_fixtures import make_counts
+
+    adata = make_counts(sizes=(60, 45, 30), n_genes=60)
+    adata.var_names = [f"gene{j % 55}" for j in range(60)]  # five names twice
+    path = tmp_path / "dup.h5ad"
+    adata.write_h5ad(path)
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--models", "nb", "--dataset", str(path)]
+    cmd += ["--label-key", "cell_type", "--experiments", "main", "--metrics", "mean_corr", "--no-control"]
+    out = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BENCH_DATA": str(tmp_path / "cache")},
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [line for line in out.stderr.splitlines() if "duplicated gene names" in line]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("warning: ")
+        and "dup.h5ad: 5 duplicated gene names" in lines[0]
+    )
+    assert "datasets.prepare(" not in out.stderr and "UserWarning" not in out.stderr

@@ -324,12 +324,13 @@ def test_plan_applies_the_rule_and_the_users_choice(tmp_path):
     aug = [t for t in the_plan.tasks if t.experiment == "augmentation"]
     assert {t.rare_class for t in aug} == {"CD4 T"}
     assert aug[0].metrics["augmentation"]["fractions"] == (0.1, 0.05, 0.01, 0.005)
-    assert any("rare class 'CD4 T'" in note for note in the_plan.skipped)
+    assert any("rare class 'CD4 T' (the smallest class keeping" in line for line in the_plan.header)
     # the user's choice stands, with a note on the fractions that keep fewer than 5 cells
     the_plan = plan(build_spec(None, models=["nb"], experiments=["augmentation"], metrics=["augmentation"],
                                rare_class="B"))  # fmt: skip
     assert {t.rare_class for t in the_plan.tasks} == {"B"}
     assert any("0.01 keeps 3, 0.005 keeps 2" in note for note in the_plan.skipped)
+    assert "  augmentation: rare class 'B' (--rare-class)" in the_plan.header
 
 
 def test_fractions_from_the_command_line(tmp_path):

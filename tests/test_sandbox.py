@@ -2,7 +2,7 @@
 limits, and runs that clean up after themselves (SIGTERM/SIGINT, leftovers of crashed runs).
 
 The docker tests use a test plugin (tests/plugins/scgenbench-probe) whose tiny image is built FROM
-$BENCH_BASE_IMAGE; they skip without an engine but FAIL when BENCH_REQUIRE_DOCKER=1. The Slurm test
+the base image of bench.generators.container.resolve_base_image; they skip without an engine but FAIL when BENCH_REQUIRE_DOCKER=1. The Slurm test
 also needs a cluster (BENCH_REQUIRE_SLURM=1)."""
 
 from __future__ import annotations

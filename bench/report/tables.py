@@ -246,7 +246,7 @@ def rows(df: pd.DataFrame):
 
 
 def index_names(df: pd.DataFrame) -> list[str]:
-    return list(df.index.names) if isinstance(df.index, pd.MultiIndex) else ["model"]
+    return list(df.index.names) if isinstance(df.index, pd.MultiIndex) else [df.index.name or "model"]
 
 
 def print_tables(report: dict[str, Any], console, *, paper: bool = True) -> None:

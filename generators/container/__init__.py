@@ -6,23 +6,28 @@ the choice of backend). The names below are the package's public interface."""
 from bench.generators.container.base import BACKENDS, RUNNER_PARAMS, ContainerGenerator, select_backend
 from bench.generators.container.docker import run_docker
 from bench.generators.container.images import (
+    BASE_LABEL,
     DEFAULT_BASE_IMAGE,
     IMAGE_PREFIX,
     LOG_TAIL_LINES,
     VARIANTS,
+    BaseImage,
     base_image_id,
     build_image,
+    configured_base_image,
     context_files,
     context_hash,
     default_base_image,
     docker_client,
     ensure_image,
+    resolve_base_image,
 )
 from bench.generators.container.logs import USER_ERROR_FILE
 from bench.generators.container.process import PROCESS_ENV_KEEP, process_env, run_process
 
 __all__ = [
     "BACKENDS",
+    "BASE_LABEL",
     "DEFAULT_BASE_IMAGE",
     "IMAGE_PREFIX",
     "LOG_TAIL_LINES",
@@ -30,15 +35,18 @@ __all__ = [
     "RUNNER_PARAMS",
     "USER_ERROR_FILE",
     "VARIANTS",
+    "BaseImage",
     "ContainerGenerator",
     "base_image_id",
     "build_image",
+    "configured_base_image",
     "context_files",
     "context_hash",
     "default_base_image",
     "docker_client",
     "ensure_image",
     "process_env",
+    "resolve_base_image",
     "run_docker",
     "run_process",
     "select_backend",

@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from bench.errors import TaskFailed, UserError
 
 IMAGE_PREFIX = "scgenbench"
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
+# the label scripts/ci/docker-setup.sh puts on the offline base image it makes
+BASE_LABEL = "org.scgenbench.base"
 LOG_TAIL_LINES = 50
 
 
@@ -26,10 +29,84 @@ VARIANTS = ("cpu", "gpu")
 IMAGES: dict[str, Any] = {}
 
 
+@dataclass(frozen=True)
+class BaseImage:
+    """The base image a model image is built on: its name, its id and how it was chosen."""
+
+    name: str
+    id: str
+    source: str
+
+
+def configured_base_image(variant: str = "cpu") -> tuple[str | None, str]:
+    """The base image the user chose, and where the choice was found: ``$BENCH_GPU_BASE_IMAGE``
+    (gpu variant), ``$BENCH_BASE_IMAGE``, then the settings file's ``[docker] gpu_base_image`` /
+    ``base_image`` (recorded by ``bench images build --base-image``, which ``scripts/setup.sh
+    --services`` runs). ``(None, "")`` when there is no choice."""
+    from bench import userconfig
+
+    keys = [("BENCH_GPU_BASE_IMAGE", "gpu_base_image")] if variant == "gpu" else []
+    keys.append(("BENCH_BASE_IMAGE", "base_image"))
+    for env, _ in keys:
+        if os.environ.get(env):
+            return os.environ[env], f"${env}"
+    for _, key in keys:
+        value = userconfig.get("docker", key)
+        if value:
+            return str(value), f"[docker] {key} in {userconfig.path()}"
+    return None, ""
+
+
 def default_base_image(variant: str = "cpu") -> str:
-    """$BENCH_GPU_BASE_IMAGE for the gpu variant when set, else $BENCH_BASE_IMAGE, else python:3.11-slim."""
-    gpu = os.environ.get("BENCH_GPU_BASE_IMAGE") if variant == "gpu" else None
-    return gpu or os.environ.get("BENCH_BASE_IMAGE") or DEFAULT_BASE_IMAGE
+    """The name of the base image of :func:`configured_base_image`, else python:3.11-slim."""
+    return configured_base_image(variant)[0] or DEFAULT_BASE_IMAGE
+
+
+def labelled_base_images(client) -> list:
+    """Local images that scripts/ci/docker-setup.sh made as offline bases (label
+    ``org.scgenbench.base``), newest first."""
+    found = client.images.list(filters={"label": BASE_LABEL})
+    return sorted(found, key=lambda im: im.attrs.get("Created", ""), reverse=True)
+
+
+NO_BASE_FIX = (
+    "build the offline base with `sudo bash scripts/setup.sh --services` (it records the base for "
+    "bench), `docker pull python:3.11-slim`, or build on a local image: `bench images build scgan "
+    "--base-image IMAGE`"
+)
+
+
+def resolve_base_image(client, variant: str = "cpu", base: str | None = None) -> BaseImage:
+    """The base image to build ``variant`` images on, in this order (docs/docker.md):
+    ``base`` (``--base-image``), the user's choice (:func:`configured_base_image`), then
+    python:3.11-slim when it is local or can be pulled, then the newest local image labelled
+    ``org.scgenbench.base``. Raises UserError naming the command that makes one."""
+    import docker
+
+    if base:
+        return BaseImage(base, base_image_id(client, base), "--base-image")
+    chosen, source = configured_base_image(variant)
+    if chosen:
+        try:
+            return BaseImage(chosen, base_image_id(client, chosen), source)
+        except UserError as exc:
+            raise UserError(f"{exc.message} (chosen by {source})", exc.fix) from None
+    try:
+        return BaseImage(DEFAULT_BASE_IMAGE, client.images.get(DEFAULT_BASE_IMAGE).id, "default")
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        return BaseImage(DEFAULT_BASE_IMAGE, client.images.pull(DEFAULT_BASE_IMAGE).id, "default, pulled")
+    except Exception as exc:
+        why = str(exc).splitlines()[0]
+    for image in labelled_base_images(client):
+        name = next(iter(image.tags), image.id)
+        return BaseImage(name, image.id, f"local image labelled {BASE_LABEL}")
+    raise UserError(
+        f"no base image for container generators: {DEFAULT_BASE_IMAGE} is not local and cannot be "
+        f"pulled ({why}), and no local image is labelled {BASE_LABEL}",
+        NO_BASE_FIX,
+    )
 
 
 def docker_client(timeout: int = 10):
@@ -80,8 +157,7 @@ def base_image_id(client, base: str) -> str:
     except Exception as exc:
         raise UserError(
             f"base image {base} is not available locally and cannot be pulled ({str(exc).splitlines()[0]})",
-            "`docker pull` it, or set BENCH_BASE_IMAGE to a local image "
-            "(scripts/ci/docker-setup.sh makes scgenbench/base:bookworm without a registry)",
+            NO_BASE_FIX,
         ) from None
 
 
@@ -117,11 +193,14 @@ def build_image(name: str, base_image: str | None = None, progress: bool = True,
     client = docker_client()
     if client is None:
         raise UserError("no Docker engine answers", "start Docker (e.g. `sudo systemctl start docker`)")
-    base = base_image or default_base_image(variant)
-    base_id = base_image_id(client, base)
+    chosen = resolve_base_image(client, variant, base_image)
+    base, base_id = chosen.name, chosen.id
     tag = cls.image_tag(base_id, variant)
     if progress:
-        print(f"building {tag} (BASE_IMAGE={base}, {base_id[:19]}) from {cls.build_context}", flush=True)
+        print(
+            f"building {tag} (BASE_IMAGE={base}, {base_id[:19]}, {chosen.source}) from {cls.build_context}",
+            flush=True,
+        )
     lines: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
     stream = client.api.build(
         fileobj=_context_tar(Path(cls.build_context), cls.build_files),
@@ -151,14 +230,14 @@ def build_image(name: str, base_image: str | None = None, progress: bool = True,
 
 
 def ensure_image(cls: type, client, progress: bool = True, variant: str = "cpu") -> str:
-    """The tag of ``cls``'s ``variant`` image on the current base image (:func:`default_base_image`),
+    """The tag of ``cls``'s ``variant`` image on the base image of :func:`resolve_base_image`,
     built first (with progress) when it is not there."""
     import docker
 
-    base = default_base_image(variant)
-    tag = cls.image_tag(base_image_id(client, base), variant)
+    base = resolve_base_image(client, variant)
+    tag = cls.image_tag(base.id, variant)
     try:
         client.images.get(tag)
     except docker.errors.ImageNotFound:
-        build_image(cls.image_name, base_image=base, progress=progress, variant=variant)
+        build_image(cls.image_name, base_image=base.name, progress=progress, variant=variant)
     return tag

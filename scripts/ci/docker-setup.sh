@@ -7,7 +7,9 @@
 #     bookworm rootfs (minbase + python3, venv, pip, CA certificates), copy this machine's CA bundle in,
 #     create /opt/venv and pre-install the scGAN image's Python dependencies into it from the host side
 #     (chroot, host network), tar it and `docker import` it
-#  4. the scGAN image on top of it (bench images build scgan --base-image scgenbench/base:bookworm)
+#  4. the scGAN image on top of it (bench images build scgan --base-image scgenbench/base:bookworm),
+#     which records the base in the user's settings file ([docker] base_image), where `bench run`
+#     finds it with no variable; the base also carries the label org.scgenbench.base (docs/docker.md)
 #
 # Environment: BENCH_BASE_IMAGE (default scgenbench/base:bookworm), DEBIAN_MIRROR
 # (default http://deb.debian.org/debian), BENCH_SETUP_WORKDIR (default /var/tmp/scgenbench-base).
@@ -77,6 +79,7 @@ else
     --change 'ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV VIRTUAL_ENV=/opt/venv' \
     --change 'ENV LANG=C.UTF-8' \
+    --change 'LABEL org.scgenbench.base=bookworm' \
     --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
 fi
 
@@ -85,6 +88,6 @@ log "building the scgan image on $BASE_IMAGE"
 if command -v bench >/dev/null 2>&1 && bench images build --help >/dev/null 2>&1; then
   bench images build scgan --base-image "$BASE_IMAGE"
 else
-  python3 -c "import sys; from bench.generators.container import build_image; print(build_image('scgan', base_image=sys.argv[1]))" "$BASE_IMAGE"
+  python3 -m bench.cli images build scgan --base-image "$BASE_IMAGE"
 fi
 log "done in $(( $(date +%s) - T0 ))s"

@@ -1,0 +1,224 @@
+"""What `bench run` and `bench report` print: per dataset one headline table (the values metrics
+declare for it, ``Metric.headline``, and the mean scaled score) and the paper-shaped tables that
+the headline does not already hold, every table within the terminal's width (columns that do not
+fit go to a continuation table under it, never cut), then one line saying where the full tables
+are. ``bench report RUN_DIR --all`` prints every table (:func:`bench.report.tables.print_tables`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.metrics.base import arrow
+from bench.registry import available
+from bench.report.summary import cell_text, direction_of, order_models
+from bench.report.tables import _best, _cells, index_names, rows
+
+HEADLINE_LEGEND = (
+    "mean ± sd over seeds, (n/N) when seeds are missing; ↓ lower, ↑ higher, (→0.5) closest to 0.5 is "
+    "better; best model in bold; AUC, MMD, CD: the paper's Fig. 3, Table 2, Fig. 5; aug F1: Fig. 7's "
+    "augmented arm at the smallest fraction; scaled: mean control-scaled score (real = 1, shuffled = 0)"
+)
+# Table 1's values with short column names (the paper's Fig. 3, Table 2 and Fig. 5 are the headline's
+# AUC, MMD and CD columns; --all prints them as the paper shapes them)
+SHORT_TIME = {
+    "train_seconds": "train s",
+    "generate_seconds_per_100k": "gen s/100k",
+    "peak_rss_mb": "peak MB",
+    "peak_gpu_mb": "GPU MB",
+}
+
+
+def headline_values() -> dict[str, str]:
+    """Value name (or ``prefix@``) -> short label, from every installed metric's ``headline``:
+    the values of sample metrics first, then experiments', then the fit's (cost last)."""
+    order = {"sample": 0, "experiment": 1, "fit": 2}
+    out: dict[str, str] = {}
+    metrics = sorted(available("metrics").values(), key=lambda m: order.get(getattr(m, "kind", ""), 3))
+    for metric in metrics:
+        out.update(getattr(metric, "headline", {}) or {})
+    return out
+
+
+def _tag(name: str) -> float:
+    try:
+        return float(name.split("@", 1)[1])
+    except (IndexError, ValueError):
+        return float("inf")
+
+
+def headline_table(report: dict[str, Any], dataset: str) -> pd.DataFrame:
+    """Rows models (controls last), columns the declared headline values of the main experiment
+    (and of experiments such as augmentation at their smallest tag), then the mean scaled score."""
+    summary = report["summary"]
+    sub = summary[summary.dataset == dataset]
+    models = order_models(sorted(set(sub.model)))
+    if not models:
+        return pd.DataFrame()
+    cells = {(r.model, r.metric): r for r in sub.itertuples()}
+    present = {metric for _, metric in cells}
+    columns: list[tuple[str, str]] = []  # (value name, column label)
+    for name, label in headline_values().items():
+        if name.endswith("@"):
+            tagged = sorted((m for m in present if m.startswith(name)), key=_tag)
+            if not tagged:
+                continue
+            name, label = tagged[0], f"{label} @{tagged[0].split('@', 1)[1]}"
+        elif name not in present:
+            continue
+        direction, target = direction_of(name)
+        columns.append((name, f"{label} {arrow(direction, target)}" if direction else label))
+    data: dict[str, dict[str, str]] = {m: {} for m in models}
+    best: set[tuple[str, str]] = set()
+    for name, label in columns:
+        column = {m: pd.Series(cells[(m, name)]._asdict()) for m in models if (m, name) in cells}
+        for model in models:
+            data[model][label] = cell_text(column[model]) if model in column else "n/a"
+        direction, target = direction_of(name)
+        best |= {(m, label) for m in _best(column, direction, target)}
+    means = report.get("scaled", {}).get("means")
+    if means is not None and not means.empty:
+        means = means[means.dataset == dataset]
+        label = "scaled ↑"
+        scores = {}
+        for model in models:
+            hit = means[means.model == model]
+            if len(hit):
+                r = hit.iloc[0]
+                data[model][label] = f"{r['mean']:.3f} ± {0.0 if np.isnan(r['sd']) else r['sd']:.3f}"
+                scores[model] = float(r["mean"])
+            else:
+                data[model][label] = "n/a"
+        from bench.config import CONTROLS
+
+        ranked = {m: v for m, v in scores.items() if m not in CONTROLS}
+        if len(ranked) >= 2:
+            top = max(ranked.values())
+            best |= {(m, label) for m, v in ranked.items() if v == top}
+    df = pd.DataFrame.from_dict(data, orient="index")
+    df.attrs["best"] = best
+    main = report["datasets"].get(dataset, {}).get("main")
+    df.attrs["notes"] = list(main.attrs.get("notes", [])) if main is not None else []
+    return df
+
+
+def time_table(report: dict[str, Any], dataset: str) -> pd.DataFrame:
+    """Table 1 with models as rows and short column names."""
+    cells = _cells(report["summary"], dataset, "main")
+    models = order_models(sorted({m for m, _ in cells}))
+    data: dict[str, dict[str, str]] = {m: {} for m in models}
+    best: set[tuple[str, str]] = set()
+    for name, label in SHORT_TIME.items():
+        column = {m: cells[(m, name)] for m in models if (m, name) in cells}
+        if not column or all(not np.isfinite(r["mean"]) for r in column.values()):
+            continue
+        for model in models:
+            data[model][f"{label} ↓"] = cell_text(column[model]) if model in column else "n/a"
+        best |= {(m, f"{label} ↓") for m in _best(column, "lower", None)}
+    df = pd.DataFrame.from_dict(data, orient="index")
+    df.attrs["best"] = best
+    df.attrs["notes"] = []
+    return df
+
+
+def augmentation_compact(df: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 7 with the arms that do not depend on the generator once: 'real cells only' and
+    '+ oversampled real' (the same forests for every model), then '+ <model>' per model that ran
+    the experiment; models that did not (unconditional) are named in a note."""
+    if df.empty:
+        return df
+    shared = {"real": "real cells only", "oversampled": "+ oversampled real"}
+    rows_: dict[str, pd.Series] = {}
+    skipped = []
+    for model in dict.fromkeys(df.index.get_level_values(0)):
+        part = df.loc[model]
+        if (part == "n/a").all().all():
+            skipped.append(model)
+            continue
+        for arm, label in shared.items():
+            if label not in rows_ and arm in part.index:
+                rows_[label] = part.loc[arm]
+        if "augmented" in part.index:
+            rows_[f"+ {model}"] = part.loc["augmented"]
+    out = pd.DataFrame(rows_).T
+    out.index.name = "training set"
+    out.attrs["best"] = set()
+    out.attrs["notes"] = list(df.attrs.get("notes", []))
+    if skipped:
+        out.attrs["info"] = [f"n/a (unconditional): {', '.join(skipped)}"]
+    return out
+
+
+def _rich_table(df: pd.DataFrame, columns: list, title: str | None):
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", pad_edge=False, collapse_padding=True)
+    for name in index_names(df):
+        t.add_column(name or "", style="bold", no_wrap=True)
+    for col in columns:
+        t.add_column(str(col), justify="right", no_wrap=True)
+    for idx, cells in rows(df[columns]):
+        texts = [
+            f"[bold green]{escape(text)}[/]"
+            if best
+            else f"[red]{escape(text)}[/]"
+            if text == "failed"
+            else escape(text)
+            for _, text, best in cells
+        ]
+        t.add_row(*map(str, idx), *texts)
+    return t
+
+
+def show_fitted(df: pd.DataFrame, title: str, console) -> None:
+    """Print ``df`` within ``console.width``: the columns that fit, then the rest under it in
+    continuation tables that repeat the row labels (a cell is never cut)."""
+    from rich.markup import escape
+
+    if df.empty:
+        return
+    width = console.width
+    cols = list(df.columns)
+    chunks: list[list] = []
+    while cols:
+        take = 1
+        while take < len(cols):
+            trial = _rich_table(df, cols[: take + 1], None)
+            natural = console.measure(trial, options=console.options.update(width=100_000)).maximum
+            if natural > width:
+                break
+            take += 1
+        chunks.append(cols[:take])
+        cols = cols[take:]
+    for i, chunk in enumerate(chunks):
+        head = title if i == 0 else f"{title.split(':', 1)[0]}: (continued)"
+        console.print(_rich_table(df, chunk, escape(head)), soft_wrap=False)
+    for note in df.attrs.get("info", []):
+        console.print(f"  {escape(note)}", highlight=False, style="dim")
+    for note in df.attrs.get("notes", []):
+        console.print(f"  [red]failed[/red] {escape(note)}", highlight=False)
+
+
+def print_headline(report: dict[str, Any], console, run_dir=None) -> None:
+    """The console view of a run (module docstring)."""
+    from rich.markup import escape
+
+    for dataset, tables in report["datasets"].items():
+        show_fitted(headline_table(report, dataset), f"{dataset}: headline", console)
+        console.print(escape(HEADLINE_LEGEND), style="dim", highlight=False)
+        for title, df in tables["paper"].items():
+            if title.startswith("Table 1"):
+                show_fitted(time_table(report, dataset), f"{dataset}: {title}", console)
+            elif title.startswith("Fig. 7"):
+                show_fitted(augmentation_compact(df), f"{dataset}: {title}", console)
+    where = f"{run_dir}" if run_dir is not None else "RUN_DIR"
+    console.print(
+        f"full tables: {where}/summary.md; all tables here: `bench report {where} --all`; "
+        f"figures: `bench report {where} --html`",
+        highlight=False,
+        markup=False,
+    )

@@ -1,0 +1,77 @@
+"""The user's scgenbench settings file: ``$BENCH_CONFIG_DIR/config.toml``, else
+``platformdirs.user_config_dir("scgenbench")/config.toml`` (``~/.config/scgenbench/config.toml`` on
+Linux).
+
+It holds choices made once per machine that a run must find without a variable, such as the
+Docker base image that ``scripts/setup.sh --services`` built (``[docker] base_image``). Tables of
+plain values only (strings, numbers, booleans); unknown tables and keys are kept when a value is
+recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+
+
+def path() -> Path:
+    env = os.environ.get("BENCH_CONFIG_DIR")
+    if env:
+        return Path(env).expanduser() / "config.toml"
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("scgenbench")) / "config.toml"
+
+
+def load() -> dict[str, dict[str, Any]]:
+    """The settings, ``{}`` when there is no file."""
+    p = path()
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise UserError(
+            f"cannot read your scgenbench settings {p}: {exc.strerror}", "fix or remove it"
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(
+            f"your scgenbench settings {p} are not valid TOML ({exc})", "fix or remove it"
+        ) from None
+    return {k: v for k, v in data.items() if isinstance(v, dict)}
+
+
+def get(table: str, key: str) -> Any:
+    return load().get(table, {}).get(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise TypeError(f"cannot store {type(value).__name__} in the settings file")
+
+
+def record(table: str, key: str, value: Any) -> Path:
+    """Set ``[table] key = value`` in the settings file (written atomically) and return its path."""
+    data = load()
+    data.setdefault(table, {})[key] = value
+    lines = ["# scgenbench settings (bench.userconfig); written by scgenbench, edits are kept"]
+    for name, values in data.items():
+        lines.append(f"\n[{name}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if not isinstance(v, dict | list)]
+    p = path()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".toml.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(p)
+    return p

@@ -1,0 +1,76 @@
+"""Check that the README's main job filled every model's rows: exit 0, else 1 with what is missing.
+
+    python3 scripts/ci/check_main_job.py "bench run --models activa,scgan,cscgan,nb --dataset pbmc3k"
+
+The command is parsed with bench's own parser, so the run dir, models (with the controls),
+experiments and seeds are the ones that command used. Every (dataset, model, experiment) the run
+planned must be in the run dir's summary.json with values from every planned seed and no failure.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    from bench.cli import build_parser
+    from bench.config import build_spec, load_toml, parse_list
+    from bench.registry import get_generator
+    from bench.runner import default_run_dir
+
+    if len(argv) != 1:
+        print("usage: check_main_job.py 'bench run ...'", file=sys.stderr)
+        return 2
+    words = shlex.split(argv[0])
+    if words[:2] != ["bench", "run"]:
+        print(f"not a bench run command: {argv[0]}", file=sys.stderr)
+        return 2
+    args = build_parser().parse_args(words[1:])
+    spec = build_spec(
+        load_toml(args.config) if args.config else None,
+        models=parse_list(args.models),
+        datasets=parse_list(args.dataset),
+        seeds=parse_list(args.seeds, int),
+        profile=args.profile,
+        experiments=parse_list(args.experiments),
+        control=False if args.no_control else None,
+    )
+    run_dir = Path(args.out) if args.out else default_run_dir(spec)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    cells: dict[tuple[str, str, str], list[dict]] = {}
+    for row in summary["summary"]:
+        cells.setdefault((row["dataset"], row["model"], row["experiment"]), []).append(row)
+    problems = [f"failed: {f}" for f in summary.get("failures", [])]
+    datasets = sorted({d for d, _, _ in cells})
+    for dataset in datasets:
+        for model in spec.models:
+            for experiment in spec.experiments:
+                rows = cells.get((dataset, model, experiment))
+                if rows is None:
+                    # the augmentation experiment is n/a for an unconditional model
+                    if experiment == "main" or get_generator(model).conditional:
+                        problems.append(f"{dataset}/{model}/{experiment}: no values")
+                    continue
+                short = [
+                    f"{r['metric']} n={r['n']}/{r['n_planned']}"
+                    for r in rows
+                    if r["status"] != "ok" or r["n"] < r["n_planned"]
+                ]
+                if short:
+                    problems.append(f"{dataset}/{model}/{experiment}: {', '.join(short[:5])}")
+    if not datasets:
+        problems.append("summary.json holds no values")
+    for p in problems:
+        print(f"main job: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    n = sum(len(v) for v in cells.values())
+    print(f"main job: every model's rows are filled ({len(spec.models)} models, {n} cells, {run_dir})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
