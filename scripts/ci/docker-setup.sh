@@ -8,6 +8,7 @@
 #     create /opt/venv and pre-install the scGAN image's Python dependencies into it from the host side
 #     (chroot, host network), tar it and `docker import` it
 #  4. the scGAN image on top of it (bench images build scgan --base-image scgenbench/base:bookworm)
+#  5. the image of the `paper` evaluation protocol (Debian's r-cran-seurat; scripts/ci/seurat-image.sh)
 #
 # Environment: BENCH_BASE_IMAGE (default scgenbench/base:bookworm), DEBIAN_MIRROR
 # (default http://deb.debian.org/debian), BENCH_SETUP_WORKDIR (default /var/tmp/scgenbench-base).
@@ -87,4 +88,7 @@ if command -v bench >/dev/null 2>&1 && bench images build --help >/dev/null 2>&1
 else
   python3 -c "import sys; from bench.generators.container import build_image; print(build_image('scgan', base_image=sys.argv[1]))" "$BASE_IMAGE"
 fi
+
+# 5. the paper protocol's Seurat image ------------------------------------------------------------
+bash "$REPO/scripts/ci/seurat-image.sh"
 log "done in $(( $(date +%s) - T0 ))s"
