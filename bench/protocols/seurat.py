@@ -215,7 +215,9 @@ def run_seurat(
 
 class Paper:
     """The ``paper`` protocol, grouped ``joint`` (the real test cells with every model at once, as the
-    authors did) or ``pairwise`` (with one model at a time)."""
+    authors did) or ``pairwise`` (with one model at a time). ``run_options`` go to
+    :func:`run_seurat` (``mem_gb``, ``cpus``, ``timeout_s``, ``image``, ``params``, ``client``;
+    ``work_dir``: keep each integration's files in ``work_dir/group<i>``)."""
 
     name = "paper"
     groupings = GROUPINGS
@@ -249,9 +251,14 @@ class Paper:
         real = library_size_cells(real_test, "library-size-20000")
         linear = {m: library_size_cells(c) for m, c in generated.items()}
         pairs, runs = {}, []
-        for group in groups(list(generated), self.grouping):
+        options = dict(self.run_options)
+        work_dir = options.pop("work_dir", None)
+        for i, group in enumerate(groups(list(generated), self.grouping)):
             blocks = {REAL: real, **{m: linear[m] for m in group}}
-            pcs, record = run_seurat(blocks, genes, seed=seed, normalize=self.normalize, **self.run_options)
+            folder = None if work_dir is None else Path(work_dir) / f"group{i}"
+            pcs, record = run_seurat(
+                blocks, genes, seed=seed, normalize=self.normalize, work_dir=folder, **options
+            )
             for m in group:
                 pairs[m] = (pcs[REAL], pcs[m])
             runs.append({"models": group, **record})
