@@ -155,12 +155,18 @@ def test_pca_real_reads_every_output_scale(data):
         np.testing.assert_allclose(e.generated(name), e.generated("counts"), rtol=1e-4, atol=1e-3)
 
 
-def test_pca_real_is_deterministic_and_seeded(data):
+def test_pca_real_is_deterministic_and_a_kept_fit_projects_the_same(data):
+    import pickle
+
     train, test, gen = data
-    e1 = PcaReal(n_top_genes=100).apply(train, test, gen, seed=4)
-    e2 = PcaReal(n_top_genes=100).apply(train, test, gen, seed=4)
+    protocol = PcaReal(n_top_genes=100)
+    e1 = protocol.apply(train, test, gen, seed=4)
+    e2 = protocol.apply(train, test, gen, seed=4)
     assert np.array_equal(e1.real("a"), e2.real("a"))
     assert np.array_equal(e1.generated("b"), e2.generated("b"))
+    kept = pickle.loads(pickle.dumps(protocol.fit(train, seed=4)))  # e.g. in the run's shared work
+    e3 = protocol.project(kept, test, {"b": gen["b"]})
+    assert np.array_equal(e3.generated("b"), e1.generated("b")) and e3.record == e1.record
 
 
 def test_pca_real_keeps_every_gene_when_there_are_fewer_than_asked(data):

@@ -104,7 +104,12 @@ class PcaReal:
     ) -> Embedded:
         """Fit on ``real_train`` (log-normalised), project the real test cells and each model's cells."""
         check_inputs(real_test, generated)
-        fit = self.fit(real_train, seed)
+        return self.project(self.fit(real_train, seed), real_test, generated)
+
+    def project(self, fit: PcaRealFit, real_test: Cells, generated: Mapping[str, Cells]) -> Embedded:
+        """:meth:`apply` with a fit made earlier (:meth:`fit`, once per dataset and seed: a caller
+        may keep it, e.g. in the evaluation's shared work, and project each task's cells on it)."""
+        check_inputs(real_test, generated)
         real = fit.transform(real_lognorm(real_test))
         pairs = {m: (real, fit.transform(generated_lognorm(c))) for m, c in generated.items()}
         record = {
