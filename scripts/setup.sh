@@ -2,8 +2,9 @@
 # scgenbench setup, one command.
 #   bash scripts/setup.sh             Python side: torch (CPU build if none is installed), scgenbench + dev/test
 #                                     tools + TensorFlow (for the scGAN `process` backend)
-#   bash scripts/setup.sh --services  also, as root on Debian/Ubuntu: a Docker engine with a local base image
-#                                     and the scGAN image, a one-node Slurm cluster, Chromium (HTML report test)
+#   bash scripts/setup.sh --services  also, as root on Debian/Ubuntu: a Docker engine with a local base image,
+#                                     the scGAN image and the Seurat image of the `paper` evaluation protocol,
+#                                     a one-node Slurm cluster, Chromium (HTML report test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -12,7 +13,7 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   # install torch first so the project's torch range is already satisfied (else pip may pick a multi-GB CUDA build)
   "$PY" -m pip install "torch==2.13.0" || "$PY" -m pip install "torch>=2.2,<=2.14.1"
 fi
-"$PY" -m pip install -e ".[dev,tf,scvi]"
+"$PY" -m pip install -e ".[dev,tf,scvi,protocols]"
 
 if [[ "${1:-}" == "--services" ]]; then
   if [[ $(id -u) -ne 0 ]]; then

@@ -10,6 +10,7 @@
 #  4. the scGAN image on top of it (bench images build scgan --base-image scgenbench/base:bookworm),
 #     which records the base in the user's settings file ([docker] base_image), where `bench run`
 #     finds it with no variable; the base also carries the label org.scgenbench.base (docs/docker.md)
+#  5. the image of the `paper` evaluation protocol (Debian's r-cran-seurat; scripts/ci/seurat-image.sh)
 #
 # Environment: BENCH_BASE_IMAGE (default scgenbench/base:bookworm), DEBIAN_MIRROR
 # (default http://deb.debian.org/debian), BENCH_SETUP_WORKDIR (default /var/tmp/scgenbench-base).
@@ -90,4 +91,7 @@ if command -v bench >/dev/null 2>&1 && bench images build --help >/dev/null 2>&1
 else
   python3 -m bench.cli images build scgan --base-image "$BASE_IMAGE"
 fi
+
+# 5. the paper protocol's Seurat image ------------------------------------------------------------
+bash "$REPO/scripts/ci/seurat-image.sh"
 log "done in $(( $(date +%s) - T0 ))s"
