@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench.metrics.base import arrow
 from bench.registry import available
-from bench.report.summary import cell_text, direction_of, order_models
+from bench.report.summary import cell_text, direction_of, fmt, order_models
 from bench.report.tables import _best, _cells, index_names, rows
 
 HEADLINE_LEGEND = (
@@ -88,7 +88,7 @@ def headline_table(report: dict[str, Any], dataset: str) -> pd.DataFrame:
             hit = means[means.model == model]
             if len(hit):
                 r = hit.iloc[0]
-                data[model][label] = f"{r['mean']:.3f} ± {0.0 if np.isnan(r['sd']) else r['sd']:.3f}"
+                data[model][label] = fmt(float(r["mean"]), float(r["sd"]), int(r["n"]))
                 scores[model] = float(r["mean"])
             else:
                 data[model][label] = "n/a"
