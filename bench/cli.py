@@ -8,8 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from bench.api.errors import UserError
 from bench.config import PROFILES
-from bench.errors import UserError
 
 RUN_EXAMPLES = textwrap.dedent(
     """\
@@ -140,8 +140,8 @@ def _values(values: dict) -> str:
 def cmd_list(args) -> int:
     from rich.table import Table
 
+    from bench.api.metric import arrow
     from bench.config import PROFILES
-    from bench.metrics.base import arrow
     from bench.registry import available
 
     console = _console()

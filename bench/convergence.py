@@ -18,7 +18,7 @@ from typing import Any
 import anndata as ad
 import numpy as np
 
-from bench.generators.base import Snapshot
+from bench.api.generator import Snapshot
 
 # (metric, options, value it contributes)
 CHEAP_METRICS: tuple[tuple[str, dict[str, Any], str], ...] = (

@@ -30,8 +30,8 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from bench.contract import LIBRARY_SIZE, OUTPUT_SCALES, at_library_size
-from bench.errors import TaskFailed
+from bench.api.contract import LIBRARY_SIZE, OUTPUT_SCALES, at_library_size
+from bench.api.errors import TaskFailed
 
 N_PCS = 50
 
@@ -313,7 +313,7 @@ class EvalContext:
         for hit in slots:
             if hit[0] is adata and hit[1] == scale:
                 return hit[2], hit[3]
-        from bench.generators.base import gene_mismatch
+        from bench.api.generator import gene_mismatch
 
         mismatch = gene_mismatch(list(map(str, adata.var_names)), list(map(str, self.train.var_names)))
         if mismatch:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.contract import LIBRARY_SIZE
+from bench.api.contract import LIBRARY_SIZE
 from bench.generators.activa.train import ActivaTrainer, TrainConfig, decode, generation_decoder
 from bench.metrics import mmd
 

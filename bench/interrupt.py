@@ -74,7 +74,7 @@ def interrupted_record(
 ) -> TaskRecord:
     """Remove what is left of task ``key``'s containers and return its failed record: the reason
     (which signal, ``context``), what was removed, and the tail of the task's newest container log."""
-    from bench.generators.sandbox import remove_task_containers
+    from bench.api.sandbox import remove_task_containers
 
     removed = remove_task_containers(run_dir, key)
     reason = getattr(exc, "reason", None) or "interrupted"

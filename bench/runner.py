@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import provenance
+from bench.api.contract import resolve_device
+from bench.api.errors import UserError
 from bench.codeversion import code_version, scoring_version
 from bench.config import RunSpec
-from bench.contract import resolve_device
-from bench.errors import UserError
 from bench.executors.base import Outcome
 from bench.registry import available, get_generator, get_metric
 from bench.tasks import DataSpec, TaskSpec
@@ -211,8 +211,8 @@ def run(
     argv: list[str] | None = None,
 ) -> dict[str, Any]:
     """Plan, then execute the tasks the store lacks. Returns a summary dict."""
+    from bench.api.sandbox import remove_leftovers
     from bench.executors import make_executor
-    from bench.generators.sandbox import remove_leftovers
     from bench.interrupt import interruptible
     from bench.store import Store
 

@@ -49,8 +49,8 @@ def measure_stages(
     import torch
 
     from bench import datasets
+    from bench.api.generator import FitContext, bind_training_data
     from bench.evaluation import EvalContext
-    from bench.generators.base import FitContext, bind_training_data
     from bench.registry import available, get_generator, get_metric
     from bench.timing import measure
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.contract import resolve_device
-from bench.errors import TaskFailed, UserError
+from bench.api.contract import resolve_device
+from bench.api.errors import TaskFailed, UserError
 
 
 @contextlib.contextmanager
@@ -209,15 +209,15 @@ def execute_task(
     """Fit, generate and score one task; never raises for task failures (returns status 'failed').
     ``shared_dir``: where the model-independent work is kept for the whole run (the run dir's
     ``shared/``; bench.evaluation.SharedWork)."""
-    from bench.convergence import ConvergenceMonitor
-    from bench.evaluation import EvalContext
-    from bench.generators.base import (
+    from bench.api.generator import (
         SNAPSHOT_FRACTIONS,
         FitContext,
         FitResult,
         bind_training_data,
         validate_output,
     )
+    from bench.convergence import ConvergenceMonitor
+    from bench.evaluation import EvalContext
     from bench.registry import get_generator, get_metric
     from bench.timing import measure, time_generation
 

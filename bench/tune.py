@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.errors import UserError
+from bench.api.errors import UserError
 
 SCORES = (("mmd", {}, "mmd"), ("correlation_discrepancy", {}, "cd"), ("mean_corr", {}, "mean_corr"))
 VALIDATION_FRACTION = 0.1
@@ -87,9 +87,9 @@ def tune(
 ) -> pd.DataFrame:
     """Run the sweep; return its table (one row per grid point, best first) and write it to ``out``."""
     from bench import datasets
+    from bench.api.generator import Budget, FitContext, bind_training_data, validate_output
     from bench.config import PROFILES
     from bench.evaluation import EvalContext
-    from bench.generators.base import Budget, FitContext, bind_training_data, validate_output
     from bench.registry import get_generator, get_metric
     from bench.tasks import torch_threads_kept
     from bench.timing import measure

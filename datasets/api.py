@@ -16,10 +16,10 @@ from typing import Any
 import anndata as ad
 
 from bench import registry
+from bench.api import UserError
 from bench.datasets import cache, preprocess, readers
 from bench.datasets.prepared import PreparedData
 from bench.datasets.recipes import DatasetRecipe
-from bench.errors import UserError
 
 
 def cache_dir() -> Path:

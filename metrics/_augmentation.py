@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.metrics import f1_score
 
-from bench.errors import TaskFailed, UserError
+from bench.api import TaskFailed, UserError
 from bench.metrics._auc import make_forest
 
 if TYPE_CHECKING:
@@ -259,8 +259,8 @@ def run_augmentation(
     n_jobs: int | None = None,
 ):
     """Metric adapter: the experiment on an :class:`~bench.evaluation.EvalContext`."""
+    from bench.api import MetricOutput
     from bench.metrics._utils import check_space
-    from bench.metrics.base import MetricOutput
 
     check_space(space)
     fractions = tuple(float(f) for f in fractions)

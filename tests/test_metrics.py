@@ -54,7 +54,7 @@ def test_auc_fold_sd_is_the_sample_sd():
 
 
 def test_auc_direction_is_the_distance_to_one_half():
-    from bench.metrics.base import arrow, badness
+    from bench.api.metric import arrow, badness
 
     assert AUC.direction_of("auc") == "target" and AUC.target_of("auc") == 0.5
     assert AUC.direction_of("auc_sd") is None  # the fold spread is information, not a score
@@ -345,7 +345,7 @@ def test_transform_generated_all_scales_agree(ctx, scale):
 
 
 def test_transform_generated_needs_a_scale(ctx):
-    from bench.errors import TaskFailed
+    from bench.api.errors import TaskFailed
 
     g = generated_like(ctx.test, "log1p")
     del g.uns["scgenbench"]
@@ -403,7 +403,7 @@ def test_de_genes_equal_scanpy(ctx):
 def test_de_test_is_an_option_t_test_equals_scanpy(ctx):
     import scanpy as sc
 
-    from bench.errors import UserError
+    from bench.api.errors import UserError
 
     genes = ctx.de_genes(n_genes=5, method="t-test")
     rows = ctx.fit_cells
@@ -460,7 +460,7 @@ def test_adapters_detect_a_bad_generator(ctx):
 
 
 def test_unknown_space_is_a_user_error(ctx):
-    from bench.errors import UserError
+    from bench.api.errors import UserError
 
     with pytest.raises(UserError, match="space"):
         AUC.func(ctx, generated_like(ctx.test, "counts"), seed=0, space="umap")

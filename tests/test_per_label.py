@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bench import registry
-from bench.generators.base import validate_output
+from bench.api.generator import validate_output
 from bench.generators.baselines import NegativeBinomial
 from bench.tasks import DataSpec, PerLabelCells, TaskSpec, execute_task
 from tests.conftest import fit_generator, make_counts

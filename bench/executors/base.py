@@ -95,7 +95,7 @@ def run_one(spec: TaskSpec, run_dir, run_id, *, data=None, context: str = "") ->
     """Execute one task with its containers labelled (run dir, run id, task key). On SIGTERM/SIGINT
     (bench.interrupt) the task's containers are removed, its failed record (the reason, the log
     tail) becomes the exception's ``record`` for the caller to save, and the interruption goes on up."""
-    from bench.generators.sandbox import task_scope
+    from bench.api.sandbox import task_scope
     from bench.interrupt import interrupted_record
 
     started = time.time()

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.api.metric import arrow
 from bench.config import CONTROLS
-from bench.metrics.base import arrow
 from bench.registry import available
 
 CONTROL = "real"

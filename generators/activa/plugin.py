@@ -12,8 +12,19 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from bench import contract
-from bench.errors import TaskFailed, UserError
+from bench.api import (
+    INTEGER_1,
+    INTEGER_2,
+    Budget,
+    FitContext,
+    FitResult,
+    Generator,
+    TaskFailed,
+    UserError,
+    contract,
+    make_output,
+    split_request,
+)
 from bench.generators.activa.train import (
     GENERATION_BN,
     VARIANTS,
@@ -23,8 +34,6 @@ from bench.generators.activa.train import (
     decode,
     generation_decoder,
 )
-from bench.generators.base import Budget, FitContext, FitResult, Generator, make_output, split_request
-from bench.options import INTEGER_1, INTEGER_2
 
 CONFIG_FILE = "activa_config.json"
 WEIGHTS_FILE = "activa_weights.pt"
@@ -55,7 +64,7 @@ _TRAIN_KEYS = [
 
 
 def resolve_device(device: str | None) -> torch.device:
-    """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available), as a torch device (bench.contract)."""
+    """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available), as a torch device (bench.api.contract)."""
     return torch.device(contract.resolve_device(device))
 
 

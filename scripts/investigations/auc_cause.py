@@ -22,8 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from bench import datasets
+from bench.api.generator import FitContext, bind_training_data
 from bench.evaluation import EvalContext, lognorm, to_lognorm
-from bench.generators.base import FitContext, bind_training_data
 from bench.metrics import auc, make_forest
 from bench.registry import get_generator
 

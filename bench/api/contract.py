@@ -3,7 +3,7 @@ cells are normalised to, the output scales a generator may declare and the ±1 %
 library-size output, the resources a task gets when its generator declares none, and which device
 a task runs on.
 
-The scoring code (bench.evaluation) and the output check (bench.generators.base.validate_output)
+The scoring code (bench.evaluation) and the output check (bench.api.generator.validate_output)
 read these, so this module is part of the scoring code's hash (bench.codeversion.SCORING_MODULES).
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import UserError
+from bench.api.errors import UserError
 
 # every cell is normalised to this many counts before log1p (the ACTIVA and scGAN papers' 20,000)
 LIBRARY_SIZE = 20_000

@@ -32,8 +32,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench.errors import UserError
-from bench.options import check_declared, check_value
+from bench.api.errors import UserError
+from bench.api.options import check_declared, check_value
 
 # "lower" / "higher": the better direction; "target": closest to the value's target is best (a
 # classifier AUC's ideal is 0.5, so 0.3 is as bad as 0.7): ranked and gated by |value - target|
@@ -116,7 +116,7 @@ class Metric:
     # a list option, of each of its items
     choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     # allowed numbers of numeric options, as an interval with an optional "integer": "[1, inf) integer",
-    # "(0, 1)" (bench.options); for a list option, of each item; ``None`` always passes
+    # "(0, 1)" (bench.api.options); for a list option, of each item; ``None`` always passes
     bounds: dict[str, str] = field(default_factory=dict)
     # experiment this metric's task belongs to ("main" shares one fit; others run their own task)
     experiment: str = "main"
@@ -171,7 +171,7 @@ class Metric:
     def options_for(self, profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The options of a run: defaults, then the profile's, then the user's. An option the metric
         does not have, or a value of the wrong type, outside the option's ``choices`` or outside its
-        ``bounds`` (:mod:`bench.options`), is a UserError."""
+        ``bounds`` (:mod:`bench.api.options`), is a UserError."""
         unknown = sorted(set(overrides or {}) - set(self.options))
         if unknown:
             raise UserError(

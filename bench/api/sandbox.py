@@ -26,8 +26,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from bench.contract import DEFAULT_RESOURCES as CONTRACT_RESOURCES
-from bench.errors import UserError
+from bench.api.contract import DEFAULT_RESOURCES as CONTRACT_RESOURCES
+from bench.api.errors import UserError
 
 # the image's non-root user (generators/scgan/Dockerfile); containers run as it when the caller is root
 SANDBOX_UID = 10001
