@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.api import INTEGER_1, INTEGER_2, FigureSpec, Metric, MetricOutput
+from bench.api import HARDWARE_VALUES, INTEGER_1, INTEGER_2, FigureSpec, Metric, MetricOutput
 from bench.metrics._auc import AucResult, auc, make_forest
 from bench.metrics._augmentation import (
     MIN_RARE_CELLS,
@@ -63,7 +63,6 @@ from bench.metrics._prdc import PRDC, PrdcResult, prdc
 from bench.metrics._sinkhorn import SINKHORN, SinkhornResult, median_distance, sinkhorn_w2
 from bench.metrics._timing import timing
 from bench.metrics._utils import QUICK_MAX_CELLS, SPACES, check_space, equal_size
-from bench.timing import HARDWARE_VALUES
 
 __all__ = [
     "AUC",

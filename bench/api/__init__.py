@@ -33,6 +33,8 @@ _WHERE = {
         "OUTPUT_SCALES",
         "RESOURCE_KEYS",
         "DEFAULT_RESOURCES",
+        "FIT_VALUES",
+        "HARDWARE_VALUES",
         "at_library_size",
         "resolve_device",
     ),
@@ -66,6 +68,8 @@ _WHERE = {
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 __all__ = [
+    "FIT_VALUES",
+    "HARDWARE_VALUES",
     "BUDGET_UNITS",
     "Budget",
     "DEFAULT_RESOURCES",
@@ -110,6 +114,8 @@ if TYPE_CHECKING:
     from bench.api.compat import SCANPY_EXACT_KNN_MAX_CELLS, import_umap, knn_transformer
     from bench.api.contract import (
         DEFAULT_RESOURCES,
+        FIT_VALUES,
+        HARDWARE_VALUES,
         LIBRARY_SIZE,
         LIBRARY_SIZE_TOLERANCE,
         OUTPUT_SCALES,

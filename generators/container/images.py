@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api import TaskFailed, UserError
+from bench.api.sandbox import docker_client
 
 IMAGE_PREFIX = "scgenbench"
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -30,18 +31,6 @@ def default_base_image(variant: str = "cpu") -> str:
     """$BENCH_GPU_BASE_IMAGE for the gpu variant when set, else $BENCH_BASE_IMAGE, else python:3.11-slim."""
     gpu = os.environ.get("BENCH_GPU_BASE_IMAGE") if variant == "gpu" else None
     return gpu or os.environ.get("BENCH_BASE_IMAGE") or DEFAULT_BASE_IMAGE
-
-
-def docker_client(timeout: int = 10):
-    """A docker client whose engine answers, or None."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-        return client
-    except Exception:
-        return None
 
 
 def context_files(context: Path, files: tuple[str, ...] = ()) -> list[Path]:
