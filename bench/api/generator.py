@@ -212,6 +212,9 @@ class Generator(ABC):
     # axis may stand for several parameters, see tuning_params) and the sweep's budget in epochs
     tuning: ClassVar[dict[str, list[Any]]] = {}
     tuning_budget: ClassVar[str | None] = None
+    # a positive control: in the main experiment the harness fits it on the control reserve only,
+    # the training cells the evaluation's own fits leave out (bench.evaluation)
+    uses_control_reserve: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.parameters))
