@@ -54,7 +54,7 @@ def cmd_run(args) -> int:
     from bench import report as rpt
     from bench.config import build_spec, load_toml, parse_list
     from bench.failures import retry_advice
-    from bench.runner import default_run_dir, run
+    from bench.runner import default_run_dir, dry_run, run
     from bench.store import Store
     from bench.tasks import task_label
 
@@ -83,6 +83,9 @@ def cmd_run(args) -> int:
     )
     console = _console()
     run_dir = Path(args.out) if args.out else default_run_dir(spec)
+    if args.dry_run:
+        dry_run(spec, run_dir, console=console)
+        return 0
     result = run(
         spec,
         run_dir,
@@ -92,22 +95,22 @@ def cmd_run(args) -> int:
         detach=args.detach,
         argv=sys.argv,
     )
-    if result["detached"]:
+    if result.detached:
         console.print(f"submitted; follow with `bench status {run_dir}`")
         return 0
     with Store(run_dir) as store:
-        report = rpt.build(store, result["run_id"])
+        report = rpt.build(store, result.run_id)
         prov = store.runs()[-1]["provenance"]
         rpt.print_tables(report, console)
         paths = rpt.write_files(report, run_dir, prov)
         failed = [
             (task_label(r["dataset"], r["model"], r["seed"], r["experiment"]), r["error"])
-            for r in map(store.task_row, result["failed"])
+            for r in map(store.task_row, result.failed)
             if r
         ]
     console.print(f"results: {run_dir} ({', '.join(p.name for p in paths)})")
-    if result["failed"]:
-        console.print(f"[red]{len(result['failed'])} task(s) failed[/red]")
+    if result.failed:
+        console.print(f"[red]{len(result.failed)} task(s) failed[/red]")
         for line in retry_advice(failed, run_dir):
             console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
         return 1
@@ -142,7 +145,7 @@ def cmd_list(args) -> int:
 
     from bench.api.metric import arrow
     from bench.config import PROFILES
-    from bench.registry import available
+    from bench.registry import available, broken
 
     console = _console()
     profile = args.profile
@@ -171,35 +174,30 @@ def cmd_list(args) -> int:
             ):
                 table.add_column(col)
             for name, cls in items.items():
-                meta = cls.metadata() if hasattr(cls, "metadata") else {}
-                sets = getattr(cls, "profiles", {}).get(profile, {})
+                meta = cls.metadata()
                 table.add_row(
                     name,
-                    str(meta.get("conditional", "?")),
-                    str(meta.get("output_scale", "?")),
-                    "yes" if meta.get("needs_gpu") else "no",
+                    str(cls.conditional),
+                    cls.output_scale,
+                    "yes" if cls.needs_gpu else "no",
                     meta.get("sandbox", "in-process"),
-                    " / ".join(t for t in (meta.get("description"), meta.get("paper")) if t) or repr(cls),
-                    _values(sets),
+                    " / ".join(t for t in (cls.description, cls.paper) if t) or repr(cls),
+                    _values(cls.profiles.get(profile, {})),
                 )
         elif kind == "metrics":
             for col in ("name", "kind", "values (direction)", "description", f"options ({profile})"):
                 table.add_column(col)
             for name, m in items.items():
-                targets = getattr(m, "targets", {})
-                dirs = ", ".join(
-                    f"{k} {arrow(v, targets.get(k))}" for k, v in getattr(m, "directions", {}).items()
-                )
-                options = m.options_for(profile) if hasattr(m, "options_for") else {}
-                table.add_row(
-                    name, getattr(m, "kind", "?"), dirs, getattr(m, "description", repr(m)), _values(options)
-                )
+                dirs = ", ".join(f"{k} {arrow(v, m.targets.get(k))}" for k, v in m.directions.items())
+                table.add_row(name, m.kind, dirs, m.description, _values(m.options_for(profile)))
         else:
             table.add_column("name")
             table.add_column("description")
             for name, recipe in items.items():
-                table.add_row(name, getattr(recipe, "description", repr(recipe)))
+                table.add_row(name, recipe.description)
         console.print(table)
+        for name, bad in broken(kind).items():  # listed apart: they cannot be used until fixed
+            console.print(f"[red]broken {kind[:-1]} plugin[/red] {name}: {bad.reason} ({bad.target})")
     return 0
 
 
@@ -371,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--account", help="Slurm account")
     r.add_argument("--qos", help="Slurm QOS")
     r.add_argument("--detach", action="store_true", help="submit (Slurm) and return at once")
+    r.add_argument(
+        "--dry-run", action="store_true", help="print the resolved run and its tasks; run and write nothing"
+    )
     r.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="tables (and --html report) of a run dir")

@@ -202,8 +202,7 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
 def _plugin_of(metric: str) -> str | None:
     """The installed metric plugin that writes a value name."""
     for name, m in available("metrics").items():
-        find = getattr(m, "direction_of", None)
-        if find is not None and find(metric) is not None:
+        if m.direction_of(metric) is not None:
             return name
     return None
 

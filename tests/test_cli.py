@@ -153,3 +153,33 @@ def test_screenshot_helper_works_here(tmp_path):
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dry_run_prints_the_resolved_run_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """`bench run --dry-run` prints the ResolvedRun and every planned task, writes no store and no
+    dataset cache; after the real run, the same dry run shows every task as reused (same keys)."""
+    from tests.conftest import make_counts
+
+    data = tmp_path / "cells.h5ad"
+    make_counts(n_cells=300, n_genes=50, n_types=3, seed=1).write_h5ad(data)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("BENCH_DATA", str(cache))
+    out = tmp_path / "run"
+    args = ["run", "--models", "nb", "--dataset", str(data), "--label-key", "cell_type", "--metrics",
+            "mean_corr", "--experiments", "main", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    assert main([*args, "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "profile quick; seeds 0; device cpu" in printed
+    assert re.search(r"^model nb: .*; code [0-9a-f]{16}$", printed, re.M)
+    assert re.search(r"^model real \(control\): ", printed, re.M)
+    assert "metric mean_corr (main): " in printed
+    planned = re.findall(r"^\s+run\s+cells/(\w+)/seed0/main\s+([0-9a-f]{20})$", printed, re.M)
+    assert sorted(m for m, _ in planned) == ["nb", "real", "shuffled"]
+    assert "dry run: 3 task(s), 0 in" in printed and "nothing was written" in printed
+    assert not out.exists() and not any(cache.rglob("*"))
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args, "--dry-run"]) == 0
+    again = capsys.readouterr().out
+    reused = re.findall(r"^\s+reuse\s+cells/(\w+)/seed0/main\s+([0-9a-f]{20})$", again, re.M)
+    assert sorted(reused) == sorted(planned)
