@@ -179,7 +179,7 @@ def _score_mmd(
         device=ctx.device,
         dtype=dtype,
         estimator=estimator,
-        cache=ctx.shared,
+        cache=ctx.shared_for("mmd"),
     )
     info = {
         "space": "pca50",

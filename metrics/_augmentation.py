@@ -172,7 +172,7 @@ def augmentation(
     failures: dict[str, str] = {}
 
     def once(key: tuple, compute: Callable[[], float]) -> float:
-        full = ("augmentation_arm", str(rare), int(seed), int(n_trees), *key)
+        full = ("arm", str(rare), int(seed), int(n_trees), *key)
         return float(shared(full, compute)) if shared is not None else compute()
 
     def f1_with(X_kept, y_kept, extra_rare):
@@ -293,7 +293,7 @@ def run_augmentation(
         n_trees=int(n_trees),
         n_jobs=n_jobs,
         n_oversample=int(n_generated),
-        shared=lambda key, compute: ctx._shared((key[0], space, *key[1:]), compute),
+        shared=lambda key, compute: ctx.shared_for("augmentation")((key[0], space, *key[1:]), compute),
     )
     values, params = dict(res.values), dict(res.params)
     for fraction, share in filter_share.items():  # informational: the share of cells that passed the filter

@@ -161,7 +161,7 @@ def _score_per_type(
         n_jobs=n_jobs,
         max_cells=max_cells,
         device=ctx.device,
-        cache=ctx.shared,
+        cache=ctx.shared_for("per_type"),
     )
     values: dict[str, float] = {}
     for m in metrics:
