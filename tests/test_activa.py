@@ -552,7 +552,7 @@ def test_sparse_training_matrix_over_the_limit_trains_like_the_dense_one(monkeyp
     import scipy.sparse as sp
 
     from bench.generators.activa import plugin
-    from bench.generators.activa.train import SparseRows
+    from bench.generators.activa.batches import SparseRows
 
     data = tiny_data()
     data.X[data.X < 200] = 0  # a sparse matrix with real zeros

@@ -219,7 +219,11 @@ CORE_EXCEPTIONS: dict[str, set[str]] = {
     "bench.runner": {"bench.datasets", "bench.metrics"},
     "bench.evaluation": {"bench.metrics"},
     # the torch-only GPU check drives ACTIVA's trainer and MMD directly (no AnnData on the GPU box)
-    "bench.gpucheck": {"bench.generators.activa.train", "bench.metrics"},
+    "bench.gpucheck": {
+        "bench.generators.activa.generation",
+        "bench.generators.activa.train",
+        "bench.metrics",
+    },
 }
 
 
