@@ -29,16 +29,9 @@ from typing import Any
 import pandas as pd
 
 from bench.report import suite
-from bench.report.figures import (
-    fig_augmentation,
-    fig_convergence,
-    fig_corr,
-    fig_markers,
-    fig_roc,
-    fig_timing,
-    fig_tradeoff,
-    fig_umap,
-)
+from bench.report.figures import fig_augmentation, fig_corr, fig_roc
+from bench.report.figures_cells import fig_markers, fig_umap
+from bench.report.figures_training import fig_convergence, fig_timing, fig_tradeoff
 from bench.report.tables import LEGEND, SCALED_TITLE, build, table_html
 from bench.report.view import RunView
 
