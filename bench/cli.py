@@ -507,11 +507,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM inside `bench run` (bench.interrupt)
-        reason = getattr(exc, "reason", "interrupted")
-        record = getattr(exc, "record", None)
+        from bench.interrupt import Interrupted
+
+        stop = exc if isinstance(exc, Interrupted) else Interrupted()
+        record = stop.record
         stopped = f"; task {record.key} was stopped and recorded as failed" if record is not None else ""
-        print(f"{reason}{stopped}; finished tasks are kept, run the same command to resume", file=sys.stderr)
-        return int(getattr(exc, "exit_code", 130))
+        print(f"{stop.reason if stop is exc else 'interrupted'}{stopped}; finished tasks are kept, "
+              "run the same command to resume", file=sys.stderr)  # fmt: skip
+        return stop.exit_code
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from bench.api.errors import UserError
 from bench.codeversion import code_version, scoring_version
 from bench.config import CONTROLS, RunSpec
 from bench.executors.base import Outcome
+from bench.interrupt import Interrupted
 from bench.registry import get_generator, get_metric, names
 from bench.tasks import DataSpec, TaskSpec
 
@@ -274,16 +275,16 @@ def _augmentation_plan(prepared, rare: str | None, options: dict[str, Any], note
 def store_outcomes(store, outcomes: Generator[Outcome, None, Any], run_id: int | None = None) -> Any:
     """Write every :class:`~bench.executors.base.Outcome` an executor (or the Slurm ledger) yields
     to ``store`` before it goes on -- the one place task states and results are stored -- and
-    return what the generator returns. A KeyboardInterrupt that carries the running task's failed
-    ``record`` (bench.executors.base.run_one) stores it, then goes on up."""
+    return what the generator returns. An :class:`~bench.interrupt.Interrupted` that carries the
+    running task's failed ``record`` (bench.executors.base.run_one) stores it, then goes on up."""
     running: Outcome | None = None
     while True:
         try:
             outcome = next(outcomes)
         except StopIteration as stop:
             return stop.value
-        except KeyboardInterrupt as exc:
-            rec = getattr(exc, "record", None)
+        except Interrupted as exc:
+            rec = exc.record
             if rec is not None and running is not None and running.spec.key == rec.key:
                 store.write_record(running.spec, rec, running.run_id)
             raise
