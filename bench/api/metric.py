@@ -87,11 +87,19 @@ class FigureSpec:
     id and links it as ``#<section>-<dataset>``); ``title``: the section's heading; ``caption``: a
     template over the metric's options (``str.format``), filled with the options recorded with the
     values, so that an option a user changes (``n_genes = 10``) reads the same in the caption
-    ("the top {n_genes} DE genes")."""
+    ("the top {n_genes} DE genes").
+
+    ``draw``: how the HTML report draws a section it does not draw itself (a plugin's figure):
+    ``draw(view, dataset)`` returns a matplotlib Figure, or ``None`` for "nothing to draw" (the
+    report then says so). ``view`` is the report's view of the run: ``view.values`` (every value:
+    dataset, model, seed, experiment, metric, value, params), ``view.models(dataset)``,
+    ``view.figure_tasks(dataset, metric, artifact)`` ({model: task key} of the main tasks holding
+    ``metric/artifact``) and ``view.artifacts(task_key, metric)`` ({name: array})."""
 
     section: str
     title: str
     caption: str
+    draw: Callable[[Any, str], Any] | None = field(default=None, compare=False, repr=False)
 
     def caption_for(self, options: dict[str, Any]) -> str:
         return self.caption.format(**options)
