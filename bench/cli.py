@@ -5,34 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import textwrap
 from pathlib import Path
 
+from bench.api.errors import UserError
 from bench.config import PROFILES
-from bench.errors import UserError
-
-RUN_EXAMPLES = textwrap.dedent(
-    """\
-    examples:
-      bench run --models activa,nb --dataset pbmc3k               # quick profile, seed 0, + `real` control
-      bench run --models activa,scgan --dataset brain_small --seeds 0,1,2 --profile paper
-      bench run --models nb --dataset my.h5ad --label-key cell_type
-      bench run --models nb --dataset my.h5ad                     # no labels: clustered like scGAN
-      bench run --config run.toml --executor slurm --partition gpu --detach
-    """
-)
-EPILOG = textwrap.dedent(
-    """\
-    examples:
-      bench run --models activa,nb --dataset pbmc3k               # more: bench run --help
-      bench report results/quick --html
-      bench list generators
-      bench datasets info brain_small
-      bench datasets add brain_small ~/Downloads/20kBrainSmall_preprocessed.h5
-      bench baseline results/quick -o baseline.json
-      bench check results/quick --baseline results/baselines/quick-pbmc3k.json
-    """
-)
 
 
 def _console(stderr: bool = False, *, wide: bool = False):
@@ -71,7 +47,7 @@ def cmd_run(args) -> int:
     from bench.config import build_spec, load_toml, parse_list
     from bench.failures import retry_advice
     from bench.report.console import print_headline
-    from bench.runner import default_run_dir, run
+    from bench.runner import default_run_dir, dry_run, run
     from bench.store import Store
     from bench.tasks import task_label
 
@@ -100,6 +76,9 @@ def cmd_run(args) -> int:
     )
     console = _console()
     run_dir = Path(args.out) if args.out else default_run_dir(spec)
+    if args.dry_run:
+        dry_run(spec, run_dir, console=console)
+        return 0
     result = run(
         spec,
         run_dir,
@@ -109,22 +88,22 @@ def cmd_run(args) -> int:
         detach=args.detach,
         argv=sys.argv,
     )
-    if result["detached"]:
+    if result.detached:
         console.print(f"submitted; follow with `bench status {run_dir}`")
         return 0
     with Store(run_dir) as store:
-        report = rpt.build(store, result["run_id"])
+        report = rpt.build(store, result.run_id)
         prov = store.runs()[-1]["provenance"]
         print_headline(report, console, run_dir)
         paths = rpt.write_files(report, run_dir, prov)
         failed = [
             (task_label(r["dataset"], r["model"], r["seed"], r["experiment"]), r["error"])
-            for r in map(store.task_row, result["failed"])
+            for r in map(store.task_row, result.failed)
             if r
         ]
     console.print(f"results: {run_dir} ({', '.join(p.name for p in paths)})")
-    if result["failed"]:
-        console.print(f"[red]{len(result['failed'])} task(s) failed[/red]")
+    if result.failed:
+        console.print(f"[red]{len(result.failed)} task(s) failed[/red]")
         for line in retry_advice(failed, run_dir):
             console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
         return 1
@@ -161,9 +140,8 @@ def _values(values: dict) -> str:
 def cmd_list(args) -> int:
     from rich.table import Table
 
-    from bench.config import PROFILES
-    from bench.metrics.base import arrow
-    from bench.registry import available
+    from bench.api.metric import arrow
+    from bench.registry import available, broken
 
     console = _console()
     profile = args.profile
@@ -192,35 +170,30 @@ def cmd_list(args) -> int:
             ):
                 table.add_column(col)
             for name, cls in items.items():
-                meta = cls.metadata() if hasattr(cls, "metadata") else {}
-                sets = getattr(cls, "profiles", {}).get(profile, {})
+                meta = cls.metadata()
                 table.add_row(
                     name,
-                    str(meta.get("conditional", "?")),
-                    str(meta.get("output_scale", "?")),
-                    "yes" if meta.get("needs_gpu") else "no",
+                    str(cls.conditional),
+                    cls.output_scale,
+                    "yes" if cls.needs_gpu else "no",
                     meta.get("sandbox", "in-process"),
-                    " / ".join(t for t in (meta.get("description"), meta.get("paper")) if t) or repr(cls),
-                    _values(sets),
+                    " / ".join(t for t in (cls.description, cls.paper) if t) or repr(cls),
+                    _values(cls.profiles.get(profile, {})),
                 )
         elif kind == "metrics":
             for col in ("name", "kind", "values (direction)", "description", f"options ({profile})"):
                 table.add_column(col)
             for name, m in items.items():
-                targets = getattr(m, "targets", {})
-                dirs = ", ".join(
-                    f"{k} {arrow(v, targets.get(k))}" for k, v in getattr(m, "directions", {}).items()
-                )
-                options = m.options_for(profile) if hasattr(m, "options_for") else {}
-                table.add_row(
-                    name, getattr(m, "kind", "?"), dirs, getattr(m, "description", repr(m)), _values(options)
-                )
+                dirs = ", ".join(f"{k} {arrow(v, m.targets.get(k))}" for k, v in m.directions.items())
+                table.add_row(name, m.kind, dirs, m.description, _values(m.options_for(profile)))
         else:
             table.add_column("name")
             table.add_column("description")
             for name, recipe in items.items():
-                table.add_row(name, getattr(recipe, "description", repr(recipe)))
+                table.add_row(name, recipe.description)
         console.print(table)
+        for name, bad in broken(kind).items():  # listed apart: they cannot be used until fixed
+            console.print(f"[red]broken {kind[:-1]} plugin[/red] {name}: {bad.reason} ({bad.target})")
     return 0
 
 
@@ -244,7 +217,7 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_images(args) -> int:
-    from bench import userconfig
+    from bench.api import userconfig
     from bench.generators.container import build_image
 
     tag = build_image(args.name, base_image=args.base_image, progress=True, variant=args.variant)
@@ -317,217 +290,24 @@ def cmd_status(args) -> int:
 
 # -- parser ------------------------------------------------------------------------------------
 
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("scgenbench")
-    except PackageNotFoundError:  # a source tree that is not installed
-        from bench import __version__
-
-        return __version__
+COMMANDS = {
+    "baseline": cmd_baseline,
+    "check": cmd_check,
+    "datasets": cmd_datasets,
+    "images": cmd_images,
+    "list": cmd_list,
+    "report": cmd_report,
+    "run": cmd_run,
+    "status": cmd_status,
+    "tune": cmd_tune,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="bench",
-        description="scgenbench: benchmark generative models of single-cell RNA-seq data "
-        "(ACTIVA, scGAN, cscGAN and plugins) with the ACTIVA paper's experiments.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--version", action="version", version=f"%(prog)s (scgenbench) {_version()}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    """The `bench` parser (bench.cli_parser) with this module's commands."""
+    from bench.cli_parser import build_parser as grammar
 
-    r = sub.add_parser(
-        "run",
-        help="train, generate and score models on datasets",
-        epilog=RUN_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    r.add_argument("--models", help="comma-separated generator names (see `bench list generators`)")
-    r.add_argument(
-        "--dataset",
-        "--datasets",
-        dest="dataset",
-        help="dataset name(s) or path (.h5ad, 10x .h5, 10x matrix dir); default pbmc3k",
-    )
-    r.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default 0)")
-    r.add_argument(
-        "--profile",
-        choices=list(PROFILES),
-        help="quick (CPU smoke test, default), standard (converged on the bundled data, ~30 min per "
-        "model and seed on 2 cores) or paper (the published settings, for a GPU)",
-    )
-    r.add_argument("--config", help="TOML file with the run spec (CLI flags override it)")
-    r.add_argument("--label-key", help="obs column with cell-type labels (for files given by path)")
-    r.add_argument(
-        "--rare-class",
-        help="label the augmentation experiment downsamples (default: the smallest "
-        "type keeping >= 5 training cells at the smallest fraction)",
-    )
-    r.add_argument(
-        "--fractions",
-        help="augmentation: fractions of the rare class kept, e.g. 0.1,0.05,0.01,0.005 "
-        "(the paper's, the default)",
-    )
-    r.add_argument("--metrics", help="comma-separated metric names (default: all installed)")
-    r.add_argument("--experiments", help="main,augmentation (default both)")
-    r.add_argument(
-        "--main-generation",
-        choices=["unconditional", "per-label"],
-        help="main experiment: sample freely (paper protocol, default) or the test set's per-label counts",
-    )
-    r.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when available")
-    r.add_argument("--out", help="run dir (default results/<profile>)")
-    r.add_argument("--force", action="store_true", help="recompute tasks the store already has")
-    r.add_argument(
-        "--timeout",
-        type=float,
-        metavar="SECONDS",
-        help="wall-clock limit per task: stops a generator's container and also its in-process "
-        "training (checked between training steps); the task is recorded as failed",
-    )
-    r.add_argument(
-        "--no-control",
-        action="store_true",
-        help="do not add the `real` (positive) and `shuffled` (negative) controls",
-    )
-    r.add_argument("--executor", choices=["local", "slurm"], help="where tasks run (default local)")
-    r.add_argument("--partition", help="Slurm partition")
-    r.add_argument("--account", help="Slurm account")
-    r.add_argument("--qos", help="Slurm QOS")
-    r.add_argument("--detach", action="store_true", help="submit (Slurm) and return at once")
-    r.set_defaults(func=cmd_run)
-
-    rep = sub.add_parser("report", help="tables (and --html report) of a run dir")
-    rep.add_argument("run_dir", help="run dir of `bench run` (--out; default results/<profile>)")
-    rep.add_argument("--html", action="store_true", help="write a self-contained HTML report")
-    rep.add_argument(
-        "--all", action="store_true", help="print every table (default: the headline and the paper's tables)"
-    )
-    rep.add_argument("-o", "--output", help="HTML output path (default RUN_DIR/report.html)")
-    rep.set_defaults(func=cmd_report)
-
-    ls = sub.add_parser("list", help="installed generators, metrics and datasets")
-    ls.add_argument(
-        "kind",
-        nargs="?",
-        choices=["generators", "metrics", "datasets"],
-        help="list only these (default: all three)",
-    )
-    ls.add_argument(
-        "--profile",
-        choices=list(PROFILES),
-        default="quick",
-        help="show this run profile's parameter and option values (default quick)",
-    )
-    ls.set_defaults(func=cmd_list)
-
-    ds = sub.add_parser("datasets", help="dataset recipes: list, info, add a local copy")
-    dsub = ds.add_subparsers(dest="action", metavar="ACTION")
-    dsub.add_parser("list", help="list dataset recipes")
-    info = dsub.add_parser("info", help="show a dataset's source, licence, cache state")
-    info.add_argument("name", help="registered dataset name (see `bench datasets list`)")
-    add = dsub.add_parser("add", help="register a local file for a dataset (no download)")
-    add.add_argument("name", help="registered dataset name, e.g. brain_small")
-    add.add_argument("path", help="your local copy of that dataset's file")
-    ds.set_defaults(func=cmd_datasets, action="list")
-
-    im = sub.add_parser("images", help="container images of generators")
-    isub = im.add_subparsers(dest="action", metavar="ACTION", required=True)
-    b = isub.add_parser("build", help="build a generator's image")
-    b.add_argument("name", help="generator with an image, e.g. scgan")
-    b.add_argument(
-        "--base-image",
-        help="base image; recorded in your settings file as the one runs use (default: $BENCH_BASE_IMAGE, "
-        "the recorded one, python:3.11-slim, a local image labelled org.scgenbench.base; docs/docker.md)",
-    )
-    b.add_argument("--no-record", action="store_true", help="do not record --base-image as your base image")
-    b.add_argument(
-        "--variant",
-        choices=["cpu", "gpu"],
-        default="cpu",
-        help="cpu (default) or gpu: the framework built with CUDA, what --device cuda runs",
-    )
-    im.set_defaults(func=cmd_images)
-
-    ck = sub.add_parser(
-        "check",
-        help="compare a run with a baseline; exit 1 on regression",
-        description="Compare every directional value of RUN_DIR with a baseline file: "
-        "exit 1 when a value got worse by more than its slack or is missing, else 0.",
-    )
-    ck.add_argument("run_dir", help="run dir of the `bench run` to check")
-    ck.add_argument(
-        "--baseline",
-        required=True,
-        metavar="BASELINE.json",
-        help="baseline file written by `bench baseline` (from a trusted run)",
-    )
-    ck.add_argument(
-        "--rel",
-        type=float,
-        help="slack as a fraction of the value's own scale (default 0.05; overrides the baseline's)",
-    )
-    ck.add_argument(
-        "--sd-units", type=float, help="slack in seed-to-seed sd units (default 3; overrides the baseline's)"
-    )
-    ck.add_argument("--experiments", help="check only these experiments, e.g. main")
-    ck.add_argument("--models", help="check only these models, e.g. nb,real")
-    ck.set_defaults(func=cmd_check)
-
-    bl = sub.add_parser(
-        "baseline",
-        help="write a regression baseline from a run dir",
-        description="Write the mean and seed-to-seed sd of every directional value of a "
-        "trusted run (use several seeds), with the slack, for `bench check`.",
-    )
-    bl.add_argument("run_dir", help="run dir of a trusted `bench run`")
-    bl.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        metavar="BASELINE.json",
-        help="where to write the baseline (commit it next to your CI config)",
-    )
-    bl.add_argument("--experiments", help="only these experiments, e.g. main")
-    bl.add_argument("--models", help="only these models, e.g. my_model,nb,real")
-    bl.set_defaults(func=cmd_baseline)
-
-    tu = sub.add_parser(
-        "tune",
-        help="the standard profile's tuning sweep: a model's grid scored by MMD on a validation split "
-        "of the training cells",
-    )
-    tu.add_argument("--model", required=True, help="generator name")
-    tu.add_argument("--dataset", default="pbmc3k", help="dataset name or path (default pbmc3k)")
-    tu.add_argument(
-        "--profile",
-        default="standard",
-        choices=list(PROFILES),
-        help="profile whose settings the grid points override (default standard)",
-    )
-    tu.add_argument(
-        "--grid",
-        action="append",
-        metavar="NAME=V1,V2",
-        help="a grid axis (repeatable); default: the generator's own tuning grid",
-    )
-    tu.add_argument("--budget", help='training budget of every point, in epochs (e.g. "300 epochs")')
-    tu.add_argument("--seed", type=int, default=0, help="seed of the fits and of the validation split")
-    tu.add_argument("--label-key", help="obs column with cell-type labels (for files given by path)")
-    tu.add_argument(
-        "--device", default="cpu", choices=["cpu", "cuda"], help="where the fits run (default cpu)"
-    )
-    tu.add_argument("--out", default="results/tuning", help="where the sweep table goes")
-    tu.set_defaults(func=cmd_tune)
-
-    st = sub.add_parser("status", help="progress of a (detached) run")
-    st.add_argument("run_dir", help="run dir of a `bench run` (Slurm runs: also the jobs' states)")
-    st.set_defaults(func=cmd_status)
-    return p
+    return grammar(COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -545,11 +325,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM inside `bench run` (bench.interrupt)
-        reason = getattr(exc, "reason", "interrupted")
-        record = getattr(exc, "record", None)
+        from bench.interrupt import Interrupted
+
+        stop = exc if isinstance(exc, Interrupted) else Interrupted()
+        record = stop.record
         stopped = f"; task {record.key} was stopped and recorded as failed" if record is not None else ""
-        print(f"{reason}{stopped}; finished tasks are kept, run the same command to resume", file=sys.stderr)
-        return int(getattr(exc, "exit_code", 130))
+        print(f"{stop.reason if stop is exc else 'interrupted'}{stopped}; finished tasks are kept, "
+              "run the same command to resume", file=sys.stderr)  # fmt: skip
+        return stop.exit_code
 
 
 if __name__ == "__main__":

@@ -37,7 +37,13 @@ from typing import Any
 OWN_DISTRIBUTION = "scgenbench"
 OWN_GENERATORS = "bench.generators"
 # what turns generated cells (and the runner's measurements) into stored values
-SCORING_MODULES = ("bench.contract", "bench.evaluation", "bench.metrics", "bench.convergence", "bench.timing")
+SCORING_MODULES = (
+    "bench.api.contract",
+    "bench.evaluation",
+    "bench.metrics",
+    "bench.convergence",
+    "bench.timing",
+)
 SKIP_PARTS = {"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 HASH_LENGTH = 16
 

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
+from bench.api.errors import UserError
 
 PROFILES: dict[str, dict[str, Any]] = {
     # CPU-friendly: 2,000 highly variable genes, short training; a smoke test for CI and laptops

@@ -18,7 +18,7 @@ from typing import Any
 import anndata as ad
 import numpy as np
 
-from bench.generators.base import Snapshot
+from bench.api.generator import Snapshot
 
 # (metric, options, value it contributes)
 CHEAP_METRICS: tuple[tuple[str, dict[str, Any], str], ...] = (
@@ -51,7 +51,7 @@ class ConvergenceMonitor:
         self.seconds = 0.0
 
     def __call__(self, snap: Snapshot) -> None:
-        from bench.registry import get_metric
+        from bench.pipeline import score
 
         t0 = time.perf_counter()
         elapsed = t0 - self._fit_start - self.seconds
@@ -65,7 +65,7 @@ class ConvergenceMonitor:
             "train_seconds": float(elapsed if snap.train_seconds is None else snap.train_seconds),
         }
         for name, options, value in CHEAP_METRICS:
-            out = get_metric(name).func(self.ctx, cells, seed=self.seed, **options)
+            out = score(name, self.ctx, cells, seed=self.seed, options=options)
             row[value] = float(out.values[value])
         self.rows.append(row)
         self.seconds += time.perf_counter() - t0

@@ -21,6 +21,7 @@ import os
 import pickle
 import tempfile
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -30,8 +31,8 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from bench.contract import LIBRARY_SIZE, OUTPUT_SCALES, at_library_size
-from bench.errors import TaskFailed
+from bench.api.contract import LIBRARY_SIZE, OUTPUT_SCALES, at_library_size
+from bench.api.errors import TaskFailed
 
 N_PCS = 50
 
@@ -99,9 +100,12 @@ def to_lognorm(X: np.ndarray | sp.spmatrix, scale: str) -> sp.csr_matrix:
     return lognorm(X)
 
 
-# the real-data quantities worth keeping on disk (costly, small next to the data): the first element
-# of their key in EvalContext.shared
-PERSISTED = frozenset({"pca", "test_pcs", "train_pcs", "de_genes", "mmd_kxx", "augmentation_arm"})
+# the evaluation's real-data quantities worth keeping on disk (costly, small next to the data): the
+# first element of their key in EvalContext.shared. A metric's own shared work (EvalContext.shared_for)
+# is kept on disk too, under the metric's name.
+PERSISTED = frozenset({"pca", "test_pcs", "train_pcs", "de_genes"})
+# the first element of a key that a metric owns: (METRIC_WORK, metric name, *the metric's key)
+METRIC_WORK = "metric"
 
 
 class SharedWork:
@@ -124,10 +128,16 @@ class SharedWork:
         self._namespace = namespace
 
     def _file(self, key) -> Path | None:
-        if self._folder is None or not (isinstance(key, tuple) and key and key[0] in PERSISTED):
+        if self._folder is None or not (isinstance(key, tuple) and key):
+            return None
+        if key[0] == METRIC_WORK and len(key) > 1:
+            prefix = f"{METRIC_WORK}-{key[1]}"
+        elif key[0] in PERSISTED:
+            prefix = str(key[0])
+        else:
             return None
         digest = hashlib.sha256(repr((self._namespace, key)).encode()).hexdigest()[:24]
-        return self._folder / f"{key[0]}-{digest}.pkl"
+        return self._folder / f"{prefix}-{digest}.pkl"
 
     def _load(self, key) -> bool:
         path = self._file(key)
@@ -185,6 +195,36 @@ def _shared_cache(train: ad.AnnData, test: ad.AnnData) -> SharedWork:
     return hit[2]
 
 
+class MetricWork:
+    """A metric's view of :class:`SharedWork`: a mapping (``get``, ``[key]``, ``in``) whose keys are
+    stored as ``(METRIC_WORK, metric, *key)``; ``work(key, compute)`` returns the stored value or
+    computes and stores it. What a metric keeps here must not depend on generated cells."""
+
+    def __init__(self, work: SharedWork, metric: str):
+        self._work, self.metric = work, metric
+
+    def _key(self, key) -> tuple:
+        return (METRIC_WORK, self.metric, *(key if isinstance(key, tuple) else (key,)))
+
+    def __contains__(self, key) -> bool:
+        return self._key(key) in self._work
+
+    def __getitem__(self, key):
+        return self._work[self._key(key)]
+
+    def __setitem__(self, key, value) -> None:
+        self._work[self._key(key)] = value
+
+    def get(self, key, default=None):
+        return self._work.get(self._key(key), default)
+
+    def __call__(self, key, compute: Callable[[], Any]) -> Any:
+        full = self._key(key)
+        if full not in self._work:
+            self._work[full] = compute()
+        return self._work[full]
+
+
 def control_reserve(train_labels: np.ndarray, test_labels: np.ndarray, seed: int) -> np.ndarray:
     """Boolean mask over the training cells: per label, as many cells as the test split holds of it
     (at most half of the label's training cells, so the fits keep the rest), drawn at random with
@@ -239,6 +279,11 @@ class EvalContext:
         if key not in cache:
             cache[key] = make()
         return cache[key]
+
+    def shared_for(self, metric: str) -> MetricWork:
+        """The shared work of one metric (:class:`MetricWork`): its keys live in the metric's own
+        namespace, so two metrics never collide, and are kept on disk like the evaluation's."""
+        return MetricWork(self.shared, metric)
 
     @cached_property
     def train_log(self) -> sp.csr_matrix:
@@ -300,20 +345,20 @@ class EvalContext:
     ) -> tuple[sp.csr_matrix, np.ndarray]:
         """Generated cells on the evaluation scale: (log-normalised CSR, projection on the 50 PCs).
 
-        ``scale`` defaults to the one recorded in ``adata.uns`` (see :func:`generated_scale`), else
-        to ``cache['output_scale']`` (set by the runner from the generator's class), else to
-        :func:`infer_scale` when that is unambiguous; otherwise TaskFailed. The
+        ``scale`` defaults to the one recorded in ``adata.uns`` (see :func:`generated_scale`; the
+        harness's output check records the generator's declared scale there, bench.pipeline), else
+        to :func:`infer_scale` when that is unambiguous; otherwise TaskFailed. The
         result is cached for the two most recent AnnData objects, so all metrics of one task share
         one transform per set of generated cells.
         """
         if scale is None and not _scale_in_uns(adata):
-            scale = self.cache.get("output_scale") or infer_scale(adata.X)
+            scale = infer_scale(adata.X)
         scale = generated_scale(adata, scale)
         slots = self.cache.setdefault("_generated_transform", [])
         for hit in slots:
             if hit[0] is adata and hit[1] == scale:
                 return hit[2], hit[3]
-        from bench.generators.base import gene_mismatch
+        from bench.api.generator import gene_mismatch
 
         mismatch = gene_mismatch(list(map(str, adata.var_names)), list(map(str, self.train.var_names)))
         if mismatch:

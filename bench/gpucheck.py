@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.contract import LIBRARY_SIZE
-from bench.generators.activa.train import ActivaTrainer, TrainConfig, decode, generation_decoder
+from bench.api.contract import LIBRARY_SIZE
+from bench.generators.activa.generation import decode, generation_decoder
+from bench.generators.activa.train import ActivaTrainer, TrainConfig
 from bench.metrics import mmd
 
 # pbmc68k after the scGAN preprocessing (the ACTIVA paper's largest set) and its 2,000-HVG version

@@ -26,12 +26,15 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 class Interrupted(KeyboardInterrupt):
     """Raised by the signal handler of :func:`interruptible`. A KeyboardInterrupt (not an Exception):
-    no ``except Exception`` of a task or plugin swallows it."""
+    no ``except Exception`` of a task or plugin swallows it. ``record``: the failed record of the
+    task it stopped (bench.executors.base.run_one sets it; ``None`` between tasks), which
+    bench.runner.store_outcomes stores before the interruption goes on up."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int = signal.SIGINT, record: TaskRecord | None = None):
         self.signum = int(signum)
         self.signame = signal.Signals(signum).name
         self.reason = f"interrupted by {self.signame}"
+        self.record = record
         super().__init__(self.reason)
 
     @property
@@ -64,7 +67,7 @@ def interruptible() -> Iterator[None]:
 
 
 def interrupted_record(
-    exc: BaseException,
+    exc: Interrupted,
     key: str,
     run_dir: str | Path,
     task_dir: str | Path,
@@ -74,11 +77,10 @@ def interrupted_record(
 ) -> TaskRecord:
     """Remove what is left of task ``key``'s containers and return its failed record: the reason
     (which signal, ``context``), what was removed, and the tail of the task's newest container log."""
-    from bench.generators.sandbox import remove_task_containers
+    from bench.api.sandbox import remove_task_containers
 
     removed = remove_task_containers(run_dir, key)
-    reason = getattr(exc, "reason", None) or "interrupted"
-    error = f"{reason}{f' ({context})' if context else ''}: the task was stopped"
+    error = f"{exc.reason}{f' ({context})' if context else ''}: the task was stopped"
     if removed:
         error += f"; removed its container(s) {', '.join(removed)}"
     logs = sorted(Path(task_dir).rglob("container.log"), key=lambda p: p.stat().st_mtime)

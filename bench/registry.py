@@ -1,37 +1,67 @@
 """Plugin registry: generators, metrics and datasets are found through entry points.
 
 The built-ins register through the same entry points (see pyproject.toml) as third-party
-packages do, so a plugin adds a model exactly the way ours are added.
+packages do, so a plugin adds a model exactly the way ours are added. The registry hands out
+plugins or raises: :func:`available` holds only the plugins that loaded and are what their group
+needs (a :class:`~bench.api.Generator` subclass, a :class:`~bench.api.Metric`); the others are
+listed apart by :func:`broken`, and :func:`get` names why one is broken.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from bench.errors import UserError
+from bench.api.errors import UserError
 
 GROUPS = {"generators": "bench.generators", "metrics": "bench.metrics", "datasets": "bench.datasets"}
 
 
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """An entry point that failed to import, or names something its group cannot use."""
+
+    name: str
+    target: str  # the entry point's value, "package.module:attr"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.name} -> {self.target}: {self.reason}"
+
+
+def _problem(kind: str, obj: Any) -> str | None:
+    """Why ``obj`` cannot be a plugin of ``kind`` (None: it can)."""
+    if kind == "generators":
+        from bench.api.generator import Generator
+
+        if not (isinstance(obj, type) and issubclass(obj, Generator)):
+            return f"{obj!r} is not a bench.api.Generator subclass"
+    elif kind == "metrics":
+        from bench.api.metric import Metric
+
+        if not isinstance(obj, Metric):
+            return f"{obj!r} is not a bench.api.Metric"
+    return None
+
+
 @cache
-def _load_group(kind: str) -> dict[str, Any]:
+def _load_group(kind: str) -> tuple[dict[str, Any], dict[str, BrokenPlugin]]:
     found: dict[str, Any] = {}
+    broken: dict[str, BrokenPlugin] = {}
     for ep in entry_points(group=GROUPS[kind]):
         try:
-            found[ep.name] = ep.load()
+            obj = ep.load()
         except Exception as exc:  # a broken plugin must not break the harness
-            found[ep.name] = _Broken(ep.name, ep.value, exc)
-    return dict(sorted(found.items()))
-
-
-class _Broken:
-    def __init__(self, name: str, target: str, exc: Exception):
-        self.name, self.target, self.exc = name, target, exc
-
-    def __repr__(self) -> str:
-        return f"<broken plugin {self.name} -> {self.target}: {self.exc}>"
+            broken[ep.name] = BrokenPlugin(ep.name, ep.value, f"{type(exc).__name__}: {exc}")
+            continue
+        problem = _problem(kind, obj)
+        if problem is not None:
+            broken[ep.name] = BrokenPlugin(ep.name, ep.value, problem)
+        else:
+            found[ep.name] = obj
+    return dict(sorted(found.items())), dict(sorted(broken.items()))
 
 
 _EXTRA: dict[str, dict[str, Any]] = {k: {} for k in GROUPS}
@@ -39,27 +69,41 @@ _EXTRA: dict[str, dict[str, Any]] = {k: {} for k in GROUPS}
 
 def register(kind: str, name: str, obj: Any) -> None:
     """Register an object at run time (tests, notebooks); entry points are the normal route."""
+    problem = _problem(kind, obj)
+    if problem is not None:
+        raise TypeError(f"cannot register {kind} plugin '{name}': {problem}")
     _EXTRA[kind][name] = obj
 
 
 def available(kind: str) -> dict[str, Any]:
-    return {**_load_group(kind), **_EXTRA[kind]}
+    """The working plugins of ``kind`` by name (broken ones: :func:`broken`)."""
+    return {**_load_group(kind)[0], **_EXTRA[kind]}
+
+
+def broken(kind: str) -> dict[str, BrokenPlugin]:
+    """The plugins of ``kind`` that failed to load, by name (a run-time registration fixes one)."""
+    return {k: v for k, v in _load_group(kind)[1].items() if k not in _EXTRA[kind]}
+
+
+def names(kind: str) -> list[str]:
+    """Every registered name of ``kind``: the working ones (as :func:`available` orders them), then
+    the broken ones."""
+    return [*available(kind), *broken(kind)]
 
 
 def get(kind: str, name: str) -> Any:
     items = available(kind)
-    if name not in items:
-        singular = kind.rstrip("s")
+    if name in items:
+        return items[name]
+    bad = broken(kind).get(name)
+    if bad is not None:
         raise UserError(
-            f"unknown {singular} '{name}'",
-            f"installed {kind}: {', '.join(items) or 'none'}; see `bench list {kind}`",
+            f"{kind} plugin '{name}' failed to import: {bad.reason}", f"fix or reinstall {bad.target}"
         )
-    obj = items[name]
-    if isinstance(obj, _Broken):
-        raise UserError(
-            f"{kind} plugin '{name}' failed to import: {obj.exc}", f"fix or reinstall {obj.target}"
-        )
-    return obj
+    raise UserError(
+        f"unknown {kind.rstrip('s')} '{name}'",
+        f"installed {kind}: {', '.join(names(kind)) or 'none'}; see `bench list {kind}`",
+    )
 
 
 def get_generator(name: str):

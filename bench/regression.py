@@ -1,6 +1,6 @@
 """Regression gate: compare a run's metric means with a committed baseline.
 
-Every gated value is put on a lower-is-better scale first (:func:`bench.metrics.base.badness`:
+Every gated value is put on a lower-is-better scale first (:func:`bench.api.metric.badness`:
 ``value`` for ↓ metrics, ``-value`` for ↑ ones, ``|value - target|`` for a target such as AUC's
 0.5). A value *regressed* when that moved up by more than the slack
 
@@ -27,8 +27,8 @@ from typing import Any
 
 import pandas as pd
 
-from bench.errors import UserError
-from bench.metrics.base import badness
+from bench.api.errors import UserError
+from bench.api.metric import badness
 from bench.registry import available
 from bench.report import direction_of, summarise
 from bench.timing import HARDWARE_VALUES
@@ -202,8 +202,7 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
 def _plugin_of(metric: str) -> str | None:
     """The installed metric plugin that writes a value name."""
     for name, m in available("metrics").items():
-        find = getattr(m, "direction_of", None)
-        if find is not None and find(metric) is not None:
+        if m.direction_of(metric) is not None:
             return name
     return None
 

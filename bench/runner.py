@@ -3,18 +3,69 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import provenance
+from bench.api.contract import resolve_device
+from bench.api.errors import UserError
 from bench.codeversion import code_version, scoring_version
-from bench.config import RunSpec
-from bench.contract import resolve_device
-from bench.errors import UserError
+from bench.config import CONTROLS, RunSpec
 from bench.executors.base import Outcome
-from bench.registry import available, get_generator, get_metric
+from bench.interrupt import Interrupted
+from bench.registry import get_generator, get_metric, names
 from bench.tasks import DataSpec, TaskSpec
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """What a run will do, every default resolved: the profile; per dataset its hash, sizes, label
+    key, rare class and the experiments' options there; per model its parameters (profile's and
+    user's over the defaults), budget, code version and whether it is a control; per metric its
+    experiment and options; the seeds, device, main generation, time limit and executor. ``bench
+    run --dry-run`` prints it and provenance stores it (``resolved``)."""
+
+    profile: str
+    datasets: dict[str, dict[str, Any]]
+    models: dict[str, dict[str, Any]]
+    metrics: dict[str, dict[str, Any]]
+    controls: list[str]
+    seeds: list[int]
+    device: str
+    main_generation: str
+    timeout_s: float | None
+    executor: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """The run in a few lines of plain text."""
+        out = [
+            f"profile {self.profile}; seeds {', '.join(map(str, self.seeds))}; device {self.device}; "
+            f"main generation {self.main_generation}; executor {self.executor.get('name', 'local')}"
+            + (f"; timeout {self.timeout_s:g} s per task" if self.timeout_s is not None else "")
+        ]
+        for name, d in self.datasets.items():
+            out.append(
+                f"dataset {name}: {d['train_cells']:,} training / {d['test_cells']:,} test cells x "
+                f"{d['genes']:,} genes, labels obs['{d['label_key']}'], data hash {d['hash']}"
+                + (f", rare class '{d['rare_class']}'" if d.get("rare_class") is not None else "")
+            )
+            for ename, options in d["experiments"].items():
+                out.append(f"  {ename} there: {_items(options)}")
+        for name, m in self.models.items():
+            role = " (control)" if m["control"] else ""
+            budget = f"; budget {m['budget']}" if m.get("budget") is not None else ""
+            out.append(f"model {name}{role}: {_items(m['params'])}{budget}; code {m['code']['code_hash']}")
+        for name, m in self.metrics.items():
+            out.append(f"metric {name} ({m['experiment']}): {_items(m['options'])}")
+        return out
+
+
+def _items(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items()) or "-"
 
 
 @dataclass
@@ -24,12 +75,30 @@ class Plan:
     skipped: list[str]  # notes on what was not planned and why (e.g. unconditional models)
     header: list[str]  # what was decided for the user, per dataset: labels and the rare class, with the rule
     code: dict[str, Any]  # {"generators": {model: code version}, "scoring": hash}: for provenance
+    resolved: ResolvedRun | None = None
 
 
-def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
-    """Validate everything a user can get wrong, prepare datasets, and list the tasks."""
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`run` did: the run dir and id, how many tasks were planned, reused from the store
+    and run, the keys of the failed ones, whether it was detached (Slurm), every planned key."""
+
+    run_dir: Path
+    run_id: int
+    planned: int
+    reused: int
+    ran: int
+    failed: list[str]
+    detached: bool
+    keys: list[str]
+
+
+def plan(spec: RunSpec, *, progress: bool = False, write: bool = True) -> Plan:
+    """Validate everything a user can get wrong, prepare datasets, and list the tasks. ``write``:
+    keep the prepared datasets in the dataset cache (False: a dry run writes nothing)."""
     gens = {m: get_generator(m) for m in spec.models}
-    metric_names = spec.metrics if spec.metrics is not None else list(available("metrics"))
+    # every registered metric, broken ones included: get_metric names why one cannot run
+    metric_names = spec.metrics if spec.metrics is not None else names("metrics")
     metrics = {n: get_metric(n) for n in metric_names}
     for name, options in spec.metric_options.items():  # names, option names, types and ranges
         if name not in metrics:
@@ -66,6 +135,7 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
     data: dict[str, Any] = {}
     skipped: list[str] = []
     header: list[str] = []
+    per_dataset: dict[str, dict[str, Any]] = {}
     for ds in spec.datasets:
         dspec = DataSpec(ds, spec.label_key, spec.split_seed, spec.test_fraction, spec.n_top_genes)
         prepared = dspec.prepare(progress=progress, write_cache=False)  # written once all is valid
@@ -93,6 +163,15 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
             n: m.options_for(spec.profile, spec.metric_options.get(n))
             for n, m in metrics.items()
             if m.main_input is not None
+        }
+        per_dataset[name] = {
+            "hash": prepared.hash,
+            "train_cells": int(prepared.train.n_obs),
+            "test_cells": int(prepared.test.n_obs),
+            "genes": int(prepared.train.n_vars),
+            "label_key": prepared.label_key,
+            "rare_class": rare if experiments else None,
+            "experiments": {n: dict(o) for n, o in experiment_options.items()},
         }
         for model, cls in gens.items():
             for seed in spec.seeds:
@@ -133,18 +212,45 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
                             scoring=scoring_of([ename]),
                         )
                     )
-    from bench.datasets import save_prepared
+    if write:
+        from bench.datasets import save_prepared
 
-    for prepared in data.values():
-        save_prepared(prepared)
+        for prepared in data.values():
+            save_prepared(prepared)
     code = {"generators": {n: v.to_dict() for n, v in versions.items()}, "scoring": scoring_of(metrics)}
-    return Plan(tasks=tasks, data=data, skipped=skipped, header=header, code=code)
+    resolved = ResolvedRun(
+        profile=spec.profile,
+        datasets=per_dataset,
+        models={
+            name: {
+                "params": model_params[name],
+                "budget": model_params[name].get("budget"),
+                "control": name in CONTROLS and spec.control,
+                "code": model_code[name],
+            }
+            for name in gens
+        },
+        metrics={
+            n: {
+                "experiment": m.experiment,
+                "options": m.options_for(spec.profile, spec.metric_options.get(n)),
+            }
+            for n, m in metrics.items()
+        },
+        controls=[c for c in CONTROLS if spec.control and c in gens],
+        seeds=list(spec.seeds),
+        device=spec.device,
+        main_generation=spec.main_generation,
+        timeout_s=spec.timeout_s,
+        executor=dict(spec.executor),
+    )
+    return Plan(tasks=tasks, data=data, skipped=skipped, header=header, code=code, resolved=resolved)
 
 
 def describe_labels(prepared, label_key: str | None) -> list[str]:
     """The run header's lines on a dataset: its size, where its labels came from and, when the
     cells were clustered because no label key was given, the obs columns that look like cell types."""
-    from bench.datasets.readers import label_candidates
+    from bench.datasets import label_candidates
 
     info = prepared.info
     counts = info.get("labels_train") or prepared.train.obs[prepared.label_key].value_counts().to_dict()
@@ -208,16 +314,16 @@ def _augmentation_plan(
 def store_outcomes(store, outcomes: Generator[Outcome, None, Any], run_id: int | None = None) -> Any:
     """Write every :class:`~bench.executors.base.Outcome` an executor (or the Slurm ledger) yields
     to ``store`` before it goes on -- the one place task states and results are stored -- and
-    return what the generator returns. A KeyboardInterrupt that carries the running task's failed
-    ``record`` (bench.executors.base.run_one) stores it, then goes on up."""
+    return what the generator returns. An :class:`~bench.interrupt.Interrupted` that carries the
+    running task's failed ``record`` (bench.executors.base.run_one) stores it, then goes on up."""
     running: Outcome | None = None
     while True:
         try:
             outcome = next(outcomes)
         except StopIteration as stop:
             return stop.value
-        except KeyboardInterrupt as exc:
-            rec = getattr(exc, "record", None)
+        except Interrupted as exc:
+            rec = exc.record
             if rec is not None and running is not None and running.spec.key == rec.key:
                 store.write_record(running.spec, rec, running.run_id)
             raise
@@ -248,10 +354,10 @@ def run(
     console=None,
     detach: bool = False,
     argv: list[str] | None = None,
-) -> dict[str, Any]:
-    """Plan, then execute the tasks the store lacks. Returns a summary dict."""
+) -> RunResult:
+    """Plan, then execute the tasks the store lacks."""
+    from bench.api.sandbox import remove_leftovers
     from bench.executors import make_executor
-    from bench.generators.sandbox import remove_leftovers
     from bench.interrupt import interruptible
     from bench.store import Store
 
@@ -270,6 +376,7 @@ def run(
         prov = provenance.collect(argv)
         prov["datasets"] = {name: {**d.info, "hash": d.hash} for name, d in the_plan.data.items()}
         prov["code"] = the_plan.code
+        prov["resolved"] = the_plan.resolved.to_dict()
         run_id = store.add_run(spec.to_dict(), prov)
         store.add_planned(run_id, the_plan.tasks)
         done = store.done_keys()
@@ -294,13 +401,45 @@ def run(
                 detach=detach,
             )
             result = store_outcomes(store, outcomes, run_id)
-    return {
-        "run_dir": str(run_dir),
-        "run_id": run_id,
-        "planned": len(the_plan.tasks),
-        "reused": reused,
-        "ran": len(pending),
-        "failed": result.get("failed", []),
-        "detached": result.get("detached", False),
-        "keys": [t.key for t in the_plan.tasks],
-    }
+    return RunResult(
+        run_dir=run_dir,
+        run_id=run_id,
+        planned=len(the_plan.tasks),
+        reused=reused,
+        ran=len(pending),
+        failed=list(result.get("failed", [])),
+        detached=bool(result.get("detached", False)),
+        keys=[t.key for t in the_plan.tasks],
+    )
+
+
+def dry_run(spec: RunSpec, run_dir: str | Path, *, console) -> Plan:
+    """``bench run --dry-run``: validate and plan as :func:`run` does, print the
+    :class:`ResolvedRun` and every planned task (``reuse``: the store at ``run_dir`` has it, ``run``:
+    it would run), and write nothing: no store, no dataset cache, no container."""
+    from bench.executors import make_executor
+    from bench.store import STORE_NAME, Store
+
+    make_executor(spec.executor)  # the executor's settings are checked as in a real run
+    the_plan = plan(spec, write=False)
+    run_dir = Path(run_dir)
+    done: set[str] = set()
+    if (run_dir / STORE_NAME).is_file():
+        with Store(run_dir, create=False) as store:
+            done = set(store.done_keys())
+    for line in [*the_plan.header, *the_plan.resolved.lines()]:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    for task in the_plan.tasks:
+        state = "reuse" if task.key in done else "run"
+        console.print(f"  {state:<5} {task.label}  {task.key}", markup=False, highlight=False, soft_wrap=True)
+    for note in the_plan.skipped:
+        console.print(f"  {note}", markup=False, highlight=False, soft_wrap=True)
+    n_reuse = sum(t.key in done for t in the_plan.tasks)
+    console.print(
+        f"dry run: {len(the_plan.tasks)} task(s), {n_reuse} in {run_dir}, {len(the_plan.tasks) - n_reuse} to run; "
+        "nothing was written",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    return the_plan

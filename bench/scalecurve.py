@@ -50,7 +50,7 @@ def measure_stages(
 
     from bench import datasets
     from bench.evaluation import EvalContext
-    from bench.generators.base import FitContext, bind_training_data
+    from bench.pipeline import Pipeline, score
     from bench.registry import available, get_generator, get_metric
     from bench.timing import measure
 
@@ -76,15 +76,12 @@ def measure_stages(
             ctx.de_genes()
 
         stage("eval setup", setup)
-        nb_cls = get_generator("nb")
-        nb = nb_cls(**nb_cls.params_for_profile("quick"))
-        bind_training_data(nb, data.train, data.label_key)
         work = Path(tmp) / "work"
-        work.mkdir()
-        fit_ctx = FitContext(label_key=data.label_key, seed=seed, work_dir=work)
-        stage("nb fit", lambda: nb.fit(data.train, fit_ctx))
-        generated = stage("nb generate", lambda: nb.generate(int(data.test.n_obs), seed=seed + 1))
-        ctx.cache["output_scale"] = nb_cls.output_scale
+        nb_cls = get_generator("nb")
+        nb = Pipeline(nb_cls, nb_cls.params_for_profile("quick"), data.train, data.label_key, work_dir=work)
+        fitted = stage("nb fit", lambda: nb.fit_model(data.train, seed))
+        n = int(data.test.n_obs)
+        generated = stage("nb generate", lambda: nb.generate_cells(fitted, n, seed=seed + 1))
         names = metrics if metrics is not None else sorted(available("metrics"))
         for name in names:
             metric = get_metric(name)
@@ -92,12 +89,15 @@ def measure_stages(
                 continue
             options = metric.options_for("quick")
             cells = generated
-            stage(f"metric {name}", lambda m=metric, o=options, c=cells: m.func(ctx, c, seed=seed, **o))
+            stage(
+                f"metric {name}", lambda m=metric, o=options, c=cells: score(m, ctx, c, seed=seed, options=o)
+            )
         if activa:
             cls = get_generator("activa")
-            gen = cls(**cls.params_for_profile("quick", ACTIVA_EPOCH))
-            bind_training_data(gen, data.train, data.label_key)
-            stage("activa epoch", lambda: gen.fit(data.train, fit_ctx))
+            act = Pipeline(
+                cls, cls.params_for_profile("quick", ACTIVA_EPOCH), data.train, data.label_key, work_dir=work
+            )
+            stage("activa epoch", lambda: act.fit_model(data.train, seed))
         info = {
             "n_cells_file": int(data.info["n_cells_raw"]),
             "n_train": int(data.train.n_obs),

@@ -3,7 +3,7 @@
 Tables: ``runs`` (spec + provenance), ``planned`` (every task a run planned, reused ones included:
 what the tables count seeds against), ``tasks`` (key, status, timings, memory, error),
 ``task_values`` (long format: dataset, model, seed, experiment, metric, value, and the value's
-``params`` as JSON: condition, fraction, cell type, see :class:`~bench.metrics.base.MetricOutput`)
+``params`` as JSON: condition, fraction, cell type, see :class:`~bench.api.metric.MetricOutput`)
 and ``artifacts`` (arrays for the report). A task's values and artifacts are written in one transaction with its
 status, so an interrupted task leaves no partial values. Tables shown to users are derived from
 here, never kept by hand.
@@ -114,7 +114,7 @@ class Store:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / STORE_NAME
         if not create and not self.path.exists():
-            from bench.errors import UserError
+            from bench.api.errors import UserError
 
             raise UserError(
                 f"no scgenbench results in {self.run_dir}", "give the run dir that `bench run` wrote"

@@ -10,51 +10,22 @@ record file that the driver merges (Slurm), so a task killed midway leaves nothi
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import io
 import json
 import os
-import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.contract import resolve_device
-from bench.errors import TaskFailed, UserError
-
-
-@contextlib.contextmanager
-def torch_threads_kept() -> Iterator[None]:
-    """Keep torch's CPU thread count across a scoring call.
-
-    scanpy's ``rank_genes_groups`` (the DE genes of CD and of other metrics) runs numba kernels whose
-    OpenMP layer sets the thread count of the libgomp that torch shares to every core. Measured:
-    ``torch.get_num_threads()`` went from 1 (``OMP_NUM_THREADS=1``) to 2 after one CD, so ACTIVA's
-    fit changed thread count at its first convergence snapshot, and with the other core busy its
-    OpenMP barrier spun: 16 s per epoch instead of 1.3."""
-    torch = sys.modules.get("torch")
-    n = torch.get_num_threads() if torch is not None else None
-    try:
-        yield
-    finally:
-        if n is not None and torch.get_num_threads() != n:
-            torch.set_num_threads(n)
-
-
-def _threads_kept(fn: Callable) -> Callable:
-    def call(*args, **kwargs):
-        with torch_threads_kept():
-            return fn(*args, **kwargs)
-
-    return call
+from bench.api.contract import resolve_device
+from bench.api.errors import TaskFailed, UserError
 
 
 @dataclass
@@ -206,20 +177,11 @@ def execute_task(
     data=None,
     shared_dir: str | Path | None = None,
 ) -> TaskRecord:
-    """Fit, generate and score one task; never raises for task failures (returns status 'failed').
-    ``shared_dir``: where the model-independent work is kept for the whole run (the run dir's
-    ``shared/``; bench.evaluation.SharedWork)."""
-    from bench.convergence import ConvergenceMonitor
+    """Fit, generate and score one task (through bench.pipeline); never raises for task failures
+    (returns status 'failed'). ``shared_dir``: where the model-independent work is kept for the
+    whole run (the run dir's ``shared/``; bench.evaluation.SharedWork)."""
     from bench.evaluation import EvalContext
-    from bench.generators.base import (
-        SNAPSHOT_FRACTIONS,
-        FitContext,
-        FitResult,
-        bind_training_data,
-        validate_output,
-    )
-    from bench.registry import get_generator, get_metric
-    from bench.timing import measure, time_generation
+    from bench.pipeline import Pipeline, score
 
     started = time.time()
     work_dir = Path(work_dir)
@@ -229,7 +191,16 @@ def execute_task(
     try:
         device = resolve_device(spec.device)
         data = data or _prepared(spec, progress)
-        gen_cls = get_generator(spec.model)
+        pipe = Pipeline(
+            spec.model,
+            spec.params,
+            data.train,
+            data.label_key,
+            device=device,
+            work_dir=work_dir / "model",
+            timeout_s=spec.timeout_s,
+            progress=progress,
+        )
         ctx = EvalContext(
             dataset=spec.dataset,
             train=data.train,
@@ -240,100 +211,13 @@ def execute_task(
             rare_class=spec.rare_class,
             seed=spec.seed,
         )
-        ctx.cache["output_scale"] = gen_cls.output_scale
         if shared_dir is not None:
             ctx.share_on_disk(shared_dir, spec.data_hash)
-        known = sorted(data.train.obs[data.label_key].astype(str).unique())
-        genes = list(map(str, data.train.var_names))
-
-        def validate(gen, out, request):
-            return validate_output(
-                gen, out, var_names=genes, label_key=data.label_key, known_labels=known, requested=request
-            )
-
-        def fit(train, seed, on_snapshot=None, n_snapshot=0):
-            """A fresh generator of the task's model, fitted on ``train``: (generator, measurement)."""
-            gen = gen_cls(**spec.params)
-            bind_training_data(gen, train, data.label_key)
-            deadline = None if spec.timeout_s is None else time.monotonic() + float(spec.timeout_s)
-            fctx = FitContext(
-                label_key=data.label_key,
-                seed=int(seed),
-                device=device,
-                work_dir=work_dir / "model",
-                deadline=deadline,
-                progress=progress,
-                snapshot_fractions=SNAPSHOT_FRACTIONS if on_snapshot is not None else (),
-                snapshot_cells=int(n_snapshot),
-                on_snapshot=_threads_kept(on_snapshot) if on_snapshot else None,
-            )
-            fctx.work_dir.mkdir(parents=True, exist_ok=True)
-            return gen, measure(lambda: gen.fit(train, fctx))
-
-        def fit_generate(train_subset, request, seed):
-            gen, _ = fit(train_subset, seed)
-            return validate(gen, gen.generate(request, seed=seed + 1), request)
-
         if spec.experiment == "main":
-            monitor = ConvergenceMonitor(
-                ctx, lambda cells, n: validate(gen_cls, cells, n), n_cells=data.test.n_obs, seed=spec.seed
-            )
-            monitor.start()
-            # a positive control draws from the control reserve, the training cells the evaluation's
-            # fits leave out (bench.evaluation); every other model trains on all training cells
-            train = (
-                data.train[ctx.control_reserve]
-                if getattr(gen_cls, "uses_control_reserve", False)
-                else data.train
-            )
-            gen, m = fit(train, spec.seed, monitor, data.test.n_obs)
-            result = m.result if isinstance(m.result, FitResult) else FitResult()
-            fit_wall = m.seconds - monitor.seconds
-            fit_info: dict[str, Any] = {
-                "train_seconds": result.train_seconds if result.train_seconds is not None else fit_wall,
-                "fit_wall_seconds": fit_wall,
-                "peak_rss_mb": m.peak_rss_mb,
-                "peak_gpu_mb": m.peak_gpu_mb,
-                "train_steps": result.steps,
-                "cells_seen": result.cells_seen,
-            }
-            rec.fit_seconds, rec.peak_rss_mb, rec.peak_gpu_mb = fit_wall, m.peak_rss_mb, m.peak_gpu_mb
-            rec.info["fit"] = result.to_dict()
-            if gen_cls.conditional and spec.generation == "per-label":
-                test_labels = data.test.obs[data.label_key].astype(str)
-                request: int | dict[str, int] = {
-                    k: int(v) for k, v in test_labels.value_counts().items() if v > 0
-                }
-            else:
-                request = int(data.test.n_obs)
-            generated = validate(gen, gen.generate(request, seed=spec.seed + 1), request)
-            ctx.cache["generated"] = generated
-            fit_info["time_generation"] = lambda n: time_generation(
-                lambda k, s: gen.generate(k, seed=s), n, seed=spec.seed + 2
-            )
-            per_label = PerLabelCells(gen, generated, request, data, validate, spec.seed)
-            # what each metric declares it takes (Metric.main_input); experiment metrics run as their own task
-            inputs = {"main": lambda: generated, "per-label": per_label.get, "fit": lambda: fit_info}
-            for name, options in spec.metrics.items():
-                metric = get_metric(name)
-                if metric.main_input is None:
-                    continue
-                arg = inputs[metric.main_input]()
-                if arg is None:  # per-label cells of an unconditional model: n/a
-                    continue
-                with torch_threads_kept():  # each metric: the next one, and generation, keep the count
-                    out = metric.func(ctx, arg, seed=spec.seed, **options)
-                _collect(rec, name, out)
-            for name, value in monitor.values().items():
-                rec.values.append((name, float(value)))
-            for name, arr in monitor.artifacts().items():
-                rec.artifacts[f"convergence/{name}"] = arr
-            rec.info["output_scale"] = gen_cls.output_scale
+            _main_experiment(spec, pipe, ctx, data, rec)
         else:
-            metric = get_metric(spec.experiment)
             options = spec.metrics.get(spec.experiment, {})
-            with torch_threads_kept():
-                out = metric.func(ctx, fit_generate, seed=spec.seed, **options)
+            out = score(spec.experiment, ctx, pipe.fit_generate, seed=spec.seed, options=options)
             _collect(rec, spec.experiment, out)
         rec.status = "done"
     except UserError as exc:
@@ -348,27 +232,55 @@ def execute_task(
     return rec
 
 
-class PerLabelCells:
-    """The cells that ``cells="per-label"`` metrics score (per-type metrics): for a conditional
-    model, exactly the test set's count of each label. The main generation when it already was
-    per-label; otherwise one extra generation (seed + 3; the main one uses seed + 1, the timing
-    seed + 2), made on first use and validated like every output. ``None`` for unconditional models."""
+def _main_experiment(spec: TaskSpec, pipe, ctx, data, rec: TaskRecord) -> None:
+    """The main experiment's task: one fit (with convergence snapshots), one generation of the test
+    set's size, and every metric that takes the main cells, the per-label cells or the fit."""
+    from bench.convergence import ConvergenceMonitor
+    from bench.pipeline import PerLabelCells, per_label_request, score
+    from bench.registry import get_metric
 
-    def __init__(self, gen, generated, request, data, validate, seed: int):
-        self.gen, self.generated, self.request = gen, generated, request
-        self.data, self.validate, self.seed = data, validate, seed
-        self._cells = None
-
-    def get(self):
-        if not type(self.gen).conditional:
-            return None
-        if isinstance(self.request, dict):
-            return self.generated
-        if self._cells is None:
-            counts = self.data.test.obs[self.data.label_key].astype(str).value_counts()
-            request = {str(k): int(v) for k, v in counts.items() if v > 0}
-            self._cells = self.validate(self.gen, self.gen.generate(request, seed=self.seed + 3), request)
-        return self._cells
+    monitor = ConvergenceMonitor(ctx, pipe.validate, n_cells=data.test.n_obs, seed=spec.seed)
+    monitor.start()
+    # a positive control draws from the control reserve, the training cells the evaluation's fits
+    # leave out (bench.evaluation); every other model trains on all training cells
+    train = data.train[ctx.control_reserve] if pipe.cls.uses_control_reserve else data.train
+    fitted = pipe.fit_model(train, spec.seed, on_snapshot=monitor, snapshot_cells=data.test.n_obs)
+    result = fitted.result
+    fit_wall = fitted.seconds - monitor.seconds
+    fit_info: dict[str, Any] = {
+        "train_seconds": result.train_seconds if result.train_seconds is not None else fit_wall,
+        "fit_wall_seconds": fit_wall,
+        "peak_rss_mb": fitted.peak_rss_mb,
+        "peak_gpu_mb": fitted.peak_gpu_mb,
+        "train_steps": result.steps,
+        "cells_seen": result.cells_seen,
+    }
+    rec.fit_seconds, rec.peak_rss_mb, rec.peak_gpu_mb = fit_wall, fitted.peak_rss_mb, fitted.peak_gpu_mb
+    rec.info["fit"] = result.to_dict()
+    if pipe.cls.conditional and spec.generation == "per-label":
+        request: int | dict[str, int] = per_label_request(data.test, data.label_key)
+    else:
+        request = int(data.test.n_obs)
+    generated = pipe.generate_cells(fitted, request, seed=spec.seed + 1)
+    ctx.cache["generated"] = generated
+    fit_info["time_generation"] = lambda n: pipe.time_generation(fitted, n, seed=spec.seed + 2)
+    per_label = PerLabelCells(pipe, fitted, generated, request, data.test, spec.seed)
+    # what each metric declares it takes (Metric.main_input); experiment metrics run as their own task
+    inputs = {"main": lambda: generated, "per-label": per_label.get, "fit": lambda: fit_info}
+    for name, options in spec.metrics.items():
+        metric = get_metric(name)
+        if metric.main_input is None:
+            continue
+        arg = inputs[metric.main_input]()
+        if arg is None:  # per-label cells of an unconditional model: n/a
+            continue
+        # score() keeps torch's thread count for the next metric and for generation
+        _collect(rec, name, score(metric, ctx, arg, seed=spec.seed, options=options))
+    for name, value in monitor.values().items():
+        rec.values.append((name, float(value)))
+    for name, arr in monitor.artifacts().items():
+        rec.artifacts[f"convergence/{name}"] = arr
+    rec.info["output_scale"] = pipe.cls.output_scale
 
 
 def describe_exception(exc: BaseException, spec: TaskSpec, work_dir: Path) -> str:

@@ -13,17 +13,9 @@ from typing import Any, Generic, TypeVar
 
 import psutil
 
-# the runner's measurements of a fit that become values (the timing metric reports them)
-FIT_VALUES = ("train_seconds", "fit_wall_seconds", "peak_rss_mb", "peak_gpu_mb", "train_steps", "cells_seen")
-# the hardware measurements (Table 1's columns): reported, never scaled between the controls
-HARDWARE_VALUES = (
-    "train_seconds",
-    "fit_wall_seconds",
-    "generate_seconds_per_100k",
-    "generate_wall_seconds_per_100k",
-    "peak_rss_mb",
-    "peak_gpu_mb",
-)
+# defined by the evaluation contract (bench.api.contract); the report and the gate read them here
+from bench.api.contract import FIT_VALUES as FIT_VALUES
+from bench.api.contract import HARDWARE_VALUES as HARDWARE_VALUES
 
 T = TypeVar("T")
 MB = 1024.0 * 1024.0

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.errors import UserError
+from bench.api.errors import UserError
 
 SCORES = (("mmd", {}, "mmd"), ("correlation_discrepancy", {}, "cd"), ("mean_corr", {}, "mean_corr"))
 VALIDATION_FRACTION = 0.1
@@ -87,12 +87,11 @@ def tune(
 ) -> pd.DataFrame:
     """Run the sweep; return its table (one row per grid point, best first) and write it to ``out``."""
     from bench import datasets
+    from bench.api.generator import Budget
     from bench.config import PROFILES
     from bench.evaluation import EvalContext
-    from bench.generators.base import Budget, FitContext, bind_training_data, validate_output
-    from bench.registry import get_generator, get_metric
-    from bench.tasks import torch_threads_kept
-    from bench.timing import measure
+    from bench.pipeline import Pipeline, score
+    from bench.registry import get_generator
 
     if profile not in PROFILES:
         raise UserError(f"unknown profile '{profile}'", f"use one of: {', '.join(PROFILES)}")
@@ -117,8 +116,6 @@ def tune(
         device=device,
         seed=seed,
     )
-    genes = list(map(str, fit_part.var_names))
-    known = sorted(fit_part.obs[prepared.label_key].astype(str).unique())
     earlier = _earlier_rows(Path(out) / f"{model}-{prepared.name}.json", prepared.hash, profile, budget, seed)
     rows = [r for r in earlier if _point_of(r, grid) not in [_key(p) for p in grid_points(grid)]]
     points = grid_points(grid)
@@ -134,29 +131,17 @@ def tune(
         if budget is not None:
             overrides["budget"] = budget
         params = cls.params_for_profile(profile, overrides)
-        gen = cls(**params)
-        bind_training_data(gen, fit_part, prepared.label_key)
         with tempfile.TemporaryDirectory(prefix="scgenbench-tune-") as work:
-            fctx = FitContext(label_key=prepared.label_key, seed=seed, device=device, work_dir=Path(work))
-            m = measure(lambda gen=gen, fctx=fctx: gen.fit(fit_part, fctx))
-            cells = validate_output(
-                gen,
-                gen.generate(int(val.n_obs), seed=seed + 1),
-                var_names=genes,
-                label_key=prepared.label_key,
-                known_labels=known,
-                requested=int(val.n_obs),
-            )
-        ctx.cache["output_scale"] = cls.output_scale
+            pipe = Pipeline(cls, params, fit_part, prepared.label_key, device=device, work_dir=work)
+            fitted = pipe.fit_model(fit_part, seed)
+            cells = pipe.generate_cells(fitted, int(val.n_obs), seed=seed + 1)
         row: dict[str, Any] = {**point}
-        with torch_threads_kept():  # the next point's fit keeps the thread count it was given
-            for name, options, value in SCORES:
-                row[value] = float(get_metric(name).func(ctx, cells, seed=seed, **options).values[value])
-        result = m.result
+        for name, options, value in SCORES:  # score() keeps torch's thread count for the next fit
+            row[value] = float(score(name, ctx, cells, seed=seed, options=options).values[value])
         row.update(
-            steps=getattr(result, "steps", None),
-            cells_seen=getattr(result, "cells_seen", None),
-            fit_seconds=round(m.seconds, 1),
+            steps=fitted.result.steps,
+            cells_seen=fitted.result.cells_seen,
+            fit_seconds=round(fitted.seconds, 1),
         )
         rows.append(row)
         if console is not None:

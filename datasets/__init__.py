@@ -13,9 +13,11 @@ See docs/datasets.md.
 
 from bench.datasets.api import add, cache_dir, info, list_datasets, prepare, save_prepared
 from bench.datasets.prepared import PreparedData
+from bench.datasets.readers import label_candidates
 from bench.datasets.recipes import DatasetRecipe
 
 __all__ = [
+    "label_candidates",
     "PreparedData",
     "DatasetRecipe",
     "prepare",

@@ -16,10 +16,10 @@ from typing import Any
 import anndata as ad
 
 from bench import registry
+from bench.api import UserError
 from bench.datasets import cache, preprocess, readers
 from bench.datasets.prepared import PreparedData
 from bench.datasets.recipes import DatasetRecipe
-from bench.errors import UserError
 
 
 def cache_dir() -> Path:
@@ -42,12 +42,13 @@ def _get_recipe(name: str) -> DatasetRecipe:
 
 
 def list_datasets() -> list[dict[str, str]]:
-    """Registered datasets: name and one-line description."""
-    out = []
-    for name, obj in _recipes().items():
-        desc = getattr(obj, "description", None) or f"broken plugin: {getattr(obj, 'exc', obj)}"
-        out.append({"name": name, "description": desc})
-    return out
+    """Registered datasets: name and one-line description (a broken plugin: why it is broken)."""
+    out = [{"name": name, "description": obj.description} for name, obj in _recipes().items()]
+    out += [
+        {"name": name, "description": f"broken plugin: {b.reason}"}
+        for name, b in registry.broken("datasets").items()
+    ]
+    return sorted(out, key=lambda d: d["name"])
 
 
 def info(name: str, *, cache_dir: str | Path | None = None) -> dict[str, Any]:

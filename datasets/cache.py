@@ -26,7 +26,7 @@ from typing import Any
 
 import platformdirs
 
-from bench.errors import UserError
+from bench.api import UserError
 
 REGISTRY_FILE = "registry.json"
 _CHUNK = 1 << 20

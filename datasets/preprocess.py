@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from bench.contract import LIBRARY_SIZE as TARGET_SUM
-from bench.errors import UserError
+from bench.api import LIBRARY_SIZE as TARGET_SUM
+from bench.api import UserError
 
 PREPROCESS_VERSION = "2"  # 2: no default rare class from preprocessing (the runner's rule)
 MIN_GENES = 10
@@ -71,7 +71,7 @@ def cluster_scgan(counts: ad.AnnData, *, seed: int, resolution: float = LEIDEN_R
     """
     import scanpy as sc
 
-    from bench.compat import import_umap, knn_transformer
+    from bench.api import import_umap, knn_transformer
 
     import_umap()  # scanpy's neighbours import umap; keep TensorFlow out of this process
     work = ad.AnnData(sp.csr_matrix(counts.X, dtype=np.float32), obs=pd.DataFrame(index=counts.obs_names))

@@ -1,7 +1,7 @@
 """Reading dataset files (h5ad, 10x HDF5, 10x matrix directory) and validating their contents.
 
 Every problem a user can cause (missing, empty or unreadable file, log-normalised or scaled data,
-NaN/inf, negative values, missing label column) is a :class:`bench.errors.UserError` that says
+NaN/inf, negative values, missing label column) is a :class:`bench.api.errors.UserError` that says
 what is wrong and how to fix it.
 """
 
@@ -15,7 +15,7 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from bench.errors import UserError
+from bench.api import UserError
 
 SUPPORTED = ".h5ad (AnnData), .h5 (10x Genomics HDF5 or AnnData), or a 10x matrix directory (matrix.mtx)"
 

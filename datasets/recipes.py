@@ -17,9 +17,9 @@ from pathlib import Path
 
 import anndata as ad
 
+from bench.api import UserError
 from bench.datasets import cache, readers
 from bench.datasets.preprocess import HELD_OUT, TARGET_SUM
-from bench.errors import UserError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 S3_BUCKET_URL = "https://activa-material.s3.amazonaws.com/"

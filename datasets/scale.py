@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from bench.errors import UserError
+from bench.api import UserError
 
 CHUNK = 10_000
 DEFAULT_GENES = 2000

@@ -9,11 +9,11 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from bench.errors import TaskFailed
-from bench.generators.base import (
+from bench.api import (
     FitContext,
     FitResult,
     Generator,
+    TaskFailed,
     make_output,
     split_request,
     to_library_size,

@@ -6,7 +6,7 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from bench.errors import UserError
+from bench.api import UserError
 
 
 def training_counts(train: ad.AnnData, model: str) -> tuple[sp.csr_matrix, bool]:

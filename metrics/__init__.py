@@ -1,5 +1,5 @@
 """The paper's metrics and experiments (ACTIVA paper, section 5), as pure functions and as
-:class:`~bench.metrics.base.Metric` plugins for the runner.
+:class:`~bench.api.metric.Metric` plugins for the runner.
 
 Pure functions (arrays + seed in, numbers out; see each docstring for definition and sources):
 :func:`auc`, :func:`mmd`, :func:`correlation_discrepancy`, :func:`mean_corr`,
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.api import HARDWARE_VALUES, INTEGER_1, INTEGER_2, FigureSpec, Metric, MetricOutput
 from bench.metrics._auc import AucResult, auc, make_forest
 from bench.metrics._augmentation import (
     MIN_RARE_CELLS,
@@ -62,9 +63,6 @@ from bench.metrics._prdc import PRDC, PrdcResult, prdc
 from bench.metrics._sinkhorn import SINKHORN, SinkhornResult, median_distance, sinkhorn_w2
 from bench.metrics._timing import timing
 from bench.metrics._utils import QUICK_MAX_CELLS, SPACES, check_space, equal_size
-from bench.metrics.base import FigureSpec, Metric, MetricOutput
-from bench.options import INTEGER_1, INTEGER_2
-from bench.timing import HARDWARE_VALUES
 
 __all__ = [
     "AUC",
@@ -181,7 +179,7 @@ def _score_mmd(
         device=ctx.device,
         dtype=dtype,
         estimator=estimator,
-        cache=ctx.shared,
+        cache=ctx.shared_for("mmd"),
     )
     info = {
         "space": "pca50",

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.metrics import f1_score
 
-from bench.errors import TaskFailed, UserError
+from bench.api import TaskFailed, UserError
 from bench.metrics._auc import make_forest
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ def augmentation(
     failures: dict[str, str] = {}
 
     def once(key: tuple, compute: Callable[[], float]) -> float:
-        full = ("augmentation_arm", str(rare), int(seed), int(n_trees), *key)
+        full = ("arm", str(rare), int(seed), int(n_trees), *key)
         return float(shared(full, compute)) if shared is not None else compute()
 
     def f1_with(X_kept, y_kept, extra_rare):
@@ -259,8 +259,8 @@ def run_augmentation(
     n_jobs: int | None = None,
 ):
     """Metric adapter: the experiment on an :class:`~bench.evaluation.EvalContext`."""
+    from bench.api import MetricOutput
     from bench.metrics._utils import check_space
-    from bench.metrics.base import MetricOutput
 
     check_space(space)
     fractions = tuple(float(f) for f in fractions)
@@ -293,7 +293,7 @@ def run_augmentation(
         n_trees=int(n_trees),
         n_jobs=n_jobs,
         n_oversample=int(n_generated),
-        shared=lambda key, compute: ctx._shared((key[0], space, *key[1:]), compute),
+        shared=lambda key, compute: ctx.shared_for("augmentation")((key[0], space, *key[1:]), compute),
     )
     values, params = dict(res.values), dict(res.params)
     for fraction, share in filter_share.items():  # informational: the share of cells that passed the filter

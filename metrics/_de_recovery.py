@@ -6,12 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.errors import TaskFailed
+from bench.api import INTEGER_1, FigureSpec, Metric, MetricOutput, TaskFailed
 from bench.metrics._gene_stats import gene_variances
 from bench.metrics._mean_corr import gene_means
 from bench.metrics._utils import check_same_genes, pearson
-from bench.metrics.base import FigureSpec, Metric, MetricOutput
-from bench.options import INTEGER_1
 
 
 def de_scores(X, labels, group: str) -> tuple[np.ndarray, np.ndarray]:

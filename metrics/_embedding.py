@@ -22,9 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from bench.compat import import_umap
-from bench.metrics.base import FigureSpec, Metric, MetricOutput
-from bench.options import INTEGER_1, INTEGER_2
+from bench.api import INTEGER_1, INTEGER_2, FigureSpec, Metric, MetricOutput, import_umap
 
 # The paper's markers (Fig. 4 and section 5.3: CD79A, CD19, MS4A1 for B cells; LTB, LDHB, CCL5,
 # NKG7, GZMA for PBMC clusters 1-2; Hmgb2 for Brain Small) and the usual PBMC / E18 mouse brain
@@ -172,7 +170,7 @@ def choose_markers(
     if markers:
         missing = [g for g in markers if g not in present]
         if missing:
-            from bench.errors import UserError
+            from bench.api import UserError
 
             raise UserError(
                 f"marker gene(s) not in the dataset's genes: {missing}",

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.api import INTEGER_1, Metric, MetricOutput
 from bench.metrics._distances import as_tensors, distance_sum
 from bench.metrics._utils import check_same_genes, equal_size
-from bench.metrics.base import Metric, MetricOutput
-from bench.options import INTEGER_1
 
 
 @dataclass

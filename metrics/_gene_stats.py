@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from bench.api import Metric, MetricOutput
 from bench.metrics._mean_corr import gene_means
 from bench.metrics._utils import check_same_genes
-from bench.metrics.base import Metric, MetricOutput
 
 
 def gene_variances(X) -> np.ndarray:

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.api import INTEGER_1, FigureSpec, Metric, MetricOutput
 from bench.metrics._distances import as_tensors, nearest_distances
 from bench.metrics._utils import QUICK_MAX_CELLS, check_same_genes, equal_size
-from bench.metrics.base import FigureSpec, Metric, MetricOutput
-from bench.options import INTEGER_1
 
 
 @dataclass

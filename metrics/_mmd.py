@@ -207,7 +207,7 @@ def mmd(
     X = torch.as_tensor(real - centre, dtype=tdtype, device=dev)
     Y = torch.as_tensor(fake - centre, dtype=tdtype, device=dev)
     coefs = [1.0 / (2.0 * s * s) for s in scales]
-    key = ("mmd_kxx", _fingerprint(real), scales, dtype)
+    key = ("kxx", _fingerprint(real), scales, dtype)
     with torch.no_grad(), _full_fp32():
         kxx = cache.get(key) if cache is not None else None
         if kxx is None:

@@ -6,13 +6,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bench.api import INTEGER_1, INTEGER_2, FigureSpec, Metric, MetricOutput
 from bench.metrics._auc import auc
 from bench.metrics._de_recovery import generated_labels
 from bench.metrics._energy import energy_distance
 from bench.metrics._mmd import mmd
 from bench.metrics._utils import check_same_genes
-from bench.metrics.base import FigureSpec, Metric, MetricOutput
-from bench.options import INTEGER_1, INTEGER_2
 
 PER_TYPE_METRICS = ("mmd", "energy", "auc")
 # per-type values with an ideal value rather than "lower is better": AUC's is 0.5
@@ -162,7 +161,7 @@ def _score_per_type(
         n_jobs=n_jobs,
         max_cells=max_cells,
         device=ctx.device,
-        cache=ctx.shared,
+        cache=ctx.shared_for("per_type"),
     )
     values: dict[str, float] = {}
     for m in metrics:

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bench.api import INTEGER_1, INTEGER_2, FigureSpec, Metric, MetricOutput
 from bench.metrics._distances import as_tensors, distance_tiles, kth_neighbour_distances
 from bench.metrics._utils import check_same_genes, equal_size
-from bench.metrics.base import FigureSpec, Metric, MetricOutput
-from bench.options import INTEGER_1, INTEGER_2
 
 
 @dataclass

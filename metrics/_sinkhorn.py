@@ -7,10 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bench.api import INTEGER_2, Metric, MetricOutput
 from bench.metrics._distances import as_tensors, distance_tiles
 from bench.metrics._utils import check_same_genes, equal_size, subsample
-from bench.metrics.base import Metric, MetricOutput
-from bench.options import INTEGER_2
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench.timing import FIT_VALUES
+from bench.api import FIT_VALUES
 
 
 def timing(fit: dict[str, Any], generation) -> dict[str, float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from bench.errors import UserError
+from bench.api import UserError
 
 SPACES = ("genes", "pca50")
 

@@ -13,8 +13,8 @@ import argparse
 import sys
 import time
 
+from bench.api.errors import UserError
 from bench.datasets.scale import DEFAULT_GENES, write_scale_data
-from bench.errors import UserError
 
 
 def _genes(text: str) -> int | None:

@@ -88,7 +88,7 @@ def counts_adata() -> ad.AnnData:
 @pytest.fixture
 def train_adata(counts_adata) -> ad.AnnData:
     """Training-format AnnData: X normalised to 20,000, layers['counts'] raw."""
-    from bench.generators.base import to_library_size
+    from bench.api.generator import to_library_size
 
     a = counts_adata.copy()
     a.layers["counts"] = a.X.copy()
@@ -99,8 +99,8 @@ def train_adata(counts_adata) -> ad.AnnData:
 def fit_generator(gen, train: ad.AnnData, *, label_key: str = "cell_type", seed: int = 0, **ctx):
     """Fit ``gen`` as the runner does: record the training genes and labels, then
     ``fit(train, FitContext(...))``; ``ctx`` sets further FitContext fields (device, work_dir,
-    deadline, on_snapshot...). Returns the FitResult."""
-    from bench.generators.base import FitContext, bind_training_data
+    deadline, on_snapshot...). Returns the FitResult (bench.pipeline.fit)."""
+    from bench.api.generator import FitContext
+    from bench.pipeline import fit
 
-    bind_training_data(gen, train, label_key)
-    return gen.fit(train, FitContext(label_key=label_key, seed=seed, **ctx))
+    return fit(gen, train, FitContext(label_key=label_key, seed=seed, **ctx)).result

@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from bench.errors import TaskFailed, UserError
+from bench.api.errors import TaskFailed, UserError
+from bench.api.generator import validate_output
 from bench.generators.activa import ACTINN, ActivaGenerator, ActivaTrainer, Decoder, Encoder, TrainConfig
 from bench.generators.activa.model import (
     celltype_loss,
@@ -21,7 +22,6 @@ from bench.generators.activa.model import (
     margin_loss,
     reconstruction_loss,
 )
-from bench.generators.base import validate_output
 from tests.conftest import fit_generator
 
 N_GENES = 24
@@ -552,7 +552,7 @@ def test_sparse_training_matrix_over_the_limit_trains_like_the_dense_one(monkeyp
     import scipy.sparse as sp
 
     from bench.generators.activa import plugin
-    from bench.generators.activa.train import SparseRows
+    from bench.generators.activa.batches import SparseRows
 
     data = tiny_data()
     data.X[data.X < 200] = 0  # a sparse matrix with real zeros

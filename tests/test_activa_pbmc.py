@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+from bench.api.generator import validate_output
 from bench.evaluation import lognorm
 from bench.generators.activa import ActivaGenerator
-from bench.generators.base import validate_output
 from tests.conftest import fit_generator
 
 

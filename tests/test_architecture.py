@@ -1,6 +1,8 @@
 """The house rules of the package layout, checked on the source: no import cycle among the bench
-modules (lazy imports inside functions included), and no core module imports a private module of a
-plugin folder (``bench.metrics._*``, ``bench.generators.<model>._*``)."""
+modules (lazy imports inside functions included); no core module imports a private module of a
+plugin folder (``bench.metrics._*``, ``bench.generators.<model>._*``); the plugin API
+(``bench.api``) imports nothing else; each plugin folder imports only ``bench.api`` from the core;
+the rest of the core reaches plugins only through the registry (known exceptions listed)."""
 
 from __future__ import annotations
 
@@ -148,3 +150,167 @@ def test_pyproject_lists_every_package_and_the_report_css():
     assert set(config["packages"]) == packages
     assert "*.css" in config["package-data"]["bench.report"]
     assert (ROOT / "bench" / "report" / "report.css").is_file()
+
+
+# -- the plugin API (bench.api) and who may import what ----------------------------------------------
+
+PLUGIN_PACKAGES = ("bench.generators", "bench.metrics", "bench.datasets")
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def core_imports_of(package: str) -> dict[str, set[str]]:
+    """For each module of a plugin folder: the core modules (``bench.*`` outside the plugin
+    folders) it imports."""
+    graph = import_graph()
+    return {
+        name: {m for m in deps if not any(_within(m, p) for p in PLUGIN_PACKAGES)}
+        for name, deps in graph.items()
+        if _within(name, package)
+    }
+
+
+def test_bench_api_imports_nothing_but_itself():
+    """The API is the floor: it imports neither the rest of the core nor a plugin folder."""
+    graph = import_graph()
+    api = {name: deps for name, deps in graph.items() if _within(name, "bench.api")}
+    assert {"bench.api.generator", "bench.api.metric", "bench.api.errors"} <= set(api)
+    assert {name: sorted(d for d in deps if not _within(d, "bench.api")) for name, deps in api.items()} == {
+        name: [] for name in api
+    }
+
+
+# what a plugin folder imports from the core besides bench.api, with the reason; the list may only
+# shrink (a new entry is a new dependency of a plugin on the core's internals)
+PLUGIN_EXCEPTIONS: dict[str, dict[str, set[str]]] = {
+    "bench.generators": {
+        # `bench images build NAME` resolves an image or a generator name (the lead's images.py)
+        "bench.generators.container.images": {"bench.registry"},
+    },
+    "bench.metrics": {},
+    "bench.datasets": {
+        # the dataset stage (prepare) looks recipes up by name; recipes are plugins like the others
+        "bench.datasets.api": {"bench.registry"},
+    },
+}
+
+
+def test_each_plugin_folder_imports_only_the_api_from_the_core():
+    """generators/, metrics/ and datasets/ import from the core only bench.api (and its modules):
+    exactly what a third-party plugin imports. Folder by folder."""
+    for package, allowed in PLUGIN_EXCEPTIONS.items():
+        found = core_imports_of(package)
+        assert len(found) > 3, package
+        beyond = {n: {d for d in deps if not _within(d, "bench.api")} for n, deps in found.items()}
+        assert {n: d for n, d in beyond.items() if d} == allowed, package
+
+
+# the core modules that still import a plugin folder, with the reason; the list may only shrink
+CORE_EXCEPTIONS: dict[str, set[str]] = {
+    # the dataset stage lives in datasets/ (prepare, save_prepared, balanced_split)
+    "bench.cli": {"bench.datasets", "bench.generators.container"},  # + `bench images build`
+    "bench.tasks": {"bench.datasets"},
+    "bench.tune": {"bench.datasets", "bench.datasets.preprocess"},
+    "bench.scalecurve": {"bench.datasets"},
+    # the augmentation's rare class at plan time and the DE genes of the shared work: metric code the
+    # core calls by name (issue 28, item 3: to come from the metrics' declarations)
+    "bench.runner": {"bench.datasets", "bench.metrics"},
+    "bench.evaluation": {"bench.metrics"},
+    # the paper protocol's Seurat container runs through the model containers' hardened runner
+    # (generators/container/docker.py: limits, no network, clean-up); that runner belongs in
+    # bench.api with the sandbox policy it applies (the manifest plugins of issue 31 need it too)
+    "bench.protocols.seurat": {"bench.generators.container"},
+    # the torch-only GPU check drives ACTIVA's trainer and MMD directly (no AnnData on the GPU box)
+    "bench.gpucheck": {
+        "bench.generators.activa.generation",
+        "bench.generators.activa.train",
+        "bench.metrics",
+    },
+}
+
+
+def test_the_core_reaches_plugins_only_through_the_registry():
+    """No core module imports a plugin folder (bench.api none at all): the core looks generators,
+    metrics and datasets up by name (bench.registry). The known exceptions are listed above."""
+    graph = import_graph()
+    found = {
+        name: {d for d in deps if any(_within(d, p) for p in PLUGIN_PACKAGES)}
+        for name, deps in graph.items()
+        if _within(name, "bench") and not any(_within(name, p) for p in PLUGIN_PACKAGES)
+    }
+    assert {n: d for n, d in found.items() if d} == CORE_EXCEPTIONS
+
+
+def test_bench_api_exports_what_it_lists():
+    import bench.api as api
+
+    for name in api.__all__:
+        assert getattr(api, name) is not None, name
+    assert set(api.__all__) == set(api._MODULE_OF)
+
+
+# -- no metric or experiment name in the core -------------------------------------------------------
+
+# the core modules that still name a registered metric or experiment in a string, by name; the list
+# may only shrink (issue 28, item 3: to come from the metrics' declarations)
+NAMED_IN_CORE: dict[str, set[str]] = {
+    "bench/cli.py": {"mean_corr", "mmd"},  # `bench check`'s example values
+    "bench/config.py": {"augmentation"},  # --fractions and the experiments' list
+    "bench/runner.py": {"augmentation"},  # the rare class and its notes at plan time
+    "bench/convergence.py": {"auc", "correlation_discrepancy", "mean_corr", "mmd"},  # snapshot scores
+    "bench/tune.py": {"correlation_discrepancy", "mean_corr", "mmd"},  # the sweep's scores
+    "bench/gpucheck.py": {"mmd"},
+    "bench/regression.py": {"mmd"},
+    "bench/report/figures.py": {"auc", "augmentation", "correlation_discrepancy"},
+    "bench/report/figures_training.py": {"auc", "mmd"},
+    "bench/report/html.py": {
+        "augmentation",
+        "correlation_discrepancy",
+        "de_recovery",
+        "embedding",
+        "memorisation",
+        "per_type",
+        "prdc",
+        "timing",
+    },  # fmt: skip
+    "bench/report/suite.py": {"auc", "de_recovery", "energy", "memorisation", "mmd", "per_type", "prdc"},
+    "bench/report/tables.py": {"auc", "augmentation", "correlation_discrepancy", "mmd"},
+}
+
+
+def _strings(path: Path) -> list[str]:
+    """The string constants of a source file, docstrings left out."""
+    tree = ast.parse(path.read_text(), str(path))
+    docs = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in docs]  # fmt: skip
+
+
+def names_in(path: Path, names: set[str]) -> set[str]:
+    """The names that a string of ``path`` is, or starts (``mmd_kxx``, ``augmentation/arm``)."""
+    return {n for s in _strings(path) for n in names if s == n or re.match(rf"^{re.escape(n)}[_/@]", s)}
+
+
+def test_the_core_names_no_metric_or_experiment():
+    """Every registered metric and experiment name, searched in the core's strings (bench/, the
+    plugin API included): only the modules listed above still name one."""
+    from bench.registry import available
+
+    metrics = available("metrics")
+    assert {"mmd", "augmentation", "auc"} <= set(metrics)
+    names = set(metrics) | {m.experiment for m in metrics.values()} - {"main"}
+    found = {}
+    for path in sorted((ROOT / "bench").rglob("*.py")):
+        hits = names_in(path, names)
+        if hits:
+            found[str(path.relative_to(ROOT))] = hits
+    assert found == NAMED_IN_CORE

@@ -9,9 +9,9 @@ import docker
 import pytest
 
 import bench.generators.container as C
-from bench import userconfig
+from bench.api import userconfig
+from bench.api.errors import UserError
 from bench.cli import main
-from bench.errors import UserError
 
 
 @pytest.fixture(autouse=True)

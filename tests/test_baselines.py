@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from bench.errors import TaskFailed
-from bench.generators.base import validate_output
+from bench.api.errors import TaskFailed
+from bench.api.generator import validate_output
 from bench.generators.baselines import NegativeBinomial, RealControl, ShuffledControl
 from tests.conftest import fit_generator
 
@@ -63,7 +63,7 @@ def test_nb_save_load_roundtrip(train_adata, tmp_path):
 
 
 def test_unknown_parameter_is_user_error():
-    from bench.errors import UserError
+    from bench.api.errors import UserError
 
     with pytest.raises(UserError, match="unknown parameter"):
         NegativeBinomial(dispersion=3)

@@ -106,7 +106,7 @@ def test_list_states_the_active_profiles_values(capsys):
     assert "n_trees=200" in _cells(quick, "auc", "options") and "1000" not in _cells(
         quick, "auc", "description"
     )
-    assert "epochs=120" in _cells(quick, "activa", "quick profile sets")
+    assert "epochs=30" in _cells(quick, "activa", "quick profile sets")
     assert main(["list", "metrics", "--profile", "paper"]) == 0
     paper = capsys.readouterr().out
     assert "profile paper: all genes" in paper
@@ -183,3 +183,33 @@ def test_warnings_are_one_clean_line(tmp_path):
         and "dup.h5ad: 5 duplicated gene names" in lines[0]
     )
     assert "datasets.prepare(" not in out.stderr and "UserWarning" not in out.stderr
+
+
+def test_dry_run_prints_the_resolved_run_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """`bench run --dry-run` prints the ResolvedRun and every planned task, writes no store and no
+    dataset cache; after the real run, the same dry run shows every task as reused (same keys)."""
+    from tests.conftest import make_counts
+
+    data = tmp_path / "cells.h5ad"
+    make_counts(n_cells=300, n_genes=50, n_types=3, seed=1).write_h5ad(data)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("BENCH_DATA", str(cache))
+    out = tmp_path / "run"
+    args = ["run", "--models", "nb", "--dataset", str(data), "--label-key", "cell_type", "--metrics",
+            "mean_corr", "--experiments", "main", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    assert main([*args, "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "profile quick; seeds 0; device cpu" in printed
+    assert re.search(r"^model nb: .*; code [0-9a-f]{16}$", printed, re.M)
+    assert re.search(r"^model real \(control\): ", printed, re.M)
+    assert "metric mean_corr (main): " in printed
+    planned = re.findall(r"^\s+run\s+cells/(\w+)/seed0/main\s+([0-9a-f]{20})$", printed, re.M)
+    assert sorted(m for m, _ in planned) == ["nb", "real", "shuffled"]
+    assert "dry run: 3 task(s), 0 in" in printed and "nothing was written" in printed
+    assert not out.exists() and not any(cache.rglob("*"))
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args, "--dry-run"]) == 0
+    again = capsys.readouterr().out
+    reused = re.findall(r"^\s+reuse\s+cells/(\w+)/seed0/main\s+([0-9a-f]{20})$", again, re.M)
+    assert sorted(reused) == sorted(planned)

@@ -2,8 +2,8 @@ import tomllib
 
 import pytest
 
+from bench.api.errors import UserError
 from bench.config import build_spec, load_toml
-from bench.errors import UserError
 
 
 def test_cli_over_toml_over_profile(tmp_path):

@@ -14,9 +14,9 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from bench.errors import TaskFailed, UserError
+from bench.api.errors import TaskFailed, UserError
+from bench.api.generator import validate_output
 from bench.generators import container as C
-from bench.generators.base import validate_output
 from tests.conftest import fit_generator
 
 PBMC = Path(__file__).resolve().parents[1] / "datasets" / "data" / "pbmc3k.h5ad"

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from bench.errors import TaskFailed, UserError
-from bench.generators.base import (
+from bench.api.errors import TaskFailed, UserError
+from bench.api.generator import (
     SNAPSHOT_FRACTIONS,
     Budget,
     FitContext,
@@ -202,13 +202,13 @@ def test_positive_control_is_fit_on_the_control_reserve_only(prepared, tmp_path,
 
 
 def test_the_library_size_rule_is_one_rule_for_the_check_and_the_scoring():
-    """bench.contract's ±1 % rule decides both validate_output (a declared library-size output) and
+    """bench.api.contract's ±1 % rule decides both validate_output (a declared library-size output) and
     the scoring's scale inference (bench.evaluation.infer_scale)."""
     import anndata as ad
 
-    from bench import contract
+    from bench.api import contract
+    from bench.api.generator import validate_output
     from bench.evaluation import infer_scale
-    from bench.generators.base import validate_output
 
     assert contract.at_library_size(np.array([19_800.0, 20_200.0, 19_799.0, 20_201.0])).tolist() == [
         True, True, False, False,
@@ -237,7 +237,7 @@ def test_the_library_size_rule_is_one_rule_for_the_check_and_the_scoring():
 def test_resolve_device():
     import torch
 
-    from bench.contract import resolve_device
+    from bench.api.contract import resolve_device
 
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")

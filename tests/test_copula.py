@@ -10,8 +10,8 @@ import pytest
 import scipy.sparse as sp
 from scipy import optimize, stats
 
-from bench.errors import UserError
-from bench.generators.base import validate_output
+from bench.api.errors import UserError
+from bench.api.generator import validate_output
 from bench.generators.copula import GaussianCopula
 from bench.generators.copula.marginals import (
     EPSILON,

@@ -12,8 +12,8 @@ import pytest
 import scipy.sparse as sp
 
 import bench.datasets as ds
+from bench.api.errors import UserError
 from bench.datasets import cache, readers
-from bench.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from datasets_fixtures import make_counts, write_10x_h5, write_10x_mtx  # noqa: E402

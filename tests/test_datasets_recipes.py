@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import bench.datasets as ds
+from bench.api.errors import UserError
 from bench.datasets import cache, recipes
-from bench.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from datasets_fixtures import http_server, make_counts, make_published  # noqa: E402

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from bench.errors import UserError
+from bench.api.errors import UserError
 from bench.evaluation import EvalContext
 from bench.metrics._embedding import (
     EMBEDDING,

@@ -4,6 +4,7 @@ store; the runner (store_outcomes) writes every outcome, and an interrupted task
 from __future__ import annotations
 
 import inspect
+import signal
 
 import pytest
 
@@ -11,6 +12,7 @@ from bench.config import build_spec
 from bench.executors.base import Executor, Outcome
 from bench.executors.local import LocalExecutor
 from bench.executors.slurm import SlurmExecutor
+from bench.interrupt import Interrupted
 from bench.runner import plan, store_outcomes
 from bench.store import STORE_NAME, Store
 from bench.tasks import TaskRecord
@@ -63,9 +65,9 @@ def test_store_outcomes_writes_each_outcome_and_an_interrupted_record(tiny_plan,
     def executor():
         yield Outcome(task, TaskRecord(key=task.key, status="planned"), None)
         yield Outcome(task, TaskRecord(key=task.key, status="running"), None)
-        exc = KeyboardInterrupt()
-        exc.record = TaskRecord(key=task.key, status="failed", error="SIGTERM: the task was stopped")
-        raise exc
+        raise Interrupted(
+            signal.SIGTERM, TaskRecord(key=task.key, status="failed", error="SIGTERM: the task was stopped")
+        )
 
     with Store(tmp_path / "run") as store:
         run_id = store.add_run({"models": ["nb"]}, {})

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.errors import UserError
+from bench.api.errors import UserError
 from bench.generators import container as C
 from bench.generators.scgan.plugin import CscGAN, ScGAN
 from tests.conftest import fit_generator, import_tensorflow_lazily

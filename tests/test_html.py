@@ -478,3 +478,46 @@ def test_report_from_a_real_run(tmp_path):
     if exe is not None:
         dom, shot = open_in_chromium(exe, run_dir / "report.html", tmp_path, "report-e2e.png")
         _check_rendered(dom, shot, datasets)
+
+
+def test_a_plugin_metrics_declared_figure_is_drawn(tmp_path):
+    """A metric the report does not know (a plugin's) declares a figure with a ``draw`` callable
+    (FigureSpec.draw): the page has its section, title, caption and image; a draw that finds nothing
+    or fails leaves a note, not an error."""
+    from bench import registry
+    from bench.api import FigureSpec, Metric, MetricOutput
+
+    def draw(view, dataset):
+        from matplotlib.figure import Figure
+
+        v = view.values[(view.values.dataset == dataset) & (view.values.metric == "mmd")]
+        fig = Figure(figsize=(3, 2))
+        fig.add_subplot().bar(range(len(v)), v.value)
+        return fig
+
+    def broken(view, dataset):
+        raise RuntimeError("no such array")
+
+    metric = Metric(
+        name="plugin_metric",
+        func=lambda ctx, cells, *, seed, k=3: MetricOutput(values={}),
+        options={"k": 3},
+        figures=(
+            FigureSpec("plugin_bars", "Plugin bars", "MMD of every task, k = {k}.", draw=draw),
+            FigureSpec("plugin_empty", "Plugin empty", "Nothing.", draw=lambda view, dataset: None),
+            FigureSpec("plugin_broken", "Plugin broken", "Fails.", draw=broken),
+        ),
+    )
+    registry.register("metrics", metric.name, metric)
+    try:
+        with fill_store(tmp_path / "run") as store:
+            page = bhtml.render(store)
+    finally:
+        registry._EXTRA["metrics"].pop(metric.name)
+    section = page.split('id="plugin_bars-toy"', 1)[1].split("<h3", 1)[0]
+    assert ">Plugin bars</h3>" in section and "MMD of every task, k = 3." in section
+    assert len(IMG_RE.findall(section)) == 1
+    empty = page.split('id="plugin_empty-toy"', 1)[1].split("<h3", 1)[0]
+    assert "nothing to draw for toy (metric plugin_metric)" in empty and not IMG_RE.findall(empty)
+    failed = page.split('id="plugin_broken-toy"', 1)[1].split("</section>", 1)[0]
+    assert "could not draw this figure: RuntimeError: no such array" in failed

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from sklearn.metrics import adjusted_rand_score
 
 PBMC3K = Path(__file__).resolve().parents[1] / "datasets" / "data" / "pbmc3k.h5ad"
-N_CELLS = 9_000  # above scanpy's exact-neighbour limit (bench.compat.SCANPY_EXACT_KNN_MAX_CELLS)
+N_CELLS = 9_000  # above scanpy's exact-neighbour limit (bench.api.compat.SCANPY_EXACT_KNN_MAX_CELLS)
 
 SCRIPT = """
 import json, sys

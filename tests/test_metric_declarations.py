@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from bench.api.metric import FigureSpec, Metric, MetricOutput
 from bench.metrics import CD, TIMING
-from bench.metrics.base import FigureSpec, Metric, MetricOutput
 from bench.registry import available
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from bench.errors import UserError
+from bench.api.errors import UserError
 from bench.evaluation import EvalContext
 from bench.metrics import AUGMENTATION, TIMING, augmentation, downsample_rare, timing
 from bench.store import legacy_params
@@ -267,7 +267,7 @@ def test_measure_counts_a_child_process_memory():
 def test_augmentation_fraction_whose_generation_fails_reports_nan_and_why():
     """A generator that cannot produce the rare class from 2 cells: that fraction's generated arms
     are NaN (n/a in the tables) with the reason in info; the real-only arm and other fractions stay."""
-    from bench.errors import TaskFailed
+    from bench.api.errors import TaskFailed
 
     rng = np.random.default_rng(1)
     X = np.r_[rng.normal(size=(400, 5)), rng.normal(size=(100, 5)) + 2]

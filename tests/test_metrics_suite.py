@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from scipy.spatial.distance import cdist
 from sklearn.neighbors import NearestNeighbors
 
+from bench.api.metric import arrow, badness
 from bench.metrics import (
     DE_RECOVERY,
     ENERGY,
@@ -33,7 +34,6 @@ from bench.metrics import (
     sinkhorn_w2,
     zero_fractions,
 )
-from bench.metrics.base import arrow, badness
 
 
 def gauss(n, d=10, shift=0.0, seed=0):
@@ -442,7 +442,7 @@ def test_per_type_adapters_keep_per_type_values(ctx):
     de = DE_RECOVERY.func(ctx, gen, seed=0, top_k=5)
     assert len(de.artifacts["real_lfc"]) == len(de.artifacts["genes"]) == 15
     assert de.values["de_jaccard"] > 0.5
-    from bench.errors import TaskFailed
+    from bench.api.errors import TaskFailed
 
     unlabelled = gen.copy()
     del unlabelled.obs["cell_type"]

@@ -1,4 +1,4 @@
-"""Checks of model parameters and metric options (bench.options): known answers of the interval
+"""Checks of model parameters and metric options (bench.api.options): known answers of the interval
 notation, every built-in's declarations agree with its code, and a wrong value is a UserError."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import inspect
 
 import pytest
 
-from bench.errors import UserError
-from bench.metrics.base import Metric, MetricOutput
-from bench.options import check_value, describe, within
+from bench.api.errors import UserError
+from bench.api.metric import Metric, MetricOutput
+from bench.api.options import check_value, describe, within
 from bench.registry import available
 from bench.tune import grid_points
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from bench import registry
-from bench.generators.base import validate_output
 from bench.generators.baselines import NegativeBinomial
-from bench.tasks import DataSpec, PerLabelCells, TaskSpec, execute_task
-from tests.conftest import fit_generator, make_counts
+from bench.pipeline import PerLabelCells, Pipeline
+from bench.tasks import DataSpec, TaskSpec, execute_task
+from tests.conftest import make_counts
 
 
 class UnconditionalNB(NegativeBinomial):
@@ -61,23 +61,19 @@ def test_unconditional_model_gets_no_per_type_values(prepared, tmp_path):
 
 
 def test_per_label_cells_made_once_or_reused(prepared):
-    gen = NegativeBinomial()
-    fit_generator(gen, prepared.train)
-    known = gen.labels
-    main = gen.generate(prepared.test.n_obs, seed=1)
-    genes = list(map(str, prepared.train.var_names))
-
-    def validate(g, out, request):
-        return validate_output(
-            g, out, var_names=genes, label_key="cell_type", known_labels=known, requested=request
-        )
-
-    cells = PerLabelCells(gen, main, prepared.test.n_obs, prepared, validate, seed=0)
+    pipe = Pipeline(NegativeBinomial, {}, prepared.train, "cell_type")
+    fitted = pipe.fit_model(prepared.train, 0)
+    main = pipe.generate_cells(fitted, prepared.test.n_obs, seed=1)
+    cells = PerLabelCells(pipe, fitted, main, prepared.test.n_obs, prepared.test, seed=0)
     first = cells.get()
     assert first is cells.get() and first is not main  # one extra generation, made once
     want = prepared.test.obs["cell_type"].astype(str).value_counts().to_dict()
     assert first.obs["cell_type"].astype(str).value_counts().to_dict() == want
     request = {k: int(v) for k, v in want.items()}
-    assert PerLabelCells(gen, main, request, prepared, validate, seed=0).get() is main  # already per-label
-    unconditional = UnconditionalNB()
-    assert PerLabelCells(unconditional, main, prepared.test.n_obs, prepared, validate, seed=0).get() is None
+    assert (
+        PerLabelCells(pipe, fitted, main, request, prepared.test, seed=0).get() is main
+    )  # already per-label
+    unconditional = Pipeline(UnconditionalNB, {}, prepared.train, "cell_type")
+    assert (
+        PerLabelCells(unconditional, fitted, main, prepared.test.n_obs, prepared.test, seed=0).get() is None
+    )

@@ -71,3 +71,24 @@ def test_editing_the_installed_plugin_stops_the_reuse(installed, tmp_path):
         code = store.runs()[-1]["provenance"]["code"]["generators"]["pca_gaussian"]
     assert code["distribution"] == "scgenbench-gaussian" and code["version"] == "0.1.0"
     assert code["editable"] is False and re.fullmatch(r"[0-9a-f]{16}", code["code_hash"])
+
+
+def test_the_plugin_metric_is_scored_and_its_figure_drawn(installed, tmp_path):
+    """The example's metric (entry point bench.metrics) runs beside the built-ins, and the figure it
+    declares with a draw callable appears in the HTML report."""
+    from tests.conftest import make_counts
+
+    make_counts(n_cells=150, n_genes=80, seed=6).write_h5ad(tmp_path / "d.h5ad")
+    run = [sys.executable, "-m", "bench.cli", "run", "--models", "pca_gaussian", "--dataset", str(tmp_path / "d.h5ad"),
+           "--label-key", "cell_type", "--metrics", "mean_corr,zero_fraction", "--experiments", "main",
+           "--out", str(tmp_path / "run")]  # fmt: skip
+    out = subprocess.run(run, env=installed, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "zero_fraction_gap" in out.stdout
+    report = [sys.executable, "-m", "bench.cli", "report", str(tmp_path / "run"), "--html"]
+    out = subprocess.run(report, env=installed, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    page = (tmp_path / "run" / "report.html").read_text()
+    section = page.split('<h3 id="zero_fraction-d">', 1)[1].split("</section>", 1)[0]
+    assert section.startswith("Share of zero entries</h3>") and "data:image/png;base64," in section
+    assert "of the real test cells (line)." in section

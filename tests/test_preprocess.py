@@ -12,8 +12,8 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
+from bench.api.errors import UserError
 from bench.datasets import preprocess
-from bench.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from datasets_fixtures import make_counts  # noqa: E402

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from bench.errors import UserError
+from bench.api.errors import UserError
 from bench.generators.baselines import permute_columns
 from bench.protocols import get_protocol
 from bench.protocols import seurat as S

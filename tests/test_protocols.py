@@ -11,7 +11,7 @@ import pytest
 import scipy.io
 import scipy.sparse as sp
 
-from bench.errors import TaskFailed
+from bench.api.errors import TaskFailed
 from bench.evaluation import lognorm
 from bench.protocols import Genes, Harmony, PcaReal, get_protocol, protocol_keys
 from bench.protocols import seurat as S
@@ -262,7 +262,7 @@ def test_paper_without_docker_says_what_to_do(monkeypatch, data):
 
     monkeypatch.setattr(C, "docker_client", lambda timeout=10: None)
     train, test, gen = data
-    from bench.errors import UserError
+    from bench.api.errors import UserError
 
     with pytest.raises(UserError, match="Docker"):
         get_protocol("paper").apply(train, test, gen, seed=0)

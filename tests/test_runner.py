@@ -161,12 +161,11 @@ def test_store_merge(h5ad, tmp_path):
 def test_scoring_does_not_change_torch_threads():
     """scanpy's DE test (CD's genes) set the shared libgomp to every core: ACTIVA then trained with
     2 threads under OMP_NUM_THREADS=1 and spun on a busy machine. The runner keeps the count across
-    every scoring call and convergence snapshot (bench.tasks.torch_threads_kept)."""
+    every scoring call and convergence snapshot (bench.pipeline.torch_threads_kept)."""
     import torch
 
     from bench.evaluation import EvalContext
-    from bench.registry import get_metric
-    from bench.tasks import _threads_kept, torch_threads_kept
+    from bench.pipeline import score, threads_kept, torch_threads_kept
     from tests.conftest import make_counts
 
     adata = make_counts(n_cells=200, n_genes=60, n_types=3, seed=0)
@@ -177,10 +176,10 @@ def test_scoring_does_not_change_torch_threads():
     try:
         torch.set_num_threads(1)
         with torch_threads_kept():
-            get_metric("correlation_discrepancy").func(ctx, test, seed=0)
+            score("correlation_discrepancy", ctx, test, seed=0)
             torch.set_num_threads(2)  # what numba's OpenMP layer does, whether or not this scanpy does
         assert torch.get_num_threads() == 1
-        _threads_kept(lambda: torch.set_num_threads(2))()
+        threads_kept(lambda: torch.set_num_threads(2))()
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

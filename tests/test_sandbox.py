@@ -22,10 +22,10 @@ from typing import ClassVar
 import pytest
 import scipy.sparse as sp
 
-from bench.errors import TaskFailed, UserError
+from bench.api import sandbox as S
+from bench.api.errors import TaskFailed, UserError
+from bench.api.generator import FitResult, Generator, to_library_size
 from bench.generators import container as C
-from bench.generators import sandbox as S
-from bench.generators.base import FitResult, Generator, to_library_size
 from tests.conftest import fit_generator, make_counts
 
 ROOT = Path(__file__).resolve().parent.parent

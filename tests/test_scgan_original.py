@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from bench.generators.base import bind_training_data
+from bench.api.generator import bind_training_data
 from bench.generators.scgan import original as O
 from bench.generators.scgan.original import ScGANOriginal
 from tests.conftest import fit_generator
@@ -118,7 +118,7 @@ def test_read_original_output_format(tmp_path):
     assert list(out.var_names) == ["g1", "g2", "g3"] and list(out.obs_names) == ["gen-0", "gen-1", "gen-2"]
     assert out.obs["cell_type"].tolist() == ["B", "T", "T"] and "cluster" not in out.obs
     np.testing.assert_array_equal(out.X.toarray(), X.toarray())
-    from bench.errors import TaskFailed
+    from bench.api.errors import TaskFailed
 
     with pytest.raises(TaskFailed, match="genes"):
         O.read_original_output(tmp_path / "gen.h5ad", ["g1"], {"0": "B"}, "cell_type")

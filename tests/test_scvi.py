@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from bench.errors import TaskFailed, UserError
-from bench.generators.base import validate_output
+from bench.api.errors import TaskFailed, UserError
+from bench.api.generator import validate_output
 from tests.conftest import fit_generator, make_counts
 
 scvi = pytest.importorskip("scvi")
@@ -111,7 +111,7 @@ def test_same_seed_same_model_different_seed_differs():
 
 
 def test_snapshots_at_the_contract_steps():
-    from bench.generators.base import SNAPSHOT_FRACTIONS
+    from bench.api.generator import SNAPSHOT_FRACTIONS
 
     train = _train()
     seen = []
@@ -122,7 +122,7 @@ def test_snapshots_at_the_contract_steps():
 
     gen = ScviGenerator(**{**TINY, "max_epochs": 4})
     result = fit_generator(gen, train, seed=0, snapshot_fractions=SNAPSHOT_FRACTIONS, on_snapshot=grab)
-    from bench.generators.base import FitContext
+    from bench.api.generator import FitContext
 
     want = FitContext(label_key="x", seed=0, snapshot_fractions=SNAPSHOT_FRACTIONS, on_snapshot=grab)
     assert [s[0] for s in seen] == want.snapshot_steps(result.steps)
@@ -139,7 +139,7 @@ def test_budget_in_steps_or_epochs_sets_the_length_and_keeps_the_warm_up_share(b
     """135 training cells (90 % of 150) in batches of 32: 5 steps per epoch. The unbudgeted schedule
     (4 epochs, KL warm-up over 2) puts half of it in the warm-up; the budget keeps that half, in steps,
     and the snapshots fall at the budget's fractions."""
-    from bench.generators.base import SNAPSHOT_FRACTIONS, FitContext
+    from bench.api.generator import SNAPSHOT_FRACTIONS, FitContext
 
     seen = []
     gen = ScviGenerator(**{**TINY, "max_epochs": 4, "n_epochs_kl_warmup": 2, "budget": budget})
@@ -160,7 +160,7 @@ def test_budget_in_steps_or_epochs_sets_the_length_and_keeps_the_warm_up_share(b
 
 
 def test_minutes_budget_stops_after_the_epoch_that_uses_up_the_time():
-    from bench.generators.base import SNAPSHOT_FRACTIONS
+    from bench.api.generator import SNAPSHOT_FRACTIONS
 
     seen = []
     gen = ScviGenerator(**{**TINY, "max_epochs": 50, "budget": "0.001 minutes"})

@@ -115,3 +115,23 @@ def test_augmentation_real_and_oversampled_arms_are_shared_between_models():
         assert a.values[f"f1_oversampled@{tag}"] == alone.values[f"f1_oversampled@{tag}"]
         assert b.values[f"f1_augmented@{tag}"] == alone.values[f"f1_augmented@{tag}"]
     assert a.values["f1_augmented@0.02"] > b.values["f1_augmented@0.02"]
+
+
+def test_a_metrics_shared_work_is_namespaced_by_the_metric(tmp_path):
+    """Each metric keeps its shared work under its own name (EvalContext.shared_for): the same key
+    of two metrics are two entries, and the files on disk are named by the metric."""
+    from bench.evaluation import MetricWork
+
+    work = SharedWork()
+    work.attach(tmp_path, "data-A|scoring-1")
+    mmd, other = MetricWork(work, "mmd"), MetricWork(work, "plugin_metric")
+    mmd[("kxx", 1)] = 1.0
+    assert ("kxx", 1) in mmd and ("kxx", 1) not in other
+    assert other(("kxx", 1), lambda: 2.0) == 2.0 and mmd[("kxx", 1)] == 1.0
+    assert sorted(p.name.rsplit("-", 1)[0] for p in tmp_path.iterdir()) == [
+        "metric-mmd",
+        "metric-plugin_metric",
+    ]
+    fresh = SharedWork()
+    fresh.attach(tmp_path, "data-A|scoring-1")
+    assert MetricWork(fresh, "mmd").get(("kxx", 1)) == 1.0

@@ -12,7 +12,8 @@ import pytest
 from rich.console import Console
 
 from bench import registry
-from bench.errors import UserError
+from bench.api.errors import UserError
+from bench.api.generator import Generator
 from bench.executors.slurm import SlurmExecutor
 from bench.executors.slurm.ledger import load_ledger, record_path, refresh, save_ledger
 from bench.executors.slurm.queue import parse_squeue
@@ -25,7 +26,6 @@ from bench.executors.slurm.resources import (
     sbatch_parameters,
     task_resources,
 )
-from bench.generators.base import Generator
 from bench.runner import store_outcomes
 from bench.status import collect_status, show_status
 from bench.store import Store

@@ -13,8 +13,8 @@ import pytest
 
 from bench import registry
 from bench import report as rpt
+from bench.api.errors import TaskFailed
 from bench.cli import main
-from bench.errors import TaskFailed
 from bench.generators.baselines import NegativeBinomial
 from bench.report import html as bhtml
 from bench.report.tables import augmentation_table

@@ -17,17 +17,17 @@ import numpy as np
 import pytest
 
 from bench import registry
+from bench.api.errors import TaskFailed
+from bench.api.generator import validate_output
 from bench.cli import main
-from bench.errors import TaskFailed
 from bench.evaluation import EvalContext
-from bench.generators.base import validate_output
 from bench.store import Store
 from tests.conftest import make_counts
 
 PLUGIN = textwrap.dedent(
     '''\
     import numpy as np
-    from bench.generators.base import FitResult, Generator, make_output
+    from bench.api.generator import FitResult, Generator, make_output
 
 
     def _inner_step(x):

@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
+from bench.api.errors import UserError
 from bench.cli import main
-from bench.errors import UserError
 from bench.tune import grid_points, parse_grid, tune, validation_split
 from tests.conftest import make_counts
 

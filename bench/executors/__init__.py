@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.errors import UserError
+from bench.api.errors import UserError
 from bench.executors.base import Executor, Outcome
 
 EXECUTORS = ("local", "slurm")

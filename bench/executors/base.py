@@ -94,9 +94,10 @@ def _clock(seconds: float) -> str:
 def run_one(spec: TaskSpec, run_dir, run_id, *, data=None, context: str = "") -> TaskRecord:
     """Execute one task with its containers labelled (run dir, run id, task key). On SIGTERM/SIGINT
     (bench.interrupt) the task's containers are removed, its failed record (the reason, the log
-    tail) becomes the exception's ``record`` for the caller to save, and the interruption goes on up."""
-    from bench.generators.sandbox import task_scope
-    from bench.interrupt import interrupted_record
+    tail) becomes the :class:`~bench.interrupt.Interrupted`'s ``record`` for the caller to save (a
+    plain KeyboardInterrupt goes on up as an Interrupted by SIGINT), and the interruption goes on up."""
+    from bench.api.sandbox import task_scope
+    from bench.interrupt import Interrupted, interrupted_record
 
     started = time.time()
     work = task_dir(run_dir, spec)
@@ -104,6 +105,8 @@ def run_one(spec: TaskSpec, run_dir, run_id, *, data=None, context: str = "") ->
         with task_scope(run_dir, run_id, spec.key):
             return execute_task(spec, work, progress=False, data=data, shared_dir=Path(run_dir) / "shared")
     except KeyboardInterrupt as exc:
-        rec = interrupted_record(exc, spec.key, run_dir, work, started=started, context=context)
-        exc.record = rec  # type: ignore[attr-defined]
-        raise
+        stop = exc if isinstance(exc, Interrupted) else Interrupted()
+        stop.record = interrupted_record(stop, spec.key, run_dir, work, started=started, context=context)
+        if stop is exc:
+            raise
+        raise stop from exc

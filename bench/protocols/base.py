@@ -24,8 +24,8 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from bench.contract import LIBRARY_SIZE
-from bench.errors import TaskFailed
+from bench.api.contract import LIBRARY_SIZE
+from bench.api.errors import TaskFailed
 from bench.evaluation import generated_scale, infer_scale, lognorm, to_lognorm
 
 Cells = ad.AnnData | np.ndarray | sp.spmatrix

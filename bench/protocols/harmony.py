@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from bench.errors import UserError
+from bench.api.errors import UserError
 from bench.protocols.base import (
     GROUPINGS,
     Cells,

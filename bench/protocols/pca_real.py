@@ -104,7 +104,9 @@ class PcaReal:
     ) -> Embedded:
         """Fit on ``real_train`` (log-normalised), project the real test cells and each model's cells."""
         check_inputs(real_test, generated)
-        return self.project(self.fit(real_train, seed), real_test, generated)
+        return self.project(
+            fit_pca_real(real_lognorm(real_train), seed, self.n_top_genes, self.n_pcs), real_test, generated
+        )
 
     def project(self, fit: PcaRealFit, real_test: Cells, generated: Mapping[str, Cells]) -> Embedded:
         """:meth:`apply` with a fit made earlier (:meth:`fit`, once per dataset and seed: a caller

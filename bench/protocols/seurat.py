@@ -29,8 +29,8 @@ import numpy as np
 import scipy.io
 import scipy.sparse as sp
 
-from bench.contract import LIBRARY_SIZE
-from bench.errors import TaskFailed, UserError
+from bench.api.contract import LIBRARY_SIZE
+from bench.api.errors import TaskFailed, UserError
 from bench.protocols.base import GROUPINGS, Cells, Embedded, cells_scale, check_inputs, groups, matrix
 
 IMAGE_NAME = "scgenbench/seurat-paper"
@@ -173,8 +173,8 @@ def run_seurat(
     (object name -> its cells' 50 PCs, the record). ``k_filter`` and ``k_weight`` are Seurat's
     defaults (200, 100) lowered to the smallest object's cell count where objects are smaller (Seurat
     refuses otherwise); the record says which were used."""
+    from bench.api.sandbox import Sandbox, resolve_limits
     from bench.generators.container import run_docker
-    from bench.generators.sandbox import Sandbox, resolve_limits
 
     if normalize not in NORMALIZE:
         raise ValueError(f"unknown normalize {normalize!r}; use one of {NORMALIZE}")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.metrics.base import arrow
+from bench.api.metric import arrow
 from bench.registry import available
 from bench.report.summary import cell_text, direction_of, fmt, order_models
 from bench.report.tables import _best, _cells, index_names, rows

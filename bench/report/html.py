@@ -29,18 +29,11 @@ from typing import Any
 import pandas as pd
 
 from bench.report import suite
-from bench.report.figures import (
-    fig_augmentation,
-    fig_convergence,
-    fig_corr,
-    fig_markers,
-    fig_roc,
-    fig_timing,
-    fig_tradeoff,
-    fig_umap,
-)
+from bench.report.figures import fig_augmentation, fig_corr, fig_roc
+from bench.report.figures_cells import fig_markers, fig_umap
+from bench.report.figures_training import fig_convergence, fig_timing, fig_tradeoff
 from bench.report.tables import LEGEND, SCALED_TITLE, build, table_html
-from bench.report.view import RunView
+from bench.report.view import RunView, declared_figures
 
 DPI = 90
 
@@ -284,7 +277,32 @@ def _dataset_html(run: RunView, dataset: str, summary: pd.DataFrame) -> str:
             caption = REPORT_FIGURES[sec][1] if sec in REPORT_FIGURES else run.caption(sec, dataset)
             parts.append(_img(fig, f"{dataset} {sec}", _esc(caption)))
     parts.append(_suite_html(run, dataset, summary))
+    parts.append(_declared_html(run, dataset))
     parts.append("</section>")
+    return "".join(parts)
+
+
+def _declared_html(run: RunView, dataset: str) -> str:
+    """The sections the metrics declare with a ``draw`` callable (FigureSpec.draw; a plugin's own
+    figures), after the report's own, in the order the metrics declare them."""
+    slug = _slug(dataset)
+    own = {*PAPER_SECTIONS, *suite.SECTIONS}
+    parts: list[str] = []
+    for sec, (metric, spec) in declared_figures().items():
+        if sec in own or spec.draw is None:
+            continue
+        parts.append(f'<h3 id="{_esc(sec)}-{slug}">{_esc(spec.title)}</h3>')
+        try:
+            fig = spec.draw(run, dataset)
+        except Exception as exc:  # a plugin's drawing must not take the report down
+            parts.append(
+                _note(f"metric {metric.name} could not draw this figure: {type(exc).__name__}: {exc}")
+            )
+            continue
+        if fig is None:
+            parts.append(_note(f"nothing to draw for {dataset} (metric {metric.name})"))
+        else:
+            parts.append(_img(fig, f"{dataset} {spec.title}", _esc(run.caption(sec, dataset))))
     return "".join(parts)
 
 

@@ -42,7 +42,7 @@ def scaled_values() -> tuple[Any, Any]:
     ('target', target)) over every installed metric plugin."""
     from bench.registry import available
 
-    metrics = [m for m in available("metrics").values() if hasattr(m, "direction_of")]
+    metrics = list(available("metrics").values())
 
     def direction_of(name: str):
         for m in metrics:

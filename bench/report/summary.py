@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.api.metric import arrow
 from bench.config import CONTROLS
-from bench.metrics.base import arrow
 from bench.registry import available
 
 CONTROL = "real"
@@ -32,7 +32,7 @@ def directions() -> dict[str, str]:
     """Direction of every value name declared by an installed metric."""
     out: dict[str, str] = {}
     for metric in available("metrics").values():
-        out.update(getattr(metric, "directions", {}) or {})
+        out.update(metric.directions)
     return out
 
 
@@ -41,8 +41,7 @@ def table_groups() -> dict[str, dict[str, str]]:
     "main" for the paper's metrics and plugins, a group name for the metric suite's)."""
     out: dict[str, dict[str, str]] = {}
     for metric in available("metrics").values():
-        group = getattr(metric, "table", "main")
-        out.setdefault(group, {}).update(getattr(metric, "directions", {}) or {})
+        out.setdefault(metric.table, {}).update(metric.directions)
     return out
 
 
@@ -50,11 +49,9 @@ def direction_of(value: str) -> tuple[str | None, float | None]:
     """(direction, target) of a value name over the installed metrics; (None, None) when
     informational (not ranked, not gated). ``target`` is set for direction "target" only."""
     for metric in available("metrics").values():
-        find = getattr(metric, "direction_of", None)
-        direction = find(value) if find else (getattr(metric, "directions", {}) or {}).get(value)
+        direction = metric.direction_of(value)
         if direction is not None:
-            target = metric.target_of(value) if hasattr(metric, "target_of") else None
-            return direction, target
+            return direction, metric.target_of(value)
     return None, None
 
 

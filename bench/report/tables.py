@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.api.metric import badness
 from bench.config import CONTROLS
 from bench.failures import failure_notes
-from bench.metrics.base import badness
 from bench.report import scaling
 from bench.report.summary import (
     CONTROL,

@@ -18,7 +18,7 @@ def declared_figures() -> dict[str, tuple[Any, Any]]:
     """{section: (metric, FigureSpec)} over the installed metrics (the first to declare a section)."""
     out: dict[str, tuple[Any, Any]] = {}
     for metric in available("metrics").values():
-        for fig in getattr(metric, "figures", ()) or ():
+        for fig in metric.figures:
             out.setdefault(fig.section, (metric, fig))
     return out
 

@@ -21,14 +21,13 @@ from typing import Any, ClassVar
 import anndata as ad
 import pandas as pd
 
-from bench.errors import TaskFailed, UserError
-from bench.generators.base import FitContext, FitResult, Generator, split_request
+from bench.api import FitContext, FitResult, Generator, TaskFailed, UserError, split_request
+from bench.api.sandbox import Limits, Sandbox, parse_size, resolve_limits
 from bench.generators.container import images
 from bench.generators.container.docker import run_docker
 from bench.generators.container.images import IMAGE_PREFIX, context_hash, ensure_image
 from bench.generators.container.logs import USER_ERROR_FILE, user_error
 from bench.generators.container.process import run_process
-from bench.generators.sandbox import Limits, Sandbox, parse_size, resolve_limits
 
 BACKENDS = ("auto", "docker", "process")
 # parameters that steer the runner; everything else goes to the entry point in spec.json

@@ -8,10 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.errors import TaskFailed, UserError
-from bench.generators.container.images import docker_client
-from bench.generators.container.logs import POLL_S, LogSink, interrupted_reason
-from bench.generators.sandbox import (
+from bench.api import TaskFailed, UserError
+from bench.api.sandbox import (
     Limits,
     Sandbox,
     command_line,
@@ -24,6 +22,8 @@ from bench.generators.sandbox import (
     resolve_limits,
     symlinks_in,
 )
+from bench.generators.container.images import docker_client
+from bench.generators.container.logs import POLL_S, LogSink, interrupted_reason
 
 
 def _wait_exited(container, timeout_s: float | None) -> bool:

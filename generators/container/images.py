@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import TaskFailed, UserError
+from bench.api import TaskFailed, UserError
+from bench.api.sandbox import docker_client
 
 IMAGE_PREFIX = "scgenbench"
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -43,7 +44,7 @@ def configured_base_image(variant: str = "cpu") -> tuple[str | None, str]:
     (gpu variant), ``$BENCH_BASE_IMAGE``, then the settings file's ``[docker] gpu_base_image`` /
     ``base_image`` (recorded by ``bench images build --base-image``, which ``scripts/setup.sh
     --services`` runs). ``(None, "")`` when there is no choice."""
-    from bench import userconfig
+    from bench.api import userconfig
 
     keys = [("BENCH_GPU_BASE_IMAGE", "gpu_base_image")] if variant == "gpu" else []
     keys.append(("BENCH_BASE_IMAGE", "base_image"))
@@ -107,18 +108,6 @@ def resolve_base_image(client, variant: str = "cpu", base: str | None = None) ->
         f"pulled ({why}), and no local image is labelled {BASE_LABEL}",
         NO_BASE_FIX,
     )
-
-
-def docker_client(timeout: int = 10):
-    """A docker client whose engine answers, or None."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-        return client
-    except Exception:
-        return None
 
 
 def context_files(context: Path, files: tuple[str, ...] = ()) -> list[Path]:

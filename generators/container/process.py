@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.errors import TaskFailed
+from bench.api import TaskFailed
+from bench.api.sandbox import Limits, format_size, resolve_limits
 from bench.generators.container.logs import POLL_S, LogSink, interrupted_reason
-from bench.generators.sandbox import Limits, format_size, resolve_limits
 
 # environment variables a local process keeps (everything else of the harness's environment is
 # dropped: tokens, credentials, proxies, the harness's own settings)

@@ -17,12 +17,10 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import special
 
-from bench.errors import TaskFailed
-from bench.generators.base import FitContext, FitResult, Generator, make_output
+from bench.api import INTEGER_1, FitContext, FitResult, Generator, TaskFailed, make_output
 from bench.generators.baselines import draw_nb, label_plan
 from bench.generators.copula.marginals import Marginals, cdf_tables, fit_marginals, quantile, randomised_pit
 from bench.generators.counts import training_counts
-from bench.options import INTEGER_1
 
 MODEL_FILE = "copula.npz"
 CHUNK = 2048  # cells drawn at once per type (bounds the dense block in memory)

@@ -35,10 +35,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from bench.errors import TaskFailed, UserError
-from bench.generators.base import FitContext, FitResult, split_request
+from bench.api import INTEGER_1, INTEGER_2, FitContext, FitResult, TaskFailed, UserError, split_request
 from bench.generators.container import ContainerGenerator, docker_client, run_docker
-from bench.options import INTEGER_1, INTEGER_2
 
 ORIGINAL_REPOSITORY = "ghcr.io/imsb-uke/scgan"
 # The digest of the published image. Not recorded yet: no registry was reachable where the sandbox

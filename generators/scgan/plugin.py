@@ -7,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench.generators.base import Budget
+from bench.api import INTEGER_1, INTEGER_2, Budget
 from bench.generators.container import ContainerGenerator
-from bench.options import INTEGER_1, INTEGER_2
 
 HERE = Path(__file__).resolve().parent
 
@@ -40,7 +39,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "xla": True,
 }
 
-# allowed values of the parameters (bench.options); ScGAN has no critic head or label ratios
+# allowed values of the parameters (bench.api.options); ScGAN has no critic head or label ratios
 MODEL_CHOICES: dict[str, tuple[Any, ...]] = {
     "critic_head": ("per_class", "projection"),
     "label_ratios": ("keyed", "legacy"),

@@ -25,11 +25,19 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from bench.errors import TaskFailed, UserError
-from bench.generators.base import Budget, FitContext, FitResult, Generator, make_output
+from bench.api import (
+    INTEGER_1,
+    INTEGER_2,
+    Budget,
+    FitContext,
+    FitResult,
+    Generator,
+    TaskFailed,
+    UserError,
+    make_output,
+)
 from bench.generators.baselines import label_plan
 from bench.generators.counts import training_counts
-from bench.options import INTEGER_1, INTEGER_2
 
 MODES = ("prior", "posterior_predictive")
 LIKELIHOODS = ("nb", "zinb")

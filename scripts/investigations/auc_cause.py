@@ -23,8 +23,8 @@ import scipy.sparse as sp
 
 from bench import datasets
 from bench.evaluation import EvalContext, lognorm, to_lognorm
-from bench.generators.base import FitContext, bind_training_data
 from bench.metrics import auc, make_forest
+from bench.pipeline import Pipeline
 from bench.registry import get_generator
 
 
@@ -35,13 +35,12 @@ def dense(X) -> np.ndarray:
 def main(model: str, profile: str) -> dict:
     p = datasets.prepare("pbmc3k", n_top_genes=2000)
     cls = get_generator(model)
-    gen = cls(**cls.params_for_profile(profile))
-    bind_training_data(gen, p.train, p.label_key)
     t = time.time()
     with tempfile.TemporaryDirectory() as work:
-        gen.fit(p.train, FitContext(label_key=p.label_key, seed=0, work_dir=Path(work)))
+        pipe = Pipeline(cls, cls.params_for_profile(profile), p.train, p.label_key, work_dir=work)
+        fitted = pipe.fit_model(p.train, 0)
     n = p.test.n_obs
-    Xg, Xr = dense(gen.generate(n, seed=1).X), dense(p.test.X)
+    Xg, Xr = dense(pipe.generate_cells(fitted, n, seed=1).X), dense(p.test.X)
     res: dict = {"model": model, "profile": profile, "fit_seconds": round(time.time() - t, 1)}
     res["zero_frac_real"], res["zero_frac_gen"] = float((Xr == 0).mean()), float((Xg == 0).mean())
     nz = Xg[Xg > 0]

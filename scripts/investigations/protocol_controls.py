@@ -33,8 +33,8 @@ import numpy as np
 
 from bench import datasets
 from bench.evaluation import control_reserve
-from bench.generators.base import FitContext, bind_training_data
 from bench.metrics import auc
+from bench.pipeline import Pipeline
 from bench.protocols import get_protocol
 from bench.registry import get_generator
 
@@ -56,14 +56,10 @@ def control_cells(name: str, p, reserve: np.ndarray, seed: int):
     control fit on the control reserve, every other model on all training cells; fit with ``seed``,
     generate the test split's number of cells (unconditional) with ``seed + 1``."""
     cls = get_generator(name)
-    gen = cls(**cls.params_for_profile("quick"))
-    train = p.train[reserve] if getattr(cls, "uses_control_reserve", False) else p.train
-    bind_training_data(gen, train, p.label_key)
+    train = p.train[reserve] if cls.uses_control_reserve else p.train
     with tempfile.TemporaryDirectory() as work:
-        gen.fit(train, FitContext(label_key=p.label_key, seed=seed, work_dir=Path(work)))
-    cells = gen.generate(int(p.test.n_obs), seed=seed + 1)
-    cells.uns["scgenbench"] = {"output_scale": cls.output_scale}
-    return cells
+        pipe = Pipeline(name, cls.params_for_profile("quick"), p.train, p.label_key, work_dir=work)
+        return pipe.fit_generate(train, int(p.test.n_obs), seed)
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ import warnings
 
 import pytest
 
+from bench.api.generator import FitContext, bind_training_data, validate_output
 from bench.evaluation import EvalContext
-from bench.generators.base import FitContext, bind_training_data, validate_output
 from bench.metrics import DE_RECOVERY, ENERGY, GENE_STATS, MEMORISATION, PER_TYPE, PRDC, SINKHORN
 
 SUITE = (ENERGY, SINKHORN, PRDC, MEMORISATION, GENE_STATS, PER_TYPE, DE_RECOVERY)

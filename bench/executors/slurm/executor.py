@@ -9,7 +9,7 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
+from bench.api.errors import UserError
 from bench.executors.base import Outcome, TaskLines, report_failure
 from bench.executors.slurm.ledger import load_ledger, refresh, save_ledger
 from bench.executors.slurm.queue import squeue_states

@@ -7,8 +7,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from bench.contract import DEFAULT_RESOURCES, RESOURCE_KEYS
-from bench.errors import UserError
+from bench.api.contract import DEFAULT_RESOURCES, RESOURCE_KEYS
+from bench.api.errors import UserError
 from bench.tasks import TaskSpec
 
 

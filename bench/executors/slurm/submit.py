@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
+from bench.api.errors import UserError
 from bench.executors.base import run_one
 from bench.executors.slurm.ledger import record_path, slurm_dir
 from bench.executors.slurm.resources import sbatch_parameters

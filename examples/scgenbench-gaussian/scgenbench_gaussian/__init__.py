@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.decomposition import PCA
 
-from bench.generators.base import FitContext, FitResult, Generator, make_output, split_request
+from bench.api import FitContext, FitResult, Generator, make_output, split_request
 
 
 class PcaGaussian(Generator):

@@ -32,8 +32,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bench.errors import UserError
-from bench.options import check_declared, check_value
+from bench.api.errors import UserError
+from bench.api.options import check_declared, check_value
 
 # "lower" / "higher": the better direction; "target": closest to the value's target is best (a
 # classifier AUC's ideal is 0.5, so 0.3 is as bad as 0.7): ranked and gated by |value - target|
@@ -87,11 +87,19 @@ class FigureSpec:
     id and links it as ``#<section>-<dataset>``); ``title``: the section's heading; ``caption``: a
     template over the metric's options (``str.format``), filled with the options recorded with the
     values, so that an option a user changes (``n_genes = 10``) reads the same in the caption
-    ("the top {n_genes} DE genes")."""
+    ("the top {n_genes} DE genes").
+
+    ``draw``: how the HTML report draws a section it does not draw itself (a plugin's figure):
+    ``draw(view, dataset)`` returns a matplotlib Figure, or ``None`` for "nothing to draw" (the
+    report then says so). ``view`` is the report's view of the run: ``view.values`` (every value:
+    dataset, model, seed, experiment, metric, value, params), ``view.models(dataset)``,
+    ``view.figure_tasks(dataset, metric, artifact)`` ({model: task key} of the main tasks holding
+    ``metric/artifact``) and ``view.artifacts(task_key, metric)`` ({name: array})."""
 
     section: str
     title: str
     caption: str
+    draw: Callable[[Any, str], Any] | None = field(default=None, compare=False, repr=False)
 
     def caption_for(self, options: dict[str, Any]) -> str:
         return self.caption.format(**options)
@@ -116,7 +124,7 @@ class Metric:
     # a list option, of each of its items
     choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     # allowed numbers of numeric options, as an interval with an optional "integer": "[1, inf) integer",
-    # "(0, 1)" (bench.options); for a list option, of each item; ``None`` always passes
+    # "(0, 1)" (bench.api.options); for a list option, of each item; ``None`` always passes
     bounds: dict[str, str] = field(default_factory=dict)
     # experiment this metric's task belongs to ("main" shares one fit; others run their own task)
     experiment: str = "main"
@@ -175,7 +183,7 @@ class Metric:
     def options_for(self, profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The options of a run: defaults, then the profile's, then the user's. An option the metric
         does not have, or a value of the wrong type, outside the option's ``choices`` or outside its
-        ``bounds`` (:mod:`bench.options`), is a UserError."""
+        ``bounds`` (:mod:`bench.api.options`), is a UserError."""
         unknown = sorted(set(overrides or {}) - set(self.options))
         if unknown:
             raise UserError(

@@ -20,9 +20,9 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from bench.contract import DEFAULT_RESOURCES, LIBRARY_SIZE, OUTPUT_SCALES, at_library_size
-from bench.errors import TaskFailed, UserError
-from bench.options import check_declared, check_value
+from bench.api.contract import DEFAULT_RESOURCES, LIBRARY_SIZE, OUTPUT_SCALES, at_library_size
+from bench.api.errors import TaskFailed, UserError
+from bench.api.options import check_declared, check_value
 
 # where in its budget an iterative model hands the harness generated cells (convergence evidence)
 SNAPSHOT_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
@@ -186,7 +186,7 @@ class Generator(ABC):
 
     * ``parameters``: every tunable parameter with its default; ``__init__`` rejects unknown ones,
       and values whose type differs from the default's or that miss ``choices`` / ``bounds``
-      (allowed values; intervals such as ``"[1, inf) integer"``, see :mod:`bench.options`).
+      (allowed values; intervals such as ``"[1, inf) integer"``, see :mod:`bench.api.options`).
     * ``profiles``: parameter overrides per run profile (``quick`` for CPUs/CI, ``standard`` for
       converged results on the bundled data, ``paper`` for the published settings).
     * ``resources``: what one training task needs (used by the Slurm executor and containers).
@@ -212,6 +212,9 @@ class Generator(ABC):
     # axis may stand for several parameters, see tuning_params) and the sweep's budget in epochs
     tuning: ClassVar[dict[str, list[Any]]] = {}
     tuning_budget: ClassVar[str | None] = None
+    # a positive control: in the main experiment the harness fits it on the control reserve only,
+    # the training cells the evaluation's own fits leave out (bench.evaluation)
+    uses_control_reserve: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.parameters))

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from bench.contract import DEFAULT_RESOURCES as CONTRACT_RESOURCES
-from bench.errors import UserError
+from bench.api.contract import DEFAULT_RESOURCES as CONTRACT_RESOURCES
+from bench.api.errors import UserError
 
 # the image's non-root user (generators/scgan/Dockerfile); containers run as it when the caller is root
 SANDBOX_UID = 10001
@@ -388,12 +388,20 @@ def owner_alive(owner: str | None) -> bool:
     return not start or _start_time(pid) == start
 
 
-def _engine(client=None):
-    if client is not None:
-        return client
-    from bench.generators.container.images import docker_client
+def docker_client(timeout: int = 10):
+    """A docker client whose engine answers, or None."""
+    try:
+        import docker
 
-    return docker_client(timeout=5)
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+        return client
+    except Exception:
+        return None
+
+
+def _engine(client=None):
+    return client if client is not None else docker_client(timeout=5)
 
 
 def remove_containers(filters: dict[str, Any], client=None, *, keep=None) -> list[str]:

@@ -3,7 +3,7 @@ cells are normalised to, the output scales a generator may declare and the ±1 %
 library-size output, the resources a task gets when its generator declares none, and which device
 a task runs on.
 
-The scoring code (bench.evaluation) and the output check (bench.generators.base.validate_output)
+The scoring code (bench.evaluation) and the output check (bench.api.generator.validate_output)
 read these, so this module is part of the scoring code's hash (bench.codeversion.SCORING_MODULES).
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import UserError
+from bench.api.errors import UserError
 
 # every cell is normalised to this many counts before log1p (the ACTIVA and scGAN papers' 20,000)
 LIBRARY_SIZE = 20_000
@@ -24,6 +24,17 @@ LIBRARY_SIZE_TOLERANCE = 1e-2
 # what one task gets where its generator declares nothing (Generator.resources, Slurm, containers)
 RESOURCE_KEYS = ("cpus", "gpus", "mem_gb", "time_min")
 DEFAULT_RESOURCES: dict[str, Any] = {"cpus": 2, "gpus": 0, "mem_gb": 8, "time_min": 60}
+# the runner's measurements of a fit that become values (the timing metric reports them)
+FIT_VALUES = ("train_seconds", "fit_wall_seconds", "peak_rss_mb", "peak_gpu_mb", "train_steps", "cells_seen")
+# the hardware measurements (Table 1's columns): reported, never scaled between the controls
+HARDWARE_VALUES = (
+    "train_seconds",
+    "fit_wall_seconds",
+    "generate_seconds_per_100k",
+    "generate_wall_seconds_per_100k",
+    "peak_rss_mb",
+    "peak_gpu_mb",
+)
 
 
 def at_library_size(totals: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
+from bench.api.errors import UserError
 
 
 def path() -> Path:
@@ -65,7 +65,7 @@ def record(table: str, key: str, value: Any) -> Path:
     """Set ``[table] key = value`` in the settings file (written atomically) and return its path."""
     data = load()
     data.setdefault(table, {})[key] = value
-    lines = ["# scgenbench settings (bench.userconfig); written by scgenbench, edits are kept"]
+    lines = ["# scgenbench settings (bench.api.userconfig); written by scgenbench, edits are kept"]
     for name, values in data.items():
         lines.append(f"\n[{name}]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if not isinstance(v, dict | list)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from numbers import Integral, Real
 from typing import Any
 
-from bench.errors import UserError
+from bench.api.errors import UserError
 
 # the most common bounds: counts of at least one / two
 INTEGER_1 = "[1, inf) integer"

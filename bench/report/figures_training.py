@@ -1,0 +1,167 @@
+"""The report's figures of training cost (matplotlib): time to train and generate (Table 1), quality
+against training time, and the convergence curves of the snapshots taken during training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.report.figures import colour_map, figure_class, model_label, summary_cell
+from bench.report.summary import CONTROL, order_models
+from bench.report.view import RunView
+
+
+# -- Table 1 and the trade-off -------------------------------------------------------------------
+def fig_timing(summary: pd.DataFrame, dataset: str):
+    metrics = [
+        ("train_seconds", "training time (s)"),
+        ("generate_seconds_per_100k", "generation s / 100k cells"),
+    ]
+    sub = summary[(summary.dataset == dataset) & summary.metric.isin([m for m, _ in metrics])]
+    if sub.empty:
+        return None
+    models = order_models(sorted(set(sub.model)))
+    Figure = figure_class()
+    fig = Figure(figsize=(10, 0.5 * len(models) + 1.6))
+    axes = fig.subplots(1, 2, squeeze=False)[0]
+    colours = colour_map(models, "Set1")
+    for ax, (metric, label) in zip(axes, metrics, strict=True):
+        y = np.arange(len(models))
+        vals = [summary_cell(summary, dataset, m, metric) for m in models]
+        means = np.array([v[0] for v in vals])
+        sds = np.nan_to_num(np.array([v[1] for v in vals]))
+        ok = ~np.isnan(means)
+        ax.barh(
+            y[ok],
+            means[ok],
+            xerr=sds[ok],
+            color=[colours[m] for m, o in zip(models, ok, strict=True) if o],
+            capsize=3,
+        )
+        for yi, mean, sd, text in zip(y, means, sds, [v[2] for v in vals], strict=True):
+            if not np.isnan(mean):
+                ax.text(mean + sd, yi, "  " + text, va="center", fontsize=8)
+        ax.set_yticks(y, [model_label(m) for m in models], fontsize=9)
+        ax.invert_yaxis()
+        pos = means[ok & (means > 0)]
+        if len(pos) > 1 and pos.max() / pos.min() > 100:
+            ax.set_xscale("log")
+        ax.set_xlim(
+            right=(np.nanmax(means + sds) if ok.any() else 1) * (3 if ax.get_xscale() == "log" else 1.35)
+        )
+        ax.set_xlabel(label, fontsize=9)
+        ax.tick_params(labelsize=8)
+    fig.suptitle(f"{dataset}: time per model (mean ± sd over seeds)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def fig_tradeoff(summary: pd.DataFrame, dataset: str):
+    quality = [
+        ("auc", "real-vs-synthetic AUC (0.5 ideal)"),
+        ("mmd", "MMD (lower is better)"),
+        ("cd", "correlation discrepancy (lower)"),
+    ]
+    sub = summary[summary.dataset == dataset]
+    have = [(m, lab) for m, lab in quality if m in set(sub.metric)]
+    if "train_seconds" not in set(sub.metric) or not have:
+        return None
+    models = order_models(sorted(set(sub.model)))
+    colours = colour_map(models, "Set1")
+    Figure = figure_class()
+    fig = Figure(figsize=(4.2 * len(have), 3.8))
+    axes = fig.subplots(1, len(have), squeeze=False)[0]
+    for ax, (metric, label) in zip(axes, have, strict=True):
+        for m in models:
+            x, xsd, _ = summary_cell(summary, dataset, m, "train_seconds")
+            y, ysd, _ = summary_cell(summary, dataset, m, metric)
+            if np.isnan(x) or np.isnan(y):
+                continue
+            x = max(x, 1e-3)
+            ax.errorbar(
+                [x],
+                [y],
+                xerr=[np.nan_to_num(xsd)],
+                yerr=[np.nan_to_num(ysd)],
+                marker="o" if m != CONTROL else "s",
+                mfc="none" if m == CONTROL else colours[m],
+                color=colours[m],
+                ms=7,
+                capsize=3,
+            )
+            ax.annotate(model_label(m), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        if metric == "auc":
+            ax.axhline(0.5, ls="--", color="#d32f2f", lw=1)
+        ax.set_xscale("log")
+        ax.margins(x=0.25, y=0.12)
+        ax.set_xlabel("training time (s, log)", fontsize=9)
+        ax.set_ylabel(label, fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(
+        f"{dataset}: quality against training time (mean ± sd over seeds; square: control)", fontsize=11
+    )
+    fig.tight_layout()
+    return fig
+
+
+def convergence_curves(run: RunView, dataset: str) -> dict[str, list[dict[str, np.ndarray]]]:
+    """{model: [one dict of snapshot columns (step, train_seconds, mmd, auc, ...) per seed]} from
+    the main tasks' ``convergence/*`` artifacts (bench.convergence)."""
+    out: dict[str, list[dict[str, np.ndarray]]] = {}
+    for r in run.main_tasks(dataset).sort_values(["model", "seed"]).itertuples():
+        arts = run.artifacts(r.key, "convergence")
+        if len(arts.get("step", [])):
+            out.setdefault(r.model, []).append(arts)
+    return {m: out[m] for m in order_models(list(out))}
+
+
+def fig_convergence(run: RunView, dataset: str):
+    """MMD and AUC (50 PCs, 100 trees) of each snapshot against training time and against
+    optimizer steps, one line per model and seed: the paper's "good quality sooner" as a curve."""
+    curves = convergence_curves(run, dataset)
+    if not curves:
+        return None
+    panels = [
+        (y, lab)
+        for y, lab in (("mmd", "MMD (lower is better)"), ("auc", "AUC, 50 PCs (0.5 ideal)"))
+        if any(y in c for cs in curves.values() for c in cs)
+    ]
+    colours = colour_map(list(curves), "Set1")
+    Figure = figure_class()
+    fig = Figure(figsize=(10, 3.4 * len(panels)))
+    axes = fig.subplots(len(panels), 2, squeeze=False)
+    for row, (y, label) in enumerate(panels):
+        for col, (x, xlabel) in enumerate(
+            (("train_seconds", "training time (s, log)"), ("step", "optimizer steps (log)"))
+        ):
+            ax = axes[row][col]
+            for model, runs in curves.items():
+                for i, c in enumerate(runs):
+                    if y not in c:
+                        continue
+                    xs = np.maximum(np.asarray(c[x], float), 1e-3)
+                    ax.plot(
+                        xs,
+                        c[y],
+                        marker="o",
+                        ms=3,
+                        lw=1.2,
+                        color=colours[model],
+                        alpha=0.85,
+                        label=model_label(model) if i == 0 else None,
+                    )
+            if y == "auc":
+                ax.axhline(0.5, ls="--", color="#d32f2f", lw=1)
+            ax.set_xscale("log")
+            ax.set_xlabel(xlabel, fontsize=9)
+            ax.set_ylabel(label, fontsize=9)
+            ax.tick_params(labelsize=8)
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(
+        f"{dataset}: cheap metrics at 1/8, 1/4, 1/2 and all of each model's budget (one line per seed)",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    return fig
