@@ -1,4 +1,4 @@
-"""ACTIVA on the bundled pbmc3k in the `quick` profile (slow integration tests).
+"""ACTIVA on the bundled pbmc3k with the `quick` profile's schedule at 120 epochs (slow integration tests).
 
 Gates: ACTINN's accuracy on the real test split >= 0.8, and >= 90 % of conditionally generated
 cells classified as their requested type by an INDEPENDENT classifier (logistic regression on real
@@ -28,16 +28,23 @@ def pbmc3k_prepared(n_top_genes: int | None = 2000, cache_dir=None):
     return prep.train, prep.test
 
 
+# The quick profile's schedule at its former length (120 epochs; the profile now runs 30, a smoke
+# test in time): conditional generation is checked at a budget where ACTIVA tells the T-cell types
+# apart. At the profile's 30 epochs CD8 T cells agree with the independent classifier for only 0.12
+# of them (seed 0; overall 0.899), a finding about the budget (docs/tuning.md#the-quick-profile)
+LONGER = {"classifier_epochs": 20, "num_cf": 5, "num_vae": 90, "epochs": 120}
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     train, test = pbmc3k_prepared(cache_dir=tmp_path_factory.mktemp("data"))
-    gen = ActivaGenerator(**ActivaGenerator.params_for_profile("quick"))
+    gen = ActivaGenerator(**{**ActivaGenerator.params_for_profile("quick"), **LONGER})
     res = fit_generator(gen, train, seed=0, device="cpu")
     return gen, res, train, test
 
 
 @pytest.mark.slow
-def test_quick_profile_actinn_accuracy_on_real_test_split(trained):
+def test_actinn_accuracy_on_real_test_split(trained):
     gen, res, _, test = trained
     truth = test.obs["cell_type"].astype(str).to_numpy()
     acc = float((gen.classify(test.X) == truth).mean())
@@ -46,7 +53,7 @@ def test_quick_profile_actinn_accuracy_on_real_test_split(trained):
 
 
 @pytest.mark.slow
-def test_quick_profile_conditional_cells_match_independent_classifier(trained):
+def test_conditional_cells_match_independent_classifier(trained):
     from sklearn.linear_model import LogisticRegression
 
     gen, _, train, test = trained

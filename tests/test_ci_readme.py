@@ -86,3 +86,32 @@ def test_comments_are_dropped_and_commands_kept_as_written(line, command):
 def test_a_mark_without_a_fence_is_an_error():
     with pytest.raises(SystemExit, match="not followed by a code fence"):
         readme_commands.blocks("<!-- ci: x -->\ntext\n")
+
+
+def _summary(rows, failures=()):
+    return {"summary": rows, "failures": list(failures)}
+
+
+def _row(model, experiment, metric, status="ok", n=1):
+    return {"dataset": "pbmc3k", "model": model, "experiment": experiment, "metric": metric,
+            "status": status, "n": n, "n_planned": 1}  # fmt: skip
+
+
+def test_check_main_job_needs_every_models_rows(tmp_path, capsys):
+    import json
+
+    check = _module(ROOT / "scripts" / "ci" / "check_main_job.py")
+    cmd = f"bench run --models nb,scgan --dataset pbmc3k --out {tmp_path}"
+    rows = [_row(m, "main", "mmd") for m in ("nb", "scgan", "real", "shuffled")]
+    rows += [_row(m, "augmentation", "f1_augmented@0.1") for m in ("nb", "real", "shuffled")]
+    rows.append(_row("scgan", "main", "auc_type_mean", status="missing", n=0))  # n/a by design
+    (tmp_path / "summary.json").write_text(json.dumps(_summary(rows)))
+    assert check.main([cmd]) == 0  # scgan is unconditional: no augmentation rows needed
+    assert check.main(["--run-dir", cmd]) == 0 and capsys.readouterr().out.strip().endswith(str(tmp_path))
+    for broken in (
+        [r for r in rows if not (r["model"] == "nb" and r["experiment"] == "augmentation")],
+        [*rows, _row("nb", "main", "cd", status="partial")],
+        [r if r["model"] != "shuffled" else {**r, "status": "failed", "n": 0} for r in rows],
+    ):
+        (tmp_path / "summary.json").write_text(json.dumps(_summary(broken)))
+        assert check.main([cmd]) == 1
