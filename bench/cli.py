@@ -11,10 +11,11 @@ from bench.api.errors import UserError
 from bench.config import PROFILES
 
 
-def _console(stderr: bool = False, *, wide: bool = False):
+def _console(stderr: bool = False, *, wide: bool = True):
     """A rich console on stdout (or stderr). In a terminal: the terminal's width. In a log (CI,
-    Slurm, a pipe): $COLUMNS, else 120 columns, the width the headline and paper tables are made to
-    fit; ``wide`` (every table, `bench report --all`): 200, so the suite's wide tables stay readable."""
+    Slurm, a pipe): 200 columns, so wide tables (`bench list`, `bench check`, `bench report --all`)
+    stay readable; ``wide=False`` (the headline view of `bench run` and `bench report`): $COLUMNS,
+    else 120, the width those tables are made to fit."""
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
@@ -24,7 +25,8 @@ def _console(stderr: bool = False, *, wide: bool = False):
         width = 200
     else:
         width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 120
-    return Console(stderr=stderr, highlight=False, width=width)
+    # soft_wrap: a message line is never broken (logs stay greppable); tables still fit the width
+    return Console(stderr=stderr, highlight=False, width=width, soft_wrap=True)
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -74,7 +76,7 @@ def cmd_run(args) -> int:
         control=False if args.no_control else None,
         executor=executor or None,
     )
-    console = _console()
+    console = _console(wide=False)
     run_dir = Path(args.out) if args.out else default_run_dir(spec)
     if args.dry_run:
         dry_run(spec, run_dir, console=console)

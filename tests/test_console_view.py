@@ -35,7 +35,9 @@ def report(tmp_path_factory):
 
 def render(report, width: int, everything: bool = False) -> str:
     buf = io.StringIO()
-    console = Console(file=buf, width=width, highlight=False, color_system=None, legacy_windows=False)
+    console = Console(
+        file=buf, width=width, highlight=False, color_system=None, legacy_windows=False, soft_wrap=True
+    )
     if everything:
         print_tables(report, console)
     else:

@@ -198,9 +198,10 @@ def show_fitted(df: pd.DataFrame, title: str, console) -> None:
         head = title if i == 0 else f"{title.split(':', 1)[0]}: (continued)"
         console.print(_rich_table(df, chunk, escape(head)), soft_wrap=False)
     for note in df.attrs.get("info", []):
-        console.print(f"  {escape(note)}", highlight=False, style="dim")
+        console.print(escape(_wrap(f"  {note}", width)), highlight=False, style="dim")
     for note in df.attrs.get("notes", []):
-        console.print(f"  [red]failed[/red] {escape(note)}", highlight=False)
+        text = escape(_wrap(f"  failed {note}", width))
+        console.print(text.replace("failed", "[red]failed[/red]", 1), highlight=False)
 
 
 def print_headline(report: dict[str, Any], console, run_dir=None) -> None:
@@ -209,16 +210,22 @@ def print_headline(report: dict[str, Any], console, run_dir=None) -> None:
 
     for dataset, tables in report["datasets"].items():
         show_fitted(headline_table(report, dataset), f"{dataset}: headline", console)
-        console.print(escape(HEADLINE_LEGEND), style="dim", highlight=False)
+        console.print(escape(_wrap(HEADLINE_LEGEND, console.width)), style="dim", highlight=False)
         for title, df in tables["paper"].items():
             if title.startswith("Table 1"):
                 show_fitted(time_table(report, dataset), f"{dataset}: {title}", console)
             elif title.startswith("Fig. 7"):
                 show_fitted(augmentation_compact(df), f"{dataset}: {title}", console)
     where = f"{run_dir}" if run_dir is not None else "RUN_DIR"
-    console.print(
+    text = (
         f"full tables: {where}/summary.md; all tables here: `bench report {where} --all`; "
-        f"figures: `bench report {where} --html`",
-        highlight=False,
-        markup=False,
+        f"figures: `bench report {where} --html`"
     )
+    console.print(_wrap(text, console.width), highlight=False, markup=False)
+
+
+def _wrap(text: str, width: int) -> str:
+    """``text`` broken at spaces to ``width`` columns (the console may not wrap: soft_wrap)."""
+    import textwrap
+
+    return textwrap.fill(text, width=max(20, width), break_long_words=False, break_on_hyphens=False)
