@@ -251,15 +251,28 @@ def run(
 ) -> dict[str, Any]:
     """Plan, then execute the tasks the store lacks. Returns a summary dict."""
     from bench.executors import make_executor
-    from bench.generators.sandbox import remove_leftovers
-    from bench.interrupt import interruptible
-    from bench.store import Store
+    from bench.runlock import check_free, run_dir_lock
 
+    run_dir = Path(run_dir)
+    check_free(run_dir)  # another `bench run` holds it: exit 2 before anything is prepared
     if spec.device == "cuda" and spec.executor.get("name", "local") == "local":
         resolve_device("cuda")  # no visible GPU: UserError before anything is prepared or written
     executor = make_executor(spec.executor)  # validates executor settings before anything is written
     the_plan = plan(spec, progress=progress)
-    run_dir = Path(run_dir)
+    note = None if console is None else (lambda line: console.print(line, markup=False, highlight=False))
+    with run_dir_lock(run_dir, command=argv, note=note):
+        return _run_locked(spec, run_dir, the_plan, executor, force=force, progress=progress,
+                           console=console, detach=detach, argv=argv)  # fmt: skip
+
+
+def _run_locked(
+    spec, run_dir, the_plan, executor, *, force, progress, console, detach, argv
+) -> dict[str, Any]:
+    """The part of :func:`run` that writes the run dir, under its lock (bench.runlock)."""
+    from bench.generators.sandbox import remove_leftovers
+    from bench.interrupt import interruptible
+    from bench.store import Store
+
     removed = remove_leftovers(run_dir)  # containers of earlier runs of this run dir that crashed
     if removed and console is not None:
         console.print(

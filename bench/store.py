@@ -226,11 +226,14 @@ class Store:
         return out
 
     def mark_running(self, spec: TaskSpec, run_id: int | None) -> None:
-        """Note a task as started (no values): a task killed now is redone on the next run."""
+        """Note a task as started (no values): a task killed now is redone on the next run. A task
+        that is already done stays done (another process may have finished it since this one
+        planned; its values stay visible until a new record replaces them)."""
         self.conn.execute(
             "INSERT INTO tasks (key, run_id, dataset, model, seed, experiment, spec, status, started) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?) "
-            "ON CONFLICT(key) DO UPDATE SET status='running', run_id=excluded.run_id, started=excluded.started",
+            "ON CONFLICT(key) DO UPDATE SET status='running', run_id=excluded.run_id, started=excluded.started "
+            "WHERE tasks.status != 'done'",
             (
                 *_task_columns(spec, run_id),
                 time.time(),
@@ -243,6 +246,12 @@ class Store:
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
+            if rec.status != "done":
+                # a failed attempt never erases a result another process finished after it began
+                row = c.execute("SELECT status, finished FROM tasks WHERE key=?", (spec.key,)).fetchone()
+                if row and row[0] == "done" and (row[1] or 0) >= (rec.started or float("inf")):
+                    c.execute("COMMIT")
+                    return
             c.execute("DELETE FROM task_values WHERE task_key=?", (spec.key,))
             c.execute("DELETE FROM artifacts WHERE task_key=?", (spec.key,))
             c.execute(
@@ -292,12 +301,13 @@ class Store:
 
     def mark_state(self, spec: TaskSpec, run_id: int | None, status: str) -> None:
         """Note a task's progress without values (e.g. 'planned', 'submitted' by the Slurm executor);
-        like :meth:`mark_running`, a task in such a state is not done and is redone on the next run."""
+        like :meth:`mark_running`, a task in such a state is not done and is redone on the next run,
+        and a done task is never flipped back."""
         self.conn.execute(
             "INSERT INTO tasks (key, run_id, dataset, model, seed, experiment, spec, status, started) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(key) DO UPDATE SET status=excluded.status, run_id=excluded.run_id, "
-            "started=excluded.started, finished=NULL",
+            "started=excluded.started, finished=NULL WHERE tasks.status != 'done'",
             (
                 *_task_columns(spec, run_id),
                 status,
