@@ -96,6 +96,7 @@ def cmd_run(args) -> int:
         main_generation=args.main_generation,
         timeout_s=args.timeout,
         control=False if args.no_control else None,
+        check_orientation=False if args.no_orientation_check else None,
         executor=executor or None,
     )
     console = _console()
@@ -393,6 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-control",
         action="store_true",
         help="do not add the `real` (positive) and `shuffled` (negative) controls",
+    )
+    r.add_argument(
+        "--no-orientation-check",
+        action="store_true",
+        help="accept a file whose names look transposed (barcodes as var, genes as obs); "
+        "by default such a file is refused (docs/datasets.md)",
     )
     r.add_argument("--executor", choices=["local", "slurm"], help="where tasks run (default local)")
     r.add_argument("--partition", help="Slurm partition")

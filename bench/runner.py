@@ -68,7 +68,9 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
     header: list[str] = []
     for ds in spec.datasets:
         dspec = DataSpec(ds, spec.label_key, spec.split_seed, spec.test_fraction, spec.n_top_genes)
-        prepared = dspec.prepare(progress=progress, write_cache=False)  # written once all is valid
+        prepared = dspec.prepare(  # written to the cache once all is valid
+            progress=progress, write_cache=False, check_orientation=spec.check_orientation
+        )
         name = prepared.name
         data[name] = prepared
         labels = set(prepared.train.obs[prepared.label_key].astype(str))
@@ -252,9 +254,11 @@ def run(
     """Plan, then execute the tasks the store lacks. Returns a summary dict."""
     from bench.executors import make_executor
     from bench.runlock import check_free, run_dir_lock
+    from bench.store import check_run_dir
 
     run_dir = Path(run_dir)
-    check_free(run_dir)  # another `bench run` holds it: exit 2 before anything is prepared
+    check_run_dir(run_dir)  # a file, or a damaged store: exit 2 before anything is prepared
+    check_free(run_dir)  # another `bench run` holds it: likewise
     if spec.device == "cuda" and spec.executor.get("name", "local") == "local":
         resolve_device("cuda")  # no visible GPU: UserError before anything is prepared or written
     executor = make_executor(spec.executor)  # validates executor settings before anything is written

@@ -96,6 +96,45 @@ def legacy_params(name: str, experiment: str, info: dict[str, Any] | None = None
     return out
 
 
+def _unreadable(path: Path, exc: Exception):
+    from bench.errors import UserError
+
+    return UserError(
+        f"{path} is not a readable scgenbench store ({exc})",
+        "move that file away (or restore it from a copy), or give another run dir",
+    )
+
+
+def check_run_dir(run_dir: str | Path, *, integrity: bool = True) -> None:
+    """UserError (writing nothing) when ``run_dir`` cannot be a run dir: it, or a folder above it,
+    is a file, or (``integrity``: SQLite's quick_check, which reads every page) it holds a
+    ``bench.sqlite`` that is not a readable SQLite store."""
+    from bench.errors import UserError
+
+    run_dir = Path(run_dir)
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "" if folder == run_dir else f" ({folder} is a file)"
+                raise UserError(
+                    f"run dir {run_dir} is not a directory{where}", "give a new or existing folder with --out"
+                )
+            break
+    path = run_dir / STORE_NAME
+    if not integrity or not path.exists():
+        return
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        try:
+            row = conn.execute("PRAGMA quick_check").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise _unreadable(path, exc) from None
+    if not row or row[0] != "ok":
+        raise _unreadable(path, f"integrity check: {row[0] if row else 'no answer'}")
+
+
 def _task_columns(spec: TaskSpec, run_id: int | None) -> tuple:
     """The identity columns of a ``tasks`` row: key, run_id, dataset, model, seed, experiment, spec."""
     return (
@@ -119,11 +158,16 @@ class Store:
             raise UserError(
                 f"no scgenbench results in {self.run_dir}", "give the run dir that `bench run` wrote"
             )
+        check_run_dir(self.run_dir, integrity=not create)  # `bench run` checked it before planning
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=DELETE")
-        self.conn.executescript(SCHEMA)
-        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(task_values)")}
+        try:
+            self.conn.execute("PRAGMA journal_mode=DELETE")
+            self.conn.executescript(SCHEMA)
+            columns = {r[1] for r in self.conn.execute("PRAGMA table_info(task_values)")}
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise _unreadable(self.path, exc) from None
         self._has_params = "params" in columns
 
     def _add_params_column(self) -> None:

@@ -65,7 +65,7 @@ class DataSpec:
     test_fraction: float
     n_top_genes: int | None
 
-    def prepare(self, progress: bool = False, write_cache: bool = True):
+    def prepare(self, progress: bool = False, write_cache: bool = True, check_orientation: bool = True):
         from bench import datasets
 
         return datasets.prepare(
@@ -76,6 +76,7 @@ class DataSpec:
             n_top_genes=self.n_top_genes,
             progress=progress,
             write_cache=write_cache,
+            check_orientation=check_orientation,
         )
 
 

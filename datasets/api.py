@@ -169,6 +169,7 @@ def prepare(
     cache_dir: str | Path | None = None,
     progress: bool = False,
     write_cache: bool = True,
+    check_orientation: bool = True,
 ) -> PreparedData:
     """Load a dataset, run the scGAN preprocessing pipeline and split it (cached by content hash).
 
@@ -178,6 +179,8 @@ def prepare(
     into obs['cluster']. See :mod:`bench.datasets.preprocess` for the steps.
     ``write_cache=False``: keep a newly prepared dataset in memory only; :func:`save_prepared`
     writes it later (the runner does so once the whole run has been validated).
+    ``check_orientation=False`` (``--no-orientation-check``): accept a file whose names look like
+    genes x cells (:func:`bench.datasets.readers.check_orientation`).
     """
     _check_params(split_seed, test_fraction, n_top_genes)
     root = Path(cache_dir).expanduser() if cache_dir else cache.cache_dir()
@@ -241,6 +244,8 @@ def prepare(
             adata = readers.read_path(path)
             readers.make_names_unique(adata, source=str(path))
             readers.check_counts(adata, str(path))
+            if check_orientation:
+                readers.check_orientation(adata, str(path))
             if label_key is not None:
                 readers.check_label_key(adata, label_key, str(path))
         train, test, pinfo = preprocess.run_pipeline(
