@@ -20,7 +20,7 @@ from bench.tasks import DataSpec, TaskSpec
 @dataclass
 class Plan:
     tasks: list[TaskSpec]
-    data: dict[str, Any]  # dataset name -> PreparedData
+    data: dict[str, Any]  # the prepared data's content hash -> PreparedData (never keyed by name)
     skipped: list[str]  # notes on what was not planned and why (e.g. unconditional models)
     header: list[str]  # what was decided for the user, per dataset: labels and the rare class, with the rule
     code: dict[str, Any]  # {"generators": {model: code version}, "scoring": hash}: for provenance
@@ -66,13 +66,23 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
     data: dict[str, Any] = {}
     skipped: list[str] = []
     header: list[str] = []
+    sources: dict[str, tuple[str, str]] = {}  # dataset name -> (what the user gave, content hash)
     for ds in spec.datasets:
         dspec = DataSpec(ds, spec.label_key, spec.split_seed, spec.test_fraction, spec.n_top_genes)
         prepared = dspec.prepare(  # written to the cache once all is valid
             progress=progress, write_cache=False, check_orientation=spec.check_orientation
         )
         name = prepared.name
-        data[name] = prepared
+        if prepared.hash in data:  # the same input twice: one dataset
+            continue
+        if name in sources:  # same name, other data: tables and labels would mix them up
+            raise UserError(
+                f"two datasets are named '{name}' ({sources[name][0]} and {ds}); a dataset given by path "
+                "is named by its file name without extension",
+                "rename one of the files (or link it under another name) and pass the new path",
+            )
+        sources[name] = (ds, prepared.hash)
+        data[prepared.hash] = prepared
         labels = set(prepared.train.obs[prepared.label_key].astype(str))
         experiments = {
             n: m for n, m in metrics.items() if m.main_input is None and m.experiment in spec.experiments
@@ -285,7 +295,7 @@ def _run_locked(
         )
     with Store(run_dir) as store:
         prov = provenance.collect(argv)
-        prov["datasets"] = {name: {**d.info, "hash": d.hash} for name, d in the_plan.data.items()}
+        prov["datasets"] = {d.name: {**d.info, "hash": d.hash} for d in the_plan.data.values()}
         prov["code"] = the_plan.code
         run_id = store.add_run(spec.to_dict(), prov)
         store.add_planned(run_id, the_plan.tasks)

@@ -229,6 +229,12 @@ def execute_task(
     device = None
     try:
         device = resolve_device(spec.device)
+        if (
+            data is not None and data.hash != spec.data_hash
+        ):  # never score one dataset's task on another's cells
+            raise TaskFailed(
+                f"the task was planned on data {spec.data_hash} but handed data {data.hash} ({data.name})"
+            )
         data = data or _prepared(spec, progress)
         gen_cls = get_generator(spec.model)
         ctx = EvalContext(
