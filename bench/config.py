@@ -133,7 +133,7 @@ class RunSpec:
         ):
             raise UserError(
                 f"the task timeout must be a positive number of seconds, got {self.timeout_s!r}",
-                "use e.g. --timeout 3600 (or timeout_s = 3600), or leave it out for no limit",
+                "use e.g. --timeout 3600 or timeout_s = 3600, or leave it out for no limit",
             )
         for key in ("label_key", "rare_class"):
             value = getattr(self, key)

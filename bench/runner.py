@@ -79,7 +79,7 @@ def plan(spec: RunSpec, *, progress: bool = False) -> Plan:
             raise UserError(
                 f"two datasets are named '{name}' ({sources[name][0]} and {ds}); a dataset given by path "
                 "is named by its file name without extension",
-                "rename one of the files (or link it under another name) and pass the new path",
+                "rename one of the files, or link it under another name, and pass the new path",
             )
         sources[name] = (ds, prepared.hash)
         data[prepared.hash] = prepared
