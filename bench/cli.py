@@ -74,6 +74,7 @@ def cmd_run(args) -> int:
         main_generation=args.main_generation,
         timeout_s=args.timeout,
         control=False if args.no_control else None,
+        check_orientation=False if args.no_orientation_check else None,
         executor=executor or None,
     )
     console = _console(wide=False)

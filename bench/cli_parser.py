@@ -111,6 +111,12 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         action="store_true",
         help="do not add the `real` (positive) and `shuffled` (negative) controls",
     )
+    r.add_argument(
+        "--no-orientation-check",
+        action="store_true",
+        help="accept a file whose names look transposed (barcodes as var, genes as obs); "
+        "by default such a file is refused (docs/datasets.md)",
+    )
     r.add_argument("--executor", choices=["local", "slurm"], help="where tasks run (default local)")
     r.add_argument("--partition", help="Slurm partition")
     r.add_argument("--account", help="Slurm account")

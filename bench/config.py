@@ -30,6 +30,7 @@ a key ``models`` next to ``[models.X]`` tables, so a file uses one or the other:
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -75,6 +76,7 @@ class RunSpec:
     control: bool = True  # add the controls (CONTROLS)
     main_generation: str = "unconditional"
     timeout_s: float | None = None
+    check_orientation: bool = True  # refuse files that look genes x cells (--no-orientation-check)
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     executor: dict[str, Any] = field(default_factory=lambda: {"name": "local"})
@@ -89,6 +91,7 @@ class RunSpec:
         if self.control:
             self.models = [*self.models, *CONTROLS]
         self.models = list(dict.fromkeys(self.models))
+        self._check_types()
         self.seeds = list(dict.fromkeys(int(s) for s in self.seeds))
         bad = sorted(set(self.experiments) - set(EXPERIMENTS))
         if bad:
@@ -101,8 +104,67 @@ class RunSpec:
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"unknown device '{self.device}'", "use --device auto, cpu or cuda")
 
+    def _check_types(self) -> None:
+        """Types and ranges of the settings a TOML file or a flag can get wrong (UserError)."""
+        if not isinstance(self.seeds, list | tuple) or not all(_is_int(s) and s >= 0 for s in self.seeds):
+            raise UserError(
+                f"seeds must be a list of non-negative integers, got {self.seeds!r}",
+                "use e.g. --seeds 0,1,2 or seeds = [0, 1, 2]",
+            )
+        if not self.seeds:
+            raise UserError("no seeds given", "use e.g. --seeds 0,1,2 or seeds = [0, 1, 2]")
+        if not (_is_int(self.split_seed) and self.split_seed >= 0):
+            raise UserError(
+                f"split_seed must be a non-negative integer, got {self.split_seed!r}",
+                "use e.g. split_seed = 0",
+            )
+        if not (_is_number(self.test_fraction) and 0 < self.test_fraction < 1):
+            raise UserError(
+                f"test_fraction must be a number between 0 and 1, got {self.test_fraction!r}",
+                "use e.g. test_fraction = 0.1",
+            )
+        if self.n_top_genes is not None and not (_is_int(self.n_top_genes) and self.n_top_genes >= 1):
+            raise UserError(
+                f"n_top_genes must be a positive integer, got {self.n_top_genes!r}",
+                "use e.g. n_top_genes = 2000",
+            )
+        if self.timeout_s is not None and not (
+            _is_number(self.timeout_s) and math.isfinite(self.timeout_s) and self.timeout_s > 0
+        ):
+            raise UserError(
+                f"the task timeout must be a positive number of seconds, got {self.timeout_s!r}",
+                "use e.g. --timeout 3600 or timeout_s = 3600, or leave it out for no limit",
+            )
+        for key in ("label_key", "rare_class"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                raise UserError(f"{key} must be a string, got {value!r}", f'use e.g. {key} = "cell_type"')
+        for key in ("models", "datasets", "experiments") + (("metrics",) if self.metrics is not None else ()):
+            value = getattr(self, key)
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise UserError(
+                    f"{key} must be a list of names, got {value!r}", f'use e.g. {key} = ["a", "b"]'
+                )
+        for key in ("control", "check_orientation"):
+            if not isinstance(getattr(self, key), bool):
+                raise UserError(
+                    f"{key} must be true or false, got {getattr(self, key)!r}", f"use {key} = false"
+                )
+        if not isinstance(self.executor, dict):
+            raise UserError(
+                f"executor must be a table, got {self.executor!r}", 'use [executor] name = "slurm"'
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def parse_list(value: str | None, cast=str) -> list | None:
@@ -140,6 +202,7 @@ _KNOWN_KEYS = {
     "device",
     "control",
     "timeout_s",
+    "check_orientation",
     "executor",
     "main_generation",
     "model_params",

@@ -17,8 +17,8 @@ the transform of generated cells once per task, shared by all metrics of that ta
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import pickle
 import tempfile
 import weakref
 from collections.abc import Callable
@@ -112,7 +112,9 @@ class SharedWork:
     """Model-independent work on one dataset's real cells: a dict in memory and, once :meth:`attach`
     gives it a folder (the run dir's ``shared/``), a file per :data:`PERSISTED` entry.
 
-    A file is named by the sha256 of (the prepared data's content hash, the scoring code's hash, the
+    Files are .npz arrays read without pickle (nothing in a run dir, which users share, is
+    code); a value that is not a number, an array, a list of strings, a dict of those or a fitted
+    PCA stays in memory. A file is named by the sha256 of (the prepared data's content hash, the scoring code's hash, the
     entry's key), so it is reused by every task, process and Slurm job of the run on the same data,
     and never by other data or other scoring code. Files are written atomically (temp file, rename);
     an unreadable file is recomputed. Never holds generated cells.
@@ -137,15 +139,15 @@ class SharedWork:
         else:
             return None
         digest = hashlib.sha256(repr((self._namespace, key)).encode()).hexdigest()[:24]
-        return self._folder / f"{prefix}-{digest}.pkl"
+        return self._folder / f"{prefix}-{digest}.npz"  # arrays only: nothing in a run dir is code
 
     def _load(self, key) -> bool:
         path = self._file(key)
         if path is None or not path.exists():
             return False
         try:
-            self._memory[key] = pickle.loads(path.read_bytes())
-        except Exception:  # a damaged file is recomputed, never trusted
+            self._memory[key] = _decode(path)
+        except Exception:  # a damaged or foreign file is recomputed, never trusted
             return False
         return True
 
@@ -169,13 +171,73 @@ class SharedWork:
     def __setitem__(self, key, value) -> None:
         self._memory[key] = value
         path = self._file(key)
-        if path is not None:
+        arrays = _encode(value) if path is not None else None
+        if arrays is not None:  # a value of another type stays in memory
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
             with os.fdopen(fd, "wb") as fh:
-                pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                np.savez(fh, **arrays)
             os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from jobs of another user
             os.replace(tmp, path)
+
+
+def _plain(value) -> np.ndarray | None:
+    """A number or a numeric / string array as an array that loads without pickle; None otherwise."""
+    if isinstance(value, bool | int | float | np.number | np.bool_):
+        return np.asarray(value)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biufcU":
+        return value
+    return None
+
+
+def _encode(value) -> dict[str, np.ndarray] | None:
+    """The arrays of an .npz file that :func:`_decode` turns back into ``value`` (a number, an
+    array, a list of strings, a dict of those, or a fitted sklearn PCA); None for other types."""
+    from sklearn.decomposition import PCA
+
+    plain = _plain(value)
+    if plain is not None:
+        return {"__kind__": np.asarray("scalar" if plain.ndim == 0 and not isinstance(value, np.ndarray) else "array"),
+                "value": plain}  # fmt: skip
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return {"__kind__": np.asarray("strings"), "value": np.asarray(value, dtype=str)}
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        items = {f"d:{k}": _plain(v) for k, v in value.items()}
+        return None if any(v is None for v in items.values()) else {"__kind__": np.asarray("dict"), **items}
+    if type(value) is PCA:
+        fitted = {k: _plain(v) for k, v in vars(value).items() if k.endswith("_") and v is not None}
+        if any(v is None for v in fitted.values()):
+            return None
+        params = json.dumps(value.get_params())
+        return {
+            "__kind__": np.asarray("pca"),
+            "params": np.asarray(params),
+            **{f"a:{k}": v for k, v in fitted.items()},
+        }
+    return None
+
+
+def _decode(path: Path):
+    """The value :func:`_encode` wrote to ``path`` (read without pickle: an object array fails)."""
+    from sklearn.decomposition import PCA
+
+    with np.load(path, allow_pickle=False) as z:
+        kind = str(z["__kind__"])
+        if kind == "scalar":
+            return z["value"].item()
+        if kind == "array":
+            return z["value"]
+        if kind == "strings":
+            return [str(v) for v in z["value"]]
+        if kind == "dict":
+            return {k[2:]: (z[k].item() if z[k].ndim == 0 else z[k]) for k in z.files if k.startswith("d:")}
+        if kind == "pca":
+            pca = PCA(**json.loads(str(z["params"])))
+            for k in z.files:
+                if k.startswith("a:"):
+                    setattr(pca, k[2:], z[k].item() if z[k].ndim == 0 else z[k])
+            return pca
+    raise ValueError(f"{path}: unknown kind {kind!r}")
 
 
 # one SharedWork per (train, test) pair of AnnData objects: the runner keeps one PreparedData per

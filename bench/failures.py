@@ -19,20 +19,32 @@ TRANSIENT = re.compile(
     re.IGNORECASE,
 )
 NOT_RUN = ("running", "planned", "submitted", "not started")
+_LOG_SUFFIX = re.compile(r"; traceback in \S+$", re.MULTILINE)
+
+
+# what is not the error's type and message: the log path the runner appends, the source location
+# ``(file.py:123)`` and any path inside the message (a run dir named "timeout" says nothing)
+_LOCATION = re.compile(r"\([^()\s]+:\d+\)")
+_PATH = re.compile(r"(?:[A-Za-z]:)?[\w.~@%+-]*(?:[/\\][\w.~@%+:-]*)+")
+
+
+def error_text(error: str | None) -> str:
+    """An error's type and message without the file paths in it (what :func:`is_transient` reads)."""
+    text = _LOG_SUFFIX.sub("", str(error or "").strip())
+    text = _LOCATION.sub(" ", text)
+    return _PATH.sub(" ", text)
 
 
 def is_transient(error: str | None) -> bool:
-    """True when the error can go away on its own (timeout, OOM, killed, Slurm job lost)."""
-    return bool(error) and TRANSIENT.search(error) is not None
+    """True when the error can go away on its own (timeout, OOM, killed, Slurm job lost), judged by
+    its type and message only, never by a path in it."""
+    return bool(error) and TRANSIENT.search(error_text(error)) is not None
 
 
 def one_line(error: str | None, width: int = 200) -> str:
     """The first non-empty line of an error message, at most ``width`` characters."""
     line = next((x.strip() for x in str(error or "").splitlines() if x.strip()), "no error message")
     return line if len(line) <= width else line[: width - 1] + "…"
-
-
-_LOG_SUFFIX = re.compile(r"; traceback in \S+$")
 
 
 def reason(error: str | None) -> str:

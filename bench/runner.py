@@ -71,7 +71,7 @@ def _items(values: dict[str, Any]) -> str:
 @dataclass
 class Plan:
     tasks: list[TaskSpec]
-    data: dict[str, Any]  # dataset name -> PreparedData
+    data: dict[str, Any]  # the prepared data's content hash -> PreparedData (never keyed by name)
     skipped: list[str]  # notes on what was not planned and why (e.g. unconditional models)
     header: list[str]  # what was decided for the user, per dataset: labels and the rare class, with the rule
     code: dict[str, Any]  # {"generators": {model: code version}, "scoring": hash}: for provenance
@@ -136,11 +136,23 @@ def plan(spec: RunSpec, *, progress: bool = False, write: bool = True) -> Plan:
     skipped: list[str] = []
     header: list[str] = []
     per_dataset: dict[str, dict[str, Any]] = {}
+    sources: dict[str, tuple[str, str]] = {}  # dataset name -> (what the user gave, content hash)
     for ds in spec.datasets:
         dspec = DataSpec(ds, spec.label_key, spec.split_seed, spec.test_fraction, spec.n_top_genes)
-        prepared = dspec.prepare(progress=progress, write_cache=False)  # written once all is valid
+        prepared = dspec.prepare(  # written to the cache once all is valid
+            progress=progress, write_cache=False, check_orientation=spec.check_orientation
+        )
         name = prepared.name
-        data[name] = prepared
+        if prepared.hash in data:  # the same input twice: one dataset
+            continue
+        if name in sources:  # same name, other data: tables and labels would mix them up
+            raise UserError(
+                f"two datasets are named '{name}' ({sources[name][0]} and {ds}); a dataset given by path "
+                "is named by its file name without extension",
+                "rename one of the files, or link it under another name, and pass the new path",
+            )
+        sources[name] = (ds, prepared.hash)
+        data[prepared.hash] = prepared
         labels = set(prepared.train.obs[prepared.label_key].astype(str))
         experiments = {
             n: m for n, m in metrics.items() if m.main_input is None and m.experiment in spec.experiments
@@ -356,25 +368,39 @@ def run(
     argv: list[str] | None = None,
 ) -> RunResult:
     """Plan, then execute the tasks the store lacks."""
-    from bench.api.sandbox import remove_leftovers
     from bench.executors import make_executor
-    from bench.interrupt import interruptible
-    from bench.store import Store
+    from bench.runlock import check_free, run_dir_lock
+    from bench.store import check_run_dir
 
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir)  # a file, or a damaged store: exit 2 before anything is prepared
+    check_free(run_dir)  # another `bench run` holds it: likewise
     if spec.device == "cuda" and spec.executor.get("name", "local") == "local":
         resolve_device("cuda")  # no visible GPU: UserError before anything is prepared or written
     executor = make_executor(spec.executor)  # validates executor settings before anything is written
     the_plan = plan(spec, progress=progress)
-    run_dir = Path(run_dir)
+    note = None if console is None else (lambda line: console.print(line, markup=False, highlight=False))
+    with run_dir_lock(run_dir, command=argv, note=note):
+        return _run_locked(spec, run_dir, the_plan, executor, force=force, progress=progress,
+                           console=console, detach=detach, argv=argv)  # fmt: skip
+
+
+def _run_locked(spec, run_dir, the_plan, executor, *, force, progress, console, detach, argv) -> RunResult:
+    """The part of :func:`run` that writes the run dir, under its lock (bench.runlock)."""
+    from bench.api.sandbox import remove_leftovers
+    from bench.interrupt import interruptible
+    from bench.store import Store
+
     removed = remove_leftovers(run_dir)  # containers of earlier runs of this run dir that crashed
     if removed and console is not None:
         console.print(
             f"removed {len(removed)} leftover container(s) of an earlier run of {run_dir}: "
-            f"{', '.join(removed)}"
+            f"{', '.join(removed)}",
+            soft_wrap=True,
         )
     with Store(run_dir) as store:
         prov = provenance.collect(argv)
-        prov["datasets"] = {name: {**d.info, "hash": d.hash} for name, d in the_plan.data.items()}
+        prov["datasets"] = {d.name: {**d.info, "hash": d.hash} for d in the_plan.data.values()}
         prov["code"] = the_plan.code
         prov["resolved"] = the_plan.resolved.to_dict()
         run_id = store.add_run(spec.to_dict(), prov)

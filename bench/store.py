@@ -96,6 +96,45 @@ def legacy_params(name: str, experiment: str, info: dict[str, Any] | None = None
     return out
 
 
+def _unreadable(path: Path, exc: Exception):
+    from bench.api.errors import UserError
+
+    return UserError(
+        f"{path} is not a readable scgenbench store ({exc})",
+        "move that file away (or restore it from a copy), or give another run dir",
+    )
+
+
+def check_run_dir(run_dir: str | Path, *, integrity: bool = True) -> None:
+    """UserError (writing nothing) when ``run_dir`` cannot be a run dir: it, or a folder above it,
+    is a file, or (``integrity``: SQLite's quick_check, which reads every page) it holds a
+    ``bench.sqlite`` that is not a readable SQLite store."""
+    from bench.api.errors import UserError
+
+    run_dir = Path(run_dir)
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "" if folder == run_dir else f" ({folder} is a file)"
+                raise UserError(
+                    f"run dir {run_dir} is not a directory{where}", "give a new or existing folder with --out"
+                )
+            break
+    path = run_dir / STORE_NAME
+    if not integrity or not path.exists():
+        return
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        try:
+            row = conn.execute("PRAGMA quick_check").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise _unreadable(path, exc) from None
+    if not row or row[0] != "ok":
+        raise _unreadable(path, f"integrity check: {row[0] if row else 'no answer'}")
+
+
 def _task_columns(spec: TaskSpec, run_id: int | None) -> tuple:
     """The identity columns of a ``tasks`` row: key, run_id, dataset, model, seed, experiment, spec."""
     return (
@@ -119,11 +158,16 @@ class Store:
             raise UserError(
                 f"no scgenbench results in {self.run_dir}", "give the run dir that `bench run` wrote"
             )
+        check_run_dir(self.run_dir, integrity=not create)  # `bench run` checked it before planning
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=DELETE")
-        self.conn.executescript(SCHEMA)
-        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(task_values)")}
+        try:
+            self.conn.execute("PRAGMA journal_mode=DELETE")
+            self.conn.executescript(SCHEMA)
+            columns = {r[1] for r in self.conn.execute("PRAGMA table_info(task_values)")}
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise _unreadable(self.path, exc) from None
         self._has_params = "params" in columns
 
     def _add_params_column(self) -> None:
@@ -226,11 +270,14 @@ class Store:
         return out
 
     def mark_running(self, spec: TaskSpec, run_id: int | None) -> None:
-        """Note a task as started (no values): a task killed now is redone on the next run."""
+        """Note a task as started (no values): a task killed now is redone on the next run. A task
+        that is already done stays done (another process may have finished it since this one
+        planned; its values stay visible until a new record replaces them)."""
         self.conn.execute(
             "INSERT INTO tasks (key, run_id, dataset, model, seed, experiment, spec, status, started) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?) "
-            "ON CONFLICT(key) DO UPDATE SET status='running', run_id=excluded.run_id, started=excluded.started",
+            "ON CONFLICT(key) DO UPDATE SET status='running', run_id=excluded.run_id, started=excluded.started "
+            "WHERE tasks.status != 'done'",
             (
                 *_task_columns(spec, run_id),
                 time.time(),
@@ -243,6 +290,12 @@ class Store:
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
+            if rec.status != "done":
+                # a failed attempt never erases a result another process finished after it began
+                row = c.execute("SELECT status, finished FROM tasks WHERE key=?", (spec.key,)).fetchone()
+                if row and row[0] == "done" and (row[1] or 0) >= (rec.started or float("inf")):
+                    c.execute("COMMIT")
+                    return
             c.execute("DELETE FROM task_values WHERE task_key=?", (spec.key,))
             c.execute("DELETE FROM artifacts WHERE task_key=?", (spec.key,))
             c.execute(
@@ -292,12 +345,13 @@ class Store:
 
     def mark_state(self, spec: TaskSpec, run_id: int | None, status: str) -> None:
         """Note a task's progress without values (e.g. 'planned', 'submitted' by the Slurm executor);
-        like :meth:`mark_running`, a task in such a state is not done and is redone on the next run."""
+        like :meth:`mark_running`, a task in such a state is not done and is redone on the next run,
+        and a done task is never flipped back."""
         self.conn.execute(
             "INSERT INTO tasks (key, run_id, dataset, model, seed, experiment, spec, status, started) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(key) DO UPDATE SET status=excluded.status, run_id=excluded.run_id, "
-            "started=excluded.started, finished=NULL",
+            "started=excluded.started, finished=NULL WHERE tasks.status != 'done'",
             (
                 *_task_columns(spec, run_id),
                 status,

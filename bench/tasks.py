@@ -36,7 +36,7 @@ class DataSpec:
     test_fraction: float
     n_top_genes: int | None
 
-    def prepare(self, progress: bool = False, write_cache: bool = True):
+    def prepare(self, progress: bool = False, write_cache: bool = True, check_orientation: bool = True):
         from bench import datasets
 
         return datasets.prepare(
@@ -47,6 +47,7 @@ class DataSpec:
             n_top_genes=self.n_top_genes,
             progress=progress,
             write_cache=write_cache,
+            check_orientation=check_orientation,
         )
 
 
@@ -190,6 +191,12 @@ def execute_task(
     device = None
     try:
         device = resolve_device(spec.device)
+        if (
+            data is not None and data.hash != spec.data_hash
+        ):  # never score one dataset's task on another's cells
+            raise TaskFailed(
+                f"the task was planned on data {spec.data_hash} but handed data {data.hash} ({data.name})"
+            )
         data = data or _prepared(spec, progress)
         pipe = Pipeline(
             spec.model,

@@ -134,27 +134,54 @@ def _check_params(split_seed, test_fraction, n_top_genes) -> None:
         )
 
 
+CHECKSUMS = "sha256.json"  # written last: a prepared folder without it is incomplete
+_PARTS = ("train.h5ad", "test.h5ad", "info.json")
+
+
 def _load_cached(folder: Path) -> tuple[ad.AnnData, ad.AnnData, dict[str, Any]]:
+    """Read a prepared folder after checking every file against its recorded sha256 (ValueError
+    when one differs or the checksums are missing: the caller rebuilds it)."""
+    sums = json.loads((folder / CHECKSUMS).read_text())
+    for part in _PARTS:
+        if cache.sha256_file(folder / part) != sums.get(part):
+            raise ValueError(f"{folder / part}: sha256 differs from the one recorded when it was written")
     train = ad.read_h5ad(folder / "train.h5ad")
     test = ad.read_h5ad(folder / "test.h5ad")
     meta = json.loads((folder / "info.json").read_text())
     return train, test, meta
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_cached(folder: Path, train: ad.AnnData, test: ad.AnnData, meta: dict[str, Any]) -> None:
-    """Write the prepared data to a temp folder, then rename it into place (atomic)."""
+    """Write the prepared data to a temp folder (each file fsynced, their sha256 in sha256.json),
+    then rename it into place (atomic) and fsync the parent."""
     folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not (folder / CHECKSUMS).exists():  # incomplete or written before checksums
+        shutil.rmtree(folder, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
         train.write_h5ad(tmp / "train.h5ad", compression="lzf")
         test.write_h5ad(tmp / "test.h5ad", compression="lzf")
         (tmp / "info.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        for part in _PARTS:
+            _fsync(tmp / part)
+        (tmp / CHECKSUMS).write_text(json.dumps({p: cache.sha256_file(tmp / p) for p in _PARTS}, indent=1))
+        _fsync(tmp / CHECKSUMS)
+        cache.fsync_dir(tmp)
         try:
             os.replace(tmp, folder)
         except OSError:
-            if not (folder / "info.json").exists():  # not a concurrent writer: a real failure
+            if not (folder / CHECKSUMS).exists():  # not a concurrent writer: a real failure
                 raise
             shutil.rmtree(tmp, ignore_errors=True)  # another process wrote the same result first
+        cache.fsync_dir(folder.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -170,6 +197,7 @@ def prepare(
     cache_dir: str | Path | None = None,
     progress: bool = False,
     write_cache: bool = True,
+    check_orientation: bool = True,
 ) -> PreparedData:
     """Load a dataset, run the scGAN preprocessing pipeline and split it (cached by content hash).
 
@@ -179,6 +207,8 @@ def prepare(
     into obs['cluster']. See :mod:`bench.datasets.preprocess` for the steps.
     ``write_cache=False``: keep a newly prepared dataset in memory only; :func:`save_prepared`
     writes it later (the runner does so once the whole run has been validated).
+    ``check_orientation=False`` (``--no-orientation-check``): accept a file whose names look like
+    genes x cells (:func:`bench.datasets.readers.check_orientation`).
     """
     _check_params(split_seed, test_fraction, n_top_genes)
     root = Path(cache_dir).expanduser() if cache_dir else cache.cache_dir()
@@ -224,10 +254,10 @@ def prepare(
     folder = root / "prepared" / key
 
     t0 = time.perf_counter()
-    if (folder / "info.json").exists():
+    if folder.exists():
         try:
             train, test, meta = _load_cached(folder)
-        except Exception:  # a damaged cache entry is rebuilt, never trusted
+        except Exception:  # a damaged, incomplete or unverifiable cache entry is rebuilt, never trusted
             shutil.rmtree(folder, ignore_errors=True)
         else:
             meta.update(cached=True, load_seconds=time.perf_counter() - t0)
@@ -242,6 +272,8 @@ def prepare(
             adata = readers.read_path(path)
             readers.make_names_unique(adata, source=str(path))
             readers.check_counts(adata, str(path))
+            if check_orientation:
+                readers.check_orientation(adata, str(path))
             if label_key is not None:
                 readers.check_label_key(adata, label_key, str(path))
         train, test, pinfo = preprocess.run_pipeline(
@@ -289,7 +321,7 @@ def save_prepared(data: PreparedData) -> None:
     """Write a dataset that ``prepare(..., write_cache=False)`` returned into the cache (no-op if
     it is there already)."""
     folder = Path(data.info["cache_path"])
-    if (folder / "info.json").exists():
+    if (folder / CHECKSUMS).exists():
         return
     meta = {k: v for k, v in data.info.items() if k not in ("cached", "load_seconds")}
     _write_cached(folder, data.train, data.test, meta)

@@ -42,6 +42,10 @@ N_PCS = 50
 N_NEIGHBORS = 15
 HVG_FLAVOR = "seurat"
 HELD_OUT = ("test", "valid")
+# a label column whose median label has fewer cells than this is refused: it holds cell ids or
+# sub-clusters, not cell types (a split keeps about one test cell per label; per-label
+# generation and scores have nothing to stand on)
+MIN_MEDIAN_LABEL_CELLS = 5
 
 
 def natural_sort(labels) -> list[str]:
@@ -167,6 +171,18 @@ def balanced_split(labels, *, test_fraction: float = 0.1, seed: int = 0) -> np.n
     return split
 
 
+def check_label_sizes(labels, label_key: str, source: str = "dataset") -> None:
+    """Refuse labels whose median label has fewer than MIN_MEDIAN_LABEL_CELLS cells."""
+    _, counts = np.unique(np.asarray(labels).astype(str), return_counts=True)
+    if counts.size > 1 and float(np.median(counts)) < MIN_MEDIAN_LABEL_CELLS:
+        raise UserError(
+            f"{source}: obs['{label_key}'] has {counts.size} labels with a median of {np.median(counts):g} cells "
+            f"each after filtering (at least {MIN_MEDIAN_LABEL_CELLS} needed): they look like cell ids or "
+            "sub-clusters, not cell types",
+            "give a cell-type column with --label-key, merge small labels, or leave --label-key out to cluster the cells",
+        )
+
+
 def published_split(values, source: str = "dataset") -> np.ndarray:
     """Map a published split column to 'train'/'test' ('valid' and 'test' are both held out)."""
     vals = pd.Series(np.asarray(values).astype(str))
@@ -261,6 +277,7 @@ def run_pipeline(
 
     step("splitting")
     labels = filt.obs[label_key].to_numpy().astype(str)
+    check_label_sizes(labels, label_key, source)
     if split_key and split_key in filt.obs:
         split = published_split(filt.obs[split_key], source)
         info["split"] = f"published (obs['{split_key}'])"

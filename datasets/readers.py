@@ -179,6 +179,49 @@ def check_counts(adata: ad.AnnData, source: str) -> None:
         )
 
 
+# names that say what the rows and columns are: 10x-style cell barcodes (with an optional sample
+# prefix or lane suffix), Ensembl gene ids, and the mitochondrial and ribosomal genes every
+# full gene list holds (MT-CO1, RPL3, RPS6; mouse mt-Co1, Rpl3)
+BARCODE = re.compile(r"(?:^|[_:.-])[ACGTN]{8,}(?:[-_.]\d+)?$")
+ENSEMBL_GENE = re.compile(r"^ENS[A-Z]*G\d{6,}(?:\.\d+)?$")
+GENE_SYMBOL_HINT = re.compile(r"^(?:MT-|mt-|RP[LS]\d|Rp[ls]\d)")
+MIN_SYMBOL_HINTS = 3  # that many MT-/RPL/RPS names among a side's names: that side holds genes
+
+
+def _share(names, pattern: re.Pattern, sample: int = 5000) -> float:
+    names = [str(n) for n in list(names[:sample])]
+    return sum(1 for n in names if pattern.search(n)) / len(names) if names else 0.0
+
+
+def _looks_like_genes(names) -> bool:
+    hints = sum(1 for n in map(str, names) if GENE_SYMBOL_HINT.match(n))
+    return _share(names, ENSEMBL_GENE) >= 0.5 or hints >= MIN_SYMBOL_HINTS
+
+
+def _looks_like_cells(names) -> bool:
+    return _share(names, BARCODE) >= 0.5
+
+
+def check_orientation(adata: ad.AnnData, source: str) -> None:
+    """Refuse a matrix stored genes x cells (genes as obs): var names that look like cell barcodes
+    while obs names do not, or obs names that look like genes (Ensembl ids, or at least
+    MIN_SYMBOL_HINTS mitochondrial / ribosomal gene symbols) while var names do not. Names that say
+    nothing (cell0, gene0) pass. ``--no-orientation-check`` skips this check."""
+    why = []
+    if _looks_like_cells(adata.var_names) and not _looks_like_cells(adata.obs_names):
+        why.append("var names look like cell barcodes")
+    if _looks_like_genes(adata.obs_names) and not _looks_like_genes(adata.var_names):
+        why.append("obs names look like genes")
+    if why:
+        raise UserError(
+            f"{source}: the matrix looks transposed (genes as rows): {' and '.join(why)} "
+            f"({adata.n_obs:,} obs such as {', '.join(map(str, adata.obs_names[:3]))}; {adata.n_vars:,} var "
+            f"such as {', '.join(map(str, adata.var_names[:2]))})",
+            "store cells as rows (adata = adata.T, then write_h5ad), or pass --no-orientation-check "
+            "if the rows are cells",
+        )
+
+
 def check_library_size(adata: ad.AnnData, source: str, target: float, rtol: float = 0.01) -> None:
     """Check that X is library-size normalised to ``target`` (published preprocessed files)."""
     check_finite_nonnegative(adata, source)

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.parse
+import warnings
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,10 @@ class DatasetRecipe:
     """A named dataset: where its file comes from, its label column and default rare class.
 
     ``kind``: 'bundled' (file shipped in bench/datasets/data, pinned sha256) or 'download'
-    (fetched over HTTPS into the cache dir, sha256 recorded on first download and verified
-    later). ``normalised``: the file's X is already library-size normalised to 20,000 (the
+    (fetched over HTTPS into the cache dir). A download recipe with ``sha256`` set is verified
+    against it on download, `add` and every use; one without (brain_small and pbmc68k: the
+    authors publish no checksum, and none was taken from a trusted copy yet) trusts its first
+    download, records its sha256 in the cache registry with a warning, and verifies later uses. ``normalised``: the file's X is already library-size normalised to 20,000 (the
     ACTIVA preprocessed files, which hold no raw counts).
     """
 
@@ -117,8 +120,11 @@ class DatasetRecipe:
         if path.exists():
             if entry is not None and Path(entry["path"]) == path.resolve():
                 fix = f"delete {path} to download it again, or put a good copy there and run `bench datasets add {self.name} PATH`"
-                return path, cache.verify_file(self.name, path, entry, fix)
+                digest = cache.verify_file(self.name, path, entry, fix)
+                self._check_pinned(digest, f"the cached file {path}", fix)
+                return path, digest
             # put there by hand: check it reads and has the schema, then record it
+            self._check_pinned(cache.sha256_file(path), f"the file {path}", self._fix(root))
             self._read_checked(path)
             entry = cache.record_file(self.name, path, source="add", url=self.url, root=root)
             return path, entry["sha256"]
@@ -135,6 +141,9 @@ class DatasetRecipe:
                 f"could not download dataset '{self.name}' from {self.url} ({reason})", self._fix(root)
             ) from exc
         try:
+            self._check_pinned(
+                cache.sha256_file(path), f"the file downloaded from {self.url}", self._fix(root)
+            )
             self._read_checked(path)
         except UserError as exc:
             with suppress(OSError):
@@ -144,7 +153,23 @@ class DatasetRecipe:
                 self._fix(root),
             ) from exc
         entry = cache.record_file(self.name, path, source="download", url=self.url, root=root)
+        if not self.sha256:
+            warnings.warn(
+                f"{self.name}: the recipe pins no sha256, so this first download is trusted: its sha256 "
+                f"{entry['sha256']} is recorded in {root / cache.REGISTRY_FILE} and every later use is "
+                "verified against it; compare it with a trusted copy",
+                UserWarning,
+                stacklevel=2,
+            )
         return path, entry["sha256"]
+
+    def _check_pinned(self, digest: str, what: str, fix: str) -> None:
+        """UserError when the recipe pins a sha256 and ``digest`` is another."""
+        if self.sha256 and digest != self.sha256:
+            raise UserError(
+                f"{what} for '{self.name}' has sha256 {digest[:12]}..., not the recipe's pinned {self.sha256[:12]}...",
+                fix,
+            )
 
     def load_raw(self, progress: bool = False, root: Path | None = None) -> ad.AnnData:
         """The raw dataset (counts, or X normalised to 20,000 for ``normalised`` recipes), validated."""
@@ -163,6 +188,10 @@ class DatasetRecipe:
         if self.kind == "bundled":
             raise UserError(f"'{self.name}' is bundled with scgenbench; nothing to add", "use it by name")
         src = Path(path).expanduser()
+        if src.is_file():
+            self._check_pinned(
+                cache.sha256_file(src), f"the file {src}", f"use the published {self.name} file"
+            )
         self._read_checked(src)
         root = root or cache.cache_dir()
         dest = self.local_path(root)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -53,6 +54,21 @@ def _inputs(folder: Path) -> dict[str, str]:
     out["lonely"] = _write(lonely, folder / "lonely.h5ad")
     (folder / "empty.h5ad").write_bytes(b"")
     out["empty"] = str(folder / "empty.h5ad")
+    # genes as obs, cells as var (issue 32): gene symbols over barcodes, every value a count
+    transposed = ad.AnnData(sp.csr_matrix(good.X.T))
+    transposed.obs_names = [("MT-CO1", "MT-ND1", "RPL3", "RPS6", "ACTB", "CD3E")[i] if i < 6 else f"GENE{i}"
+                            for i in range(transposed.n_obs)]  # fmt: skip
+    rng = np.random.default_rng(0)
+    transposed.var_names = ["".join(rng.choice(list("ACGT"), 16)) + "-1" for _ in range(transposed.n_vars)]
+    out["transposed"] = _write(transposed, folder / "transposed.h5ad")
+    # cell ids as labels (issue 32): 67 labels of 2 cells each
+    tiny = make_counts(sizes=(2,) * 67, n_genes=60)
+    out["tiny_labels"] = _write(tiny, folder / "tiny_labels.h5ad")
+    (folder / "not_a_dir").write_text("a file where the run dir should go\n")
+    out["a_file"] = str(folder / "not_a_dir")
+    (folder / "corrupt_run").mkdir()
+    (folder / "corrupt_run" / "bench.sqlite").write_bytes(b"this is not an SQLite database" * 100)
+    out["corrupt_run"] = str(folder / "corrupt_run")
     (folder / "cells.csv").write_text("gene,cell\n1,2\n")
     out["csv"] = str(folder / "cells.csv")
     configs = {
@@ -79,6 +95,13 @@ def _inputs(folder: Path) -> dict[str, str]:
         "cscgan_not_a_choice": '[models.cscgan]\ncritic_head = "mlp"\n',
         "scgan_memory_limit": '[models.scgan]\nmem_limit = "lots"\n',
         "scgan_layer_out_of_range": "[models.scgan]\ngen_layers = [256, 0]\n",
+        # issue 32: wrong types and ranges of run settings
+        "seeds_a_string": 'models = ["nb"]\nseeds = "a"\n',
+        "seeds_not_a_list": 'models = ["nb"]\nseeds = 1\n',
+        "negative_split_seed": 'models = ["nb"]\nsplit_seed = -1\n',
+        "timeout_a_string": 'models = ["nb"]\ntimeout_s = "abc"\n',
+        "slurm_poll_a_string": 'models = ["nb"]\n[executor]\nname = "slurm"\npoll_s = "x"\n',
+        "local_executor_unknown_key": 'models = ["nb"]\n[executor]\npartitoin = "gpu"\n',
     }
     for name, text in configs.items():
         (folder / f"{name}.toml").write_text(text)
@@ -152,6 +175,58 @@ CASES: dict[str, list[str]] = {
             "scgan_layer_out_of_range",
         )
     },  # fmt: skip
+    # issue 32, finding 7
+    "--seeds -1": [*RUN, "nb", "--seeds", "-1"],
+    "--timeout nan": [*RUN, "nb", "--timeout", "nan"],
+    "--timeout -1": [*RUN, "nb", "--timeout", "-1"],
+    "--partition without --executor slurm": [*RUN, "nb", "--partition", "gpu"],
+    "--out is a file": [
+        "run",
+        "--out",
+        "{a_file}",
+        "--models",
+        "nb",
+        "--dataset",
+        "{good}",
+        "--label-key",
+        "cell_type",
+    ],  # fmt: skip
+    "--out under a file": [
+        "run",
+        "--out",
+        "{a_file}/run",
+        "--models",
+        "nb",
+        "--dataset",
+        "{good}",
+        "--label-key",
+        "cell_type",
+    ],  # fmt: skip
+    "corrupt bench.sqlite in run": [
+        "run",
+        "--out",
+        "{corrupt_run}",
+        "--models",
+        "nb",
+        "--dataset",
+        "{good}",
+        "--label-key",
+        "cell_type",
+    ],  # fmt: skip
+    "corrupt bench.sqlite in report": ["report", "{corrupt_run}"],
+    "transposed matrix (genes as obs)": [*RUN, "nb", "--dataset", "{transposed}"],
+    "67 labels of 2 cells": [*RUN, "nb", "--dataset", "{tiny_labels}", "--label-key", "cell_type"],
+    **{
+        f"config: {name.replace('_', ' ')}": ["run", "--out", "{out}", "--config", f"{{{name}}}"]
+        for name in (
+            "seeds_a_string",
+            "seeds_not_a_list",
+            "negative_split_seed",
+            "timeout_a_string",
+            "slurm_poll_a_string",
+            "local_executor_unknown_key",
+        )
+    },  # fmt: skip
     "report of a missing run dir": ["report", "{out}"],
     "check of a missing run dir": ["check", "{out}", "--baseline", "{in}/missing.json"],
     "info of an unknown dataset": ["datasets", "info", "nosuch"],
@@ -190,6 +265,8 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, inputs, tmp_pa
     assert lines[0].startswith("error: ")
     assert list(work.iterdir()) == [], f"written: {sorted(p.name for p in work.iterdir())}"
     assert not cache.exists() or list(cache.rglob("*")) == [], f"cache: {list(cache.rglob('*'))}"
+    assert sorted(p.name for p in Path(files["corrupt_run"]).iterdir()) == ["bench.sqlite"]
+    assert Path(files["a_file"]).read_text() == "a file where the run dir should go\n"
 
 
 def test_device_cuda_without_gpu_in_a_fresh_process(tmp_path):
@@ -203,3 +280,35 @@ def test_device_cuda_without_gpu_in_a_fresh_process(tmp_path):
         "error: --device cuda was asked for but no CUDA GPU is visible (use --device auto or cpu)"
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_orientation_check_spares_cells_as_rows_and_can_be_skipped(inputs, tmp_path):
+    """The transposed-matrix heuristics (issue 32): barcodes as obs and genes as var pass, names that
+    say nothing pass, and ``check_orientation=False`` (``--no-orientation-check``) accepts the
+    transposed file."""
+    from bench.api.errors import UserError
+    from bench.datasets import prepare
+    from bench.datasets.readers import check_orientation
+
+    _, files = inputs
+    transposed = ad.read_h5ad(files["transposed"])
+    with pytest.raises(UserError, match="looks transposed.*var names look like cell barcodes and obs names"):
+        check_orientation(transposed, "t.h5ad")
+    check_orientation(transposed.T, "t.h5ad")  # cells as rows: fine
+    check_orientation(ad.read_h5ad(files["good"]), "good.h5ad")  # cell0.. / gene0..: says nothing
+    ensembl = ad.AnnData(np.ones((3, 2)), obs=pd.DataFrame(index=["ENSG00000141510", "ENSG00000012048",
+                                                                   "ENSG00000139618"]))  # fmt: skip
+    with pytest.raises(UserError, match="obs names look like genes"):
+        check_orientation(ensembl, "e.h5ad")
+    data = prepare(files["transposed"], cache_dir=tmp_path, check_orientation=False, write_cache=False)
+    assert data.train.n_obs + data.test.n_obs <= transposed.n_obs
+
+
+def test_label_sizes_threshold():
+    from bench.api.errors import UserError
+    from bench.datasets.preprocess import MIN_MEDIAN_LABEL_CELLS, check_label_sizes
+
+    with pytest.raises(UserError, match=f"median of 2 cells .*at least {MIN_MEDIAN_LABEL_CELLS}"):
+        check_label_sizes(np.repeat(np.arange(67), 2), "cell_type")
+    check_label_sizes(np.repeat(np.arange(4), MIN_MEDIAN_LABEL_CELLS), "cell_type")  # at the threshold
+    check_label_sizes(np.array(["A"] * 50 + ["rare"] * 2 + ["B"] * 40), "cell_type")  # one rare type is fine

@@ -34,7 +34,7 @@ def _run(h5ad, out, *extra):
 def test_run_writes_store_tables_and_files(h5ad, tmp_path, capsys):
     assert _run(h5ad, tmp_path / "run", "--seeds", "0,1") == 0
     out = capsys.readouterr().out
-    assert "6 task(s): 0 reused" in out and "mmd" in out  # nb and the two controls, two seeds
+    assert "6 task(s): 0 reused" in out and "MMD ↓" in out  # nb and the two controls, two seeds
     with Store(tmp_path / "run") as store:
         values = store.values()
         assert set(values.model) == {"nb", "real", "shuffled"} and set(values.seed) == {0, 1}

@@ -135,3 +135,70 @@ def test_a_metrics_shared_work_is_namespaced_by_the_metric(tmp_path):
     fresh = SharedWork()
     fresh.attach(tmp_path, "data-A|scoring-1")
     assert MetricWork(fresh, "mmd").get(("kxx", 1)) == 1.0
+
+
+class _Payload:
+    """Unpickling it creates ``marker``: what a pickle planted in a shared run dir could do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_planted_pickle_is_never_executed(tmp_path):
+    """Issue 32, finding 2: a run dir that someone shared holds a payload pickle under the names
+    shared work uses (today's .npz and the former .pkl); resuming reads neither as code."""
+    import pickle
+
+    marker = tmp_path / "owned"
+    shared = tmp_path / "run" / "shared"
+    work = SharedWork()
+    work.attach(shared, "ns")
+    key = ("de_genes", 5, "wilcoxon", 0)
+    work[key] = ["g1", "g2"]
+    (path,) = shared.iterdir()
+    assert path.suffix == ".npz"
+    payload = pickle.dumps(_Payload(marker))
+    path.write_bytes(payload)
+    path.with_suffix(".pkl").write_bytes(payload)  # where the former code looked
+    fresh = SharedWork()
+    fresh.attach(shared, "ns")
+    assert key not in fresh  # unreadable as arrays: recomputed
+    assert not marker.exists()
+    # a whole evaluation over a run dir full of planted pickles
+    first = _ctx(shared)
+    first.test_pcs, first.de_genes()
+    for f in list(shared.iterdir()):
+        f.write_bytes(payload)
+        f.with_suffix(".pkl").write_bytes(payload)
+    again = _ctx(shared)
+    again.shared._memory.clear()
+    np.testing.assert_array_equal(again.test_pcs, first.test_pcs)
+    assert again.de_genes() == first.de_genes()
+    assert not marker.exists()
+
+
+def test_every_persisted_kind_round_trips_without_pickle(tmp_path):
+    work = SharedWork()
+    work.attach(tmp_path, "ns")
+    values = {
+        ("metric", "mmd", "kxx", "fp", (1.0,), "float32"): 12.5,
+        ("metric", "augmentation", "arm", "2", 0, 10, "real", "0.1", 0): 0.75,
+        ("test_pcs", 0): np.arange(6, dtype=np.float32).reshape(2, 3),
+        ("de_genes", 5, "wilcoxon", 0): ["CD3E", "MS4A1"],
+    }
+    for k, v in values.items():
+        work[k] = v
+    again = SharedWork()
+    again.attach(tmp_path, "ns")
+    for k, v in values.items():
+        got = again[k]
+        if isinstance(v, np.ndarray):
+            np.testing.assert_array_equal(got, v)
+            assert got.dtype == v.dtype
+        else:
+            assert got == v and type(got) is type(v)
+    work[("pca", 1)] = object()  # not an array type: kept in memory only, no file
+    assert not list(tmp_path.glob("pca-*"))

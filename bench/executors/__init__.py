@@ -18,6 +18,15 @@ def make_executor(cfg: dict[str, Any]) -> Executor:
     if name == "local":
         from bench.executors.local import LocalExecutor
 
+        stray = sorted(k for k in cfg if k != "name")
+        if stray:
+            flags = ", ".join(f"--{k}" for k in stray if k in ("partition", "account", "qos"))
+            raise UserError(
+                f"[executor] option(s) {stray} are not options of the local executor"
+                + (f" ({flags} apply to --executor slurm only)" if flags else ""),
+                'add --executor slurm (or name = "slurm" in [executor]), or remove them',
+            )
+
         return LocalExecutor()
     if name == "slurm":
         from bench.executors.slurm import SlurmExecutor

@@ -24,7 +24,7 @@ class LocalExecutor:
         data=None,
         detach=False,
     ) -> Generator[Outcome, None, dict[str, Any]]:
-        """Run ``tasks`` one after the other in this process (``data``: prepared datasets by name;
+        """Run ``tasks`` one after the other in this process (``data``: prepared datasets by content hash;
         ``store`` and ``detach`` are not used)."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -44,7 +44,7 @@ class LocalExecutor:
             for spec in tasks:
                 bar.update(job, description=spec.label)
                 yield Outcome(spec, TaskRecord(key=spec.key, status="running"), run_id)
-                rec = run_one(spec, run_dir, run_id, data=data.get(spec.dataset))
+                rec = run_one(spec, run_dir, run_id, data=data.get(spec.data_hash))
                 yield Outcome(spec, rec, run_id)
                 if rec.status != "done":
                     failed.append(spec.key)

@@ -3,6 +3,7 @@ each is done or failed (or detach and let ``bench status`` follow them)."""
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from collections.abc import Generator
@@ -46,6 +47,18 @@ OPTIONS = {
 }
 
 
+def _check_number(key: str, value: Any, *, integer: bool, low: float) -> None:
+    """UserError unless ``value`` is None or a finite number (an integer if ``integer``) >= ``low``."""
+    if value is None:
+        return
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) or value < low:
+        what = "an integer" if integer else "a number"
+        raise UserError(
+            f"[executor] {key} must be {what} >= {low}, got {value!r}", f"e.g. {key} = {max(low, 1) * 5}"
+        )
+
+
 class SlurmExecutor:
     name = "slurm"
 
@@ -74,6 +87,18 @@ class SlurmExecutor:
                 f"unknown Slurm executor option(s) {sorted(unknown)}",
                 f"known options of [executor]: name, {', '.join(OPTIONS)}",
             )
+        for key, value, integer, low in (
+            ("cpus", cpus, True, 1),
+            ("gpus", gpus, True, 0),
+            ("mem_gb", mem_gb, False, 0),
+            ("time_min", time_min, True, 1),
+            ("array_parallelism", array_parallelism, True, 1),
+            ("poll_s", poll_s, False, 0),
+            ("record_grace_s", record_grace_s, False, 0),
+        ):
+            _check_number(key, value, integer=integer, low=low)
+        if not isinstance(fit_partition, bool):
+            raise UserError(f"[executor] fit_partition must be true or false, got {fit_partition!r}")
         if not shutil.which("sbatch") or not shutil.which("squeue"):
             raise UserError(
                 "--executor slurm was asked for but sbatch/squeue are not on PATH",
