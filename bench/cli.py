@@ -97,7 +97,7 @@ def cmd_run(args) -> int:
     with Store(run_dir) as store:
         report = rpt.build(store, result.run_id)
         prov = store.runs()[-1]["provenance"]
-        print_headline(report, console, run_dir)
+        print_headline(report, console, run_dir, spec.metrics)
         paths = rpt.write_files(report, run_dir, prov)
         failed = [
             (task_label(r["dataset"], r["model"], r["seed"], r["experiment"]), r["error"])
@@ -126,7 +126,8 @@ def cmd_report(args) -> int:
         if args.all:
             rpt.print_tables(report, console)
         else:
-            print_headline(report, console, args.run_dir)
+            selected = (runs[-1].get("spec") or {}).get("metrics") if runs else None
+            print_headline(report, console, args.run_dir, selected)
         paths = rpt.write_files(report, args.run_dir, prov)
         if args.html:
             from bench.report.html import write_html

@@ -50,9 +50,24 @@ def _tag(name: str) -> float:
         return float("inf")
 
 
-def headline_table(report: dict[str, Any], dataset: str) -> pd.DataFrame:
+def selected_values(metrics: list[str] | None) -> dict[str, str]:
+    """The directional values of the metrics a run selected by name (``--metrics``, ``metrics =`` in
+    TOML), each labelled by its own name: what the user asked for is shown, a plugin's too."""
+    if not metrics:
+        return {}
+    installed = available("metrics")
+    out: dict[str, str] = {}
+    for name in metrics:
+        metric = installed.get(name)
+        for value in getattr(metric, "directions", {}) or {}:
+            out[value if "@" not in value else value.split("@", 1)[0] + "@"] = value.split("@", 1)[0]
+    return out
+
+
+def headline_table(report: dict[str, Any], dataset: str, selected: list[str] | None = None) -> pd.DataFrame:
     """Rows models (controls last), columns the declared headline values of the main experiment
-    (and of experiments such as augmentation at their smallest tag), then the mean scaled score."""
+    (and of experiments such as augmentation at their smallest tag), the values of the metrics the
+    run selected by name (``selected``), then the mean scaled score."""
     summary = report["summary"]
     sub = summary[summary.dataset == dataset]
     models = order_models(sorted(set(sub.model)))
@@ -61,7 +76,11 @@ def headline_table(report: dict[str, Any], dataset: str) -> pd.DataFrame:
     cells = {(r.model, r.metric): r for r in sub.itertuples()}
     present = {metric for _, metric in cells}
     columns: list[tuple[str, str]] = []  # (value name, column label)
-    for name, label in headline_values().items():
+    declared = headline_values()
+    wanted = [*declared.items(), *((k, v) for k, v in selected_values(selected).items() if k not in declared)]
+    for name, label in wanted:
+        if any(col == name or col.startswith(name) for col, _ in columns):
+            continue
         if name.endswith("@"):
             tagged = sorted((m for m in present if m.startswith(name)), key=_tag)
             if not tagged:
@@ -204,12 +223,12 @@ def show_fitted(df: pd.DataFrame, title: str, console) -> None:
         console.print(text.replace("failed", "[red]failed[/red]", 1), highlight=False)
 
 
-def print_headline(report: dict[str, Any], console, run_dir=None) -> None:
-    """The console view of a run (module docstring)."""
+def print_headline(report: dict[str, Any], console, run_dir=None, selected: list[str] | None = None) -> None:
+    """The console view of a run (module docstring); ``selected``: the metrics the run named."""
     from rich.markup import escape
 
     for dataset, tables in report["datasets"].items():
-        show_fitted(headline_table(report, dataset), f"{dataset}: headline", console)
+        show_fitted(headline_table(report, dataset, selected), f"{dataset}: headline", console)
         console.print(escape(_wrap(HEADLINE_LEGEND, console.width)), style="dim", highlight=False)
         for title, df in tables["paper"].items():
             if title.startswith("Table 1"):
