@@ -84,12 +84,12 @@ def test_failed_seeds_and_failed_models_stay_visible(plugins, tmp_path, capsys):
     out = capsys.readouterr().out
     partial = r"-?\d\.\d{3} ± \d\.\d{3} \(2/3\)"
     table = out[out.index(": headline") : out.index("results:")]  # after the tasks' own lines
-    # the console's headline holds MMD (mean_corr is in `bench report --all` and summary.md, below)
+    # the console's headline holds the values of the metrics the run selected (--metrics)
     for model in ("flaky", "slow"):
         row = next(line for line in table.splitlines() if f"{model} " in line)
-        assert len(re.findall(partial, row)) == 1, row  # mmd over 2 of 3 seeds
+        assert len(re.findall(partial, row)) == 2, row  # mean_corr and mmd over 2 of 3 seeds
     broken_row = next(line for line in table.splitlines() if "broken " in line)
-    assert broken_row.count("failed") == 1
+    assert broken_row.count("failed") == 2
     assert "broken: failed on seeds 0, 1, 2 of 3: RuntimeError: broken: the model exploded" in out
     assert "flaky: failed on seed 1 of 3: ValueError: flaky: matrix is singular" in out
     assert "second line of detail" not in table  # one line per reason under the table
@@ -126,7 +126,7 @@ def test_failed_seeds_and_failed_models_stay_visible(plugins, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "12 task(s): 7 reused" in out
     start = out.index(": headline")
-    assert len(re.findall(partial, out[start : out.index("└", start)])) == 2  # the headline's MMD
+    assert len(re.findall(partial, out[start : out.index("└", start)])) == 4  # the headline
     check_files()
     # `bench report --all` and the HTML report show the same rows (every table) and reasons
     assert main(["report", str(run_dir), "--all", "--html"]) == 0
