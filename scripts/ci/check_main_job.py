@@ -17,16 +17,13 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    """``check_main_job.py 'bench run ...'`` checks; ``--run-dir 'bench run ...'`` prints the run dir."""
     from bench.cli import build_parser
     from bench.config import build_spec, load_toml, parse_list
     from bench.registry import get_generator
     from bench.runner import default_run_dir
 
-    only_dir = argv[:1] == ["--run-dir"]
-    argv = argv[1:] if only_dir else argv
     if len(argv) != 1:
-        print("usage: check_main_job.py [--run-dir] 'bench run ...'", file=sys.stderr)
+        print("usage: check_main_job.py 'bench run ...'", file=sys.stderr)
         return 2
     words = shlex.split(argv[0])
     if words[:2] != ["bench", "run"]:
@@ -43,9 +40,6 @@ def main(argv: list[str]) -> int:
         control=False if args.no_control else None,
     )
     run_dir = Path(args.out) if args.out else default_run_dir(spec)
-    if only_dir:
-        print(run_dir)
-        return 0
     summary = json.loads((run_dir / "summary.json").read_text())
     cells: dict[tuple[str, str, str], list[dict]] = {}
     for row in summary["summary"]:
