@@ -15,7 +15,7 @@ import pandas as pd
 from bench.api.metric import arrow
 from bench.registry import available
 from bench.report.summary import cell_text, direction_of, fmt, order_models
-from bench.report.tables import _best, _cells, index_names, rows
+from bench.report.tables import _best, _cells, console_texts, index_names, rows
 
 HEADLINE_LEGEND = (
     "mean ± sd over seeds, (n/N) when seeds are missing; ↓ lower, ↑ higher, (→0.5) closest to 0.5 is "
@@ -172,7 +172,6 @@ def augmentation_compact(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _rich_table(df: pd.DataFrame, columns: list, title: str | None):
-    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=title, title_justify="left", pad_edge=False, collapse_padding=True)
@@ -181,15 +180,7 @@ def _rich_table(df: pd.DataFrame, columns: list, title: str | None):
     for col in columns:
         t.add_column(str(col), justify="right", no_wrap=True)
     for idx, cells in rows(df[columns]):
-        texts = [
-            f"[bold green]{escape(text)}[/]"
-            if best
-            else f"[red]{escape(text)}[/]"
-            if text == "failed"
-            else escape(text)
-            for _, text, best in cells
-        ]
-        t.add_row(*map(str, idx), *texts)
+        t.add_row(*map(str, idx), *console_texts(cells))
     return t
 
 

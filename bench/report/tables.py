@@ -245,6 +245,20 @@ def rows(df: pd.DataFrame):
         yield key, [(col, str(v), (idx, col) in best) for col, v in r.items()]
 
 
+def console_texts(cells) -> list[str]:
+    """A row's cells (:func:`rows`) as rich markup: the best model's in bold green, failed in red."""
+    from rich.markup import escape
+
+    return [
+        f"[bold green]{escape(text)}[/]"
+        if best
+        else f"[red]{escape(text)}[/]"
+        if text == "failed"
+        else escape(text)
+        for _, text, best in cells
+    ]
+
+
 def index_names(df: pd.DataFrame) -> list[str]:
     return list(df.index.names) if isinstance(df.index, pd.MultiIndex) else [df.index.name or "model"]
 
@@ -262,15 +276,7 @@ def print_tables(report: dict[str, Any], console, *, paper: bool = True) -> None
         for col in df.columns:
             t.add_column(str(col), justify="right")
         for idx, cells in rows(df):
-            texts = [
-                f"[bold green]{escape(text)}[/]"
-                if best
-                else f"[red]{escape(text)}[/]"
-                if text == "failed"
-                else escape(text)
-                for _, text, best in cells
-            ]
-            t.add_row(*map(str, idx), *texts)
+            t.add_row(*map(str, idx), *console_texts(cells))
         console.print(t)
         for note in df.attrs.get("notes", []):
             console.print(f"  [red]failed[/red] {escape(note)}", highlight=False, soft_wrap=True)
