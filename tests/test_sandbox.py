@@ -526,3 +526,26 @@ def test_scancel_in_slurm_removes_the_container_and_fails_the_task(probe, engine
         (row,) = store.tasks().itertuples()
         error = store.task_row(row.key)["error"]
     assert row.status == "failed" and error.startswith("interrupted by SIGTERM (Slurm: scancel"), error
+
+
+@pytest.mark.parametrize("rel", ["/etc/passwd", "../outside.txt", "a/../../outside.txt", ""])
+def test_a_declared_input_outside_the_work_dir_is_refused(tmp_path, rel):
+    """Issue 32, finding 3a: an absolute path (or one with '..') in command_inputs was bind-mounted,
+    so a container could read any host file; only paths inside the work dir are mounted."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "outside.txt").write_text("host secret")
+    with pytest.raises(TaskFailed, match="not a path inside the work dir"):
+        S.docker_options(S.Sandbox(), S.Limits(MB, 1), work, inputs=(rel,), user=(1, 1), labels={})
+
+
+def test_a_declared_input_may_not_escape_through_a_symlink(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "outside.txt").write_text("host secret")
+    (work / "train.h5ad").symlink_to(tmp_path / "outside.txt")
+    with pytest.raises(TaskFailed, match="resolves outside the work dir"):
+        S.docker_options(S.Sandbox(), S.Limits(MB, 1), work, inputs=("train.h5ad",), user=(1, 1), labels={})
+    (work / "spec.json").write_text("{}")
+    opts = S.docker_options(S.Sandbox(), S.Limits(MB, 1), work, inputs=("spec.json",), user=(1, 1), labels={})
+    assert [m["Target"] for m in opts["mounts"]] == ["/work", "/work/spec.json"]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api.contract import DEFAULT_RESOURCES as CONTRACT_RESOURCES
-from bench.api.errors import UserError
+from bench.api.errors import TaskFailed, UserError
 
 # the image's non-root user (generators/scgan/Dockerfile); containers run as it when the caller is root
 SANDBOX_UID = 10001
@@ -251,6 +251,24 @@ def symlinks_in(work: Path) -> list[str]:
 
 
 # -- docker run options -----------------------------------------------------------------------------
+def input_path(work: Path, rel: str) -> Path:
+    """The host path of a declared input, which must lie inside the work dir: a relative path
+    without ``..`` that does not resolve (through a symlink) outside ``work``; else a TaskFailed
+    naming it (the sandbox mounts nothing else of the host, docs/docker.md)."""
+    from pathlib import PurePosixPath
+
+    pure = PurePosixPath(str(rel))
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts:
+        raise TaskFailed(
+            f"container input {rel!r} is not a path inside the work dir (absolute, empty or with '..')"
+        )
+    path = Path(work) / pure
+    resolved = path.resolve()
+    if resolved != Path(work).resolve() and Path(work).resolve() not in resolved.parents:
+        raise TaskFailed(f"container input {rel!r} resolves outside the work dir ({resolved})")
+    return path
+
+
 def docker_options(
     sandbox: Sandbox,
     limits: Limits,
@@ -269,7 +287,7 @@ def docker_options(
     work = Path(work).resolve()
     mounts = [docker.types.Mount("/work", str(work), type="bind", read_only=False)]
     for rel in inputs:
-        path = work / rel
+        path = input_path(work, rel)
         if path.exists():
             mounts.append(docker.types.Mount(f"/work/{rel}", str(path), type="bind", read_only=True))
     opts: dict[str, Any] = {
