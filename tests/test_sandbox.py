@@ -549,3 +549,41 @@ def test_a_declared_input_may_not_escape_through_a_symlink(tmp_path):
     (work / "spec.json").write_text("{}")
     opts = S.docker_options(S.Sandbox(), S.Limits(MB, 1), work, inputs=("spec.json",), user=(1, 1), labels={})
     assert [m["Target"] for m in opts["mounts"]] == ["/work", "/work/spec.json"]
+
+
+def _h5ad(path: Path) -> Path:
+    import anndata as ad
+    import numpy as np
+
+    ad.AnnData(np.ones((3, 2), dtype=np.float32)).write_h5ad(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["external_link", "soft_link", "external_storage"])
+def test_a_container_h5ad_that_would_read_host_files_is_refused(tmp_path, kind):
+    """Issue 32, finding 3c: an h5ad with HDF5 external storage made read_h5ad read a host file.
+    What a container wrote is read only as a self-contained HDF5 file."""
+    import h5py
+    import numpy as np
+
+    secret = tmp_path / "host-secret.bin"
+    secret.write_bytes(np.arange(6, dtype=np.float32).tobytes())
+    out = _h5ad(tmp_path / "generated.h5ad")
+    with h5py.File(out, "a") as f:
+        if kind == "external_link":
+            f["obsm_x"] = h5py.ExternalLink(str(_h5ad(tmp_path / "other.h5ad")), "/X")
+        elif kind == "soft_link":
+            f["alias"] = h5py.SoftLink("/X")
+        else:
+            del f["X"]
+            f.create_dataset("X", shape=(3, 2), dtype="f4", external=[(str(secret), 0, 24)])
+    with pytest.raises(TaskFailed, match="generated.h5ad refused"):
+        S.read_container_h5ad(out)
+    assert S.read_container_h5ad(_h5ad(tmp_path / "plain.h5ad")).shape == (3, 2)
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "a/b.h5ad", "", None, ".hidden/x"])
+def test_snapshot_index_names_must_be_plain_file_names(tmp_path, name):
+    with pytest.raises(TaskFailed, match="only a plain file name is read"):
+        S.container_file(tmp_path, name)
+    assert S.container_file(tmp_path, "snap-00010.h5ad") == tmp_path / "snap-00010.h5ad"

@@ -22,7 +22,7 @@ import anndata as ad
 import pandas as pd
 
 from bench.api import FitContext, FitResult, Generator, TaskFailed, UserError, split_request
-from bench.api.sandbox import Limits, Sandbox, parse_size, resolve_limits
+from bench.api.sandbox import Limits, Sandbox, container_file, parse_size, read_container_h5ad, resolve_limits
 from bench.generators.container import images
 from bench.generators.container.docker import run_docker
 from bench.generators.container.images import IMAGE_PREFIX, context_hash, ensure_image
@@ -264,7 +264,7 @@ class ContainerGenerator(Generator):
         if ctx.on_snapshot is None or not index.exists():
             return
         for item in json.loads(index.read_text()):
-            cells = ad.read_h5ad(folder / item["file"])
+            cells = read_container_h5ad(container_file(folder, item.get("file")))
             ctx.snapshot(
                 step=int(item["step"]),
                 cells_seen=item.get("cells_seen"),
@@ -283,7 +283,7 @@ class ContainerGenerator(Generator):
         path = work / "generated.h5ad"
         if not path.exists():
             raise TaskFailed(f"{self.name}: generate finished without writing generated.h5ad")
-        return ad.read_h5ad(path)
+        return read_container_h5ad(path)
 
     def save(self, path: str | Path) -> None:
         work = self._need_fitted()

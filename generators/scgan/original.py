@@ -36,6 +36,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from bench.api import INTEGER_1, INTEGER_2, FitContext, FitResult, TaskFailed, UserError, split_request
+from bench.api.sandbox import read_container_h5ad
 from bench.generators.container import ContainerGenerator, docker_client, run_docker
 
 ORIGINAL_REPOSITORY = "ghcr.io/imsb-uke/scgan"
@@ -181,7 +182,7 @@ def read_original_output(
 ) -> ad.AnnData:
     """The original's generated h5ad (obs_names 'fake', 'fake-1', ..., obs 'cluster' as cluster ids,
     no var names) -> our format: training genes as var_names, obs[label_key] with the labels."""
-    out = ad.read_h5ad(path)
+    out = read_container_h5ad(path)
     if out.n_vars != len(var_names):
         raise TaskFailed(
             f"original scGAN generated {out.n_vars} genes, the training data had {len(var_names)}"
