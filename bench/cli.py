@@ -286,6 +286,18 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def cmd_clean(args) -> int:
+    from bench.api.sandbox import remove_leftovers
+
+    console = _console()
+    removed = remove_leftovers(args.run_dir)
+    for where, names in removed.items():
+        console.print(f"removed {len(names)} leftover container(s) of {where}: {', '.join(names)}")
+    if not removed:
+        console.print("no leftover containers (containers of live runs are kept)")
+    return 0
+
+
 def cmd_status(args) -> int:
     from bench.status import show_status
 
@@ -303,6 +315,7 @@ COMMANDS = {
     "report": cmd_report,
     "run": cmd_run,
     "status": cmd_status,
+    "clean": cmd_clean,
     "tune": cmd_tune,
 }
 

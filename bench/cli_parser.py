@@ -253,4 +253,8 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     st = sub.add_parser("status", help="progress of a (detached) run")
     st.add_argument("run_dir", help="run dir of a `bench run` (Slurm runs: also the jobs' states)")
     st.set_defaults(func=commands["status"])
+
+    cl = sub.add_parser("clean", help="remove containers left by runs whose process died (SIGKILL, a crash)")
+    cl.add_argument("run_dir", nargs="?", help="only this run dir's (default: every run dir's)")
+    cl.set_defaults(func=commands["clean"])
     return p

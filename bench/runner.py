@@ -391,13 +391,13 @@ def _run_locked(spec, run_dir, the_plan, executor, *, force, progress, console, 
     from bench.interrupt import interruptible
     from bench.store import Store
 
-    removed = remove_leftovers(run_dir)  # containers of earlier runs of this run dir that crashed
-    if removed and console is not None:
-        console.print(
-            f"removed {len(removed)} leftover container(s) of an earlier run of {run_dir}: "
-            f"{', '.join(removed)}",
-            soft_wrap=True,
-        )
+    # containers of earlier runs (of any run dir) whose process died (SIGKILL, a crash)
+    for where, gone in remove_leftovers().items():
+        if console is not None:
+            console.print(
+                f"removed {len(gone)} leftover container(s) of an earlier run of {where}: {', '.join(gone)}",
+                soft_wrap=True,
+            )
     with Store(run_dir) as store:
         prov = provenance.collect(argv)
         prov["datasets"] = {d.name: {**d.info, "hash": d.hash} for d in the_plan.data.values()}

@@ -475,19 +475,19 @@ def test_bench_run_removes_leftovers_of_crashed_runs(probe, engine, tmp_path, ca
     crashed = engine.containers.run(**common, labels={S.LABEL_RUN_DIR: str(out), S.LABEL_TASK: "k",
                                                       S.LABEL_OWNER: f"{socket.gethostname()}:{dead.pid}:1"})  # fmt: skip
     live = engine.containers.run(**common, labels={S.LABEL_RUN_DIR: str(out), S.LABEL_OWNER: S.owner_label()})
-    other = engine.containers.run(**common, labels={S.LABEL_RUN_DIR: str(tmp_path / "elsewhere"),
+    other = engine.containers.run(**common, labels={S.LABEL_RUN_DIR: str((tmp_path / "elsewhere").resolve()),
                                                     S.LABEL_OWNER: f"{socket.gethostname()}:{dead.pid}:1"})  # fmt: skip
     try:
         make_counts(n_cells=90, n_genes=40).write_h5ad(tmp_path / "d.h5ad")
         assert main(["run", "--models", "nb", "--dataset", str(tmp_path / "d.h5ad"), "--label-key", "cell_type",
                      "--metrics", "mean_corr", "--experiments", "main", "--no-control", "--out", str(out)]) == 0  # fmt: skip
-        assert (
-            f"removed 1 leftover container(s) of an earlier run of {out}: {crashed.name}"
-            in capsys.readouterr().out
-        )
+        printed = capsys.readouterr().out
+        assert f"removed 1 leftover container(s) of an earlier run of {out}: {crashed.name}" in printed
         names = {c.name for c in labelled(engine, **{S.LABEL_RUN_DIR: out})}
         assert names == {live.name}  # a live owner's container stays
-        assert labelled(engine, **{S.LABEL_RUN_DIR: tmp_path / "elsewhere"})  # another run dir's stays
+        # issue 32, finding 3e: a dead run's container of another run dir goes at the next start of any run
+        assert f"of an earlier run of {(tmp_path / 'elsewhere').resolve()}: {other.name}" in printed
+        assert not labelled(engine, **{S.LABEL_RUN_DIR: (tmp_path / "elsewhere").resolve()})
     finally:
         for c in (crashed, live, other):
             with contextlib.suppress(Exception):
@@ -587,3 +587,26 @@ def test_snapshot_index_names_must_be_plain_file_names(tmp_path, name):
     with pytest.raises(TaskFailed, match="only a plain file name is read"):
         S.container_file(tmp_path, name)
     assert S.container_file(tmp_path, "snap-00010.h5ad") == tmp_path / "snap-00010.h5ad"
+
+
+@pytest.mark.docker
+def test_bench_clean_removes_dead_runs_containers_and_keeps_live_ones(probe, engine, tmp_path, capsys):
+    from bench.cli import main
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    common = {"image": probe["image"], "entrypoint": ["sleep", "300"], "detach": True, "network_mode": "none"}
+    run_dir = str((tmp_path / "run").resolve())
+    crashed = engine.containers.run(**common, labels={S.LABEL_RUN_DIR: run_dir,
+                                                      S.LABEL_OWNER: f"{socket.gethostname()}:{dead.pid}:1"})  # fmt: skip
+    live = engine.containers.run(**common, labels={S.LABEL_RUN_DIR: run_dir, S.LABEL_OWNER: S.owner_label()})
+    try:
+        assert main(["clean"]) == 0
+        assert f"removed 1 leftover container(s) of {run_dir}: {crashed.name}" in capsys.readouterr().out
+        assert {c.name for c in labelled(engine, **{S.LABEL_RUN_DIR: run_dir})} == {live.name}
+        assert main(["clean", run_dir]) == 0
+        assert "no leftover containers" in capsys.readouterr().out
+    finally:
+        for c in (crashed, live):
+            with contextlib.suppress(Exception):
+                c.remove(force=True)

@@ -448,16 +448,27 @@ def remove_task_containers(run_dir: str | Path, task: str, client=None) -> list[
     return remove_containers({"label": [f"{LABEL_RUN_DIR}={run_dir}", f"{LABEL_TASK}={task}"]}, client)
 
 
-def remove_leftovers(run_dir: str | Path, client=None) -> list[str]:
-    """Remove containers of earlier runs of ``run_dir`` whose owning process is gone (a run killed
-    with SIGKILL, a crashed node). Containers of live processes (a Slurm job still running on this
-    host, another ``bench run``) are kept."""
-    run_dir = str(Path(run_dir).resolve())
-    return remove_containers(
-        {"label": [f"{LABEL_RUN_DIR}={run_dir}"]},
-        client,
-        keep=lambda c: owner_alive(c.labels.get(LABEL_OWNER)),
-    )
+def remove_leftovers(run_dir: str | Path | None = None, client=None) -> dict[str, list[str]]:
+    """Remove containers of earlier runs whose owning process is gone (a run killed with SIGKILL,
+    a crashed node): of ``run_dir``, or of every run dir when None. Containers of live processes
+    (a Slurm job still running on this host, another ``bench run``) and of other hosts' processes
+    are kept. Returns {run dir: names of the containers removed}."""
+    label = LABEL_RUN_DIR if run_dir is None else f"{LABEL_RUN_DIR}={Path(run_dir).resolve()}"
+    client = _engine(client)
+    if client is None:
+        return {}
+    try:
+        found = client.containers.list(all=True, filters={"label": [label]})
+    except Exception:
+        return {}
+    removed: dict[str, list[str]] = {}
+    for container in found:
+        if owner_alive(container.labels.get(LABEL_OWNER)):
+            continue
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+            removed.setdefault(container.labels.get(LABEL_RUN_DIR, "?"), []).append(container.name)
+    return removed
 
 
 # -- what a container wrote ---------------------------------------------------------------------------
