@@ -44,14 +44,9 @@ def _interactive() -> bool:
 # -- commands ----------------------------------------------------------------------------------
 
 
-def cmd_run(args) -> int:
-    from bench import report as rpt
+def spec_of(args):
+    """The RunSpec of parsed `bench run` arguments (flags over the --config file over the profile)."""
     from bench.config import build_spec, load_toml, parse_list
-    from bench.failures import retry_advice
-    from bench.report.console import print_headline
-    from bench.runner import default_run_dir, dry_run, run
-    from bench.store import Store
-    from bench.tasks import task_label
 
     cfg = load_toml(args.config) if args.config else None
     executor = {}
@@ -59,7 +54,7 @@ def cmd_run(args) -> int:
         val = getattr(args, key)
         if val is not None:
             executor["name" if key == "executor" else key] = val
-    spec = build_spec(
+    return build_spec(
         cfg,
         models=parse_list(args.models),
         datasets=parse_list(args.dataset),
@@ -77,6 +72,17 @@ def cmd_run(args) -> int:
         check_orientation=False if args.no_orientation_check else None,
         executor=executor or None,
     )
+
+
+def cmd_run(args) -> int:
+    from bench import report as rpt
+    from bench.failures import retry_advice
+    from bench.report.console import print_headline
+    from bench.runner import default_run_dir, dry_run, run
+    from bench.store import Store
+    from bench.tasks import task_label
+
+    spec = spec_of(args)
     console = _console(wide=False)
     run_dir = Path(args.out) if args.out else default_run_dir(spec)
     if args.dry_run:

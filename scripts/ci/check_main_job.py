@@ -17,8 +17,7 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    from bench.cli import build_parser
-    from bench.config import build_spec, load_toml, parse_list
+    from bench.cli import build_parser, spec_of
     from bench.registry import get_generator
     from bench.runner import default_run_dir
 
@@ -30,15 +29,7 @@ def main(argv: list[str]) -> int:
         print(f"not a bench run command: {argv[0]}", file=sys.stderr)
         return 2
     args = build_parser().parse_args(words[1:])
-    spec = build_spec(
-        load_toml(args.config) if args.config else None,
-        models=parse_list(args.models),
-        datasets=parse_list(args.dataset),
-        seeds=parse_list(args.seeds, int),
-        profile=args.profile,
-        experiments=parse_list(args.experiments),
-        control=False if args.no_control else None,
-    )
+    spec = spec_of(args)  # the spec `bench run` itself builds from these arguments
     run_dir = Path(args.out) if args.out else default_run_dir(spec)
     summary = json.loads((run_dir / "summary.json").read_text())
     cells: dict[tuple[str, str, str], list[dict]] = {}
