@@ -1,4 +1,4 @@
-"""CI runs the README, verbatim: .ci/run takes its commands from README.md's marked blocks, runs the
+"""CI runs the README, verbatim: .ci/run runs README.md's marked commands exactly as written, the
 setup and the main job with a user's environment (no BENCH_* or CI variable), and wraps only the
 test command with the test-only switches. These tests fail when the two drift apart."""
 
@@ -39,22 +39,29 @@ def test_readme_marks_the_setup_main_job_and_test_commands():
         assert not re.match(r"^\w+=", command), command
 
 
-def test_ci_runs_the_readme_blocks_and_nothing_in_their_place():
-    text = CI.read_text()
-    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    assert "readme setup-and-main-job" in code and "readme tests" in code
-    assert 'as_user "$cmd"' in code
-    # the README's commands are not spelled out in CI (they come from the README only)
+def ci_code() -> list[str]:
+    """.ci/run's lines without comments and blank lines."""
+    return [
+        line for line in CI.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def test_ci_runs_the_readme_commands_exactly_as_written():
     found = readme_commands.blocks((ROOT / "README.md").read_text())
-    for command in [*found["setup-and-main-job"], *found["tests"]]:
-        assert command not in code, f".ci/run spells out {command!r} instead of reading the README"
-    # no BENCH_* variable is exported before the README's setup and main job ran
-    before = code[: code.index('as_user "$cmd"')]
-    assert not re.search(r"^\s*(export\s+)?BENCH_\w+=", before, re.M), "BENCH_* set before the README steps"
-    # the test-only switches wrap the test command only
-    for line in code.splitlines():
-        if "BENCH_REQUIRE_" in line:
-            assert "tests[0]" in line, line
+    code = ci_code()
+    # setup and main job: through as_user (a user's environment), in the README's order, nothing else
+    steps = [re.fullmatch(r"as_user '(.*)'", line).group(1) for line in code if line.startswith("as_user '")]
+    assert steps == found["setup-and-main-job"]
+    # the test command: the README's, wrapped only by the test-only switches
+    (test_line,) = [line for line in code if "BENCH_REQUIRE_" in line]
+    switches = "BENCH_REQUIRE_DOCKER=1 BENCH_REQUIRE_SLURM=1 BENCH_REQUIRE_CHROMIUM=1 "
+    assert [test_line] == [switches + command for command in found["tests"]]
+    # the README's steps come first, and no BENCH_* variable is set before they ran
+    first = next(i for i, line in enumerate(code) if line.startswith("as_user '"))
+    assert not any(re.search(r"^\s*(export\s+)?BENCH_\w+=", line) for line in code[:first])
+    assert code.index(test_line) > first
+    # the main-job check reads the run dir of exactly the README's main job
+    assert f"python3 scripts/ci/check_main_job.py '{found['setup-and-main-job'][1]}'" in code
 
 
 def test_as_user_drops_ci_only_variables(tmp_path):
@@ -62,7 +69,7 @@ def test_as_user_drops_ci_only_variables(tmp_path):
     text = CI.read_text()
     body = re.search(r"^as_user\(\) \{.*?^\}", text, re.M | re.S).group(0)
     script = tmp_path / "probe.sh"
-    script.write_text(body + '\nas_user "env"\n')
+    script.write_text(body + '\nas_user "env"\n')  # prints the command, the environment, the time
     env = {**os.environ, "BENCH_BASE_IMAGE": "x", "BENCH_REQUIRE_DOCKER": "1", "CI": "true", "KEEP_ME": "1"}
     out = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=True).stdout
     names = {line.split("=", 1)[0] for line in out.splitlines() if "=" in line}

@@ -7,8 +7,8 @@ A block is marked by an HTML comment on the line before its fence, invisible on 
     bash scripts/setup.sh --services   # comments after the command are dropped
     ```
 
-.ci/run runs each block's commands through this script, so what CI runs is what the README says
-(tests/test_ci_readme.py checks both sides). Standard library only: it runs before setup.
+.ci/run runs each block's commands exactly as written; tests/test_ci_readme.py reads the blocks with
+this script and fails when .ci/run and the README differ. Standard library only.
 
     python3 scripts/ci/readme_commands.py setup        # prints the setup command(s)
     python3 scripts/ci/readme_commands.py --list       # the block names
