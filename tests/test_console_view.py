@@ -78,3 +78,27 @@ def test_all_prints_every_table(report):
     short, everything = render(report, 200), render(report, 200, everything=True)
     assert "scaled scores (real control = 1" in everything and "scaled scores (real control = 1" not in short
     assert len(everything.splitlines()) > 2 * len(short.splitlines())
+
+
+def test_the_headline_shows_a_missing_seed_and_a_failed_model_in_the_scaled_score(tmp_path):
+    """A model with a failed seed reads (n/N) in every headline column, the scaled score too; a
+    model whose tasks all failed reads `failed` there, never a blank or n/a."""
+    from tests.store_fixtures import fill_run
+
+    def vals(mmd, auc):
+        return {"mmd": mmd, "auc": auc}
+
+    tasks = {}
+    for seed in (0, 1):
+        tasks[("real", seed)] = vals(0.0, 0.5)
+        tasks[("shuffled", seed)] = vals(1.0, 1.0)
+        tasks[("good", seed)] = vals(0.2 + seed * 0.01, 0.6)
+        tasks[("broken", seed)] = "RuntimeError: exploded"
+    tasks[("flaky", 0)] = vals(0.4, 0.7)
+    tasks[("flaky", 1)] = "ValueError: singular"
+    fill_run(tmp_path / "run", tasks)
+    with Store(tmp_path / "run", create=False) as store:
+        head = headline_table(build(store), "toy")
+    assert head.loc["flaky", "scaled ↑"].endswith("(1/2)") and head.loc["flaky", "MMD ↓"].endswith("(1/2)")
+    assert head.loc["broken", "scaled ↑"] == "failed" and head.loc["broken", "MMD ↓"] == "failed"
+    assert "(" not in head.loc["good", "scaled ↑"]

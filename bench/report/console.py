@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from bench.api.metric import arrow
+from bench.config import CONTROLS
 from bench.registry import available
 from bench.report.summary import cell_text, direction_of, fmt, order_models
-from bench.report.tables import _best, _cells, console_texts, index_names, rows
+from bench.report.tables import FIG7_TITLE, TABLE1_TITLE, _best, _cells, console_texts, index_names, rows
 
 HEADLINE_LEGEND = (
     "mean ± sd over seeds, (n/N) when seeds are missing; ↓ lower, ↑ higher, (→0.5) closest to 0.5 is "
@@ -100,23 +101,22 @@ def headline_table(report: dict[str, Any], dataset: str, selected: list[str] | N
         best |= {(m, label) for m in _best(column, direction, target)}
     means = report.get("scaled", {}).get("means")
     if means is not None and not means.empty:
-        means = means[means.dataset == dataset]
-        label = "scaled ↑"
-        scores = {}
+        means = means[means.dataset == dataset].set_index("model")
+        planned = report["planned"]
+        planned = planned[(planned.dataset == dataset) & (planned.experiment == "main")]
+        n_planned = planned.groupby("model").seed.nunique()
+        label, scores = "scaled ↑", {}
         for model in models:
-            hit = means[means.model == model]
-            if len(hit):
-                r = hit.iloc[0]
-                data[model][label] = fmt(float(r["mean"]), float(r["sd"]), int(r["n"]))
+            failed = any(r.status == "failed" for (m, _), r in cells.items() if m == model)
+            if model in means.index:
+                r = means.loc[model]
                 scores[model] = float(r["mean"])
-            else:
-                data[model][label] = "n/a"
-        from bench.config import CONTROLS
-
+                data[model][label] = fmt(scores[model], float(r["sd"]), int(r["n"]), n_planned.get(model))
+            else:  # no scaled score: its main tasks failed, or it has no value every model has
+                data[model][label] = "failed" if failed else "n/a"
         ranked = {m: v for m, v in scores.items() if m not in CONTROLS}
         if len(ranked) >= 2:
-            top = max(ranked.values())
-            best |= {(m, label) for m, v in ranked.items() if v == top}
+            best |= {(m, label) for m, v in ranked.items() if v == max(ranked.values())}
     df = pd.DataFrame.from_dict(data, orient="index")
     df.attrs["best"] = best
     main = report["datasets"].get(dataset, {}).get("main")
@@ -222,9 +222,9 @@ def print_headline(report: dict[str, Any], console, run_dir=None, selected: list
         show_fitted(headline_table(report, dataset, selected), f"{dataset}: headline", console)
         console.print(escape(_wrap(HEADLINE_LEGEND, console.width)), style="dim", highlight=False)
         for title, df in tables["paper"].items():
-            if title.startswith("Table 1"):
+            if title == TABLE1_TITLE:
                 show_fitted(time_table(report, dataset), f"{dataset}: {title}", console)
-            elif title.startswith("Fig. 7"):
+            elif title == FIG7_TITLE:
                 show_fitted(augmentation_compact(df), f"{dataset}: {title}", console)
     where = f"{run_dir}" if run_dir is not None else "RUN_DIR"
     text = (
