@@ -58,7 +58,12 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    raise TypeError(f"cannot store {type(value).__name__} in the settings file")
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_toml_value, value)) + "]"
+    raise UserError(
+        f"your scgenbench settings {path()} hold a {type(value).__name__} value that scgenbench cannot rewrite",
+        "set the value by hand in that file, or move the nested table out of it",
+    )
 
 
 def record(table: str, key: str, value: Any) -> Path:
@@ -68,7 +73,7 @@ def record(table: str, key: str, value: Any) -> Path:
     lines = ["# scgenbench settings (bench.api.userconfig); written by scgenbench, edits are kept"]
     for name, values in data.items():
         lines.append(f"\n[{name}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if not isinstance(v, dict | list)]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
     p = path()
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(".toml.tmp")
