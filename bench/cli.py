@@ -293,8 +293,10 @@ def cmd_tune(args) -> int:
 
 
 def cmd_clean(args) -> int:
-    from bench.api.sandbox import remove_leftovers
+    from bench.api.sandbox import docker_client, remove_leftovers
 
+    if docker_client() is None:
+        raise UserError("no Docker engine answers, so there are no containers to clean", "start Docker")
     console = _console()
     removed = remove_leftovers(args.run_dir)
     for where, names in removed.items():
