@@ -16,11 +16,15 @@ set -euo pipefail
 SEURAT_BASE="${BENCH_SEURAT_BASE_IMAGE:-scgenbench/seurat-base:bookworm}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 WORK="${BENCH_SEURAT_WORKDIR:-/var/tmp/scgenbench-seurat}"
-# the interpreter with scgenbench: $PYTHON, else the one of the `bench` command, else python3
-PYTHON="${PYTHON:-}"
-if [ -z "$PYTHON" ]; then
-  PYTHON=python3
-  if command -v bench >/dev/null 2>&1; then PYTHON="$(head -n1 "$(command -v bench)" | sed 's/^#!//')"; fi
+# the interpreter with scgenbench: $PYTHON, else the first of python3, python and the `bench`
+# command's shebang that imports it (`bench` may be a pyenv shim, a bash script: its shebang is no
+# interpreter, so every candidate is tried, not trusted)
+if [ -z "${PYTHON:-}" ]; then
+  for cand in python3 python "$(head -n1 "$(command -v bench 2>/dev/null || echo /dev/null)" | sed -n 's/^#!//p')"; do
+    [ -n "$cand" ] || continue
+    if $cand -c 'import bench' >/dev/null 2>&1; then PYTHON="$cand"; break; fi
+  done
+  [ -n "${PYTHON:-}" ] || { echo "seurat-image: no python here imports scgenbench (pip install -e . first, or set PYTHON)" >&2; exit 1; }
 fi
 T0=$(date +%s)
 log() { echo "[seurat-image +$(( $(date +%s) - T0 ))s] $*"; }
