@@ -63,6 +63,7 @@ def spec_of(args):
         label_key=args.label_key,
         metrics=parse_list(args.metrics),
         experiments=parse_list(args.experiments),
+        protocols=parse_list(args.protocol),
         rare_class=args.rare_class,
         fractions=parse_list(args.fractions, float),
         device=args.device,

@@ -92,6 +92,12 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     r.add_argument("--metrics", help="comma-separated metric names (default: all installed)")
     r.add_argument("--experiments", help="main,augmentation (default both)")
     r.add_argument(
+        "--protocol",
+        help="evaluation protocols the sample metrics are also scored in, comma-separated: pca-real, "
+        "paper (the authors' Seurat integration in R, both groupings; or paper:joint, paper:pairwise), "
+        "harmony (a Python stand-in for paper); genes is always scored (docs/metrics.md)",
+    )
+    r.add_argument(
         "--main-generation",
         choices=["unconditional", "per-label"],
         help="main experiment: sample freely (paper protocol, default) or the test set's per-label counts",

@@ -57,6 +57,9 @@ MAIN_GENERATION = ("unconditional", "per-label")
 # cells, the noise floor; scaled score 1) and the negative control (each gene permuted across cells;
 # scaled score 0), see bench.report.scaling
 CONTROLS = ("real", "shuffled")
+# the evaluation protocol every run scores in (the main experiment's own; bench.protocols.genes); the
+# others (--protocol) are added to it (docs/metrics.md, "Evaluation protocols")
+DEFAULT_PROTOCOL = "genes"
 
 
 @dataclass
@@ -75,6 +78,9 @@ class RunSpec:
     device: str = "auto"
     control: bool = True  # add the controls (CONTROLS)
     main_generation: str = "unconditional"
+    # evaluation protocols (bench.protocols): keys such as "pca-real", "paper:joint"; a bare "paper" or
+    # "harmony" means both groupings; "genes" is always scored (the main experiment's own)
+    protocols: list[str] = field(default_factory=lambda: [DEFAULT_PROTOCOL])
     timeout_s: float | None = None
     check_orientation: bool = True  # refuse files that look genes x cells (--no-orientation-check)
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -103,6 +109,7 @@ class RunSpec:
             )
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"unknown device '{self.device}'", "use --device auto, cpu or cuda")
+        self.protocols = resolve_protocols(self.protocols)
 
     def _check_types(self) -> None:
         """Types and ranges of the settings a TOML file or a flag can get wrong (UserError)."""
@@ -139,7 +146,9 @@ class RunSpec:
             value = getattr(self, key)
             if value is not None and not isinstance(value, str):
                 raise UserError(f"{key} must be a string, got {value!r}", f'use e.g. {key} = "cell_type"')
-        for key in ("models", "datasets", "experiments") + (("metrics",) if self.metrics is not None else ()):
+        for key in ("models", "datasets", "experiments", "protocols") + (
+            ("metrics",) if self.metrics is not None else ()
+        ):
             value = getattr(self, key)
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise UserError(
@@ -157,6 +166,26 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def resolve_protocols(requested: list[str]) -> list[str]:
+    """The protocol keys of a run: ``genes`` first, then each requested key once; a bare name with
+    groupings (``paper``, ``harmony``) stands for every grouping. UserError names the known keys."""
+    from bench.protocols import PROTOCOLS, protocol_keys
+
+    keys = protocol_keys()
+    out = [DEFAULT_PROTOCOL]
+    for item in requested:
+        name, _, grouping = str(item).partition(":")
+        cls = PROTOCOLS.get(name)
+        if cls is None or (grouping and grouping not in cls.groupings) or (grouping and not cls.groupings):
+            raise UserError(
+                f"unknown evaluation protocol '{item}'",
+                f"use one or more of: {', '.join(keys)} (a bare paper or harmony means both groupings)",
+            )
+        expanded = [item] if grouping or not cls.groupings else [f"{name}:{g}" for g in cls.groupings]
+        out += [k for k in expanded if k not in out]
+    return out
 
 
 def _is_int(value: Any) -> bool:
@@ -205,6 +234,7 @@ _KNOWN_KEYS = {
     "check_orientation",
     "executor",
     "main_generation",
+    "protocols",
     "model_params",
 }
 
@@ -261,7 +291,7 @@ def build_spec(file_cfg: dict[str, Any] | None, **cli: Any) -> RunSpec:
             cfg[key] = value
     if "models" not in cfg:
         raise UserError("no models given", "pass --models, e.g. --models activa,nb, or list them in --config")
-    for key in ("datasets", "models", "metrics", "experiments"):
+    for key in ("datasets", "models", "metrics", "experiments", "protocols"):
         if isinstance(cfg.get(key), str):
             cfg[key] = parse_list(cfg[key])
     cfg.setdefault("executor", {"name": "local"})

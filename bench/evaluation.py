@@ -320,6 +320,10 @@ class EvalContext:
     rare_class: str | None = None
     seed: int = 0
     cache: dict[str, Any] = field(default_factory=dict)
+    # the evaluation protocol the metrics score in (bench.protocols) and, for any but "genes", the
+    # (real test cells, generated cells) the protocol embedded for this task's model
+    protocol: str = "genes"
+    embedding: tuple[Any, Any] | None = None
 
     @property
     def shared(self) -> SharedWork:
@@ -431,6 +435,23 @@ class EvalContext:
         # the per-label cells); the next task's cells replace them
         slots[:] = [*slots[-1:], (adata, scale, X_log, pcs)]
         return X_log, pcs
+
+    def features(self, adata: ad.AnnData, space: str = "pca50") -> tuple[Any, Any]:
+        """(real test cells, generated cells) in the space a metric compares them in. Under the
+        ``genes`` protocol the contract's: ``space`` "genes" (log-normalised, every gene) or "pca50"
+        (their projection on the 50 PCs fit on the real training cells); under any other protocol
+        the protocol's embedding of this task's model (``embedding``), whatever ``space`` says."""
+        if self.protocol != "genes":
+            if self.embedding is None:
+                raise TaskFailed(f"protocol {self.protocol}: no embedding of the generated cells was made")
+            return self.embedding
+        X_log, pcs = self.transform_generated(adata)
+        return (self.test_log, X_log) if space == "genes" else (self.test_pcs, pcs)
+
+    def space_name(self, space: str = "pca50") -> str:
+        """What :meth:`features` compares in, as recorded with the values: ``space`` under ``genes``,
+        else the protocol's key."""
+        return space if self.protocol == "genes" else self.protocol
 
     # -- differentially expressed genes of the real data -------------------------------------
     def de_genes(self, n_genes: int = 5, method: str = "wilcoxon") -> list[str]:

@@ -11,11 +11,11 @@ from bench import provenance
 from bench.api.contract import resolve_device
 from bench.api.errors import UserError
 from bench.codeversion import code_version, scoring_version
-from bench.config import CONTROLS, RunSpec
+from bench.config import CONTROLS, DEFAULT_PROTOCOL, RunSpec
 from bench.executors.base import Outcome
 from bench.interrupt import Interrupted
 from bench.registry import get_generator, get_metric, names
-from bench.tasks import DataSpec, TaskSpec
+from bench.tasks import DataSpec, TaskSpec, protocol_experiment
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class ResolvedRun:
     main_generation: str
     timeout_s: float | None
     executor: dict[str, Any]
+    protocols: list[str]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,6 +47,7 @@ class ResolvedRun:
             f"profile {self.profile}; seeds {', '.join(map(str, self.seeds))}; device {self.device}; "
             f"main generation {self.main_generation}; executor {self.executor.get('name', 'local')}"
             + (f"; timeout {self.timeout_s:g} s per task" if self.timeout_s is not None else "")
+            + f"; evaluation protocols {', '.join(self.protocols)}"
         ]
         for name, d in self.datasets.items():
             out.append(
@@ -109,6 +111,7 @@ def plan(spec: RunSpec, *, progress: bool = False, write: bool = True) -> Plan:
                 + (" and --fractions" if name == "augmentation" else ""),
             )
         metrics[name].options_for(spec.profile, options)
+    check_protocols([p for p in spec.protocols if p != DEFAULT_PROTOCOL])
     model_params: dict[str, dict[str, Any]] = {}
     for name, cls in gens.items():
         params = cls.params_for_profile(spec.profile, spec.model_params.get(name))
@@ -176,6 +179,17 @@ def plan(spec: RunSpec, *, progress: bool = False, write: bool = True) -> Plan:
             for n, m in metrics.items()
             if m.main_input is not None
         }
+        # per protocol other than genes, the main experiment's metrics it supports (Metric.protocols)
+        protocol_metrics = {
+            p: {
+                n: o
+                for n, o in main_metrics.items()
+                if metrics[n].kind == "sample" and metrics[n].supports(p)
+            }
+            for p in spec.protocols
+            if p != DEFAULT_PROTOCOL
+        }
+        protocol_metrics = {p: m for p, m in protocol_metrics.items() if m}
         per_dataset[name] = {
             "hash": prepared.hash,
             "train_cells": int(prepared.train.n_obs),
@@ -208,6 +222,7 @@ def plan(spec: RunSpec, *, progress: bool = False, write: bool = True) -> Plan:
                             experiment="main",
                             metrics=main_metrics,
                             scoring=scoring_of(main_metrics),
+                            keep_generated=bool(protocol_metrics),
                         )
                     )
                 for ename, metric in experiments.items():
@@ -224,6 +239,7 @@ def plan(spec: RunSpec, *, progress: bool = False, write: bool = True) -> Plan:
                             scoring=scoring_of([ename]),
                         )
                     )
+        tasks += protocol_tasks([t for t in tasks if t.dataset == name], protocol_metrics, scoring_of)
     if write:
         from bench.datasets import save_prepared
 
@@ -255,8 +271,55 @@ def plan(spec: RunSpec, *, progress: bool = False, write: bool = True) -> Plan:
         main_generation=spec.main_generation,
         timeout_s=spec.timeout_s,
         executor=dict(spec.executor),
+        protocols=list(spec.protocols),
     )
     return Plan(tasks=tasks, data=data, skipped=skipped, header=header, code=code, resolved=resolved)
+
+
+def protocol_tasks(
+    main_tasks: list[TaskSpec], protocol_metrics: dict[str, dict], scoring_of
+) -> list[TaskSpec]:
+    """The protocol tasks of one dataset's main tasks: per protocol (other than genes) and main task,
+    one task scoring that model's kept cells in the protocol (bench.protocols.tasks). A ``joint``
+    grouping's tasks read every model of the seed (they are integrated together); any other reads its
+    own model's."""
+    out: list[TaskSpec] = []
+    mains = [t for t in main_tasks if t.experiment == "main" and t.protocol == DEFAULT_PROTOCOL]
+    for protocol, pmetrics in protocol_metrics.items():
+        joint = protocol.endswith(":joint")
+        for task in mains:
+            same_seed = {t.model: t.key for t in mains if t.seed == task.seed}
+            out.append(
+                TaskSpec(
+                    dataset=task.dataset,
+                    data=task.data,
+                    data_hash=task.data_hash,
+                    model=task.model,
+                    params=task.params,
+                    seed=task.seed,
+                    experiment=protocol_experiment(protocol),
+                    metrics=pmetrics,
+                    profile=task.profile,
+                    rare_class=task.rare_class,
+                    device=task.device,
+                    timeout_s=task.timeout_s,
+                    generation=task.generation,
+                    code=task.code,
+                    scoring=scoring_of(pmetrics),
+                    protocol=protocol,
+                    inputs=same_seed if joint else {task.model: task.key},
+                )
+            )
+    return out
+
+
+def check_protocols(protocols: list[str]) -> None:
+    """Everything a protocol needs that a user can lack (Docker and the Seurat image for ``paper``,
+    harmonypy for ``harmony``): UserError at plan time, before any task runs."""
+    from bench.protocols import get_protocol
+
+    for key in protocols:
+        get_protocol(key).check()
 
 
 def describe_labels(prepared, label_key: str | None) -> list[str]:
@@ -407,6 +470,7 @@ def _run_locked(spec, run_dir, the_plan, executor, *, force, progress, console, 
         store.add_planned(run_id, the_plan.tasks)
         done = store.done_keys()
         pending = [t for t in the_plan.tasks if force or t.key not in done]
+        pending += _without_kept_cells(the_plan.tasks, pending, done, run_dir)
         reused = len(the_plan.tasks) - len(pending)
         if console is not None:
             for line in the_plan.header:
@@ -415,28 +479,66 @@ def _run_locked(spec, run_dir, the_plan, executor, *, force, progress, console, 
             console.print(msg + (" (--force)" if force else ""))
             for note in the_plan.skipped:
                 console.print(f"  [dim]{note}[/dim]")
+        # two phases: the protocol tasks read the cells that the main tasks of the first phase keep
+        phases = [
+            [t for t in pending if t.protocol == DEFAULT_PROTOCOL],
+            [t for t in pending if t.protocol != DEFAULT_PROTOCOL],
+        ]
+        if detach and phases[0] and phases[1]:
+            if console is not None:
+                console.print(
+                    f"  {len(phases[1])} protocol task(s) wait for the main tasks' cells: run the same "
+                    "`bench run` again once the detached jobs have ended",
+                    soft_wrap=True,
+                )
+            phases[1] = []
+        failed: list[str] = []
+        detached = False
         with interruptible():  # SIGTERM/SIGINT: the running task is stopped and recorded as failed
-            outcomes = executor.execute(
-                pending,
-                store,
-                run_dir=run_dir,
-                run_id=run_id,
-                progress=progress,
-                console=console,
-                data=the_plan.data,
-                detach=detach,
-            )
-            result = store_outcomes(store, outcomes, run_id)
+            for tasks in phases:
+                if not tasks:
+                    continue
+                outcomes = executor.execute(
+                    tasks,
+                    store,
+                    run_dir=run_dir,
+                    run_id=run_id,
+                    progress=progress,
+                    console=console,
+                    data=the_plan.data,
+                    detach=detach,
+                )
+                result = store_outcomes(store, outcomes, run_id)
+                failed += list(result.get("failed", []))
+                detached = detached or bool(result.get("detached", False))
     return RunResult(
         run_dir=run_dir,
         run_id=run_id,
         planned=len(the_plan.tasks),
         reused=reused,
         ran=len(pending),
-        failed=list(result.get("failed", [])),
-        detached=bool(result.get("detached", False)),
+        failed=failed,
+        detached=detached,
         keys=[t.key for t in the_plan.tasks],
     )
+
+
+def _without_kept_cells(
+    tasks: list[TaskSpec], pending: list[TaskSpec], done: set[str], run_dir: Path
+) -> list[TaskSpec]:
+    """The finished main tasks that must run again because a pending protocol task needs the generated
+    cells they did not keep (a run before protocols were asked for, or a removed ``generated/``).
+    Their values come out the same: a task is a pure function of its key."""
+    from bench.tasks import kept_cells
+
+    needed = {key for t in pending if t.protocol != DEFAULT_PROTOCOL for key in t.inputs.values()}
+    queued = {t.key for t in pending}
+    return [
+        t
+        for t in tasks
+        if t.key in needed and t.key in done and t.key not in queued
+        and not kept_cells(Path(run_dir) / "generated", t.key).is_file()
+    ]  # fmt: skip
 
 
 def dry_run(spec: RunSpec, run_dir: str | Path, *, console) -> Plan:

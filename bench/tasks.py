@@ -56,6 +56,19 @@ def task_label(dataset: str, model: str, seed: int, experiment: str) -> str:
     return f"{dataset}/{model}/seed{seed}/{experiment}"
 
 
+def protocol_experiment(protocol: str) -> str:
+    """The experiment label of the main experiment scored in ``protocol``: ``main`` for ``genes`` (the
+    main tasks' own protocol), ``main@pca-real``, ``main@paper:joint`` ... for the protocol tasks. The
+    label keeps protocols apart in the store, the tables, the baselines and the gate; each value also
+    records its protocol in its params."""
+    return "main" if protocol == "genes" else f"main@{protocol}"
+
+
+def kept_cells(kept_dir: str | Path, key: str) -> Path:
+    """Where main task ``key`` keeps its generated cells for the protocol tasks (an .h5ad file)."""
+    return Path(kept_dir) / f"{key}.h5ad"
+
+
 @dataclass
 class TaskSpec:
     dataset: str  # display name
@@ -75,6 +88,15 @@ class TaskSpec:
     # and the hash of the scoring code; both go into the key
     code: dict[str, Any] = field(default_factory=dict)
     scoring: str = ""
+    # the evaluation protocol the task scores in (bench.protocols). "genes": the main experiment's own
+    # task, which fits and generates. Any other: a protocol task of the main experiment, which fits
+    # nothing: it reads the generated cells that the main tasks in ``inputs`` kept ({model: main task
+    # key}: the task's own model, or for a joint grouping every model integrated together)
+    protocol: str = "genes"
+    inputs: dict[str, str] = field(default_factory=dict)
+    # a main task keeps its generated cells in the run dir for the protocol tasks (not in the key:
+    # keeping them does not change a value)
+    keep_generated: bool = False
     key: str = ""
 
     def __post_init__(self) -> None:
@@ -91,6 +113,8 @@ class TaskSpec:
                 "generation": self.generation,
                 "scoring": self.scoring,
             }
+            if self.protocol != "genes":  # the main tasks' keys stay what they were before protocols
+                ident |= {"protocol": self.protocol, "inputs": self.inputs}
             blob = json.dumps(ident, sort_keys=True, default=str).encode()
             self.key = hashlib.sha256(blob).hexdigest()[:20]
 
@@ -177,10 +201,12 @@ def execute_task(
     progress: bool = False,
     data=None,
     shared_dir: str | Path | None = None,
+    kept_dir: str | Path | None = None,
 ) -> TaskRecord:
     """Fit, generate and score one task (through bench.pipeline); never raises for task failures
     (returns status 'failed'). ``shared_dir``: where the model-independent work is kept for the
-    whole run (the run dir's ``shared/``; bench.evaluation.SharedWork)."""
+    whole run (the run dir's ``shared/``; bench.evaluation.SharedWork); ``kept_dir``: where main
+    tasks keep their generated cells for the protocol tasks (the run dir's ``generated/``)."""
     from bench.evaluation import EvalContext
     from bench.pipeline import Pipeline, score
 
@@ -220,8 +246,10 @@ def execute_task(
         )
         if shared_dir is not None:
             ctx.share_on_disk(shared_dir, spec.data_hash)
-        if spec.experiment == "main":
-            _main_experiment(spec, pipe, ctx, data, rec)
+        if spec.protocol != "genes":
+            _protocol_experiment(spec, ctx, data, rec, kept_dir, shared_dir, work_dir)
+        elif spec.experiment == "main":
+            _main_experiment(spec, pipe, ctx, data, rec, kept_dir)
         else:
             options = spec.metrics.get(spec.experiment, {})
             out = score(spec.experiment, ctx, pipe.fit_generate, seed=spec.seed, options=options)
@@ -239,7 +267,7 @@ def execute_task(
     return rec
 
 
-def _main_experiment(spec: TaskSpec, pipe, ctx, data, rec: TaskRecord) -> None:
+def _main_experiment(spec: TaskSpec, pipe, ctx, data, rec: TaskRecord, kept_dir=None) -> None:
     """The main experiment's task: one fit (with convergence snapshots), one generation of the test
     set's size, and every metric that takes the main cells, the per-label cells or the fit."""
     from bench.convergence import ConvergenceMonitor
@@ -270,6 +298,8 @@ def _main_experiment(spec: TaskSpec, pipe, ctx, data, rec: TaskRecord) -> None:
         request = int(data.test.n_obs)
     generated = pipe.generate_cells(fitted, request, seed=spec.seed + 1)
     ctx.cache["generated"] = generated
+    if spec.keep_generated and kept_dir is not None:
+        keep_cells(generated, kept_cells(kept_dir, spec.key))
     fit_info["time_generation"] = lambda n: pipe.time_generation(fitted, n, seed=spec.seed + 2)
     per_label = PerLabelCells(pipe, fitted, generated, request, data.test, spec.seed)
     # what each metric declares it takes (Metric.main_input); experiment metrics run as their own task
@@ -282,12 +312,49 @@ def _main_experiment(spec: TaskSpec, pipe, ctx, data, rec: TaskRecord) -> None:
         if arg is None:  # per-label cells of an unconditional model: n/a
             continue
         # score() keeps torch's thread count for the next metric and for generation
-        _collect(rec, name, score(metric, ctx, arg, seed=spec.seed, options=options))
+        out = score(metric, ctx, arg, seed=spec.seed, options=options)
+        _collect(rec, name, out, protocol="genes" if metric.kind == "sample" else None)
     for name, value in monitor.values().items():
         rec.values.append((name, float(value)))
     for name, arr in monitor.artifacts().items():
         rec.artifacts[f"convergence/{name}"] = arr
     rec.info["output_scale"] = pipe.cls.output_scale
+
+
+def _protocol_experiment(spec: TaskSpec, ctx, data, rec: TaskRecord, kept_dir, shared_dir, work_dir) -> None:
+    """A protocol task: the kept cells of ``spec.inputs`` embedded with the real test cells in
+    ``spec.protocol`` (bench.protocols.shared), then every metric of the task scored on its own model's
+    embedding, with the main task's seed (so the metrics draw the subsamples the main task drew)."""
+    import anndata as ad
+
+    from bench.pipeline import score
+    from bench.protocols.shared import embedding
+
+    if kept_dir is None:
+        raise TaskFailed(f"protocol {spec.protocol}: no run dir holds the main tasks' generated cells")
+    cells = {}
+    for model, key in spec.inputs.items():
+        path = kept_cells(kept_dir, key)
+        if not path.is_file():
+            joint = (
+                " (a joint grouping needs every model's cells; a pairwise one does not)"
+                if len(spec.inputs) > 1
+                else ""
+            )
+            raise TaskFailed(
+                f"protocol {spec.protocol}: no generated cells of {model} (main task {key}) in {kept_dir}: "
+                f"its main task failed or did not keep them; they are made when it runs again{joint}"
+            )
+        cells[model] = ad.read_h5ad(path)
+    embedded = embedding(spec, ctx, data, cells, shared_dir, Path(work_dir))
+    ctx.protocol, ctx.embedding = spec.protocol, embedded.pairs[spec.model]
+    for name, options in spec.metrics.items():
+        _collect(
+            rec, name, score(name, ctx, cells[spec.model], seed=spec.seed, options=options), spec.protocol
+        )
+    rec.info["protocol"] = embedded.record
+    meta = cells[spec.model].uns.get("scgenbench", {})
+    rec.info["output_scale"] = meta.get("output_scale") if isinstance(meta, dict) else None
 
 
 def describe_exception(exc: BaseException, spec: TaskSpec, work_dir: Path) -> str:
@@ -321,11 +388,22 @@ def describe_exception(exc: BaseException, spec: TaskSpec, work_dir: Path) -> st
     return f"{type(exc).__name__}: {message}{place}; traceback in {log}"
 
 
-def _collect(rec: TaskRecord, metric: str, out) -> None:
+def keep_cells(generated, path: Path) -> None:
+    """Write generated cells to ``path`` atomically (a temp file renamed), for the protocol tasks."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    generated.write_h5ad(tmp)
+    os.replace(tmp, path)
+
+
+def _collect(rec: TaskRecord, metric: str, out, protocol: str | None = None) -> None:
+    """Add a metric's output to the record; ``protocol``: the evaluation protocol its values were
+    scored in, recorded in each value's params (None: a value no protocol applies to, e.g. a time)."""
     for name, value in out.values.items():
         rec.values.append((name, float(value) if value is not None else float("nan")))
-        if out.params.get(name):
-            rec.params[name] = dict(out.params[name])
+        params = {**out.params.get(name, {}), **({"protocol": protocol} if protocol else {})}
+        if params:
+            rec.params[name] = params
     for name, arr in out.artifacts.items():
         rec.artifacts[f"{metric}/{name}"] = np.asarray(arr)
     if out.info:

@@ -62,7 +62,7 @@ from bench.metrics._per_type import PER_TYPE, PER_TYPE_METRICS, PerTypeResult, p
 from bench.metrics._prdc import PRDC, PrdcResult, prdc
 from bench.metrics._sinkhorn import SINKHORN, SinkhornResult, median_distance, sinkhorn_w2
 from bench.metrics._timing import timing
-from bench.metrics._utils import QUICK_MAX_CELLS, SPACES, check_space, equal_size
+from bench.metrics._utils import EVERY_PROTOCOL, QUICK_MAX_CELLS, SPACES, check_space, equal_size
 
 __all__ = [
     "AUC",
@@ -128,13 +128,6 @@ __all__ = [
 
 
 # -- adapters: EvalContext + generated AnnData -> MetricOutput ------------------------------------
-def _features(ctx, generated, space: str):
-    X_log, pcs = ctx.transform_generated(generated)
-    if space == "genes":
-        return ctx.test_log, X_log
-    return ctx.test_pcs, pcs
-
-
 def _score_auc(
     ctx,
     generated,
@@ -147,13 +140,18 @@ def _score_auc(
     max_cells: int | None = None,
 ) -> MetricOutput:
     check_space(space)
-    real, fake = _features(ctx, generated, space)
+    real, fake = ctx.features(generated, space)
     res = auc(real, fake, seed=seed, n_trees=n_trees, folds=folds, n_jobs=n_jobs, max_cells=max_cells)
     artifacts: dict[str, np.ndarray] = {"fold_aucs": np.asarray(res.fold_aucs)}
     for k, (fpr, tpr) in enumerate(res.roc):
         artifacts[f"roc_fpr_{k}"] = fpr
         artifacts[f"roc_tpr_{k}"] = tpr
-    info = {"space": space, "n_cells_per_side": res.n_cells, "n_trees": n_trees, "folds": folds}
+    info = {
+        "space": ctx.space_name(space),
+        "n_cells_per_side": res.n_cells,
+        "n_trees": n_trees,
+        "folds": folds,
+    }
     return MetricOutput(values={"auc": res.auc, "auc_sd": res.auc_sd}, artifacts=artifacts, info=info)
 
 
@@ -168,7 +166,7 @@ def _score_mmd(
     dtype: str = "float32",
     estimator: str = "unbiased",
 ) -> MetricOutput:
-    real, fake = _features(ctx, generated, "pca50")
+    real, fake = ctx.features(generated, "pca50")
     res = mmd(
         real,
         fake,
@@ -182,7 +180,7 @@ def _score_mmd(
         cache=ctx.shared_for("mmd"),
     )
     info = {
-        "space": "pca50",
+        "space": ctx.space_name(),
         "scales": list(res.scales),
         "median_nn": res.median_nn,
         "n_cells_per_side": res.n_real,
@@ -249,6 +247,7 @@ AUC = Metric(
     profiles={"quick": {"n_trees": 200, "max_cells": QUICK_MAX_CELLS}},
     not_scaled=("auc_sd",),
     headline={"auc": "AUC"},
+    protocols=EVERY_PROTOCOL,
     figures=(
         FigureSpec(
             "roc",
@@ -278,6 +277,7 @@ MMD = Metric(
     # quadratic in cells: the quick profile caps each side (binds above ~100k cells)
     profiles={"quick": {"max_cells": QUICK_MAX_CELLS}},
     headline={"mmd": "MMD"},
+    protocols=EVERY_PROTOCOL,
 )
 
 CD = Metric(

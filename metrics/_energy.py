@@ -8,7 +8,7 @@ import numpy as np
 
 from bench.api import INTEGER_1, Metric, MetricOutput
 from bench.metrics._distances import as_tensors, distance_sum
-from bench.metrics._utils import check_same_genes, equal_size
+from bench.metrics._utils import EVERY_PROTOCOL, check_same_genes, equal_size
 
 
 @dataclass
@@ -63,10 +63,10 @@ def energy_distance(
 
 
 def _score_energy(ctx, generated, *, seed: int, max_cells: int | None = 5000) -> MetricOutput:
-    _, pcs = ctx.transform_generated(generated)
-    res = energy_distance(ctx.test_pcs, pcs, seed=seed, max_cells=max_cells, device=ctx.device)
+    real, fake = ctx.features(generated)
+    res = energy_distance(real, fake, seed=seed, max_cells=max_cells, device=ctx.device)
     return MetricOutput(
-        values={"energy": res.energy}, info={"space": "pca50", "n_cells_per_side": res.n_real}
+        values={"energy": res.energy}, info={"space": ctx.space_name(), "n_cells_per_side": res.n_real}
     )
 
 
@@ -79,6 +79,7 @@ ENERGY = Metric(
     options={"max_cells": 5000},
     bounds={"max_cells": INTEGER_1},
     table="distances",
+    protocols=EVERY_PROTOCOL,
 )
 
 

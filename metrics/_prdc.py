@@ -9,7 +9,7 @@ import torch
 
 from bench.api import INTEGER_1, INTEGER_2, FigureSpec, Metric, MetricOutput
 from bench.metrics._distances import as_tensors, distance_tiles, kth_neighbour_distances
-from bench.metrics._utils import check_same_genes, equal_size
+from bench.metrics._utils import EVERY_PROTOCOL, check_same_genes, equal_size
 
 
 @dataclass
@@ -99,15 +99,17 @@ def prdc(
 
 
 def _score_prdc(ctx, generated, *, seed: int, k: int = 5, max_cells: int | None = 5000) -> MetricOutput:
-    _, pcs = ctx.transform_generated(generated)
-    res = prdc(ctx.test_pcs, pcs, seed=seed, k=k, max_cells=max_cells, device=ctx.device)
+    real, fake = ctx.features(generated)
+    res = prdc(real, fake, seed=seed, k=k, max_cells=max_cells, device=ctx.device)
     values = {
         "precision": res.precision,
         "recall": res.recall,
         "density": res.density,
         "coverage": res.coverage,
     }
-    return MetricOutput(values=values, info={"space": "pca50", "k": res.k, "n_cells_per_side": res.n_real})
+    return MetricOutput(
+        values=values, info={"space": ctx.space_name(), "k": res.k, "n_cells_per_side": res.n_real}
+    )
 
 
 PRDC = Metric(
@@ -122,6 +124,7 @@ PRDC = Metric(
     # the shuffled control spreads cells over the product of the gene marginals, wider than the data:
     # real cells fall inside its large k-NN balls, so it is not built to fail recall
     not_scaled=("recall",),
+    protocols=EVERY_PROTOCOL,
     figures=(
         FigureSpec(
             "prdc",

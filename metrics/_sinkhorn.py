@@ -9,7 +9,7 @@ import torch
 
 from bench.api import INTEGER_2, Metric, MetricOutput
 from bench.metrics._distances import as_tensors, distance_tiles
-from bench.metrics._utils import check_same_genes, equal_size, subsample
+from bench.metrics._utils import EVERY_PROTOCOL, check_same_genes, equal_size, subsample
 
 
 @dataclass
@@ -117,17 +117,22 @@ def _score_sinkhorn(
     scaling: float = 0.5,
     max_cells: int | None = 2000,
 ) -> MetricOutput:
-    _, pcs = ctx.transform_generated(generated)
+    real, fake = ctx.features(generated)
     res = sinkhorn_w2(
-        ctx.test_pcs,
-        pcs,
+        real,
+        fake,
         seed=seed,
         blur_factor=blur_factor,
         scaling=scaling,
         max_cells=max_cells,
         device=ctx.device,
     )
-    info = {"space": "pca50", "blur": res.blur, "divergence": res.divergence, "n_cells_per_side": res.n_real}
+    info = {
+        "space": ctx.space_name(),
+        "blur": res.blur,
+        "divergence": res.divergence,
+        "n_cells_per_side": res.n_real,
+    }
     return MetricOutput(values={"w2_sinkhorn": res.w2}, info=info)
 
 
@@ -140,6 +145,7 @@ SINKHORN = Metric(
     options={"blur_factor": 0.05, "scaling": 0.5, "max_cells": 2000},
     bounds={"blur_factor": "(0, inf)", "scaling": "(0, 1)", "max_cells": INTEGER_2},
     table="distances",
+    protocols=EVERY_PROTOCOL,
 )
 
 

@@ -8,6 +8,9 @@ import scipy.sparse as sp
 from bench.api import UserError
 
 SPACES = ("genes", "pca50")
+# the evaluation protocols (bench.protocols) of a metric that compares real and generated cells in one
+# space, whatever that space is (Metric.protocols)
+EVERY_PROTOCOL = ("genes", "pca-real", "paper", "harmony")
 
 
 def n_rows(X) -> int:

@@ -143,6 +143,12 @@ class Metric:
     # in "@" stands for the value with that prefix and the smallest tag the run has (e.g. the
     # smallest augmentation fraction), its label gets "@<tag>"
     headline: dict[str, str] = field(default_factory=dict)
+    # the evaluation protocols (bench.protocols, by name: "genes", "pca-real", "paper", "harmony") a
+    # "sample" metric of the main cells can be scored in. Under "genes" it gets the contract's cells
+    # (``ctx.features``: all genes, or their 50 PCs); under another protocol ``ctx.features`` returns
+    # that protocol's space for the real test cells and the model's cells, whatever the metric's
+    # ``space`` option. A metric defined on genes (a correlation of named genes) keeps ("genes",).
+    protocols: tuple[str, ...] = ("genes",)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -155,6 +161,12 @@ class Metric:
             if direction == "target" and value not in self.targets:
                 raise ValueError(f"metric {self.name}: {value!r} has direction 'target' but no target")
         check_declared(f"metric {self.name}", self.options, self.choices, self.bounds)
+        if "genes" not in self.protocols:
+            raise ValueError(f"metric {self.name}: protocols must include 'genes', got {self.protocols!r}")
+        if self.protocols != ("genes",) and (self.kind != "sample" or self.cells != "main"):
+            raise ValueError(
+                f"metric {self.name}: only a 'sample' metric of the main cells takes other protocols"
+            )
         for fig in self.figures:
             try:
                 fig.caption_for(self.options)
@@ -168,6 +180,10 @@ class Metric:
         "sample" metric, ``"fit"`` (the fit measurements) for a "fit" metric; ``None`` for an
         "experiment" metric, which runs as a task of its own experiment."""
         return {"sample": self.cells, "fit": "fit", "experiment": None}[self.kind]
+
+    def supports(self, protocol: str) -> bool:
+        """Whether the metric is scored in ``protocol`` (a key: ``paper:joint`` is protocol ``paper``)."""
+        return protocol.partition(":")[0] in self.protocols
 
     def figure(self, section: str) -> FigureSpec | None:
         """The declared figure of a report section, or None."""

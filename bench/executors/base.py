@@ -103,7 +103,14 @@ def run_one(spec: TaskSpec, run_dir, run_id, *, data=None, context: str = "") ->
     work = task_dir(run_dir, spec)
     try:
         with task_scope(run_dir, run_id, spec.key):
-            return execute_task(spec, work, progress=False, data=data, shared_dir=Path(run_dir) / "shared")
+            return execute_task(
+                spec,
+                work,
+                progress=False,
+                data=data,
+                shared_dir=Path(run_dir) / "shared",
+                kept_dir=Path(run_dir) / "generated",
+            )
     except KeyboardInterrupt as exc:
         stop = exc if isinstance(exc, Interrupted) else Interrupted()
         stop.record = interrupted_record(stop, spec.key, run_dir, work, started=started, context=context)

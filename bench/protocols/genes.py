@@ -20,6 +20,9 @@ class Genes:
     def key(self) -> str:
         return self.name
 
+    def check(self) -> None:
+        """Nothing to check: the protocol needs nothing outside the harness."""
+
     def apply(
         self, real_train: Cells, real_test: Cells, generated: Mapping[str, Cells], seed: int
     ) -> Embedded:

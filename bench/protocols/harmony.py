@@ -92,6 +92,10 @@ class Harmony:
     def key(self) -> str:
         return f"{self.name}:{self.grouping}"
 
+    def check(self) -> None:
+        """harmonypy is installed (UserError naming the fix)."""
+        harmony_version()
+
     def apply(
         self, real_train: Cells, real_test: Cells, generated: Mapping[str, Cells], seed: int
     ) -> Embedded:

@@ -96,6 +96,9 @@ class PcaReal:
     def key(self) -> str:
         return self.name
 
+    def check(self) -> None:
+        """Nothing to check: the protocol needs nothing outside the harness."""
+
     def fit(self, real_train: Cells, seed: int) -> PcaRealFit:
         return fit_pca_real(real_lognorm(real_train), seed, self.n_top_genes, self.n_pcs)
 

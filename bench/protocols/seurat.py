@@ -235,6 +235,11 @@ class Paper:
     def key(self) -> str:
         return f"{self.name}:{self.grouping}"
 
+    def check(self) -> None:
+        """A Docker engine and the Seurat base image (UserError naming the fix); the protocol image
+        itself is built on it on first use."""
+        image_tag()
+
     def apply(
         self, real_train: Cells, real_test: Cells, generated: Mapping[str, Cells], seed: int
     ) -> Embedded:

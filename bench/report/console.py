@@ -16,7 +16,19 @@ from bench.api.metric import arrow
 from bench.config import CONTROLS
 from bench.registry import available
 from bench.report.summary import cell_text, direction_of, fmt, order_models
-from bench.report.tables import FIG7_TITLE, TABLE1_TITLE, _best, _cells, console_texts, index_names, rows
+from bench.report.tables import (
+    FIG7_TITLE,
+    PROTOCOLS_LEGEND,
+    PROTOCOLS_TITLE,
+    TABLE1_TITLE,
+    _best,
+    _cells,
+    console_texts,
+    index_names,
+    protocol_of,
+    protocol_table,
+    rows,
+)
 
 HEADLINE_LEGEND = (
     "mean ± sd over seeds, (n/N) when seeds are missing; ↓ lower, ↑ higher, (→0.5) closest to 0.5 is "
@@ -71,6 +83,10 @@ def headline_table(report: dict[str, Any], dataset: str, selected: list[str] | N
     run selected by name (``selected``), then the mean scaled score."""
     summary = report["summary"]
     sub = summary[summary.dataset == dataset]
+    # the genes protocol's values (the main experiment's own) and the experiments'; the other
+    # protocols' go to the protocol table (:func:`bench.report.tables.protocol_table`)
+    keep = [protocol_of(e, p) in (None, "genes") for e, p in zip(sub.experiment, sub.params, strict=True)]
+    sub = sub[keep]
     models = order_models(sorted(set(sub.model)))
     if not models:
         return pd.DataFrame()
@@ -219,8 +235,13 @@ def print_headline(report: dict[str, Any], console, run_dir=None, selected: list
     from rich.markup import escape
 
     for dataset, tables in report["datasets"].items():
-        show_fitted(headline_table(report, dataset, selected), f"{dataset}: headline", console)
+        by_protocol = protocol_table(report["summary"], dataset, headline_values())
+        title = f"{dataset}: headline" + (" (protocol genes)" if not by_protocol.empty else "")
+        show_fitted(headline_table(report, dataset, selected), title, console)
         console.print(escape(_wrap(HEADLINE_LEGEND, console.width)), style="dim", highlight=False)
+        if not by_protocol.empty:
+            show_fitted(by_protocol, f"{dataset}: {PROTOCOLS_TITLE}", console)
+            console.print(escape(_wrap(PROTOCOLS_LEGEND, console.width)), style="dim", highlight=False)
         for title, df in tables["paper"].items():
             if title == TABLE1_TITLE:
                 show_fitted(time_table(report, dataset), f"{dataset}: {title}", console)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from bench.failures import is_transient, reason
 from bench.report.summary import CELL, params_of
-from bench.report.tables import LEGEND, SCALED_TITLE, md_table
+from bench.report.tables import LEGEND, PROTOCOLS_LEGEND, PROTOCOLS_TITLE, SCALED_TITLE, md_table
 
 
 def _provenance_md(provenance: dict[str, Any]) -> list[str]:
@@ -66,6 +66,10 @@ def write_files(
             md += [f"### {title}", "", md_table(df), ""]
         for group, df in tables.get("suite", {}).items():
             md += [f"### {group}", "", md_table(df), ""]
+        for title, df in tables.get("protocols", {}).items():
+            md += [f"### {title}", "", md_table(df), ""]
+            if title == PROTOCOLS_TITLE:
+                md += [PROTOCOLS_LEGEND + ".", ""]
         if not tables.get("scaled", pd.DataFrame()).empty:
             md += [f"### {SCALED_TITLE}", "", md_table(tables["scaled"]), ""]
     paths[1].write_text("\n".join(md))

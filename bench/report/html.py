@@ -32,7 +32,7 @@ from bench.report import suite
 from bench.report.figures import fig_augmentation, fig_corr, fig_roc
 from bench.report.figures_cells import fig_markers, fig_umap
 from bench.report.figures_training import fig_convergence, fig_timing, fig_tradeoff
-from bench.report.tables import LEGEND, SCALED_TITLE, build, table_html
+from bench.report.tables import LEGEND, PROTOCOLS_LEGEND, PROTOCOLS_TITLE, SCALED_TITLE, build, table_html
 from bench.report.view import RunView, declared_figures
 
 DPI = 90
@@ -186,6 +186,10 @@ def _tables_html(dataset: str, tables: dict[str, Any]) -> str:
         parts.append(f"<h4>{_esc(title)}</h4>{table_html(df)}")
     for group, df in tables.get("suite", {}).items():
         parts.append(f"<h4>{_esc(group)}</h4>{table_html(df)}")
+    for title, df in tables.get("protocols", {}).items():
+        parts.append(f"<h4>{_esc(title)}</h4>{table_html(df)}")
+        if title == PROTOCOLS_TITLE:
+            parts.append(f'<p class="caption">{_esc(PROTOCOLS_LEGEND)}.</p>')
     if not tables.get("scaled", pd.DataFrame()).empty:
         parts.append(f'<h4 id="scaled-{slug}">{_esc(SCALED_TITLE)}</h4>{table_html(tables["scaled"])}')
     return "".join(parts)

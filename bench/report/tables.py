@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.api.metric import badness
+from bench.api.metric import arrow, badness
 from bench.config import CONTROLS
 from bench.failures import failure_notes
+from bench.registry import available
 from bench.report import scaling
 from bench.report.summary import (
     CONTROL,
@@ -23,6 +24,7 @@ from bench.report.summary import (
     header,
     metric_options,
     order_models,
+    params_of,
     summarise,
     table_groups,
 )
@@ -95,13 +97,14 @@ def main_table(
     notes: list[str] | None = None,
     *,
     training: bool = False,
+    experiment: str = "main",
 ) -> pd.DataFrame:
     """Rows models (a failed one included), columns every directional value of the main
-    experiment: 'mean ± sd', '(n/N)' when seeds are missing, 'failed'; with ``training`` also the
+    experiment (``experiment``: the main experiment in another evaluation protocol, ``main@pca-real``): 'mean ± sd', '(n/N)' when seeds are missing, 'failed'; with ``training`` also the
     budget and convergence columns (:func:`training_columns`). ``attrs['best']`` holds the
     (model, column) of the best non-control model per column (ranked with the value's direction;
     a target by the distance to it); ``attrs['notes']`` the failure notes."""
-    cells = _cells(summary, dataset, "main")
+    cells = _cells(summary, dataset, experiment)
     models = order_models(sorted({m for m, _ in cells}))
     if not models:
         return pd.DataFrame()
@@ -201,6 +204,106 @@ def paper_tables(
     return tables
 
 
+def protocol_of(experiment: str, params: dict[str, Any]) -> str | None:
+    """The evaluation protocol a summary cell was scored in: its params' (every sample value written
+    since protocols are an axis), else ``genes`` for the main experiment's (older stores), else None."""
+    return params.get("protocol") or ("genes" if experiment == "main" else None)
+
+
+def protocol_order(protocols) -> list[str]:
+    from bench.protocols import protocol_keys
+
+    known = protocol_keys()
+    return sorted(set(protocols), key=lambda p: (known.index(p) if p in known else len(known), p))
+
+
+def protocol_table(summary: pd.DataFrame, dataset: str, labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Rows models, a column per (value, protocol) for every value the run scored in more than one
+    evaluation protocol (``labels``: only these values, with these short labels): ``AUC · genes``,
+    ``AUC · pca-real``, ... Empty when the run has one protocol. Best model per column in bold."""
+    sub = summary[summary.dataset == dataset]
+    proto = [protocol_of(e, p) for e, p in zip(sub.experiment, sub.params, strict=True)]
+    sub = sub.assign(protocol=proto)
+    sub = sub[sub.protocol.notna()]
+    protocols = protocol_order(sub.protocol)
+    if len(protocols) < 2:
+        return pd.DataFrame()
+    multi = sub.groupby("metric").protocol.nunique()
+    names = [n for n in (labels or directions()) if multi.get(n, 0) > 1]
+    models = order_models(sorted(set(sub.model)))
+    cells = {(r["model"], r["metric"], r["protocol"]): r for _, r in sub.iterrows()}
+    rows_: dict[str, dict[str, str]] = {m: {} for m in models}
+    best: set[tuple[str, str]] = set()
+    for name in names:
+        direction, target = direction_of(name)
+        short = (labels or {}).get(name) or name
+        for protocol in protocols:
+            column = {m: cells[(m, name, protocol)] for m in models if (m, name, protocol) in cells}
+            if not column:
+                continue
+            col = f"{short} · {protocol}" + (f" {arrow(direction, target)}" if direction and labels else "")
+            for model in models:
+                rows_[model][col] = cell_text(column[model]) if model in column else "n/a"
+            best |= {(m, col) for m in _best(column, direction, target)}
+    df = pd.DataFrame.from_dict(rows_, orient="index")
+    df.attrs["best"] = best
+    df.attrs["notes"] = []
+    return df
+
+
+PROTOCOLS_TITLE = "by evaluation protocol"
+PROTOCOLS_LEGEND = (
+    "genes: every gene, log-normalised (MMD: their 50 PCs); pca-real: HVGs, scaling and 50 PCs fit on "
+    "real training cells; paper: the authors' Seurat integration with the generated cells, then 50 "
+    "PCs (joint: every model at once; pairwise: one at a time); harmony: a Python stand-in for paper. "
+    "The real control's AUC is each protocol's leakage check: 0.5 when the protocol adds no signal "
+    "(docs/metrics.md, Evaluation protocols)"
+)
+
+
+def protocol_tables(
+    summary: pd.DataFrame,
+    planned: pd.DataFrame,
+    dataset: str,
+    dirs: dict[str, str],
+    protocols: dict[str, str],
+) -> dict[str, pd.DataFrame]:
+    """The tables of a run with several evaluation protocols: the values side by side per protocol
+    (:data:`PROTOCOLS_TITLE`), then the main experiment's table in each protocol other than genes
+    (``protocols``: experiment label -> protocol key, of the planned protocol tasks; a protocol whose
+    tasks all failed keeps its table, with the failure notes)."""
+    out = {}
+    side = protocol_table(summary, dataset)
+    if not side.empty:
+        out[PROTOCOLS_TITLE] = side
+    sub = planned[planned.dataset == dataset] if not planned.empty else planned
+    here = {e: p for e, p in protocols.items() if not sub.empty and e in set(sub.experiment)}
+    for experiment in sorted(here, key=lambda e: protocol_order(here.values()).index(here[e])):
+        notes = failure_notes(planned, dataset, experiment)
+        table = main_table(summary, dataset, dirs, notes, experiment=experiment)
+        if table.empty and notes:
+            table = pd.DataFrame({"status": {n.split(":", 1)[0]: "failed" for n in notes}})
+            table.attrs.update(best=set(), notes=notes)
+        out[f"main experiment, protocol {here[experiment]}"] = table
+    return out
+
+
+def planned_protocols(store, planned: pd.DataFrame) -> dict[str, str]:
+    """Experiment label -> protocol key of the planned protocol tasks (read from one task spec per
+    label; the main experiment and the metrics' own experiments are not protocol tasks)."""
+    if planned.empty:
+        return {}
+    own = {"main"} | {m.experiment for m in available("metrics").values()}
+    out = {}
+    for experiment, rows_ in planned.groupby("experiment"):
+        if experiment in own:
+            continue
+        spec = store.task_spec(rows_.key.iloc[0]) or {}
+        if spec.get("protocol"):
+            out[str(experiment)] = str(spec["protocol"])
+    return out
+
+
 def build(store, run_id: int | None = None) -> dict[str, Any]:
     """Tables of one run's plan (``run_id``) or of the whole store (per task slot, the latest
     run's task: results of replaced code are left out)."""
@@ -209,7 +312,13 @@ def build(store, run_id: int | None = None) -> dict[str, Any]:
     summary = summarise(values, planned)
     options = metric_options(store, planned[planned.status == "done"].key)
     groups = table_groups()
-    scaled = scaling.build(values)
+    # the scaled scores are the genes protocol's (the headline's); other protocols have their own tables
+    in_genes = [
+        protocol_of(e, p) in (None, "genes")
+        for e, p in zip(values.experiment, params_of(values), strict=True)
+    ]
+    scaled = scaling.build(values[in_genes] if len(values) else values)
+    protocols = planned_protocols(store, planned)
     out: dict[str, Any] = {
         "values": values,
         "summary": summary,
@@ -228,6 +337,7 @@ def build(store, run_id: int | None = None) -> dict[str, Any]:
             "main": main_table(summary, dataset, groups.get("main", {}), notes["main"], training=True),
             "paper": paper_tables(summary, dataset, notes, options),
             "suite": {g: df for g, df in suite.items() if not df.empty},
+            "protocols": protocol_tables(summary, planned, dataset, groups.get("main", {}), protocols),
             "scaled": scaling.table(scaled, dataset),
         }
     return out
@@ -291,6 +401,8 @@ def print_tables(report: dict[str, Any], console, *, paper: bool = True) -> None
                 show(df, f"{dataset}: {title}")
         for group, df in tables.get("suite", {}).items():
             show(df, f"{dataset}: {group}")
+        for title, df in tables.get("protocols", {}).items():
+            show(df, f"{dataset}: {title}")
         show(tables.get("scaled", pd.DataFrame()), f"{dataset}: {SCALED_TITLE}")
 
 
