@@ -146,3 +146,31 @@ def test_a_joint_protocol_task_without_every_models_cells_fails_clearly(h5ad, tm
     rec = execute_task(task, tmp_path / "work", kept_dir=run / "generated")
     assert rec.status == "failed"
     assert "no generated cells of" in rec.error and "joint grouping needs every model's cells" in rec.error
+
+
+def test_baseline_and_gate_keep_protocols_apart(h5ad, tmp_path, capsys):
+    """A value of one protocol is never compared with another protocol's: the baseline holds each
+    (experiment = main or main@<protocol>, value) once, and a run whose pca-real values moved fails
+    the gate on those values alone."""
+    from bench.regression import load_baseline
+
+    run = tmp_path / "run"
+    assert _run(h5ad, run, "--protocol", "pca-real", "--seeds", "0,1") == 0
+    assert main(["baseline", str(run), "-o", str(tmp_path / "baseline.json")]) == 0
+    doc = load_baseline(tmp_path / "baseline.json")
+    cells = {(v["model"], v["experiment"], v["metric"]) for v in doc["values"]}
+    assert ("nb", "main", "auc") in cells and ("nb", "main@pca-real", "auc") in cells
+    capsys.readouterr()
+    assert main(["check", str(run), "--baseline", str(tmp_path / "baseline.json")]) == 0
+    # the pca-real AUC of nb made far worse in the baseline's eyes: only that value regresses
+    for v in doc["values"]:
+        if (v["model"], v["experiment"], v["metric"]) == ("nb", "main@pca-real", "auc"):
+            v["mean"], v["sd"] = 0.5, 0.0
+    import json
+
+    (tmp_path / "moved.json").write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["check", str(run), "--baseline", str(tmp_path / "moved.json")]) == 1
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "regressed" in line and "nb" in line]
+    assert lines and all("main@pca-real" in line for line in lines), out

@@ -4,6 +4,7 @@ instead when BENCH_REQUIRE_DOCKER=1 (CI builds the base with `bash scripts/setup
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -134,3 +135,38 @@ def test_pairwise_integrates_one_model_at_a_time(image, pbmc, joint):
     # while joint integration moves it when other models join
     _, e = joint
     assert not np.allclose(e.generated("other"), pair.generated("other"), atol=1e-2)
+
+
+def test_bench_run_scores_the_paper_protocol_for_models_and_controls(image, tmp_path, capsys):
+    """`bench run --protocol paper` on pbmc3k's real cells, nb and both controls: every model and
+    control gets AUC and MMD under paper:joint and paper:pairwise, each value records its protocol and
+    the Seurat version; the joint grouping ran Seurat once for the three, the pairwise once each."""
+    from bench.cli import main
+    from bench.store import Store
+
+    run = tmp_path / "run"
+    args = ["run", "--models", "nb", "--dataset", "pbmc3k", "--metrics", "auc,mmd", "--experiments", "main",
+            "--protocol", "paper", "--out", str(run)]  # fmt: skip
+    assert main([*args, "--config", str(_fast_forest(tmp_path))]) == 0
+    assert "by evaluation protocol" in capsys.readouterr().out
+    with Store(run) as store:
+        values = store.values()
+        tasks = store.tasks()
+        infos = {k: store.task_info(k) for k in tasks.key}
+    for protocol in ("paper:joint", "paper:pairwise"):
+        sub = values[values.experiment == f"main@{protocol}"]
+        assert set(sub.model) == {"nb", "real", "shuffled"} and {"auc", "mmd"} <= set(sub.metric)
+        assert all(p["protocol"] == protocol for p in sub.params)
+    records = [i["protocol"] for i in infos.values() if "protocol" in i]
+    assert {r["seurat"].split(".")[0] for r in records} == {"4"}
+    joint = [r for r in records if r["grouping"] == "joint"]
+    assert len(joint) == 3 and all(len(r["runs"]) == 1 and len(r["runs"][0]["models"]) == 3 for r in joint)
+    assert len({json.dumps(r, sort_keys=True) for r in joint}) == 1  # one integration, shared
+    pairwise = [r for r in records if r["grouping"] == "pairwise"]
+    assert sorted(r["runs"][0]["models"][0] for r in pairwise) == ["nb", "real", "shuffled"]
+
+
+def _fast_forest(tmp_path) -> Path:
+    path = tmp_path / "fast.toml"
+    path.write_text("[metrics.auc]\nn_trees = 100\n")
+    return path
