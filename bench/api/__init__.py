@@ -12,6 +12,7 @@ package, exactly what a third-party plugin imports (``tests/test_architecture.py
   resources, ``resolve_device``);
 * :mod:`.errors`: ``UserError`` (a mistake the user can fix) and ``TaskFailed``;
 * :mod:`.options`: the checks of a parameter's or option's value (``INTEGER_1``, bounds, choices);
+* :mod:`.speed`: ``SpeedProbe``, a generator's torch-only path (what the GPU check times);
 * :mod:`.compat`: shims for third-party library versions (umap, the kNN transformer);
 * :mod:`.sandbox`: what a container may do (limits, mounts, user, labels) and its clean-up;
 * :mod:`.userconfig`: the user's settings file (e.g. the Docker base image setup recorded).
@@ -66,6 +67,7 @@ _WHERE = {
         "badness",
     ),
     "compat": ("SCANPY_EXACT_KNN_MAX_CELLS", "import_umap", "knn_transformer"),
+    "speed": ("SpeedProbe",),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 __all__ = [
@@ -93,6 +95,7 @@ __all__ = [
     "SCANPY_EXACT_KNN_MAX_CELLS",
     "SNAPSHOT_FRACTIONS",
     "Snapshot",
+    "SpeedProbe",
     "TaskFailed",
     "UserError",
     "arrow",
@@ -152,6 +155,7 @@ if TYPE_CHECKING:
         badness,
     )
     from bench.api.options import INTEGER_1, INTEGER_2, check_declared, check_value
+    from bench.api.speed import SpeedProbe
 
 
 def __getattr__(name: str) -> Any:
