@@ -218,10 +218,6 @@ CORE_EXCEPTIONS: dict[str, set[str]] = {
     # core calls by name (issue 28, item 3: to come from the metrics' declarations)
     "bench.runner": {"bench.datasets", "bench.metrics"},
     "bench.evaluation": {"bench.metrics"},
-    # the paper protocol's Seurat container runs through the model containers' hardened runner
-    # (generators/container/docker.py: limits, no network, clean-up); that runner belongs in
-    # bench.api with the sandbox policy it applies (the manifest plugins of issue 31 need it too)
-    "bench.protocols.seurat": {"bench.generators.container"},
     # the torch-only GPU check times the MMD's array function (no AnnData on the GPU box); the MMD's
     # declaration (bench.api.Metric) has no array entry point
     "bench.gpucheck": {"bench.metrics"},

@@ -15,6 +15,8 @@ package, exactly what a third-party plugin imports (``tests/test_architecture.py
 * :mod:`.speed`: ``SpeedProbe``, a generator's torch-only path (what the GPU check times);
 * :mod:`.compat`: shims for third-party library versions (umap, the kNN transformer);
 * :mod:`.sandbox`: what a container may do (limits, mounts, user, labels) and its clean-up;
+* :mod:`.docker`: the hardened docker runner that applies it, and the hash that tags an image;
+* :mod:`.logs`: a container or process run's log and the user-error file of its entry point;
 * :mod:`.userconfig`: the user's settings file (e.g. the Docker base image setup recorded).
 
 The names load on first use, so ``from bench.api import UserError`` does not import AnnData.
