@@ -138,7 +138,7 @@ def cmd_report(args) -> int:
         if args.html:
             from bench.report.html import write_html
 
-            paths.append(write_html(store, args.run_dir, out=args.output))
+            paths.append(write_html(store, args.run_dir, out=args.output, report=report))
     console.print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 
