@@ -270,7 +270,7 @@ def cmd_baseline(args) -> int:
 
 def cmd_tune(args) -> int:
     from bench.interrupt import interruptible
-    from bench.tune import parse_grid, tune
+    from bench.tune import best_point, parse_grid, tune
 
     console = _console()
     with interruptible():  # SIGTERM/SIGINT: the running container is removed on the way out
@@ -286,9 +286,8 @@ def cmd_tune(args) -> int:
             out=args.out,
             console=console,
         )
-    scores = ("mmd", "cd", "mean_corr", "steps", "cells_seen", "fit_seconds")
-    best = {k: v for k, v in table.to_dict("records")[0].items() if k not in scores}
-    console.print(f"best by validation MMD: {best} (MMD {table.mmd.iloc[0]:.4f}); table in {args.out}")
+    best, mmd = best_point(table)
+    console.print(f"best by validation MMD: {best} (MMD {mmd:.4f}); table in {args.out}")
     return 0
 
 
