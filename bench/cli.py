@@ -139,7 +139,7 @@ def cmd_report(args) -> int:
         if args.html:
             from bench.report.html import write_html
 
-            paths.append(write_html(store, args.run_dir, out=args.output))
+            paths.append(write_html(store, args.run_dir, out=args.output, report=report))
     console.print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 
@@ -271,7 +271,7 @@ def cmd_baseline(args) -> int:
 
 def cmd_tune(args) -> int:
     from bench.interrupt import interruptible
-    from bench.tune import parse_grid, tune
+    from bench.tune import best_point, parse_grid, tune
 
     console = _console()
     with interruptible():  # SIGTERM/SIGINT: the running container is removed on the way out
@@ -287,9 +287,8 @@ def cmd_tune(args) -> int:
             out=args.out,
             console=console,
         )
-    scores = ("mmd", "cd", "mean_corr", "steps", "cells_seen", "fit_seconds")
-    best = {k: v for k, v in table.to_dict("records")[0].items() if k not in scores}
-    console.print(f"best by validation MMD: {best} (MMD {table.mmd.iloc[0]:.4f}); table in {args.out}")
+    best, mmd = best_point(table)
+    console.print(f"best by validation MMD: {best} (MMD {mmd:.4f}); table in {args.out}")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 ``python -m bench.gpucheck`` (or ``scripts/gpu-check.sh``) needs only PyTorch and this package: no
 network, no AnnData or scanpy, no dataset files. It builds synthetic data of pbmc68k's shape (61,588
-cells x 17,789 genes, and x 2,000 genes, 10 cell types) on the device and measures
+cells x 17,789 genes, and x 2,000 genes, 10 cell types) on the device and measures, ACTIVA through
+its torch-only speed probe (``bench.pipeline.speed_probe``),
 
 * ACTIVA's introspective training in cells/s (batch 128, the `reference` algorithm), eager and
   as a CUDA graph, fp32 (TF32 matmuls) and bf16, at both widths: one untimed epoch (warm-up and
@@ -35,9 +36,11 @@ import numpy as np
 import torch
 
 from bench.api.contract import LIBRARY_SIZE
-from bench.generators.activa.generation import decode, generation_decoder
-from bench.generators.activa.train import ActivaTrainer, TrainConfig
+from bench.api.speed import MODES, PRECISIONS, SpeedProbe
 from bench.metrics import mmd
+from bench.pipeline import speed_probe
+
+MODEL = "activa"  # trained and sampled through its torch-only speed probe (bench.pipeline.speed_probe)
 
 # pbmc68k after the scGAN preprocessing (the ACTIVA paper's largest set) and its 2,000-HVG version
 PBMC68K = {"cells": 61_588, "genes": (17_789, 2_000), "types": 10}
@@ -141,50 +144,48 @@ def measure_training(
     if device.type != "cuda" and (precision == "bf16" or mode == "graphed"):
         run.skipped = "CUDA only"
         return run
-    cfg = TrainConfig(
-        n_genes=X.shape[1],
-        n_classes=n_types,
-        num_cf=1,
-        num_vae=1,
-        epochs=10,
-        batch_size=batch_size,
-        bf16=precision == "bf16",
-        tf32=True,
-        cuda_graph=mode == "graphed",
-    )
     _reset_peak(device)
-    trainer = ActivaTrainer(cfg, seed=seed, device=device)
-    trainer.run_epoch(X, y)
+    probe = speed_probe(
+        MODEL,
+        X.shape[1],
+        n_types,
+        seed=seed,
+        device=str(device),
+        batch_size=batch_size,
+        precision=precision,
+        mode=mode,
+    )
+    probe.train_epoch(X, y)
     _sync(device)
-    steps0, cells0, graphed0 = trainer.step, trainer.cells_seen, trainer.graphed_steps
+    steps0, cells0, graphed0 = probe.steps, probe.cells_seen, probe.graphed_steps
     start = time.perf_counter()
-    logs = trainer.run_epoch(X, y)  # reads the epoch's losses: ends with a device sync
+    logs = probe.train_epoch(X, y)  # reads the epoch's losses: ends with a device sync
     _sync(device)
     run.epoch_seconds = time.perf_counter() - start
-    run.cells_per_s = (trainer.cells_seen - cells0) / run.epoch_seconds
-    run.steps = trainer.step - steps0
-    run.graphed_steps = trainer.graphed_steps - graphed0
+    run.cells_per_s = (probe.cells_seen - cells0) / run.epoch_seconds
+    run.steps = probe.steps - steps0
+    run.graphed_steps = probe.graphed_steps - graphed0
     run.peak_gpu_mb = _peak_mb(device)
     if not all(np.isfinite(v) for v in logs.values()):
         run.error = f"non-finite loss: {logs}"
     return run
 
 
-def measure_generation(trainer: ActivaTrainer, n_cells: int, *, chunk: int = 10_000) -> dict[str, Any]:
-    """Seconds to decode ``n_cells`` cells in fp32 (chunks of ``chunk``, as `activa` generates),
+def measure_generation(probe: SpeedProbe, n_cells: int) -> dict[str, Any]:
+    """Seconds to decode ``n_cells`` cells as the model generates by default (fp32, its chunks),
     on the device and with the copy to host memory, after one untimed warm-up chunk."""
-    device = trainer.device
+    device = probe.device
     _reset_peak(device)
-    dec = generation_decoder(trainer, "prior", LIBRARY_SIZE)
+    chunk, decode = probe.sampler()
     gen = torch.Generator(device=device).manual_seed(0)
-    decode(trainer, dec, min(chunk, n_cells), gen)
-    out: dict[str, Any] = {"cells": n_cells, "chunk": chunk, "genes": trainer.cfg.n_genes, "dtype": "float32"}
+    decode(min(chunk, n_cells), gen)
+    out: dict[str, Any] = {"cells": n_cells, "chunk": chunk, "genes": probe.n_genes, "dtype": "float32"}
     for key, to_host in (("seconds_on_device", False), ("seconds_to_host", True)):
         _sync(device)
         start = time.perf_counter()
         parts = []
         for i in range(0, n_cells, chunk):
-            x = decode(trainer, dec, min(chunk, n_cells - i), gen)
+            x = decode(min(chunk, n_cells - i), gen)
             parts.append(x.cpu() if to_host else x)
         _sync(device)
         out[key] = time.perf_counter() - start
@@ -262,8 +263,8 @@ def run_check(
     sizes: Sizes,
     *,
     seed: int = 0,
-    precisions: tuple[str, ...] = ("fp32", "bf16"),
-    modes: tuple[str, ...] = ("eager", "graphed"),
+    precisions: tuple[str, ...] = PRECISIONS,
+    modes: tuple[str, ...] = MODES,
     log: Callable[[str], None] = print,
 ) -> Report:
     t0 = time.perf_counter()
@@ -293,9 +294,12 @@ def run_check(
         del X, y
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    # generation at the widest width, from a briefly trained model (speed does not depend on weights)
-    cfg = TrainConfig(n_genes=max(sizes.genes), n_classes=sizes.types, num_cf=1, num_vae=1, epochs=1)
-    report.generation = measure_generation(ActivaTrainer(cfg, seed=seed, device=device), sizes.gen_cells)
+    # generation at the widest width, from an untrained model (speed does not depend on the weights)
+    probe = speed_probe(
+        MODEL, max(sizes.genes), sizes.types, seed=seed, device=str(device), batch_size=sizes.batch_size,
+        precision="fp32", mode="eager",
+    )  # fmt: skip
+    report.generation = measure_generation(probe, sizes.gen_cells)
     log(
         f"generate {sizes.gen_cells:,} cells x {max(sizes.genes):,} genes: "
         f"{report.generation['seconds_on_device']:.3f} s on the device, "

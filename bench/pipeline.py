@@ -11,7 +11,9 @@
   (what an experiment metric is handed);
 * :func:`fit`: record the training genes and labels on a generator, then time and measure its
   ``fit`` (bench.timing.measure);
-* :func:`score`: one metric on one set of cells, keeping torch's thread count.
+* :func:`score`: one metric on one set of cells, keeping torch's thread count;
+* :func:`speed_probe`: the torch-only path (no AnnData): a model's speed probe, which the GPU check
+  (bench/gpucheck.py) trains and samples on tensors.
 
 Every output is validated (``bench.api.validate_output``), which records the generator's declared
 output scale on the AnnData (``uns['scgenbench']['output_scale']``): the scale travels with the
@@ -26,9 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import anndata as ad
+from typing import TYPE_CHECKING, Any
 
 from bench.api.generator import (
     SNAPSHOT_FRACTIONS,
@@ -40,7 +40,11 @@ from bench.api.generator import (
     validate_output,
 )
 from bench.api.metric import Metric, MetricOutput
+from bench.api.speed import SpeedProbe
 from bench.timing import GenerationTiming, measure, time_generation
+
+if TYPE_CHECKING:  # not imported at run time: the torch-only path (speed_probe) runs without AnnData
+    import anndata as ad
 
 
 @contextlib.contextmanager
@@ -91,6 +95,29 @@ def generator_class(model: str | type[Generator]) -> type[Generator]:
 
         return get_generator(model)
     return model
+
+
+def speed_probe(
+    model: str | type[Generator],
+    n_genes: int,
+    n_classes: int,
+    *,
+    seed: int,
+    device: str,
+    batch_size: int,
+    precision: str,
+    mode: str,
+) -> SpeedProbe:
+    """A fresh model's torch-only speed probe (``Generator.speed_probe``). A name is looked up
+    alone (bench.registry.get_alone): the other plugins are not imported, so this runs with PyTorch
+    and without AnnData."""
+    if isinstance(model, str):
+        from bench.registry import get_alone
+
+        model = get_alone("generators", model)
+    return model.speed_probe(
+        n_genes, n_classes, seed=seed, device=device, batch_size=batch_size, precision=precision, mode=mode
+    )
 
 
 def fit(gen: Generator, train: ad.AnnData, ctx: FitContext) -> Fitted:

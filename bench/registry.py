@@ -106,6 +106,28 @@ def get(kind: str, name: str) -> Any:
     )
 
 
+def get_alone(kind: str, name: str) -> Any:
+    """One plugin of ``kind`` by name, importing only its own entry point (:func:`get` imports the
+    whole group): for a tool that runs where the other plugins cannot import, such as the GPU check
+    (PyTorch without AnnData). An unknown or broken name ends as in :func:`get`."""
+    if name in _EXTRA[kind]:
+        return _EXTRA[kind][name]
+    ep = next((ep for ep in entry_points(group=GROUPS[kind]) if ep.name == name), None)
+    if ep is None:
+        raise UserError(f"unknown {kind.rstrip('s')} '{name}'", f"see `bench list {kind}`")
+    try:
+        obj = ep.load()
+    except Exception as exc:  # as in _load_group: the message names the plugin, not a traceback
+        raise UserError(
+            f"{kind} plugin '{name}' failed to import: {type(exc).__name__}: {exc}",
+            f"fix or reinstall {ep.value}",
+        ) from None
+    problem = _problem(kind, obj)
+    if problem is not None:
+        raise UserError(f"{kind} plugin '{name}' failed to import: {problem}", f"fix or reinstall {ep.value}")
+    return obj
+
+
 def get_generator(name: str):
     return get("generators", name)
 

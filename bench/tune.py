@@ -163,6 +163,13 @@ def _axes_of(row: dict[str, Any]) -> list[str]:
     return [k for k in row if k not in _SCORE_KEYS]
 
 
+def best_point(table: pd.DataFrame) -> tuple[dict[str, Any], float]:
+    """The winning grid point of a sweep's table (its first row, the lowest validation MMD) and
+    that MMD."""
+    row = table.to_dict("records")[0]
+    return {k: row[k] for k in _axes_of(row)}, float(row["mmd"])
+
+
 def _key(point: dict[str, Any]) -> tuple:
     return tuple(sorted((k, float(v) if isinstance(v, int | float) else v) for k, v in point.items()))
 
@@ -215,4 +222,4 @@ def _write(table: pd.DataFrame, model: str, prepared, profile: str, budget, seed
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
-__all__ = ["grid_points", "parse_grid", "tune", "validation_split"]
+__all__ = ["best_point", "grid_points", "parse_grid", "tune", "validation_split"]

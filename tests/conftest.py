@@ -58,11 +58,13 @@ def require_slurm():
 
 
 def import_tensorflow_lazily(namespace: dict) -> None:
-    """Set a test module's globals ``tf`` and ``E`` (the scGAN entry module); call it from an autouse
-    fixture, so TensorFlow is imported when a test runs, not at collection. TensorFlow in the pytest
-    process at collection time broke pytest's captured stderr for later tests (the Slurm tests)."""
+    """Set a test module's globals ``tf``, ``E`` (the scGAN entry module) and ``port`` (the TensorFlow
+    port it runs, ``port.nets``, ``port.config``, ...); call it from an autouse fixture, so
+    TensorFlow is imported when a test runs, not at collection. TensorFlow in the pytest process at
+    collection time broke pytest's captured stderr for later tests (the Slurm tests)."""
     namespace["tf"] = pytest.importorskip("tensorflow")
     namespace["E"] = pytest.importorskip("bench.generators.scgan.entry")
+    namespace["port"] = pytest.importorskip("bench.generators.scgan.scgan_tf")
 
 
 def make_counts(n_cells: int = 120, n_genes: int = 60, n_types: int = 3, seed: int = 0) -> ad.AnnData:

@@ -21,7 +21,7 @@ from tests.conftest import fit_generator, import_tensorflow_lazily
 from tests.test_scgan import TINY
 
 SCGAN_DIR = Path(C.__file__).resolve().parent.parent / "scgan"
-tf = E = None  # set when a test that needs TensorFlow runs (tests/conftest.py)
+tf = E = port = None  # set when a test that needs TensorFlow runs (tests/conftest.py)
 
 
 @pytest.fixture
@@ -162,12 +162,12 @@ def test_xla_falls_back_with_a_warning_when_it_cannot_compile(tensorflow, capsys
     def needs_python(x):  # numpy_function cannot be compiled by XLA
         return tf.numpy_function(lambda a: (a * 2).astype(np.float32), [x], tf.float32) + 1.0
 
-    fn = E.XlaFunction(needs_python, True, "test update")
+    fn = port.runtime.XlaFunction(needs_python, True, "test update")
     assert float(fn(tf.constant(3.0))) == 7.0
     assert fn.jit is False and fn.fallback
     assert "warning: XLA cannot compile the test update" in capsys.readouterr().out
     assert float(fn(tf.constant(1.0))) == 3.0
-    plain = E.XlaFunction(needs_python, False, "test update")
+    plain = port.runtime.XlaFunction(needs_python, False, "test update")
     assert float(plain(tf.constant(3.0))) == 7.0 and plain.fallback is None
 
 

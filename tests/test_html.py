@@ -369,6 +369,26 @@ def test_cli_report_html(filled, tmp_path, capsys):
     assert (tmp_path / "x.html").is_file()
 
 
+def test_cli_report_html_builds_the_tables_once(filled, tmp_path, monkeypatch):
+    """`bench report --html` builds the store's tables once, for the console, the files and the page."""
+    import bench.report
+    import bench.report.tables as tables
+    import bench.report.view as view
+    from bench.cli import main
+
+    calls = []
+
+    def counted(store, run_id=None):
+        calls.append(run_id)
+        return tables.build(store, run_id)
+
+    for module in (bench.report, bhtml, view):
+        monkeypatch.setattr(module, "build", counted)
+    filled.close()
+    assert main(["report", str(tmp_path / "run"), "--html"]) == 0
+    assert (tmp_path / "run" / "report.html").is_file() and calls == [None]
+
+
 # -- headless Chromium ----------------------------------------------------------------------------
 def _chromium() -> str | None:
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

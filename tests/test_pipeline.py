@@ -101,3 +101,26 @@ def test_score_runs_a_metric_by_name(train):
     ctx = EvalContext(dataset="toy", train=train[:150], test=train[150:], label_key="cell_type", seed=0)
     out = score("mean_corr", ctx, ctx.test.copy(), seed=0)
     assert set(out.values) == {"mean_corr"}
+
+
+def test_the_speed_probe_trains_and_samples_on_tensors():
+    """The torch-only path (the GPU check's): a model by name, trained and sampled on tensors; a
+    model without one says so."""
+    import torch
+
+    from bench.api.errors import UserError
+    from bench.pipeline import speed_probe
+
+    probe = speed_probe("activa", 12, 3, seed=0, device="cpu", batch_size=16, precision="fp32", mode="eager")
+    X = torch.rand((40, 12)) * 100
+    y = torch.arange(40) % 3
+    logs = probe.train_epoch(X, y)
+    assert probe.steps == 3 and probe.cells_seen == 40 and probe.graphed_steps == 0 and logs
+    assert probe.n_genes == 12 and probe.device == torch.device("cpu")
+    chunk, decode = probe.sampler()
+    cells = decode(5, torch.Generator().manual_seed(0))
+    assert chunk == 10_000 and cells.shape == (5, 12) and cells.dtype == torch.float32
+    with pytest.raises(UserError, match="no torch-only speed probe"):
+        speed_probe(
+            NegativeBinomial, 12, 3, seed=0, device="cpu", batch_size=16, precision="fp32", mode="eager"
+        )

@@ -258,9 +258,9 @@ def test_paper_reads_log1p_cells_on_the_linear_scale(data):
 
 
 def test_paper_without_docker_says_what_to_do(monkeypatch, data):
-    import bench.generators.container as C
+    import bench.api.sandbox as sandbox
 
-    monkeypatch.setattr(C, "docker_client", lambda timeout=10: None)
+    monkeypatch.setattr(sandbox, "docker_client", lambda timeout=10: None)
     train, test, gen = data
     from bench.api.errors import UserError
 

@@ -52,6 +52,19 @@ def test_get_returns_a_plugin_or_raises(fake_group):
         registry.get_metric("nope")
 
 
+def test_get_alone_loads_only_the_named_entry_point(fake_group):
+    from bench.metrics import MMD
+
+    assert registry.get_alone("metrics", "good") is MMD
+    with pytest.raises(UserError, match="failed to import: ModuleNotFoundError.*reinstall nopkg:X"):
+        registry.get_alone("metrics", "missing")
+    with pytest.raises(UserError, match="failed to import: .*not a bench.api.Metric"):
+        registry.get_alone("metrics", "not_a_metric")
+    with pytest.raises(UserError, match="unknown metric 'nope'"):
+        registry.get_alone("metrics", "nope")
+    assert registry._load_group.cache_info().currsize == 0  # the group was never loaded
+
+
 def test_register_checks_the_kind():
     with pytest.raises(TypeError, match="not a bench.api.Generator subclass"):
         registry.register("generators", "x", object())

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import import_tensorflow_lazily
 
-tf = E = None  # set when a test runs, not at collection (tests/conftest.py)
+tf = E = port = None  # set when a test runs, not at collection (tests/conftest.py)
 
 
 @pytest.fixture(autouse=True)
@@ -47,8 +47,8 @@ def test_plugin_defaults_match_entry_point():
 def test_layer_shapes_and_lsn():
     p = {**E.DEFAULTS}
     rng = np.random.default_rng(0)
-    gen = E.GeneratorNet(300, 4, p, rng)
-    critic = E.CriticNet(300, 4, p, rng)
+    gen = port.nets.GeneratorNet(300, 4, p, rng)
+    critic = port.nets.CriticNet(300, 4, p, rng)
     assert [tuple(w.shape) for w in gen.kernels] == [(128, 256), (256, 512), (512, 1024)]
     assert tuple(gen.out_w.shape) == (1024, 300) and tuple(gen.norms[0].gamma.shape) == (4, 256)
     assert [tuple(w.shape) for w in critic.ws] == [(300, 1024), (1024, 512), (512, 256)]
@@ -60,15 +60,15 @@ def test_layer_shapes_and_lsn():
     assert x.shape == (10, 300)
     np.testing.assert_allclose(x.numpy().sum(1), 20_000, rtol=1e-5)
     assert critic(x, lab).shape == (10,)
-    proj = E.CriticNet(300, 4, {**p, "critic_head": "projection"}, rng)
+    proj = port.nets.CriticNet(300, 4, {**p, "critic_head": "projection"}, rng)
     assert tuple(proj.out_w.shape) == (256, 1) and not hasattr(proj, "class_b")
-    uncond = E.CriticNet(300, 0, p, rng)
+    uncond = port.nets.CriticNet(300, 0, p, rng)
     assert uncond(x).shape == (10,)
 
 
 def test_lsn_known_answer_and_zero_rows():
     x = tf.constant([[1.0, 3.0, 0.0], [0.0, 0.0, 0.0], [2.0, 2.0, 4.0]])
-    out = E.library_size_normalise(x).numpy()
+    out = port.nets.library_size_normalise(x).numpy()
     np.testing.assert_allclose(out[0], [5000, 15000, 0], rtol=1e-6)
     np.testing.assert_array_equal(out[1], [0, 0, 0])
     np.testing.assert_allclose(out[2], [5000, 5000, 10000], rtol=1e-6)
@@ -77,7 +77,7 @@ def test_lsn_known_answer_and_zero_rows():
 def test_gradient_penalty_matches_hand_computation():
     rng = np.random.default_rng(3)
     p = {**E.DEFAULTS, "critic_layers": [3]}
-    critic = E.CriticNet(2, 0, p, rng)
+    critic = port.nets.CriticNet(2, 0, p, rng)
     W0 = np.array([[1.0, -2.0, 0.5], [0.5, 1.0, -1.0]], np.float32)
     b0 = np.array([0.1, -0.2, 0.0], np.float32)
     w = np.array([[2.0], [-1.0], [3.0]], np.float32)
@@ -87,7 +87,7 @@ def test_gradient_penalty_matches_hand_computation():
     real = np.array([[1.0, 2.0], [0.0, -1.0]], np.float32)
     fake = np.array([[3.0, 0.0], [2.0, 1.0]], np.float32)
     alpha = np.array([[0.25], [0.5]], np.float32)
-    gp = float(E.gradient_penalty(critic, tf.constant(real), tf.constant(fake), tf.constant(alpha)))
+    gp = float(port.nets.gradient_penalty(critic, tf.constant(real), tf.constant(fake), tf.constant(alpha)))
     xhat = real + alpha * (fake - real)
     expected = []
     for x in xhat:  # d/dx relu(x W0 + b0) . w = W0 @ (1[pre > 0] * w)
@@ -98,19 +98,19 @@ def test_gradient_penalty_matches_hand_computation():
 
 
 def test_learning_rate_schedule():
-    f = lambda s: E.learning_rate(s, 1000, 1e-4, 1e-5)  # noqa: E731
+    f = lambda s: port.config.learning_rate(s, 1000, 1e-4, 1e-5)  # noqa: E731
     assert f(0) == pytest.approx(1e-4)
     assert f(500) == pytest.approx(math.sqrt(1e-4 * 1e-5))
     assert f(1000) == pytest.approx(1e-5)
     assert f(250) == pytest.approx(1e-4 * 0.1**0.25)
-    assert float(E.learning_rate(tf.Variable(500, dtype=tf.int64), 1000, 1e-4, 1e-5)) == pytest.approx(
-        math.sqrt(1e-9), rel=1e-5
-    )
+    assert float(
+        port.config.learning_rate(tf.Variable(500, dtype=tf.int64), 1000, 1e-4, 1e-5)
+    ) == pytest.approx(math.sqrt(1e-9), rel=1e-5)
 
 
 def test_amsgrad_matches_numpy():
     var = tf.Variable([0.5, -1.0, 2.0])
-    opt = E.AMSGrad([var], beta1=0.5, beta2=0.9, epsilon=1e-8)
+    opt = port.nets.AMSGrad([var], beta1=0.5, beta2=0.9, epsilon=1e-8)
     grads = [np.array([1.0, -2.0, 0.1]), np.array([0.1, 3.0, -0.5]), np.array([-0.2, 0.1, 0.1])]
     x, m, v, vh = np.array([0.5, -1.0, 2.0]), np.zeros(3), np.zeros(3), np.zeros(3)
     for t, (g, lr) in enumerate(zip(grads, [1e-2, 5e-3, 1e-3], strict=True), start=1):
@@ -127,11 +127,11 @@ def test_amsgrad_matches_numpy():
 def test_class_ratios_keyed_and_legacy_bug():
     labels = np.array(["a"] * 10 + ["b"] * 60 + ["c"] * 30)
     classes = ["a", "b", "c"]
-    np.testing.assert_allclose(E.class_ratios(labels, classes, "keyed"), [0.1, 0.6, 0.3])
+    np.testing.assert_allclose(port.config.class_ratios(labels, classes, "keyed"), [0.1, 0.6, 0.3])
     # the original sorted ratios by value and gave them to indices 0..K-1: 'a' (10 %) gets 60 %
-    np.testing.assert_allclose(E.class_ratios(labels, classes, "legacy"), [0.6, 0.3, 0.1])
+    np.testing.assert_allclose(port.config.class_ratios(labels, classes, "legacy"), [0.6, 0.3, 0.1])
     with pytest.raises(ValueError):
-        E.class_ratios(labels, classes, "other")
+        port.config.class_ratios(labels, classes, "other")
 
 
 def test_sampled_training_labels_follow_keyed_ratios():
@@ -145,7 +145,7 @@ def test_sampled_training_labels_follow_keyed_ratios():
 
 
 def test_batchnorm_moving_average_update():
-    bn = E.BatchNorm(2, decay=0.999, eps=1e-5)
+    bn = port.nets.BatchNorm(2, decay=0.999, eps=1e-5)
     x = tf.constant([[1.0, 2.0], [3.0, 6.0], [5.0, 4.0]])
     out = bn(x, True).numpy()
     mean, var = np.array([3.0, 4.0]), np.array([8 / 3, 8 / 3])
@@ -158,7 +158,7 @@ def test_batchnorm_moving_average_update():
     inf = bn(x, False).numpy()  # inference: moving statistics, no update
     np.testing.assert_allclose(inf, (x.numpy() - mm) / np.sqrt(mv + 1e-5), rtol=1e-5)
     np.testing.assert_allclose(bn.moving_mean.numpy(), mm)
-    cbn = E.BatchNorm(2, n_classes=2)
+    cbn = port.nets.BatchNorm(2, n_classes=2)
     cbn.gamma.assign([[1.0, 1.0], [2.0, 3.0]])
     cbn.beta.assign([[0.0, 0.0], [1.0, -1.0]])
     c = cbn(x, True, tf.constant([0, 1, 1])).numpy()
@@ -274,3 +274,24 @@ def test_fit_writes_convergence_snapshots(tmp_path):
     E.main(["fit", str(other)])
     assert json.loads((other / "fit.json").read_text())["history"] == fit["history"]
     assert not (other / "snapshots").exists()
+
+
+def test_the_image_gets_every_file_of_the_port():
+    """The build files (what the image's tag hashes and the build is sent) and the Dockerfile's COPY
+    hold every module of the port, and entry.py runs as a script outside the package (as in the
+    image and as backend 'process'): its imports resolve beside it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bench.generators.scgan.plugin import ScGAN
+
+    here = Path(ScGAN.build_context)
+    port = sorted(str(p.relative_to(here)) for p in (here / "scgan_tf").glob("*.py"))
+    assert len(port) >= 6 and set(port) <= set(ScGAN.build_files)
+    dockerfile = (here / "Dockerfile").read_text().replace("\\\n", " ")
+    copy = next(line for line in dockerfile.splitlines() if line.startswith("COPY scgan_tf/"))
+    assert sorted(copy.split()[1:-1]) == port and copy.split()[-1] == "/opt/scgan/scgan_tf/"
+    proc = subprocess.run([sys.executable, str(here / ScGAN.entry_point), "--help"], capture_output=True,
+                          text=True, timeout=120, cwd=str(here.parent))  # fmt: skip
+    assert proc.returncode == 0 and "fit" in proc.stdout, proc.stderr

@@ -12,8 +12,11 @@ package, exactly what a third-party plugin imports (``tests/test_architecture.py
   resources, ``resolve_device``);
 * :mod:`.errors`: ``UserError`` (a mistake the user can fix) and ``TaskFailed``;
 * :mod:`.options`: the checks of a parameter's or option's value (``INTEGER_1``, bounds, choices);
+* :mod:`.speed`: ``SpeedProbe``, a generator's torch-only path (what the GPU check times);
 * :mod:`.compat`: shims for third-party library versions (umap, the kNN transformer);
 * :mod:`.sandbox`: what a container may do (limits, mounts, user, labels) and its clean-up;
+* :mod:`.docker`: the hardened docker runner that applies it, and the hash that tags an image;
+* :mod:`.logs`: a container or process run's log and the user-error file of its entry point;
 * :mod:`.userconfig`: the user's settings file (e.g. the Docker base image setup recorded).
 
 The names load on first use, so ``from bench.api import UserError`` does not import AnnData.
@@ -66,6 +69,7 @@ _WHERE = {
         "badness",
     ),
     "compat": ("SCANPY_EXACT_KNN_MAX_CELLS", "import_umap", "knn_transformer"),
+    "speed": ("SpeedProbe",),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 __all__ = [
@@ -93,6 +97,7 @@ __all__ = [
     "SCANPY_EXACT_KNN_MAX_CELLS",
     "SNAPSHOT_FRACTIONS",
     "Snapshot",
+    "SpeedProbe",
     "TaskFailed",
     "UserError",
     "arrow",
@@ -152,6 +157,7 @@ if TYPE_CHECKING:
         badness,
     )
     from bench.api.options import INTEGER_1, INTEGER_2, check_declared, check_value
+    from bench.api.speed import SpeedProbe
 
 
 def __getattr__(name: str) -> Any:

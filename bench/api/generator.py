@@ -14,15 +14,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
 from bench.api.contract import DEFAULT_RESOURCES, LIBRARY_SIZE, OUTPUT_SCALES, at_library_size
 from bench.api.errors import TaskFailed, UserError
 from bench.api.options import check_declared, check_value
+
+if TYPE_CHECKING:  # AnnData loads where cells are made or checked: the torch-only path has none
+    import anndata as ad
+
+    from bench.api.speed import SpeedProbe
 
 # where in its budget an iterative model hands the harness generated cells (convergence evidence)
 SNAPSHOT_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
@@ -271,6 +275,27 @@ class Generator(ABC):
     def load(cls, path: str | Path) -> Generator:  # pragma: no cover - overridden where supported
         raise NotImplementedError(f"{cls.name} does not support load")
 
+    @classmethod
+    def speed_probe(
+        cls,
+        n_genes: int,
+        n_classes: int,
+        *,
+        seed: int,
+        device: str,
+        batch_size: int,
+        precision: str,
+        mode: str,
+    ) -> SpeedProbe:
+        """Optional, torch only (no AnnData): a freshly initialised model of ``n_genes`` genes and
+        ``n_classes`` cell types on ``device`` that the GPU check trains and samples on tensors
+        (:class:`bench.api.speed.SpeedProbe`); ``precision`` and ``mode``: one of
+        ``bench.api.speed.PRECISIONS`` and ``MODES``."""
+        raise UserError(
+            f"generator '{cls.name}' has no torch-only speed probe",
+            "the GPU check measures a model that defines Generator.speed_probe (activa)",
+        )
+
     # -- helpers for subclasses' save/load ----------------------------------------------------
     def _meta(self) -> dict[str, Any]:
         return {
@@ -336,6 +361,8 @@ def validate_output(
     Checks: cell count (and per-label counts for conditional requests), gene order, finite,
     non-negative, the declared output scale, labels in the training label set.
     """
+    import anndata as ad
+
     name = gen_cls.name
     scale = gen_cls.output_scale
     total, per_label = split_request(requested)
@@ -415,6 +442,8 @@ def make_output(
     X: np.ndarray | sp.spmatrix, var_names: list[str], label_key: str | None = None, labels=None
 ) -> ad.AnnData:
     """Wrap generated values in an AnnData with the training genes (and labels when given)."""
+    import anndata as ad
+
     X = sp.csr_matrix(X) if not sp.issparse(X) else X.tocsr()
     out = ad.AnnData(X=X.astype(np.float32))
     out.var_names = list(var_names)

@@ -55,7 +55,7 @@ def base_image() -> str:
 
 
 def _client():
-    from bench.generators.container import docker_client
+    from bench.api.sandbox import docker_client
 
     client = docker_client()
     if client is None:
@@ -70,7 +70,7 @@ def image_tag(client=None) -> str:
     """``scgenbench/seurat-paper:<hash of the build files and the base image's id>``."""
     import docker
 
-    from bench.generators.container import context_hash
+    from bench.api.docker import context_hash
 
     client = client or _client()
     try:
@@ -173,8 +173,8 @@ def run_seurat(
     (object name -> its cells' 50 PCs, the record). ``k_filter`` and ``k_weight`` are Seurat's
     defaults (200, 100) lowered to the smallest object's cell count where objects are smaller (Seurat
     refuses otherwise); the record says which were used."""
+    from bench.api.docker import run_docker
     from bench.api.sandbox import Sandbox, resolve_limits
-    from bench.generators.container import run_docker
 
     if normalize not in NORMALIZE:
         raise ValueError(f"unknown normalize {normalize!r}; use one of {NORMALIZE}")

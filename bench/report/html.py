@@ -310,9 +310,10 @@ def _declared_html(run: RunView, dataset: str) -> str:
     return "".join(parts)
 
 
-def render(store) -> str:
-    """The whole report page as a string."""
-    report = build(store)
+def render(store, report: dict[str, Any] | None = None) -> str:
+    """The whole report page as a string; ``report``: the store's tables when the caller has built
+    them already (``bench.report.build(store)``), else built here."""
+    report = report if report is not None else build(store)
     run = RunView(store, report)
     summary = report["summary"]
     runs = store.runs()
@@ -352,11 +353,14 @@ def render(store) -> str:
     )
 
 
-def write_html(store, run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write the report (default ``RUN_DIR/report.html``) atomically; returns its path."""
+def write_html(
+    store, run_dir: str | Path, out: str | Path | None = None, report: dict[str, Any] | None = None
+) -> Path:
+    """Write the report (default ``RUN_DIR/report.html``) atomically; returns its path. ``report``:
+    as for :func:`render`."""
     out = Path(out) if out else Path(run_dir) / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    text = render(store)
+    text = render(store, report)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".tmp-", suffix=".html")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)

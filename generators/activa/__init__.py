@@ -1,7 +1,7 @@
 """Native PyTorch ACTIVA (introspective VAE + ACTINN conditioner); see docs/models/activa.md.
 
-The names below load on first use: the networks and the trainer need only torch (the GPU check
-imports them without AnnData); ``ActivaGenerator`` brings in the harness."""
+The names below load on first use: the networks and the trainer need only torch, and so does
+``ActivaGenerator`` until it fits or generates (its speed probe is the GPU check's torch-only path)."""
 
 from __future__ import annotations
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -27,7 +26,11 @@ from bench.generators.activa import settings
 from bench.generators.activa.batches import SparseRows
 from bench.generators.activa.generation import BestCells, decode, generation_decoder
 from bench.generators.activa.progress import EpochProgress, record_epoch
+from bench.generators.activa.speed import ActivaSpeedProbe
 from bench.generators.activa.train import ActivaTrainer, TrainConfig
+
+if TYPE_CHECKING:  # the torch-only path (speed_probe, the GPU check) runs without AnnData
+    import anndata as ad
 
 CONFIG_FILE = "activa_config.json"
 WEIGHTS_FILE = "activa_weights.pt"
@@ -92,6 +95,28 @@ class ActivaGenerator(Generator):
         if "lr" in point:
             out["lr_e"] = out["lr_g"] = float(point["lr"])
         return out
+
+    @classmethod
+    def speed_probe(
+        cls,
+        n_genes: int,
+        n_classes: int,
+        *,
+        seed: int,
+        device: str,
+        batch_size: int,
+        precision: str,
+        mode: str,
+    ) -> ActivaSpeedProbe:
+        return ActivaSpeedProbe(
+            n_genes,
+            n_classes,
+            seed=seed,
+            device=device,
+            batch_size=batch_size,
+            precision=precision,
+            mode=mode,
+        )
 
     def __init__(self, **params: Any):
         super().__init__(**params)  # types, choices and bounds of every parameter

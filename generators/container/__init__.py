@@ -1,28 +1,27 @@
 """Generators that run in a Docker image (or, backend ``process``, the same entry point as a local
-subprocess): :mod:`.images` (build and tag images), :mod:`.docker` and :mod:`.process` (the two
-backends), :mod:`.logs` (their log and user-error file), :mod:`.base` (the generator base class and
-the choice of backend). The names below are the package's public interface."""
+subprocess): :mod:`.images` (build and tag images), :mod:`.process` (the ``process`` backend),
+:mod:`.base` (the generator base class and the choice of backend). The ``docker`` backend is the
+harness's hardened runner, :mod:`bench.api.docker` (the paper protocol's Seurat container runs
+through it too), and the runs' log and user-error file are :mod:`bench.api.logs`. The names below
+are the package's public interface."""
 
+from bench.api.docker import context_files, context_hash, run_docker
+from bench.api.logs import LOG_TAIL_LINES, USER_ERROR_FILE
+from bench.api.sandbox import docker_client
 from bench.generators.container.base import BACKENDS, RUNNER_PARAMS, ContainerGenerator, select_backend
-from bench.generators.container.docker import run_docker
 from bench.generators.container.images import (
     BASE_LABEL,
     DEFAULT_BASE_IMAGE,
     IMAGE_PREFIX,
-    LOG_TAIL_LINES,
     VARIANTS,
     BaseImage,
     base_image_id,
     build_image,
     configured_base_image,
-    context_files,
-    context_hash,
     default_base_image,
-    docker_client,
     ensure_image,
     resolve_base_image,
 )
-from bench.generators.container.logs import USER_ERROR_FILE
 from bench.generators.container.process import PROCESS_ENV_KEEP, process_env, run_process
 
 __all__ = [

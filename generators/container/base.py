@@ -22,11 +22,11 @@ import anndata as ad
 import pandas as pd
 
 from bench.api import FitContext, FitResult, Generator, TaskFailed, UserError, split_request
+from bench.api.docker import context_hash, run_docker
+from bench.api.logs import USER_ERROR_FILE, user_error
 from bench.api.sandbox import Limits, Sandbox, container_file, parse_size, read_container_h5ad, resolve_limits
 from bench.generators.container import images
-from bench.generators.container.docker import run_docker
-from bench.generators.container.images import IMAGE_PREFIX, context_hash, ensure_image
-from bench.generators.container.logs import USER_ERROR_FILE, user_error
+from bench.generators.container.images import IMAGE_PREFIX, ensure_image
 from bench.generators.container.process import run_process
 
 BACKENDS = ("auto", "docker", "process")

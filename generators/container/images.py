@@ -1,10 +1,9 @@
-"""Docker images of container generators: the engine client, the base image, the hash of a build
-context, and building an image (tagged by that hash) when it is not there yet."""
+"""Docker images of container generators: the base image, and building an image (tagged by the hash
+of its build context, bench.api.docker.context_hash) when it is not there yet."""
 
 from __future__ import annotations
 
 import collections
-import hashlib
 import io
 import os
 import tarfile
@@ -13,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.api import TaskFailed, UserError
+from bench.api.docker import context_files
+from bench.api.logs import LOG_TAIL_LINES
 from bench.api.sandbox import docker_client
 
 IMAGE_PREFIX = "scgenbench"
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 # the label scripts/ci/docker-setup.sh puts on the offline base image it makes
 BASE_LABEL = "org.scgenbench.base"
-LOG_TAIL_LINES = 50
 
 
 # image variants: "cpu" (the default) and "gpu" (the model's framework built with CUDA), built from
@@ -108,29 +108,6 @@ def resolve_base_image(client, variant: str = "cpu", base: str | None = None) ->
         f"pulled ({why}), and no local image is labelled {BASE_LABEL}",
         NO_BASE_FIX,
     )
-
-
-def context_files(context: Path, files: tuple[str, ...] = ()) -> list[Path]:
-    """The files sent to the build: ``files`` when given, else everything but caches."""
-    if files:
-        return [context / f for f in files]
-    return sorted(
-        p for p in context.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
-    )
-
-
-def context_hash(
-    context: Path, files: tuple[str, ...] = (), base_id: str = "", build_args: dict[str, str] | None = None
-) -> str:
-    """Hash of everything that goes into an image: the build files (names and contents), the id of
-    the base image (build argument BASE_IMAGE) and any other build arguments (e.g. VARIANT)."""
-    h = hashlib.sha256()
-    for p in context_files(context, files):
-        h.update(str(p.relative_to(context)).encode() + b"\0" + p.read_bytes() + b"\0")
-    h.update(b"BASE_IMAGE\0" + base_id.encode())
-    for k, v in sorted((build_args or {}).items()):
-        h.update(b"\0" + k.encode() + b"\0" + v.encode())
-    return h.hexdigest()[:12]
 
 
 def base_image_id(client, base: str) -> str:

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.api import TaskFailed
+from bench.api.logs import POLL_S, LogSink, interrupted_reason
 from bench.api.sandbox import Limits, format_size, resolve_limits
-from bench.generators.container.logs import POLL_S, LogSink, interrupted_reason
 
 # environment variables a local process keeps (everything else of the harness's environment is
 # dropped: tokens, credentials, proxies, the harness's own settings)

@@ -1,6 +1,7 @@
-"""scGAN and cscGAN (Marouf et al. 2020) as container generators: the TensorFlow 2 port in
-``entry.py`` runs in the ``scgenbench/scgan`` image (or as a local process where TensorFlow is
-installed). See docs/models/scgan.md for the architecture and faithfulness notes."""
+"""scGAN and cscGAN (Marouf et al. 2020) as container generators: the TensorFlow 2 port
+(``scgan_tf/``, run by ``entry.py``) runs in the ``scgenbench/scgan`` image (or as a local process
+where TensorFlow is installed). See docs/models/scgan.md for the architecture and faithfulness
+notes."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from bench.api import INTEGER_1, INTEGER_2, Budget
 from bench.generators.container import ContainerGenerator
 
 HERE = Path(__file__).resolve().parent
+# the TensorFlow port that entry.py runs, copied into the image beside it (the Dockerfile's COPY)
+PORT_FILES = tuple(f"scgan_tf/{m}.py" for m in ("__init__", "config", "model", "nets", "runtime", "train"))
 
-# the entry point's defaults (entry.DEFAULTS; kept here so listing models does not import TensorFlow;
-# a unit test checks that both agree)
+# the port's defaults (scgan_tf/config.py, DEFAULTS; kept here so listing models does not import
+# TensorFlow; a unit test checks that both agree)
 MODEL_DEFAULTS: dict[str, Any] = {
     "latent_dim": 128,
     "gen_layers": [256, 512, 1024],
@@ -104,6 +107,7 @@ class ScGAN(ContainerGenerator):
         "requirements-tf.txt",
         "requirements-tf-gpu.txt",
         "entry.py",
+        *PORT_FILES,
     )
     entry_point: ClassVar[str] = "entry.py"
     process_requires: ClassVar[tuple[str, ...]] = ("tensorflow", "anndata", "h5py")

@@ -1,5 +1,6 @@
 """What a container or process run leaves: its log (to WORKDIR/container.log, the console and a
-tail buffer for the error message) and the user-error file an entry point writes."""
+tail buffer for the error message) and the user-error file an entry point writes. The docker
+runner (:mod:`bench.api.docker`) and the container generators' ``process`` backend use it."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import collections
 import json
 from pathlib import Path
 
-from bench.generators.container.images import LOG_TAIL_LINES
-
+# log lines kept for an error message (a failed run, a failed image build)
+LOG_TAIL_LINES = 50
 # what an entry point writes (with exit 2) for a mistake the user can fix: {"message", "fix"}
 USER_ERROR_FILE = "user_error.json"
 

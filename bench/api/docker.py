@@ -1,20 +1,26 @@
-"""The ``docker`` backend: run a container generator's entry point in its image, in the sandbox."""
+"""The harness's hardened docker runner: run an image's entry point in the sandbox
+(:mod:`bench.api.sandbox`: limits, no network, a non-root user, clean-up), and the hash of a build
+context that tags an image. The container generators' ``docker`` backend and the paper protocol's
+Seurat container (bench/protocols/seurat.py) run through it."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.api import TaskFailed, UserError
+from bench.api.errors import TaskFailed, UserError
+from bench.api.logs import POLL_S, LogSink, interrupted_reason
 from bench.api.sandbox import (
     Limits,
     Sandbox,
     command_line,
     container_labels,
     container_user,
+    docker_client,
     docker_options,
     format_size,
     give_back,
@@ -22,8 +28,6 @@ from bench.api.sandbox import (
     resolve_limits,
     symlinks_in,
 )
-from bench.generators.container.images import docker_client
-from bench.generators.container.logs import POLL_S, LogSink, interrupted_reason
 
 
 def _wait_exited(container, timeout_s: float | None) -> bool:
@@ -134,3 +138,26 @@ def run_docker(
         )
     if code != 0:
         raise TaskFailed(f"{what} '{command}' exited with code {code}", log_tail=tail)
+
+
+def context_files(context: Path, files: tuple[str, ...] = ()) -> list[Path]:
+    """The files sent to the build: ``files`` when given, else everything but caches."""
+    if files:
+        return [context / f for f in files]
+    return sorted(
+        p for p in context.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+
+
+def context_hash(
+    context: Path, files: tuple[str, ...] = (), base_id: str = "", build_args: dict[str, str] | None = None
+) -> str:
+    """Hash of everything that goes into an image: the build files (names and contents), the id of
+    the base image (build argument BASE_IMAGE) and any other build arguments (e.g. VARIANT)."""
+    h = hashlib.sha256()
+    for p in context_files(context, files):
+        h.update(str(p.relative_to(context)).encode() + b"\0" + p.read_bytes() + b"\0")
+    h.update(b"BASE_IMAGE\0" + base_id.encode())
+    for k, v in sorted((build_args or {}).items()):
+        h.update(b"\0" + k.encode() + b"\0" + v.encode())
+    return h.hexdigest()[:12]
