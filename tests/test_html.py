@@ -225,8 +225,8 @@ def assert_self_contained(page: str) -> None:
 
 def assert_tables_match_console(page: str, store: Store) -> None:
     report = rpt.build(store)
-    for tables in report["datasets"].values():
-        frames = [tables["main"], *tables["paper"].values(), *tables["suite"].values(), tables["scaled"]]
+    for tables in report.datasets.values():
+        frames = [tables.main, *tables.paper.values(), *tables.suite.values(), tables.scaled]
         for df in frames:
             for value in df.to_numpy().ravel():
                 assert f">{htmllib.escape(str(value))}<" in page, value

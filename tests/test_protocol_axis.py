@@ -103,13 +103,13 @@ def test_run_scores_each_protocol_and_keeps_them_apart(h5ad, tmp_path, capsys):
     pcs = pca[pca.metric == "auc"].set_index("model").value
     assert not np.allclose(genes.sort_index(), pcs.sort_index())  # another space, other values
     assert pcs["shuffled"] > 0.9  # the negative control is separated in the fair protocol too
-    tables = report["datasets"]["cells"]["protocols"]
+    tables = report.datasets["cells"].protocols
     assert list(tables) == [PROTOCOLS_TITLE, "main experiment, protocol pca-real"]
     side = tables[PROTOCOLS_TITLE]
     assert {"auc · genes", "auc · pca-real", "mmd · pca-real"} <= set(side.columns)
     assert "mean_corr · genes" not in side.columns  # scored in one protocol only
     # the headline's scaled score is the genes protocol's alone
-    assert set(report["scaled"]["summary"].experiment) == {"main"}
+    assert set(report.scaled.summary.experiment) == {"main"}
 
 
 def test_protocol_tasks_rerun_main_tasks_that_kept_no_cells(h5ad, tmp_path, capsys):

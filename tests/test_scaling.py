@@ -157,8 +157,8 @@ def test_summary_files_carry_scaled_scores(tmp_path):
     md = paths[1].read_text()
     assert rpt.SCALED_TITLE in md and "| nb | 0.625 ± 0.177 | 1.000 ± 0.354 | 0.750 ± 0.000 |" in md
     # the raw tables keep raw values: precision in its suite table, mmd in the main table
-    tables = report["datasets"]["d"]
-    assert tables["suite"]["fidelity and coverage"].loc["nb", "precision ↑"] == "0.900 ± 0.141"
-    assert tables["main"].loc["nb", "mmd ↓"] == "0.150 ± 0.071"
-    assert list(tables["scaled"].index) == ["nb", "real", "shuffled"]  # the controls last
+    tables = report.datasets["d"]
+    assert tables.suite["fidelity and coverage"].loc["nb", "precision ↑"] == "0.900 ± 0.141"
+    assert tables.main.loc["nb", "mmd ↓"] == "0.150 ± 0.071"
+    assert list(tables.scaled.index) == ["nb", "real", "shuffled"]  # the controls last
     store.close()

@@ -188,8 +188,6 @@ def test_a_run_writes_the_params_the_metric_returns(tmp_path):
     assert json.loads(stored["n_rare_train@0.25"]) == {"fraction": 0.25, "cell_type": rare}
     nb = values[values.model == "nb"]
     assert all(p.get("fraction") in (0.5, 0.25) for p in nb.params)
-    (table,) = [
-        df for title, df in report["datasets"]["cells"]["paper"].items() if title.startswith("Fig. 7")
-    ]
+    (table,) = [df for title, df in report.datasets["cells"].paper.items() if title.startswith("Fig. 7")]
     assert list(table.columns) == ["0.5", "0.25"] and ("nb", "augmented") in table.index
     assert table.loc[("nb", "augmented")].ne("n/a").all()

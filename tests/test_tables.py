@@ -146,10 +146,12 @@ def test_every_seed_failed_still_counts_the_plan(tmp_path):
                                 ("gone", 0, "main"): None, ("gone", 1, "main"): None})  # fmt: skip
     with Store(tmp_path / "run", create=False) as store:
         report = rpt.build(store)
-    s = report["summary"].set_index(["model", "metric"])
+    # a typed report (issue 28, item 4): attributes, not dict keys, at every reader
+    assert isinstance(report, rpt.Report) and isinstance(report.datasets["toy"], rpt.DatasetTables)
+    s = report.summary.set_index(["model", "metric"])
     assert s.loc[("bad", "mmd"), "status"] == "failed" and s.loc[("bad", "mmd"), "n_planned"] == 2
     assert s.loc[("gone", "mmd"), "status"] == "missing" and s.loc[("gone", "mmd"), "n_planned"] == 2
-    table = report["datasets"]["toy"]["main"]
+    table = report.datasets["toy"].main
     assert table.loc["bad", "mmd ↓"] == "failed" and table.loc["gone", "mmd ↓"] == "n/a"
     assert table.attrs["notes"] == ["bad: failed on seeds 0, 1 of 2: boom",
                                     "gone: missing seeds 0, 1 of 2: not finished (not started)"]  # fmt: skip
@@ -187,12 +189,12 @@ def test_auc_is_ranked_and_coloured_by_its_distance_to_one_half(tmp_path):
     with Store(tmp_path / "run", create=False) as store:
         report = rpt.build(store)
         page = bhtml.render(store)
-    table = report["datasets"]["toy"]["main"]
+    table = report.datasets["toy"].main
     assert list(table.columns) == ["auc (→0.5)", "mmd ↓"]  # auc_sd is information, not a column
     # b (|0.625 - 0.5| = 0.125) beats a (0.195) and c (0.405); lower-is-better would pick a
     assert ("b", "auc (→0.5)") in table.attrs["best"] and ("a", "auc (→0.5)") not in table.attrs["best"]
     assert ("a", "mmd ↓") in table.attrs["best"]
-    fig3 = next(df for title, df in report["datasets"]["toy"]["paper"].items() if title.startswith("Fig. 3"))
+    fig3 = next(df for title, df in report.datasets["toy"].paper.items() if title.startswith("Fig. 3"))
     assert fig3.attrs["best"] == {("auc", "b")}
     assert f'<td class="num best">{table.loc["b", "auc (→0.5)"]}</td>' in page
     assert "auc (→0.5)" in page
@@ -208,8 +210,8 @@ def test_tables_show_only_the_latest_code_of_each_task(tmp_path):
     with Store(tmp_path / "run", create=False) as store:
         assert len(store.values()) == 4  # both kept in the store
         report = rpt.build(store)
-        assert report["datasets"]["toy"]["main"].loc["nb", "mmd ↓"] == "0.100 ± 0.000"
-        assert rpt.build(store, 1)["datasets"]["toy"]["main"].loc["nb", "mmd ↓"] == "0.500 ± 0.000"
+        assert report.datasets["toy"].main.loc["nb", "mmd ↓"] == "0.100 ± 0.000"
+        assert rpt.build(store, 1).datasets["toy"].main.loc["nb", "mmd ↓"] == "0.500 ± 0.000"
 
 
 def test_the_de_test_behind_cd_is_recorded_with_the_values(tmp_path, capsys):

@@ -9,10 +9,12 @@ store), :mod:`~bench.report.figures` and :mod:`~bench.report.suite` (matplotlib 
 
 from bench.report.files import write_files
 from bench.report.summary import cell_text, direction_of, fmt, summarise
-from bench.report.tables import LEGEND, SCALED_TITLE, build, main_table, print_tables
+from bench.report.tables import LEGEND, SCALED_TITLE, DatasetTables, Report, build, main_table, print_tables
 
 __all__ = [
     "LEGEND",
+    "DatasetTables",
+    "Report",
     "SCALED_TITLE",
     "build",
     "cell_text",

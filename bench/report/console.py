@@ -7,8 +7,6 @@ are. ``bench report RUN_DIR --all`` prints every table (:func:`bench.report.tabl
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
@@ -21,6 +19,7 @@ from bench.report.tables import (
     PROTOCOLS_LEGEND,
     PROTOCOLS_TITLE,
     TABLE1_TITLE,
+    Report,
     _best,
     _cells,
     console_texts,
@@ -77,11 +76,11 @@ def selected_values(metrics: list[str] | None) -> dict[str, str]:
     return out
 
 
-def headline_table(report: dict[str, Any], dataset: str, selected: list[str] | None = None) -> pd.DataFrame:
+def headline_table(report: Report, dataset: str, selected: list[str] | None = None) -> pd.DataFrame:
     """Rows models (controls last), columns the declared headline values of the main experiment
     (and of experiments such as augmentation at their smallest tag), the values of the metrics the
     run selected by name (``selected``), then the mean scaled score."""
-    summary = report["summary"]
+    summary = report.summary
     sub = summary[summary.dataset == dataset]
     # the genes protocol's values (the main experiment's own) and the experiments'; the other
     # protocols' go to the protocol table (:func:`bench.report.tables.protocol_table`)
@@ -115,10 +114,10 @@ def headline_table(report: dict[str, Any], dataset: str, selected: list[str] | N
             data[model][label] = cell_text(column[model]) if model in column else "n/a"
         direction, target = direction_of(name)
         best |= {(m, label) for m in _best(column, direction, target)}
-    means = report.get("scaled", {}).get("means")
+    means = report.scaled.means
     if means is not None and not means.empty:
         means = means[means.dataset == dataset].set_index("model")
-        planned = report["planned"]
+        planned = report.planned
         planned = planned[(planned.dataset == dataset) & (planned.experiment == "main")]
         n_planned = planned.groupby("model").seed.nunique()
         label, scores = "scaled ↑", {}
@@ -135,14 +134,14 @@ def headline_table(report: dict[str, Any], dataset: str, selected: list[str] | N
             best |= {(m, label) for m, v in ranked.items() if v == max(ranked.values())}
     df = pd.DataFrame.from_dict(data, orient="index")
     df.attrs["best"] = best
-    main = report["datasets"].get(dataset, {}).get("main")
+    main = report.datasets[dataset].main if dataset in report.datasets else None
     df.attrs["notes"] = list(main.attrs.get("notes", [])) if main is not None else []
     return df
 
 
-def time_table(report: dict[str, Any], dataset: str) -> pd.DataFrame:
+def time_table(report: Report, dataset: str) -> pd.DataFrame:
     """Table 1 with models as rows and short column names."""
-    cells = _cells(report["summary"], dataset, "main")
+    cells = _cells(report.summary, dataset, "main")
     models = order_models(sorted({m for m, _ in cells}))
     data: dict[str, dict[str, str]] = {m: {} for m in models}
     best: set[tuple[str, str]] = set()
@@ -230,19 +229,19 @@ def show_fitted(df: pd.DataFrame, title: str, console) -> None:
         console.print(text.replace("failed", "[red]failed[/red]", 1), highlight=False)
 
 
-def print_headline(report: dict[str, Any], console, run_dir=None, selected: list[str] | None = None) -> None:
+def print_headline(report: Report, console, run_dir=None, selected: list[str] | None = None) -> None:
     """The console view of a run (module docstring); ``selected``: the metrics the run named."""
     from rich.markup import escape
 
-    for dataset, tables in report["datasets"].items():
-        by_protocol = protocol_table(report["summary"], dataset, headline_values())
+    for dataset, tables in report.datasets.items():
+        by_protocol = protocol_table(report.summary, dataset, headline_values())
         title = f"{dataset}: headline" + (" (protocol genes)" if not by_protocol.empty else "")
         show_fitted(headline_table(report, dataset, selected), title, console)
         console.print(escape(_wrap(HEADLINE_LEGEND, console.width)), style="dim", highlight=False)
         if not by_protocol.empty:
             show_fitted(by_protocol, f"{dataset}: {PROTOCOLS_TITLE}", console)
             console.print(escape(_wrap(PROTOCOLS_LEGEND, console.width)), style="dim", highlight=False)
-        for title, df in tables["paper"].items():
+        for title, df in tables.paper.items():
             if title == TABLE1_TITLE:
                 show_fitted(time_table(report, dataset), f"{dataset}: {title}", console)
             elif title == FIG7_TITLE:

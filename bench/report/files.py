@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from bench.failures import is_transient, reason
 from bench.report.summary import CELL, params_of
-from bench.report.tables import LEGEND, PROTOCOLS_LEGEND, PROTOCOLS_TITLE, SCALED_TITLE, md_table
+from bench.report.tables import LEGEND, PROTOCOLS_LEGEND, PROTOCOLS_TITLE, SCALED_TITLE, Report, md_table
 
 
 def _provenance_md(provenance: dict[str, Any]) -> list[str]:
@@ -36,9 +35,7 @@ def _provenance_md(provenance: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def write_files(
-    report: dict[str, Any], run_dir: str | Path, provenance: dict[str, Any] | None = None
-) -> list[Path]:
+def write_files(report: Report, run_dir: str | Path, provenance: dict[str, Any] | None = None) -> list[Path]:
     """``values.csv`` (long: one row per task value, with its cell's n and n_planned and its params
     as JSON),
     ``summary.md`` and ``summary.json`` (cells with n, n_planned and status; failed tasks with
@@ -46,8 +43,8 @@ def write_files(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     paths = [run_dir / "values.csv", run_dir / "summary.md", run_dir / "summary.json"]
-    summary = report["summary"]
-    values = report["values"].drop(columns=["task_key"], errors="ignore")
+    summary = report.summary
+    values = report.values.drop(columns=["task_key"], errors="ignore")
     values = values.merge(summary[[*CELL, "n", "n_planned"]], on=CELL, how="left")
     params = [json.dumps(p, sort_keys=True, default=str) for p in params_of(values)]
     values = values.drop(columns="params", errors="ignore").assign(params=params)  # the last column
@@ -55,25 +52,25 @@ def write_files(
     md = ["# scgenbench summary", ""]
     if provenance:
         md += _provenance_md(provenance)
-    for name, opts in report.get("options", {}).items():
+    for name, opts in report.options.items():
         md.append(f"- {name} options: {json.dumps(opts, default=str)}")
-    if report.get("options"):
+    if report.options:
         md.append("")
-    for dataset, tables in report["datasets"].items():
+    for dataset, tables in report.datasets.items():
         md += [f"## {dataset}", "", LEGEND[0].upper() + LEGEND[1:] + ".", ""]
-        md += [md_table(tables["main"]), ""]
-        for title, df in tables["paper"].items():
+        md += [md_table(tables.main), ""]
+        for title, df in tables.paper.items():
             md += [f"### {title}", "", md_table(df), ""]
-        for group, df in tables.get("suite", {}).items():
+        for group, df in tables.suite.items():
             md += [f"### {group}", "", md_table(df), ""]
-        for title, df in tables.get("protocols", {}).items():
+        for title, df in tables.protocols.items():
             md += [f"### {title}", "", md_table(df), ""]
             if title == PROTOCOLS_TITLE:
                 md += [PROTOCOLS_LEGEND + ".", ""]
-        if not tables.get("scaled", pd.DataFrame()).empty:
-            md += [f"### {SCALED_TITLE}", "", md_table(tables["scaled"]), ""]
+        if not tables.scaled.empty:
+            md += [f"### {SCALED_TITLE}", "", md_table(tables.scaled), ""]
     paths[1].write_text("\n".join(md))
-    planned = report.get("planned")
+    planned = report.planned
     failures = []
     if planned is not None and not planned.empty:
         for r in planned[planned.status != "done"].itertuples():
@@ -91,12 +88,11 @@ def write_files(
     records = summary.astype(object).where(summary.notna(), None).to_dict(orient="records")
     doc = {
         "provenance": provenance,
-        "metric_options": report.get("options", {}),
+        "metric_options": report.options,
         "summary": records,
         "failures": failures,
+        "scaled": report.scaled.summary.replace({np.nan: None}).to_dict(orient="records"),
+        "mean_scaled": report.scaled.means.replace({np.nan: None}).to_dict(orient="records"),
     }
-    if "scaled" in report:
-        doc["scaled"] = report["scaled"]["summary"].replace({np.nan: None}).to_dict(orient="records")
-        doc["mean_scaled"] = report["scaled"]["means"].replace({np.nan: None}).to_dict(orient="records")
     paths[2].write_text(json.dumps(doc, indent=1, default=str))
     return paths

@@ -32,7 +32,16 @@ from bench.report import suite
 from bench.report.figures import fig_augmentation, fig_corr, fig_roc
 from bench.report.figures_cells import fig_markers, fig_umap
 from bench.report.figures_training import fig_convergence, fig_timing, fig_tradeoff
-from bench.report.tables import LEGEND, PROTOCOLS_LEGEND, PROTOCOLS_TITLE, SCALED_TITLE, build, table_html
+from bench.report.tables import (
+    LEGEND,
+    PROTOCOLS_LEGEND,
+    PROTOCOLS_TITLE,
+    SCALED_TITLE,
+    DatasetTables,
+    Report,
+    build,
+    table_html,
+)
 from bench.report.view import RunView, declared_figures
 
 DPI = 90
@@ -179,19 +188,19 @@ def _tasks_html(run: RunView) -> str:
     return out
 
 
-def _tables_html(dataset: str, tables: dict[str, Any]) -> str:
+def _tables_html(dataset: str, tables: DatasetTables) -> str:
     slug = _slug(dataset)
-    parts = [f'<h3 id="tables-{slug}">{_esc(dataset)}</h3>', table_html(tables["main"])]
-    for title, df in tables["paper"].items():
+    parts = [f'<h3 id="tables-{slug}">{_esc(dataset)}</h3>', table_html(tables.main)]
+    for title, df in tables.paper.items():
         parts.append(f"<h4>{_esc(title)}</h4>{table_html(df)}")
-    for group, df in tables.get("suite", {}).items():
+    for group, df in tables.suite.items():
         parts.append(f"<h4>{_esc(group)}</h4>{table_html(df)}")
-    for title, df in tables.get("protocols", {}).items():
+    for title, df in tables.protocols.items():
         parts.append(f"<h4>{_esc(title)}</h4>{table_html(df)}")
         if title == PROTOCOLS_TITLE:
             parts.append(f'<p class="caption">{_esc(PROTOCOLS_LEGEND)}.</p>')
-    if not tables.get("scaled", pd.DataFrame()).empty:
-        parts.append(f'<h4 id="scaled-{slug}">{_esc(SCALED_TITLE)}</h4>{table_html(tables["scaled"])}')
+    if not tables.scaled.empty:
+        parts.append(f'<h4 id="scaled-{slug}">{_esc(SCALED_TITLE)}</h4>{table_html(tables.scaled)}')
     return "".join(parts)
 
 
@@ -310,14 +319,14 @@ def _declared_html(run: RunView, dataset: str) -> str:
     return "".join(parts)
 
 
-def render(store, report: dict[str, Any] | None = None) -> str:
+def render(store, report: Report | None = None) -> str:
     """The whole report page as a string; ``report``: the store's tables when the caller has built
     them already (``bench.report.build(store)``), else built here."""
     report = report if report is not None else build(store)
     run = RunView(store, report)
-    summary = report["summary"]
+    summary = report.summary
     runs = store.runs()
-    datasets = list(report["datasets"])
+    datasets = list(report.datasets)
     nav = ['<a href="#summary">summary</a>', '<a href="#provenance">provenance</a>']
     nav += [f'<a href="#ds-{_slug(d)}">{_esc(d)} figures</a>' for d in datasets]
     nav.append('<a href="#tasks">tasks</a>')
@@ -339,7 +348,7 @@ def render(store, report: dict[str, Any] | None = None) -> str:
                 "the console tables of `bench report`."
             )
         )
-        body += [_tables_html(d, report["datasets"][d]) for d in datasets]
+        body += [_tables_html(d, report.datasets[d]) for d in datasets]
         body.append("</section>")
     body.append(f'<section id="provenance"><h2>Provenance</h2>{_provenance_html(runs)}</section>')
     for d in datasets:
@@ -354,7 +363,7 @@ def render(store, report: dict[str, Any] | None = None) -> str:
 
 
 def write_html(
-    store, run_dir: str | Path, out: str | Path | None = None, report: dict[str, Any] | None = None
+    store, run_dir: str | Path, out: str | Path | None = None, report: Report | None = None
 ) -> Path:
     """Write the report (default ``RUN_DIR/report.html``) atomically; returns its path. ``report``:
     as for :func:`render`."""

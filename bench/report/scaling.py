@@ -24,6 +24,7 @@ go to summary.json and the report next to them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -145,19 +146,29 @@ def mean_scores(scaled: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def build(values: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def build(values: pd.DataFrame) -> ScaledScores:
     """``values`` (per seed, with the controls used), ``summary`` (over seeds), ``means`` (per model)."""
     scaled = scale(values)
-    return {"values": scaled, "summary": summarise(scaled), "means": mean_scores(scaled)}
+    return ScaledScores(values=scaled, summary=summarise(scaled), means=mean_scores(scaled))
 
 
-def table(scaled: dict[str, pd.DataFrame], dataset: str) -> pd.DataFrame:
+@dataclass(frozen=True)
+class ScaledScores:
+    """The control-scaled scores of a run: ``values`` per seed (with the controls' values used),
+    ``summary`` over seeds per (dataset, model, experiment, metric), ``means`` per (dataset, model)."""
+
+    values: pd.DataFrame
+    summary: pd.DataFrame
+    means: pd.DataFrame
+
+
+def table(scaled: ScaledScores, dataset: str) -> pd.DataFrame:
     """Rows models (controls last), columns the main experiment's scaled values then the mean scaled
     score: 'mean ± sd' over seeds, 'n/a' where undefined."""
 
-    summ = scaled["summary"]
+    summ = scaled.summary
     sub = summ[(summ.dataset == dataset) & (summ.experiment == "main")]
-    means = scaled["means"][scaled["means"].dataset == dataset]
+    means = scaled.means[scaled.means.dataset == dataset]
     if sub["mean"].isna().all() and means.empty:  # no control to scale by (--no-control): no table
         return pd.DataFrame()
     metrics = list(dict.fromkeys(sub.metric))
@@ -173,4 +184,14 @@ def table(scaled: dict[str, pd.DataFrame], dataset: str) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-__all__ = ["NEGATIVE", "POSITIVE", "build", "mean_scores", "scale", "scaled_values", "summarise", "table"]
+__all__ = [
+    "NEGATIVE",
+    "POSITIVE",
+    "ScaledScores",
+    "build",
+    "mean_scores",
+    "scale",
+    "scaled_values",
+    "summarise",
+    "table",
+]

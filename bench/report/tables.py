@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -304,7 +305,34 @@ def planned_protocols(store, planned: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def build(store, run_id: int | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DatasetTables:
+    """The tables of one dataset: ``main`` (the main experiment, genes protocol), ``paper`` (the
+    paper-shaped tables by title), ``suite`` (the metric suite's by group), ``protocols`` (by
+    protocol, when the run has several) and ``scaled`` (the control-scaled scores)."""
+
+    main: pd.DataFrame
+    paper: dict[str, pd.DataFrame]
+    suite: dict[str, pd.DataFrame]
+    protocols: dict[str, pd.DataFrame]
+    scaled: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Report:
+    """What the report of a run holds (:func:`build`): every ``values`` row (long format, with
+    params), the ``summary`` over seeds, the ``planned`` tasks with their status, each metric's
+    ``options``, the ``scaled`` scores, and per dataset its :class:`DatasetTables`."""
+
+    values: pd.DataFrame
+    summary: pd.DataFrame
+    planned: pd.DataFrame
+    options: dict[str, Any]
+    scaled: scaling.ScaledScores
+    datasets: dict[str, DatasetTables]
+
+
+def build(store, run_id: int | None = None) -> Report:
     """Tables of one run's plan (``run_id``) or of the whole store (per task slot, the latest
     run's task: results of replaced code are left out)."""
     planned = store.planned(run_id)
@@ -319,28 +347,23 @@ def build(store, run_id: int | None = None) -> dict[str, Any]:
     ]
     scaled = scaling.build(values[in_genes] if len(values) else values)
     protocols = planned_protocols(store, planned)
-    out: dict[str, Any] = {
-        "values": values,
-        "summary": summary,
-        "planned": planned,
-        "options": options,
-        "scaled": scaled,
-        "datasets": {},
-    }
+    datasets: dict[str, DatasetTables] = {}
     for dataset in sorted(set(planned.dataset) | set(values.dataset)):
         notes = {e: failure_notes(planned, dataset, e) for e in ("main", "augmentation")}
         scored = set(summary[(summary.dataset == dataset) & (summary.status != "failed")].metric)
         suite = {
             g: main_table(summary, dataset, d) for g, d in groups.items() if g != "main" and scored & set(d)
         }
-        out["datasets"][dataset] = {
-            "main": main_table(summary, dataset, groups.get("main", {}), notes["main"], training=True),
-            "paper": paper_tables(summary, dataset, notes, options),
-            "suite": {g: df for g, df in suite.items() if not df.empty},
-            "protocols": protocol_tables(summary, planned, dataset, groups.get("main", {}), protocols),
-            "scaled": scaling.table(scaled, dataset),
-        }
-    return out
+        datasets[dataset] = DatasetTables(
+            main=main_table(summary, dataset, groups.get("main", {}), notes["main"], training=True),
+            paper=paper_tables(summary, dataset, notes, options),
+            suite={g: df for g, df in suite.items() if not df.empty},
+            protocols=protocol_tables(summary, planned, dataset, groups.get("main", {}), protocols),
+            scaled=scaling.table(scaled, dataset),
+        )
+    return Report(
+        values=values, summary=summary, planned=planned, options=options, scaled=scaled, datasets=datasets
+    )
 
 
 LEGEND = (
@@ -376,7 +399,7 @@ def index_names(df: pd.DataFrame) -> list[str]:
     return list(df.index.names) if isinstance(df.index, pd.MultiIndex) else [df.index.name or "model"]
 
 
-def print_tables(report: dict[str, Any], console, *, paper: bool = True) -> None:
+def print_tables(report: Report, console, *, paper: bool = True) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -394,16 +417,16 @@ def print_tables(report: dict[str, Any], console, *, paper: bool = True) -> None
         for note in df.attrs.get("notes", []):
             console.print(f"  [red]failed[/red] {escape(note)}", highlight=False, soft_wrap=True)
 
-    for dataset, tables in report["datasets"].items():
-        show(tables["main"], f"{dataset}: {LEGEND}")
+    for dataset, tables in report.datasets.items():
+        show(tables.main, f"{dataset}: {LEGEND}")
         if paper:
-            for title, df in tables["paper"].items():
+            for title, df in tables.paper.items():
                 show(df, f"{dataset}: {title}")
-        for group, df in tables.get("suite", {}).items():
+        for group, df in tables.suite.items():
             show(df, f"{dataset}: {group}")
-        for title, df in tables.get("protocols", {}).items():
+        for title, df in tables.protocols.items():
             show(df, f"{dataset}: {title}")
-        show(tables.get("scaled", pd.DataFrame()), f"{dataset}: {SCALED_TITLE}")
+        show(tables.scaled, f"{dataset}: {SCALED_TITLE}")
 
 
 def md_table(df: pd.DataFrame) -> str:

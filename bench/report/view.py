@@ -11,7 +11,7 @@ import pandas as pd
 
 from bench.registry import available
 from bench.report.summary import metric_options, order_models
-from bench.report.tables import build
+from bench.report.tables import Report, build
 
 
 def declared_figures() -> dict[str, tuple[Any, Any]]:
@@ -27,14 +27,14 @@ class RunView:
     """What the figures read from the store: the planned tasks of the report (per task slot, the
     latest run's), the finished ones and their artifacts."""
 
-    def __init__(self, store, report: dict[str, Any] | None = None):
+    def __init__(self, store, report: Report | None = None):
         self.store = store
         report = report if report is not None else build(store)
-        planned = report["planned"]
+        planned = report.planned
         tasks = store.tasks()
         self.all_tasks = tasks[tasks.key.isin(set(planned.key))].reset_index(drop=True)
         self.tasks = self.all_tasks[self.all_tasks.status == "done"].reset_index(drop=True)
-        self.values = report["values"]
+        self.values = report.values
 
     def main_tasks(self, dataset: str) -> pd.DataFrame:
         t = self.tasks
