@@ -1,11 +1,15 @@
 """The paper-vs-ours tables of docs/reproduction.md, from a run's summary.json.
 
-    python scripts/reference_compare.py results/reference/pbmc3k-standard/summary.json
+    python scripts/reference_compare.py results/reference/pbmc3k-standard/summary.json \
+        [--protocols results/reference/pbmc3k-standard-protocols/summary.json]
 
 Prints markdown: for Fig. 3 (AUC), Table 2 (MMD with the training-set control), Fig. 5 (CD),
 Table 1 (training time) and Fig. 7 (augmentation F1, where the run has it), the paper's values on
 its two datasets next to ours (mean ± sd over the run's seeds), and whether the paper's ordering
 holds. The paper's numbers are typed in from ../shared/reference/activa-paper.md (section 5).
+With ``--protocols``, a run of the same models in several evaluation protocols: Fig. 3 and Table 2
+get a column per protocol other than genes (its values' ``params.protocol``), and the ordering is
+judged in each.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from bench.protocols import protocol_keys
 from bench.report import cell_text
 
 # the paper's values: (Brain Small, 68K PBMC)
@@ -66,24 +71,51 @@ def holds(flag: bool | None) -> str:
     return "n/a" if flag is None else ("yes" if flag else "**no**")
 
 
-def table(title: str, metric: str, rows: dict[str, dict], order_note: str, better) -> list[str]:
+def protocol_cells(summary: list[dict], metric: str) -> dict[str, dict[str, dict]]:
+    """{protocol: {model: row}} of the main experiment's ``metric`` in every protocol but genes."""
+    out: dict[str, dict[str, dict]] = {}
+    for r in summary:
+        protocol = (r.get("params") or {}).get("protocol")
+        if r["metric"] == metric and protocol and protocol != "genes":
+            out.setdefault(protocol, {})[r["model"]] = r
+    order = protocol_keys()
+    return dict(sorted(out.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+
+
+def verdict(rows: dict[str, dict], better) -> str:
+    a, s = rows.get("activa"), rows.get("scgan")
+    flag = None if a is None or s is None else better(a["mean"], s["mean"])
+    text = holds(flag)
+    if flag is not None and abs(a["mean"] - s["mean"]) <= (a.get("sd") or 0) + (s.get("sd") or 0):
+        text += " by the means, but the difference is within the seeds' sd (a tie)"
+    return text
+
+
+def table(
+    title: str,
+    metric: str,
+    rows: dict[str, dict],
+    order_note: str,
+    better,
+    extra: dict[str, dict] | None = None,
+) -> list[str]:
+    extra = extra or {}
+    head = ["ours: pbmc3k standard" + (" (genes)" if extra else ""), *(f"ours: {p}" for p in extra)]
     lines = [
         f"### {title}",
         "",
-        "| model | paper: Brain Small | paper: 68K PBMC | ours: pbmc3k standard |",
-        "|---|---|---|---|",
+        "| model | paper: Brain Small | paper: 68K PBMC | " + " | ".join(head) + " |",
+        "|---|---|---|" + "---|" * len(head),
     ]
     for m in MODELS:
-        if m not in rows and m not in PAPER.get(metric, {}):
+        if m not in rows and m not in PAPER.get(metric, {}) and not any(m in e for e in extra.values()):
             continue
         bs, pb = PAPER.get(metric, {}).get(m, ("", ""))
-        lines.append(f"| {m} | {bs} | {pb} | {fmt(rows.get(m))} |")
-    a, s = rows.get("activa"), rows.get("scgan")
-    flag = None if a is None or s is None else better(a["mean"], s["mean"])
-    verdict = holds(flag)
-    if flag is not None and abs(a["mean"] - s["mean"]) <= (a.get("sd") or 0) + (s.get("sd") or 0):
-        verdict += " by the means, but the difference is within the seeds' sd (a tie)"
-    lines += ["", f"Paper's ordering ({order_note}) holds on pbmc3k: {verdict}.", ""]
+        ours = [fmt(rows.get(m)), *(fmt(e.get(m)) for e in extra.values())]
+        lines.append(f"| {m} | {bs} | {pb} | " + " | ".join(ours) + " |")
+    lines += ["", f"Paper's ordering ({order_note}) holds on pbmc3k: {verdict(rows, better)}" + (
+        "" if not extra else " (genes); " + "; ".join(f"{p}: {verdict(e, better)}" for p, e in extra.items())
+    ) + ".", ""]  # fmt: skip
     return lines
 
 
@@ -136,12 +168,14 @@ def fig7(summary: list[dict]) -> list[str]:
     return lines
 
 
-def main(path: str) -> int:
+def main(path: str, protocols: str | None = None) -> int:
     doc = json.loads(Path(path).read_text())
     summary = doc["summary"]
+    by_protocol = json.loads(Path(protocols).read_text())["summary"] if protocols else []
     out: list[str] = []
     for title, metric, order_note, better in PAPER_TABLES:
-        out += table(title, metric, cells(summary, metric), order_note, better)
+        extra = protocol_cells(by_protocol, metric) if metric in ("auc", "mmd") else {}
+        out += table(title, metric, cells(summary, metric), order_note, better, extra)
     out += fig7(summary)
     prov = doc.get("provenance", {})
     git = prov.get("git") or {}
@@ -154,4 +188,6 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    args = sys.argv[1:]
+    extra = args[args.index("--protocols") + 1] if "--protocols" in args else None
+    sys.exit(main(args[0], extra))
