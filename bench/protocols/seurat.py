@@ -10,7 +10,7 @@ Cells go in as one MatrixMarket file per object (genes x cells) on the linear li
 scale, the values the paper's h5ad files held (the notebook calls no NormalizeData; ``normalize=
 'LogNormalize'`` adds it); PCs come back as CSV with the Seurat version and the parameters used.
 
-The container runs in the harness's sandbox through :func:`bench.generators.container.run_docker`
+The container runs in the harness's sandbox through :func:`bench.api.docker.run_docker`
 (no network, read-only root, a non-root user, every capability dropped, memory and pids limits,
 always removed).
 """
