@@ -64,6 +64,7 @@ def spec_of(args):
         metrics=parse_list(args.metrics),
         experiments=parse_list(args.experiments),
         protocols=parse_list(args.protocol),
+        allow_relaxed_sandbox=parse_list(args.allow_relaxed_sandbox),
         rare_class=args.rare_class,
         fractions=parse_list(args.fractions, float),
         device=args.device,

@@ -92,6 +92,12 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     r.add_argument("--metrics", help="comma-separated metric names (default: all installed)")
     r.add_argument("--experiments", help="main,augmentation (default both)")
     r.add_argument(
+        "--allow-relaxed-sandbox",
+        metavar="MODELS",
+        help="comma-separated models allowed to run with the sandbox relaxations their plugin declares "
+        "(network, capabilities, ...; `bench list generators` shows them; docs/docker.md)",
+    )
+    r.add_argument(
         "--protocol",
         help="evaluation protocols the sample metrics are also scored in, comma-separated: pca-real, "
         "paper (the authors' Seurat integration in R, both groupings; or paper:joint, paper:pairwise), "

@@ -82,6 +82,8 @@ class RunSpec:
     # "harmony" means both groupings; "genes" is always scored (the main experiment's own)
     protocols: list[str] = field(default_factory=lambda: [DEFAULT_PROTOCOL])
     timeout_s: float | None = None
+    # models allowed to run with the sandbox relaxations their plugin declares (docs/docker.md)
+    allow_relaxed_sandbox: list[str] = field(default_factory=list)
     check_orientation: bool = True  # refuse files that look genes x cells (--no-orientation-check)
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -146,7 +148,7 @@ class RunSpec:
             value = getattr(self, key)
             if value is not None and not isinstance(value, str):
                 raise UserError(f"{key} must be a string, got {value!r}", f'use e.g. {key} = "cell_type"')
-        for key in ("models", "datasets", "experiments", "protocols") + (
+        for key in ("models", "datasets", "experiments", "protocols", "allow_relaxed_sandbox") + (
             ("metrics",) if self.metrics is not None else ()
         ):
             value = getattr(self, key)
@@ -235,6 +237,7 @@ _KNOWN_KEYS = {
     "executor",
     "main_generation",
     "protocols",
+    "allow_relaxed_sandbox",
     "model_params",
 }
 
@@ -291,7 +294,7 @@ def build_spec(file_cfg: dict[str, Any] | None, **cli: Any) -> RunSpec:
             cfg[key] = value
     if "models" not in cfg:
         raise UserError("no models given", "pass --models, e.g. --models activa,nb, or list them in --config")
-    for key in ("datasets", "models", "metrics", "experiments", "protocols"):
+    for key in ("datasets", "models", "metrics", "experiments", "protocols", "allow_relaxed_sandbox"):
         if isinstance(cfg.get(key), str):
             cfg[key] = parse_list(cfg[key])
     cfg.setdefault("executor", {"name": "local"})

@@ -60,7 +60,10 @@ class ResolvedRun:
         for name, m in self.models.items():
             role = " (control)" if m["control"] else ""
             budget = f"; budget {m['budget']}" if m.get("budget") is not None else ""
-            out.append(f"model {name}{role}: {_items(m['params'])}{budget}; code {m['code']['code_hash']}")
+            sandbox = f"; sandbox relaxed: {', '.join(m['sandbox'])}" if m.get("sandbox") else ""
+            out.append(
+                f"model {name}{role}: {_items(m['params'])}{budget}; code {m['code']['code_hash']}{sandbox}"
+            )
         for name, m in self.metrics.items():
             out.append(f"metric {name} ({m['experiment']}): {_items(m['options'])}")
         return out
@@ -112,6 +115,15 @@ def plan(spec: RunSpec, *, progress: bool = False, write: bool = True) -> Plan:
             )
         metrics[name].options_for(spec.profile, options)
     check_protocols([p for p in spec.protocols if p != DEFAULT_PROTOCOL])
+    relaxed = {name: cls.sandbox_relaxations() for name, cls in gens.items()}
+    refused = {name: r for name, r in relaxed.items() if r and name not in spec.allow_relaxed_sandbox}
+    if refused:
+        listed = "; ".join(f"{n}: {', '.join(r)}" for n, r in refused.items())
+        raise UserError(
+            f"model(s) declare a relaxed container sandbox ({listed})",
+            f"allow it for this run with --allow-relaxed-sandbox {','.join(refused)} "
+            "(or allow_relaxed_sandbox = [...] in the TOML), or leave the model(s) out",
+        )
     model_params: dict[str, dict[str, Any]] = {}
     for name, cls in gens.items():
         params = cls.params_for_profile(spec.profile, spec.model_params.get(name))
@@ -255,6 +267,7 @@ def plan(spec: RunSpec, *, progress: bool = False, write: bool = True) -> Plan:
                 "budget": model_params[name].get("budget"),
                 "control": name in CONTROLS and spec.control,
                 "code": model_code[name],
+                "sandbox": relaxed[name],
             }
             for name in gens
         },

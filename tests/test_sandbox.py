@@ -133,6 +133,64 @@ def test_relaxations_are_declared_and_listed(capsys):
             sandbox: ClassVar[dict] = {"privileged": True}
 
 
+@pytest.mark.parametrize(
+    "relax",
+    [
+        {"network": "host"},
+        {"cap_add": ["ALL"]},
+        {"cap_add": ["SYS_ADMIN"]},
+        {"pids_limit": -1},
+        {"pids_limit": 10**9},
+        {"tmp_mb": 0},
+        {"no_new_privileges": "no"},
+    ],  # fmt: skip
+)
+def test_relaxations_are_bounded(relax):
+    """Issue 32, item 3b: network=host, cap_add=ALL, pids_limit=-1 ... were accepted; a plugin that
+    declares one now fails at import with the bound it broke."""
+    field = next(iter(relax))
+    with pytest.raises(UserError, match=f"sandbox {field}=.*outside what the harness allows"):
+
+        class Unbounded(C.ContainerGenerator):  # noqa: F841 - defining it is the test
+            name: ClassVar[str] = "unbounded"
+            sandbox: ClassVar[dict] = relax
+
+
+def test_a_relaxed_sandbox_needs_the_runs_opt_in_and_is_recorded(tmp_path, capsys):
+    """Issue 32, item 3b: a model declaring relaxations does not run without the user's opt-in for
+    it (exit 2, one line naming the relaxations and the flag); with it, the dry run shows them and
+    the resolved run (what provenance stores) records them."""
+    from bench import registry
+    from bench.cli import main
+    from bench.config import RunSpec
+    from bench.runner import plan
+
+    class Networked(C.ContainerGenerator):
+        name: ClassVar[str] = "test_relaxed_model"
+        image: ClassVar[str] = "scgenbench/none:never-built"
+        sandbox: ClassVar[dict] = {"network": "bridge", "cap_add": ["sys_ptrace"]}
+
+    data = tmp_path / "d.h5ad"
+    make_counts(n_cells=90, n_genes=40).write_h5ad(data)
+    args = ["run", "--models", Networked.name, "--dataset", str(data), "--label-key", "cell_type",
+            "--metrics", "mean_corr", "--experiments", "main", "--no-control", "--out", str(tmp_path / "run"),
+            "--dry-run"]  # fmt: skip
+    registry.register("generators", Networked.name, Networked)
+    try:
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "test_relaxed_model: network=bridge, cap_add=SYS_PTRACE" in err
+        assert "--allow-relaxed-sandbox test_relaxed_model" in err and "Traceback" not in err
+        assert main([*args, "--allow-relaxed-sandbox", Networked.name]) == 0
+        assert "sandbox relaxed: network=bridge, cap_add=SYS_PTRACE" in capsys.readouterr().out
+        spec = RunSpec(models=[Networked.name], datasets=[str(data)], label_key="cell_type", control=False,
+                       metrics=["mean_corr"], experiments=["main"], allow_relaxed_sandbox=[Networked.name])  # fmt: skip
+        resolved = plan(spec, write=False).resolved.to_dict()
+        assert resolved["models"][Networked.name]["sandbox"] == ["network=bridge", "cap_add=SYS_PTRACE"]
+    finally:
+        del registry._EXTRA["generators"][Networked.name]
+
+
 def test_original_image_must_be_pinned_by_digest():
     from bench.generators.scgan import original as O
 
@@ -406,7 +464,8 @@ def _bench_run(probe, tmp_path: Path, *extra: str, toml: str = "") -> tuple[subp
     out = (tmp_path / "run").resolve()
     cmd = [sys.executable, "-m", "bench.cli", "run", "--config", str(tmp_path / "run.toml"), "--models",
            "sandbox_probe", "--dataset", str(data), "--label-key", "cell_type", "--metrics", "mean_corr",
-           "--experiments", "main", "--no-control", "--out", str(out), *extra]  # fmt: skip
+           "--experiments", "main", "--no-control", "--out", str(out), "--allow-relaxed-sandbox",
+           "sandbox_probe", *extra]  # fmt: skip
     proc = subprocess.Popen(cmd, env=probe["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path)  # fmt: skip
     return proc, out

@@ -318,6 +318,13 @@ class Generator(ABC):
         return gen
 
     @classmethod
+    def sandbox_relaxations(cls) -> list[str]:
+        """``field=value`` for every sandbox default the model relaxes (docs/docker.md, security
+        model); a run needs the user's opt-in for each model that has any. A model that runs in the
+        harness's own process has none to relax (it is not sandboxed: ``bench list`` says so)."""
+        return []
+
+    @classmethod
     def metadata(cls) -> dict[str, Any]:
         return {
             "name": cls.name,

@@ -58,7 +58,8 @@ class Sandbox:
 
     @classmethod
     def declared(cls, relax: Mapping[str, Any] | None, owner: str = "generator") -> Sandbox:
-        """The defaults with a plugin's declared relaxations; a UserError names unknown fields."""
+        """The defaults with a plugin's declared relaxations, each within its bound
+        (:data:`RELAXATION_BOUNDS`); a UserError names an unknown field or a value out of bounds."""
         relax = dict(relax or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(relax) - known)
@@ -68,7 +69,16 @@ class Sandbox:
                 f"known fields: {', '.join(sorted(known))} (docs/docker.md, security model)",
             )
         if "cap_add" in relax:
-            relax["cap_add"] = tuple(str(c).upper() for c in relax["cap_add"])
+            caps = relax["cap_add"]
+            caps = [caps] if isinstance(caps, str) else list(caps or ())
+            relax["cap_add"] = tuple(str(c).upper().removeprefix("CAP_") for c in caps)
+        for name, value in relax.items():
+            why = _out_of_bounds(name, value)
+            if why:
+                raise UserError(
+                    f"{owner} declares sandbox {name}={value!r}, outside what the harness allows: {why}",
+                    "docs/docker.md, security model: the relaxations a plugin may declare",
+                )
         return replace(cls(), **relax)
 
     def relaxations(self) -> list[str]:
@@ -81,6 +91,34 @@ class Sandbox:
                 shown = ",".join(value) if isinstance(value, tuple) else value
                 out.append(f"{f.name}={shown}")
         return out
+
+
+# what a plugin may relax, and how far (docs/docker.md, security model): never the host's network,
+# never a capability that reaches the host's kernel, devices or other processes, never an unlimited
+# process count. Each relaxation also needs the run's opt-in (RunSpec.allow_relaxed_sandbox).
+ALLOWED_NETWORKS = ("none", "bridge")
+ALLOWED_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "SETGID",
+                "SETUID", "SYS_PTRACE")  # fmt: skip
+RELAXATION_BOUNDS = {
+    "network": f"one of {', '.join(ALLOWED_NETWORKS)}",
+    "cap_add": f"capabilities among {', '.join(ALLOWED_CAPS)}",
+    "pids_limit": "an integer from 64 to 65,536",
+    "tmp_mb": "an integer from 16 to 65,536 (MB)",
+    "read_only_root": "true or false",
+    "run_as_root": "true or false",
+    "no_new_privileges": "true or false",
+}
+
+
+def _out_of_bounds(name: str, value: Any) -> str | None:
+    """Why ``value`` is not allowed for sandbox field ``name`` (None: allowed)."""
+    ok = {
+        "network": lambda v: v in ALLOWED_NETWORKS,
+        "cap_add": lambda v: all(c in ALLOWED_CAPS for c in v),
+        "pids_limit": lambda v: isinstance(v, int) and not isinstance(v, bool) and 64 <= v <= 65_536,
+        "tmp_mb": lambda v: isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 65_536,
+    }.get(name, lambda v: isinstance(v, bool))
+    return None if ok(value) else f"{name} must be {RELAXATION_BOUNDS[name]}"
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,10 @@ class ContainerGenerator(Generator):
         return Sandbox.declared(cls.sandbox, owner=f"generator {cls.name}")
 
     @classmethod
+    def sandbox_relaxations(cls) -> list[str]:
+        return cls.sandbox_policy().relaxations()
+
+    @classmethod
     def metadata(cls) -> dict[str, Any]:
         return {**super().metadata(), "sandbox": ", ".join(cls.sandbox_policy().relaxations()) or "default"}
 
