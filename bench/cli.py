@@ -272,7 +272,7 @@ def cmd_baseline(args) -> int:
 
 def cmd_tune(args) -> int:
     from bench.interrupt import interruptible
-    from bench.tune import best_point, parse_grid, tune
+    from bench.tune import best_point, label_of, parse_grid, ranked_by, tune
 
     console = _console()
     with interruptible():  # SIGTERM/SIGINT: the running container is removed on the way out
@@ -288,8 +288,9 @@ def cmd_tune(args) -> int:
             out=args.out,
             console=console,
         )
-    best, mmd = best_point(table)
-    console.print(f"best by validation MMD: {best} (MMD {mmd:.4f}); table in {args.out}")
+    best, score = best_point(table)
+    label = label_of(ranked_by())
+    console.print(f"best by validation {label}: {best} ({label} {score:.4f}); table in {args.out}")
     return 0
 
 

@@ -1,34 +1,50 @@
 """Convergence evidence: cheap metrics of the cells an iterative generator hands the harness
 part-way through training (``FitContext.snapshot``, at 1/8, 1/4, 1/2 and all of its budget).
 
-The harness scores each snapshot against the real test cells with the main experiment's
-evaluation contract -- MMD and AUC on 50 PCs (AUC with a 100-tree forest), correlation
-discrepancy and mean_corr -- and keeps one row per snapshot: step, cells seen, training seconds
-so far, and the four scores. ``mmd_gain_last_doubling`` = (MMD at half the budget - MMD at the
-full budget) / MMD at half: above 0.1 the last doubling of the budget still improved MMD by more
-than 10 %, i.e. the model had not converged.
+The harness scores each snapshot against the real test cells with every installed metric that
+declares ``Metric.snapshot`` (its cheap options; the built-ins: MMD and AUC on 50 PCs, AUC with a
+100-tree forest, correlation discrepancy and mean_corr) and keeps one row per snapshot: step, cells
+seen, training seconds so far, and each metric's directional values. ``<value>_gain_last_doubling``,
+for the value a metric declares as ``Metric.convergence`` (the built-ins: MMD) = (value at half the
+budget - value at the full budget) / value at half: above 0.1 the last doubling of the budget still
+improved it by more than 10 %, i.e. the model had not converged.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 import anndata as ad
 import numpy as np
 
 from bench.api.generator import Snapshot
 
-# (metric, options, value it contributes)
-CHEAP_METRICS: tuple[tuple[str, dict[str, Any], str], ...] = (
-    ("mmd", {}, "mmd"),
-    ("correlation_discrepancy", {}, "cd"),
-    ("mean_corr", {}, "mean_corr"),
-    ("auc", {"space": "pca50", "n_trees": 100}, "auc"),
-)
-COLUMNS = ("step", "cells_seen", "train_seconds", *(v for _, _, v in CHEAP_METRICS))
 NOT_CONVERGED_GAIN = 0.10
+
+
+def snapshot_metrics() -> list[tuple[str, dict, list[str]]]:
+    """(metric, its snapshot options, the values it contributes) of every installed metric that
+    declares ``snapshot``, in registry order."""
+    from bench.registry import available
+
+    return [
+        (m.name, dict(m.snapshot), list(m.directions))
+        for m in available("metrics").values()
+        if m.snapshot is not None
+    ]
+
+
+def convergence_value() -> str | None:
+    """The value an installed metric declares as its ``convergence`` value (None: none does)."""
+    from bench.registry import available
+
+    return next((m.convergence for m in available("metrics").values() if m.convergence), None)
+
+
+def gain_name(value: str | None = None) -> str:
+    """The name of the convergence value's gain over the last doubling (``mmd_gain_last_doubling``)."""
+    return f"{value or convergence_value()}_gain_last_doubling"
 
 
 class ConvergenceMonitor:
@@ -64,9 +80,9 @@ class ConvergenceMonitor:
             "cells_seen": float("nan") if snap.cells_seen is None else float(snap.cells_seen),
             "train_seconds": float(elapsed if snap.train_seconds is None else snap.train_seconds),
         }
-        for name, options, value in CHEAP_METRICS:
+        for name, options, values in snapshot_metrics():
             out = score(name, self.ctx, cells, seed=self.seed, options=options)
-            row[value] = float(out.values[value])
+            row.update({v: float(out.values[v]) for v in values if v in out.values})
         self.rows.append(row)
         self.seconds += time.perf_counter() - t0
 
@@ -75,16 +91,19 @@ class ConvergenceMonitor:
         if not self.rows:
             return {}
         rows = sorted(self.rows, key=lambda r: r["step"])
-        return {col: np.array([r[col] for r in rows], dtype=np.float64) for col in COLUMNS}
+        columns = list(dict.fromkeys(c for r in rows for c in r))
+        return {col: np.array([r.get(col, np.nan) for r in rows], dtype=np.float64) for col in columns}
 
     def values(self) -> dict[str, float]:
-        """``mmd_gain_last_doubling`` and ``snapshots`` (count), when there are snapshots."""
+        """``snapshots`` (count) and the convergence value's gain over the last doubling
+        (:func:`gain_name`), when there are snapshots."""
         if not self.rows:
             return {}
         rows = sorted(self.rows, key=lambda r: r["step"])
         out = {"snapshots": float(len(rows))}
         last = rows[-1]
         half = [r for r in rows[:-1] if abs(r["step"] - last["step"] / 2) <= 0.1 * last["step"]]
-        if half and half[-1]["mmd"] != 0:
-            out["mmd_gain_last_doubling"] = (half[-1]["mmd"] - last["mmd"]) / abs(half[-1]["mmd"])
+        value = convergence_value()
+        if value is not None and half and half[-1].get(value, 0) != 0:
+            out[gain_name(value)] = (half[-1][value] - last[value]) / abs(half[-1][value])
         return out

@@ -24,8 +24,8 @@ from typing import Any
 import pandas as pd
 
 from bench.api.errors import UserError
+from bench.convergence import convergence_value, snapshot_metrics
 
-SCORES = (("mmd", {}, "mmd"), ("correlation_discrepancy", {}, "cd"), ("mean_corr", {}, "mean_corr"))
 VALIDATION_FRACTION = 0.1
 
 
@@ -125,7 +125,9 @@ def tune(
         if done:  # the same point of the same sweep was measured before: reuse it, like `bench run`
             rows.append(done[0])
             if console is not None:
-                console.print(f"[{i}/{len(points)}] {shown}: reused (MMD {done[0]['mmd']:.4f})")
+                console.print(
+                    f"[{i}/{len(points)}] {shown}: reused ({label_of(ranked_by())} {done[0][ranked_by()]:.4f})"
+                )
             continue
         overrides = {**cls.tuning_params(point)}
         if budget is not None:
@@ -136,8 +138,12 @@ def tune(
             fitted = pipe.fit_model(fit_part, seed)
             cells = pipe.generate_cells(fitted, int(val.n_obs), seed=seed + 1)
         row: dict[str, Any] = {**point}
-        for name, options, value in SCORES:  # score() keeps torch's thread count for the next fit
-            row[value] = float(score(name, ctx, cells, seed=seed, options=options).values[value])
+        # the metrics' snapshot scores (Metric.snapshot); score() keeps torch's thread count
+        for name, options, values in snapshot_metrics():
+            out_values = score(name, ctx, cells, seed=seed, options=options).values
+            row.update({v: float(out_values[v]) for v in values if v in out_values})
+        first = ranked_by()  # the ranking value first, as the table is read
+        row = {**point, first: row[first], **{k: v for k, v in row.items() if k not in point and k != first}}
         row.update(
             steps=fitted.result.steps,
             cells_seen=fitted.result.cells_seen,
@@ -145,29 +151,60 @@ def tune(
         )
         rows.append(row)
         if console is not None:
-            console.print(
-                f"[{i}/{len(points)}] {shown}: MMD {row['mmd']:.4f}, CD {row['cd']:.2f}, "
-                f"mean_corr {row['mean_corr']:.3f}, {row['fit_seconds']:.0f} s"
-            )
-    table = pd.DataFrame(rows).sort_values("mmd", kind="stable").reset_index(drop=True)
+            scores = ", ".join(f"{label_of(v)} {row[v]:.4g}" for v in row if v in _score_keys() - BUDGET_KEYS)
+            console.print(f"[{i}/{len(points)}] {shown}: {scores}, {row['fit_seconds']:.0f} s")
+    higher = direction_of(ranked_by()) == "higher"
+    table = (
+        pd.DataFrame(rows)
+        .sort_values(ranked_by(), ascending=not higher, kind="stable")
+        .reset_index(drop=True)
+    )
     axes = list(dict.fromkeys([*grid, *(k for r in earlier for k in _axes_of(r))]))
     full_grid = {a: sorted({r[a] for r in rows if a in r}, key=str) for a in axes}
     _write(table, model, prepared, profile, budget, seed, full_grid, out)
     return table
 
 
-_SCORE_KEYS = ("mmd", "cd", "mean_corr", "steps", "cells_seen", "fit_seconds")
+def ranked_by() -> str:
+    """The value a sweep ranks its points by: the metrics' declared convergence value (MMD)."""
+    value = convergence_value()
+    if value is None:
+        raise UserError(
+            "no installed metric declares a convergence value to rank a sweep by", "see `bench list metrics`"
+        )
+    return value
+
+
+def direction_of(value: str) -> str | None:
+    from bench.registry import available
+
+    return next((m.direction_of(value) for m in available("metrics").values() if m.direction_of(value)), None)
+
+
+BUDGET_KEYS = {"steps", "cells_seen", "fit_seconds"}
+
+
+def label_of(value: str) -> str:
+    """How a value is named to users: its metric's headline label (``MMD``), else its name."""
+    from bench.registry import available
+
+    return next((m.headline[value] for m in available("metrics").values() if value in m.headline), value)
+
+
+def _score_keys() -> set[str]:
+    return {v for _, _, vs in snapshot_metrics() for v in vs} | BUDGET_KEYS
 
 
 def _axes_of(row: dict[str, Any]) -> list[str]:
-    return [k for k in row if k not in _SCORE_KEYS]
+    keys = _score_keys()
+    return [k for k in row if k not in keys]
 
 
 def best_point(table: pd.DataFrame) -> tuple[dict[str, Any], float]:
-    """The winning grid point of a sweep's table (its first row, the lowest validation MMD) and
-    that MMD."""
+    """The winning grid point of a sweep's table (its first row, the best validation score of
+    :func:`ranked_by`) and that score."""
     row = table.to_dict("records")[0]
-    return {k: row[k] for k in _axes_of(row)}, float(row["mmd"])
+    return {k: row[k] for k in _axes_of(row)}, float(row[ranked_by()])
 
 
 def _key(point: dict[str, Any]) -> tuple:
@@ -202,7 +239,7 @@ def _write(table: pd.DataFrame, model: str, prepared, profile: str, budget, seed
         "seed": seed,
         "grid": grid,
         "validation": f"balanced {VALIDATION_FRACTION:.0%} of the training cells (split seed {seed})",
-        "ranked_by": "mmd",
+        "ranked_by": ranked_by(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "provenance": provenance.collect(None),
         "rows": json.loads(table.to_json(orient="records")),
@@ -211,7 +248,9 @@ def _write(table: pd.DataFrame, model: str, prepared, profile: str, budget, seed
     lines = [
         f"# {model} on {prepared.name}: tuning sweep ({profile} profile, budget {budget or 'profile default'})",
         "",
-        "Validation: " + doc["validation"] + "; ranked by MMD (lower is better).",
+        "Validation: "
+        + doc["validation"]
+        + f"; ranked by {label_of(doc['ranked_by'])} ({direction_of(doc['ranked_by'])} is better).",
         "",
         "| " + " | ".join(table.columns) + " |",
         "|" + "---|" * len(table.columns),

@@ -251,12 +251,9 @@ def test_bench_api_exports_what_it_lists():
 NAMED_IN_CORE: dict[str, set[str]] = {
     "bench/config.py": {"augmentation"},  # --fractions and the experiments' list
     "bench/runner.py": {"augmentation"},  # the rare class and its notes at plan time
-    "bench/convergence.py": {"auc", "correlation_discrepancy", "mean_corr", "mmd"},  # snapshot scores
-    "bench/tune.py": {"correlation_discrepancy", "mean_corr", "mmd"},  # the sweep's scores
     "bench/gpucheck.py": {"mmd"},
     "bench/regression.py": {"mmd"},
     "bench/report/figures.py": {"auc", "augmentation", "correlation_discrepancy"},
-    "bench/report/figures_training.py": {"auc", "mmd"},
     "bench/report/html.py": {
         "augmentation",
         "correlation_discrepancy",

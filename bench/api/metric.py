@@ -149,6 +149,13 @@ class Metric:
     # that protocol's space for the real test cells and the model's cells, whatever the metric's
     # ``space`` option. A metric defined on genes (a correlation of named genes) keeps ("genes",).
     protocols: tuple[str, ...] = ("genes",)
+    # convergence snapshots (bench.convergence: cells made part-way through training) and `bench
+    # tune`'s sweep score a model's cells with this metric under these options (cheap ones: a
+    # snapshot must not cost what the task does); None: not scored there
+    snapshot: dict[str, Any] | None = None
+    # the value whose gain over the last doubling of a training budget says whether a model had
+    # converged, and that `bench tune` ranks by; one installed metric declares it
+    convergence: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -161,6 +168,14 @@ class Metric:
             if direction == "target" and value not in self.targets:
                 raise ValueError(f"metric {self.name}: {value!r} has direction 'target' but no target")
         check_declared(f"metric {self.name}", self.options, self.choices, self.bounds)
+        if self.snapshot is not None and (self.kind != "sample" or set(self.snapshot) - set(self.options)):
+            raise ValueError(f"metric {self.name}: snapshot options must be options of a 'sample' metric")
+        if self.convergence is not None and (
+            self.snapshot is None or self.convergence not in self.directions
+        ):
+            raise ValueError(
+                f"metric {self.name}: convergence must name a directional value of a snapshot metric"
+            )
         if "genes" not in self.protocols:
             raise ValueError(f"metric {self.name}: protocols must include 'genes', got {self.protocols!r}")
         if self.protocols != ("genes",) and (self.kind != "sample" or self.cells != "main"):

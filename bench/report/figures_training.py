@@ -56,12 +56,28 @@ def fig_timing(summary: pd.DataFrame, dataset: str):
     return fig
 
 
+def quality_values(only: set[str] | None = None) -> list[tuple[str, str, float | None]]:
+    """(value, axis label, target) of the values the sample metrics declare for the headline
+    (``Metric.headline``: AUC, MMD, CD for the built-ins), in registry order; ``only``: keep these."""
+    from bench.registry import available
+
+    words = {"lower": "lower is better", "higher": "higher is better"}
+    out = []
+    for metric in available("metrics").values():
+        if metric.kind != "sample":
+            continue
+        for value, short in metric.headline.items():
+            if value.endswith("@") or (only is not None and value not in only):
+                continue
+            direction, target = metric.direction_of(value), metric.target_of(value)
+            hint = f"{target:g} ideal" if target is not None else words.get(direction or "", "")
+            out.append((value, f"{short} ({hint})" if hint else short, target))
+    return out
+
+
 def fig_tradeoff(summary: pd.DataFrame, dataset: str):
-    quality = [
-        ("auc", "real-vs-synthetic AUC (0.5 ideal)"),
-        ("mmd", "MMD (lower is better)"),
-        ("cd", "correlation discrepancy (lower)"),
-    ]
+    quality = [(value, label) for value, label, _ in quality_values()]
+    targets = {value: target for value, _, target in quality_values()}
     sub = summary[summary.dataset == dataset]
     have = [(m, lab) for m, lab in quality if m in set(sub.metric)]
     if "train_seconds" not in set(sub.metric) or not have:
@@ -90,8 +106,8 @@ def fig_tradeoff(summary: pd.DataFrame, dataset: str):
                 capsize=3,
             )
             ax.annotate(model_label(m), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
-        if metric == "auc":
-            ax.axhline(0.5, ls="--", color="#d32f2f", lw=1)
+        if targets.get(metric) is not None:
+            ax.axhline(targets[metric], ls="--", color="#d32f2f", lw=1)
         ax.set_xscale("log")
         ax.margins(x=0.25, y=0.12)
         ax.set_xlabel("training time (s, log)", fontsize=9)
@@ -117,16 +133,22 @@ def convergence_curves(run: RunView, dataset: str) -> dict[str, list[dict[str, n
 
 
 def fig_convergence(run: RunView, dataset: str):
-    """MMD and AUC (50 PCs, 100 trees) of each snapshot against training time and against
-    optimizer steps, one line per model and seed: the paper's "good quality sooner" as a curve."""
+    """The snapshot scores (``Metric.snapshot``) that metrics declare for the headline -- the
+    convergence value first (built-ins: MMD, then AUC on 50 PCs with 100 trees, CD) -- of each
+    snapshot against training time and against optimizer steps, one line per model and seed: the
+    paper's "good quality sooner" as a curve."""
+    from bench.convergence import convergence_value, snapshot_metrics
+
     curves = convergence_curves(run, dataset)
     if not curves:
         return None
-    panels = [
-        (y, lab)
-        for y, lab in (("mmd", "MMD (lower is better)"), ("auc", "AUC, 50 PCs (0.5 ideal)"))
-        if any(y in c for cs in curves.values() for c in cs)
-    ]
+    snapped = {v for _, _, vs in snapshot_metrics() for v in vs}
+    first = convergence_value()
+    found = sorted(quality_values(snapped), key=lambda q: q[0] != first)
+    targets = {value: target for value, _, target in found}
+    panels = [(y, lab) for y, lab, _ in found if any(y in c for cs in curves.values() for c in cs)]
+    if not panels:
+        return None
     colours = colour_map(list(curves), "Set1")
     Figure = figure_class()
     fig = Figure(figsize=(10, 3.4 * len(panels)))
@@ -151,8 +173,8 @@ def fig_convergence(run: RunView, dataset: str):
                         alpha=0.85,
                         label=model_label(model) if i == 0 else None,
                     )
-            if y == "auc":
-                ax.axhline(0.5, ls="--", color="#d32f2f", lw=1)
+            if targets.get(y) is not None:
+                ax.axhline(targets[y], ls="--", color="#d32f2f", lw=1)
             ax.set_xscale("log")
             ax.set_xlabel(xlabel, fontsize=9)
             ax.set_ylabel(label, fontsize=9)

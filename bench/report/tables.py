@@ -70,7 +70,7 @@ def training_columns(cells: dict[tuple[str, str], pd.Series], models: list[str])
     ``cells seen``: means over seeds) and whether it had converged (``last 2× ΔMMD``: the mean
     relative MMD gain of the last doubling of the budget, bench.convergence; ``not converged`` when
     above 10 %). Empty when no model reports them (e.g. a non-iterative model only)."""
-    from bench.convergence import NOT_CONVERGED_GAIN
+    from bench.convergence import NOT_CONVERGED_GAIN, convergence_value, gain_name
 
     def mean(model: str, value: str) -> float:
         r = cells.get((model, value))
@@ -80,7 +80,7 @@ def training_columns(cells: dict[tuple[str, str], pd.Series], models: list[str])
     for col, value in (("steps", "train_steps"), ("cells seen", "cells_seen")):
         if any(np.isfinite(mean(m, value)) for m in models):
             out[col] = {m: _count(mean(m, value)) for m in models}
-    gains = {m: mean(m, "mmd_gain_last_doubling") for m in models}
+    gains = {m: mean(m, gain_name(convergence_value())) for m in models}
     if any(np.isfinite(g) for g in gains.values()):
         out["last 2× ΔMMD"] = {
             m: "n/a"
