@@ -57,6 +57,10 @@ MAIN_GENERATION = ("unconditional", "per-label")
 # cells, the noise floor; scaled score 1) and the negative control (each gene permuted across cells;
 # scaled score 0), see bench.report.scaling
 CONTROLS = ("real", "shuffled")
+# where preprocessing computes the library size of 20,000 when the profile selects genes
+# (--normalisation; the dataset stage's NORMALISATIONS, docs/datasets.md): 'hvg' over the selected
+# genes (the default), 'all-genes' over all genes before selection (scanpy's convention, the paper's)
+NORMALISATIONS = ("hvg", "all-genes")
 
 
 @dataclass
@@ -72,6 +76,7 @@ class RunSpec:
     split_seed: int = 0
     test_fraction: float = 0.1
     n_top_genes: int | None = -1  # -1: the profile's value
+    normalisation: str = NORMALISATIONS[0]
     device: str = "auto"
     control: bool = True  # add the controls (CONTROLS)
     main_generation: str = "unconditional"
@@ -100,6 +105,11 @@ class RunSpec:
             raise UserError(
                 f"unknown main generation mode '{self.main_generation}'",
                 f"use one of: {', '.join(MAIN_GENERATION)}",
+            )
+        if self.normalisation not in NORMALISATIONS:
+            raise UserError(
+                f"unknown normalisation {self.normalisation!r}",
+                'use --normalisation hvg or all-genes (in a TOML file: normalisation = "all-genes")',
             )
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"unknown device '{self.device}'", "use --device auto, cpu or cuda")
@@ -199,6 +209,7 @@ _KNOWN_KEYS = {
     "split_seed",
     "test_fraction",
     "n_top_genes",
+    "normalisation",
     "device",
     "control",
     "timeout_s",
