@@ -60,6 +60,7 @@ def spec_of(args):
         datasets=parse_list(args.dataset),
         seeds=parse_list(args.seeds, int),
         profile=args.profile,
+        normalisation=args.normalisation,
         label_key=args.label_key,
         metrics=parse_list(args.metrics),
         experiments=parse_list(args.experiments),

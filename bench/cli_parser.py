@@ -78,6 +78,12 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         "model and seed on 2 cores) or paper (the published settings, for a GPU)",
     )
     r.add_argument("--config", help="TOML file with the run spec (CLI flags override it)")
+    r.add_argument(
+        "--normalisation",
+        metavar="{hvg,all-genes}",
+        help="library size 20,000 over the selected genes (hvg, default) or over all genes before "
+        "selecting them (all-genes: scanpy's convention, the paper's); docs/datasets.md",
+    )
     r.add_argument("--label-key", help="obs column with cell-type labels (for files given by path)")
     r.add_argument(
         "--rare-class",

@@ -60,6 +60,10 @@ CONTROLS = ("real", "shuffled")
 # the evaluation protocol every run scores in (the main experiment's own; bench.protocols.genes); the
 # others (--protocol) are added to it (docs/metrics.md, "Evaluation protocols")
 DEFAULT_PROTOCOL = "genes"
+# where preprocessing computes the library size of 20,000 when the profile selects genes
+# (--normalisation; the dataset stage's NORMALISATIONS, docs/datasets.md): 'hvg' over the selected
+# genes (the default), 'all-genes' over all genes before selection (scanpy's convention, the paper's)
+NORMALISATIONS = ("hvg", "all-genes")
 
 
 @dataclass
@@ -75,6 +79,7 @@ class RunSpec:
     split_seed: int = 0
     test_fraction: float = 0.1
     n_top_genes: int | None = -1  # -1: the profile's value
+    normalisation: str = NORMALISATIONS[0]
     device: str = "auto"
     control: bool = True  # add the controls (CONTROLS)
     main_generation: str = "unconditional"
@@ -108,6 +113,11 @@ class RunSpec:
             raise UserError(
                 f"unknown main generation mode '{self.main_generation}'",
                 f"use one of: {', '.join(MAIN_GENERATION)}",
+            )
+        if self.normalisation not in NORMALISATIONS:
+            raise UserError(
+                f"unknown normalisation {self.normalisation!r}",
+                'use --normalisation hvg or all-genes (in a TOML file: normalisation = "all-genes")',
             )
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"unknown device '{self.device}'", "use --device auto, cpu or cuda")
@@ -230,6 +240,7 @@ _KNOWN_KEYS = {
     "split_seed",
     "test_fraction",
     "n_top_genes",
+    "normalisation",
     "device",
     "control",
     "timeout_s",

@@ -153,7 +153,9 @@ def plan(spec: RunSpec, *, progress: bool = False, write: bool = True) -> Plan:
     per_dataset: dict[str, dict[str, Any]] = {}
     sources: dict[str, tuple[str, str]] = {}  # dataset name -> (what the user gave, content hash)
     for ds in spec.datasets:
-        dspec = DataSpec(ds, spec.label_key, spec.split_seed, spec.test_fraction, spec.n_top_genes)
+        dspec = DataSpec(
+            ds, spec.label_key, spec.split_seed, spec.test_fraction, spec.n_top_genes, spec.normalisation
+        )
         prepared = dspec.prepare(  # written to the cache once all is valid
             progress=progress, write_cache=False, check_orientation=spec.check_orientation
         )
@@ -338,13 +340,13 @@ def check_protocols(protocols: list[str]) -> None:
 def describe_labels(prepared, label_key: str | None) -> list[str]:
     """The run header's lines on a dataset: its size, where its labels came from and, when the
     cells were clustered because no label key was given, the obs columns that look like cell types."""
-    from bench.datasets import label_candidates
+    from bench.datasets import describe_normalisation, label_candidates
 
     info = prepared.info
     counts = info.get("labels_train") or prepared.train.obs[prepared.label_key].value_counts().to_dict()
     lines = [
         f"{prepared.name}: {prepared.train.n_obs:,} training / {prepared.test.n_obs:,} test cells x "
-        f"{prepared.train.n_vars:,} genes"
+        f"{prepared.train.n_vars:,} genes; {describe_normalisation(info)}"
     ]
     clustering = info.get("clustering")
     if clustering:

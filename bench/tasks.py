@@ -35,6 +35,7 @@ class DataSpec:
     split_seed: int
     test_fraction: float
     n_top_genes: int | None
+    normalisation: str = "hvg"  # bench.config.NORMALISATIONS
 
     def prepare(self, progress: bool = False, write_cache: bool = True, check_orientation: bool = True):
         from bench import datasets
@@ -45,6 +46,7 @@ class DataSpec:
             split_seed=self.split_seed,
             test_fraction=self.test_fraction,
             n_top_genes=self.n_top_genes,
+            normalisation=self.normalisation,
             progress=progress,
             write_cache=write_cache,
             check_orientation=check_orientation,

@@ -3,7 +3,9 @@
 Public API (used by the runner and the CLI)::
 
     prepare(dataset, *, label_key=None, split_seed=0, test_fraction=0.1, n_top_genes=None,
-            cache_dir=None, progress=False, write_cache=True) -> PreparedData
+            cache_dir=None, progress=False, write_cache=True, check_orientation=True,
+            normalisation='hvg') -> PreparedData
+    describe_normalisation(info) -> str  (the run header's words for PreparedData.info)
     save_prepared(data)           (writes what prepare(..., write_cache=False) kept in memory)
     info(name) -> dict            add(name, path) -> dict
     list_datasets() -> list[dict] cache_dir() -> Path
@@ -11,7 +13,15 @@ Public API (used by the runner and the CLI)::
 See docs/datasets.md.
 """
 
-from bench.datasets.api import add, cache_dir, info, list_datasets, prepare, save_prepared
+from bench.datasets.api import (
+    add,
+    cache_dir,
+    describe_normalisation,
+    info,
+    list_datasets,
+    prepare,
+    save_prepared,
+)
 from bench.datasets.prepared import PreparedData
 from bench.datasets.readers import label_candidates
 from bench.datasets.recipes import DatasetRecipe
@@ -26,4 +36,5 @@ __all__ = [
     "list_datasets",
     "cache_dir",
     "save_prepared",
+    "describe_normalisation",
 ]

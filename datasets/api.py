@@ -198,6 +198,7 @@ def prepare(
     progress: bool = False,
     write_cache: bool = True,
     check_orientation: bool = True,
+    normalisation: str = preprocess.DEFAULT_NORMALISATION,
 ) -> PreparedData:
     """Load a dataset, run the scGAN preprocessing pipeline and split it (cached by content hash).
 
@@ -209,8 +210,13 @@ def prepare(
     writes it later (the runner does so once the whole run has been validated).
     ``check_orientation=False`` (``--no-orientation-check``): accept a file whose names look like
     genes x cells (:func:`bench.datasets.readers.check_orientation`).
+    ``normalisation`` (``--normalisation``): where the library size of 20,000 is computed when
+    ``n_top_genes`` selects genes, ``'hvg'`` (over the selected genes, the default) or
+    ``'all-genes'`` (over all genes, scanpy's convention and the paper's); part of the prepared
+    data's content hash when it is not the default.
     """
     _check_params(split_seed, test_fraction, n_top_genes)
+    normalisation = preprocess.check_normalisation(normalisation)
     root = Path(cache_dir).expanduser() if cache_dir else cache.cache_dir()
     recipe: DatasetRecipe | None = None
     if dataset in _recipes():
@@ -250,6 +256,10 @@ def prepare(
         "leiden_resolution": preprocess.LEIDEN_RESOLUTION if label_key is None else None,
         "normalised_input": normalised,
     }
+    if normalisation != preprocess.DEFAULT_NORMALISATION:
+        # only a non-default value enters the hash: the default's data, hash and task keys are
+        # those of every run before the option existed
+        params["normalisation"] = normalisation
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
     folder = root / "prepared" / key
 
@@ -260,6 +270,7 @@ def prepare(
         except Exception:  # a damaged, incomplete or unverifiable cache entry is rebuilt, never trusted
             shutil.rmtree(folder, ignore_errors=True)
         else:
+            meta.setdefault("normalisation", normalisation)  # folders written before the option
             meta.update(cached=True, load_seconds=time.perf_counter() - t0)
             return _result(name, train, test, meta)
 
@@ -284,6 +295,7 @@ def prepare(
             split_seed=split_seed,
             n_top_genes=n_top_genes,
             normalised_input=normalised,
+            normalisation=normalisation,
             step=step,
             source=name,
         )
@@ -315,6 +327,26 @@ def prepare(
         _write_cached(folder, train, test, meta)
     meta["cached"] = False
     return _result(name, train, test, meta)
+
+
+def describe_normalisation(info: dict[str, Any]) -> str:
+    """The prepared data's normalisation in words, for the run header (``info``: PreparedData.info)."""
+    params = info.get("params") or {}
+    how = params.get("normalisation", info.get("normalisation", preprocess.DEFAULT_NORMALISATION))
+    if params.get("n_top_genes") is None:
+        return "library size 20,000 over all genes"
+    if how == "hvg":
+        return f"normalisation hvg: library size 20,000 over the {info.get('n_genes', 0):,} selected genes"
+    sums = info.get("row_sums") or {}
+    spread = (
+        f" (they sum to {sums['min']:,.0f}-{sums['max']:,.0f} per cell, median {sums['median']:,.0f})"
+        if {"min", "median", "max"} <= set(sums)
+        else ""
+    )
+    return (
+        f"normalisation {how}: library size 20,000 over all {info.get('n_genes_filtered', 0):,} genes, "
+        f"then {info.get('n_genes', 0):,} selected genes kept without re-normalising{spread}"
+    )
 
 
 def save_prepared(data: PreparedData) -> None:

@@ -13,8 +13,11 @@ Steps, in order:
    (``obs['split']``, 'train' / 'test' / 'valid', where 'valid' and 'test' are both held out) is
    respected instead;
 5. optional ``n_top_genes``: highly variable genes (scanpy flavor 'seurat' on log1p of the
-   normalised *training* cells only), train and test subset to them and re-normalised to 20,000
-   over the kept genes; cells with no counts left in those genes are dropped (warned, recorded).
+   normalised *training* cells only), train and test subset to them; with ``normalisation='hvg'``
+   (the default) re-normalised to 20,000 over the kept genes, with ``'all-genes'`` (scanpy's
+   convention, the paper's library size) kept as normalised over all genes in step 3, so a cell's
+   kept genes sum to its share of 20,000; cells with no counts left in those genes are dropped
+   (warned, recorded).
 
 Every function is deterministic given its seed.
 """
@@ -46,6 +49,23 @@ HELD_OUT = ("test", "valid")
 # sub-clusters, not cell types (a split keeps about one test cell per label; per-label
 # generation and scores have nothing to stand on)
 MIN_MEDIAN_LABEL_CELLS = 5
+# where the library size of 20,000 is computed when genes are selected (n_top_genes):
+# 'hvg': over the selected genes, after selection (every training cell sums to 20,000; the default,
+# and what runs before this option did); 'all-genes': over all genes, before selection, without
+# re-normalising after it (scanpy's normalize_total -> highly_variable_genes -> subset; the ACTIVA
+# paper normalised over all genes), so a cell's selected genes sum to less than 20,000.
+NORMALISATIONS = ("hvg", "all-genes")
+DEFAULT_NORMALISATION = "hvg"
+
+
+def check_normalisation(value) -> str:
+    """``value`` if it names a normalisation (:data:`NORMALISATIONS`), else UserError."""
+    if value not in NORMALISATIONS:
+        raise UserError(
+            f"unknown normalisation {value!r}",
+            f"use one of: {', '.join(NORMALISATIONS)} (docs/datasets.md, preprocessing step 6)",
+        )
+    return str(value)
 
 
 def natural_sort(labels) -> list[str]:
@@ -228,14 +248,17 @@ def run_pipeline(
     split_seed: int = 0,
     n_top_genes: int | None = None,
     normalised_input: bool = False,
+    normalisation: str = DEFAULT_NORMALISATION,
     step: Callable[[str], None] | None = None,
     source: str = "dataset",
 ) -> tuple[ad.AnnData, ad.AnnData, dict[str, Any]]:
     """Run the scGAN pipeline on validated raw data; returns (train, test, info).
 
     ``adata.X``: raw counts, or for published preprocessed files (``normalised_input``) X already
-    normalised to 20,000 (then ``layers['counts']`` is X itself).
+    normalised to 20,000 (then ``layers['counts']`` is X itself). ``normalisation``: where the
+    library size is computed when ``n_top_genes`` selects genes (:data:`NORMALISATIONS`).
     """
+    normalisation = check_normalisation(normalisation)
     step = step or (lambda _msg: None)
     info: dict[str, Any] = {"n_cells_raw": int(adata.n_obs), "n_genes_raw": int(adata.n_vars)}
     obs = adata.obs.copy()
@@ -298,12 +321,20 @@ def run_pipeline(
         step(f"selecting {n_top_genes} highly variable genes (training cells)")
         keep_genes = select_hvg(X[is_train], filt.var_names, n_top_genes)
         counts = counts[:, keep_genes]
-        X = normalize(counts)
+        # 'hvg': 20,000 over the kept genes; 'all-genes': the step-3 values (20,000 over all genes)
+        X = normalize(counts) if normalisation == "hvg" else sp.csr_matrix(X[:, keep_genes])
     info["n_top_genes_selected"] = int(keep_genes.sum()) if n_top_genes is not None else None
+    info["normalisation"] = normalisation
 
     totals = np.asarray(X.sum(axis=1)).ravel()
     keep_cells = totals > 0
     info["n_cells_dropped_zero_after_hvg"] = int((~keep_cells).sum())
+    kept_totals = totals[keep_cells]
+    if kept_totals.size:  # 20,000 each, except under 'all-genes' with a gene selection
+        info["row_sums"] = {
+            q: round(float(np.quantile(kept_totals, v)), 1)
+            for q, v in (("min", 0), ("median", 0.5), ("max", 1))
+        }
     if not keep_cells.all():
         warnings.warn(
             f"{source}: {int((~keep_cells).sum())} cells have no counts in the {int(keep_genes.sum())} selected "
