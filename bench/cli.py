@@ -69,6 +69,7 @@ def spec_of(args):
         device=args.device,
         main_generation=args.main_generation,
         timeout_s=args.timeout,
+        memory_gb=getattr(args, "memory_limit", None),
         control=False if args.no_control else None,
         check_orientation=False if args.no_orientation_check else None,
         executor=executor or None,

@@ -113,6 +113,13 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         "training (checked between training steps); the task is recorded as failed",
     )
     r.add_argument(
+        "--memory-limit",
+        type=float,
+        metavar="GB",
+        help="memory cap per task; with it (or --timeout) each task runs in a child process that is "
+        "killed at the limit (fit, generate and score) and recorded as failed with the reason",
+    )
+    r.add_argument(
         "--no-control",
         action="store_true",
         help="do not add the `real` (positive) and `shuffled` (negative) controls",
