@@ -24,7 +24,7 @@ TRANSIENT = re.compile(
 # limit): the same limit fails the same way again, so the advice is to raise it, not to rerun
 LIMIT = re.compile(
     r"exceeded the [\d.e+]+ s task limit|out of memory \(limit [\d.e+]+ GB|timed out after|"
-    r"exceeded its time limit \(--timeout\)",
+    r"exceeded its time limit \(--timeout\)|^timeout: Slurm job \S+ reached its time limit",
     re.IGNORECASE,
 )
 NOT_RUN = ("running", "planned", "submitted", "not started")
@@ -104,8 +104,9 @@ def retry_advice(failed: list[tuple[str, str | None]], run_dir: str | Path) -> l
     if limited:
         lines.append(
             f"{len(limited)} task(s) ran past a time or memory limit ({', '.join(limited[:5])}"
-            f"{', ...' if len(limited) > 5 else ''}): the same limit stops them again; raise --timeout "
-            "or --memory-limit (with Slurm, --timeout sets each job's --time) and run again"
+            f"{', ...' if len(limited) > 5 else ''}): the same limit stops them again; raise the limit "
+            "each error names (--timeout, --memory-limit; a Slurm job's --time: [executor] time_min) "
+            "and run again"
         )
     if transient:
         lines.append(

@@ -222,6 +222,8 @@ def test_memory_limit_is_checked_and_not_in_the_key(tmp_path):
         "out of memory (limit 1 GB, --memory-limit): MemoryError: Unable to allocate 4.00 GiB",
         "TaskFailed: fit timed out after 10 s; traceback in /runs/a/tasks/k/task.log",
         "fit: training exceeded its time limit (--timeout) and was stopped",
+        "timeout: Slurm job 74_0 reached its time limit (1:00) and was stopped; raise the job's --time with "
+        "[executor] time_min (or the model's resources time_min), and --timeout if the task has one, then run again",
     ],
 )
 def test_a_limit_the_user_set_is_not_called_transient(error):
@@ -230,4 +232,4 @@ def test_a_limit_the_user_set_is_not_called_transient(error):
 
     assert is_limit(error) and not is_transient(error)
     (line,) = retry_advice([("x/nb/seed0/main", error)], "/runs/a")
-    assert "raise --timeout or --memory-limit" in line and "run the same command again" not in line
+    assert "raise the limit each error names" in line and "run the same command again" not in line
