@@ -85,6 +85,10 @@ def cmd_run(args) -> int:
     from bench.tasks import task_label
 
     spec = spec_of(args)
+    if getattr(args, "allow_unsandboxed", False):  # read by the container models' backend 'auto'
+        from bench.generators.container import ALLOW_UNSANDBOXED
+
+        os.environ[ALLOW_UNSANDBOXED] = "1"
     console = _console(wide=False)
     run_dir = Path(args.out) if args.out else default_run_dir(spec)
     if args.dry_run:

@@ -113,6 +113,12 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         "training (checked between training steps); the task is recorded as failed",
     )
     r.add_argument(
+        "--allow-unsandboxed",
+        action="store_true",
+        help="let a container model with backend auto run its entry point as a local process, outside "
+        "the container sandbox, when no Docker engine answers (said in one line when it happens)",
+    )
+    r.add_argument(
         "--memory-limit",
         type=float,
         metavar="GB",

@@ -3,7 +3,13 @@ subprocess): :mod:`.images` (build and tag images), :mod:`.docker` and :mod:`.pr
 backends), :mod:`.logs` (their log and user-error file), :mod:`.base` (the generator base class and
 the choice of backend). The names below are the package's public interface."""
 
-from bench.generators.container.base import BACKENDS, RUNNER_PARAMS, ContainerGenerator, select_backend
+from bench.generators.container.base import (
+    ALLOW_UNSANDBOXED,
+    BACKENDS,
+    RUNNER_PARAMS,
+    ContainerGenerator,
+    select_backend,
+)
 from bench.generators.container.docker import run_docker
 from bench.generators.container.images import (
     BASE_LABEL,
@@ -26,6 +32,7 @@ from bench.generators.container.logs import USER_ERROR_FILE
 from bench.generators.container.process import PROCESS_ENV_KEEP, process_env, run_process
 
 __all__ = [
+    "ALLOW_UNSANDBOXED",
     "BACKENDS",
     "BASE_LABEL",
     "DEFAULT_BASE_IMAGE",
