@@ -157,6 +157,7 @@ def cmd_list(args) -> int:
     from rich.table import Table
 
     from bench.api.metric import arrow
+    from bench.generators.container import enforced_sandbox
     from bench.registry import available, broken
 
     console = _console()
@@ -173,8 +174,9 @@ def cmd_list(args) -> int:
         table = Table(title=kind, title_justify="left")
         items = available(kind)
         if kind == "generators":
-            # sandbox: "default" (docs/docker.md, security model), the relaxations a container model
-            # declares, or "in-process" (runs inside the harness, like the harness's own code)
+            # sandbox: what the harness enforces, derived from the class, never self-reported
+            # (bench.generators.container.enforced_sandbox): "default" (docs/docker.md, security
+            # model), the relaxations of a container model's declared sandbox, or "in-process"
             for col in (
                 "name",
                 "conditional",
@@ -186,13 +188,12 @@ def cmd_list(args) -> int:
             ):
                 table.add_column(col)
             for name, cls in items.items():
-                meta = cls.metadata()
                 table.add_row(
                     name,
                     str(cls.conditional),
                     cls.output_scale,
                     "yes" if cls.needs_gpu else "no",
-                    meta.get("sandbox", "in-process"),
+                    enforced_sandbox(cls),
                     " / ".join(t for t in (cls.description, cls.paper) if t) or repr(cls),
                     _values(cls.profiles.get(profile, {})),
                 )

@@ -8,6 +8,7 @@ from bench.generators.container.base import (
     BACKENDS,
     RUNNER_PARAMS,
     ContainerGenerator,
+    enforced_sandbox,
     select_backend,
 )
 from bench.generators.container.docker import run_docker
@@ -51,6 +52,7 @@ __all__ = [
     "context_hash",
     "default_base_image",
     "docker_client",
+    "enforced_sandbox",
     "ensure_image",
     "process_env",
     "resolve_base_image",

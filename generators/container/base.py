@@ -334,3 +334,35 @@ class ContainerGenerator(Generator):
         gen._model_src = Path(path) / "model"
         gen._fitted = True
         return gen
+
+
+# the methods through which a ContainerGenerator's work reaches the hardened runner
+# (bench.generators.container.docker.run_docker with the class's declared sandbox)
+_RUNNER_METHODS = ("fit", "generate", "_run", "sandbox_policy", "limits")
+
+
+def enforced_sandbox(cls: type) -> str:
+    """What the harness itself enforces for generator class ``cls``, for `bench list` (never what the
+    plugin says of itself, e.g. in ``metadata()``):
+
+    * ``in-process``: a generator that is not a container model runs inside the harness's process,
+      with the harness's rights;
+    * ``in-process (own fit/generate)``: a container model from outside this distribution that
+      overrides how its work reaches the container runner: the harness cannot vouch for a sandbox;
+    * ``default`` or the relaxations (``network=bridge, ...``): its commands run in the hardened
+      container runner with the sandbox the harness computes from the class's ``sandbox`` table
+      (backend ``auto`` leaves it only with ``--allow-unsandboxed``); ``none: local process`` when its
+      default backend is ``process``."""
+    if not (isinstance(cls, type) and issubclass(cls, ContainerGenerator)):
+        return "in-process"
+    builtin = cls.__module__.split(".")[:2] == ["bench", "generators"]
+    own = [
+        m for m in _RUNNER_METHODS if next(k for k in cls.__mro__ if m in vars(k)) is not ContainerGenerator
+    ]
+    if own and not builtin:
+        return "in-process (own fit/generate)"
+    backend = dict(cls.parameters).get("backend", "auto")
+    if backend == "process":
+        return "none: local process"
+    policy = Sandbox.declared(cls.sandbox, owner=f"generator {cls.name}")
+    return ", ".join(policy.relaxations()) or "default"
