@@ -90,6 +90,11 @@ def wait_for(predicate, timeout: float, what: str):
     pytest.fail(f"timed out waiting for {what}")
 
 
+def job_active(job: str) -> bool:
+    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, timeout=60)
+    return any(s in ("RUNNING", "COMPLETING", "PENDING", "REQUEUED") for s in out.stdout.split())
+
+
 def started_fitting(entry: dict) -> bool:
     try:
         return "sleepy: fitting" in Path(entry["stdout"]).read_text()
@@ -134,6 +139,8 @@ def test_scancel_and_requeue_leave_a_failed_record(env, require_slurm, tmp_path,
         assert "Segmentation fault" not in Path(entry["stderr"]).read_text(errors="replace")
     finally:
         subprocess.run(["scancel", job], capture_output=True, timeout=60)
+        # the node settles (no job completing) before the next test asks whether Slurm is up
+        wait_for(lambda: not job_active(job), 120, f"job {job} to leave the node")
     st = bench_cli(["status", str(run_dir)], env)
     assert "failed: 1" in st.stdout, st.stdout
 
