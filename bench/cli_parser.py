@@ -110,7 +110,8 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         type=float,
         metavar="SECONDS",
         help="wall-clock limit per task: stops a generator's container and also its in-process "
-        "training (checked between training steps); the task is recorded as failed",
+        "training (checked between training steps); the task is recorded as failed. The whole task "
+        "(fit, generate, score) then runs in a child process that is killed 5 s past the limit",
     )
     r.add_argument(
         "--allow-unsandboxed",
