@@ -71,6 +71,7 @@ def spec_of(args):
         device=args.device,
         main_generation=args.main_generation,
         timeout_s=args.timeout,
+        memory_gb=getattr(args, "memory_limit", None),
         control=False if args.no_control else None,
         check_orientation=False if args.no_orientation_check else None,
         executor=executor or None,
@@ -86,6 +87,10 @@ def cmd_run(args) -> int:
     from bench.tasks import task_label
 
     spec = spec_of(args)
+    if getattr(args, "allow_unsandboxed", False):  # read by the container models' backend 'auto'
+        from bench.generators.container import ALLOW_UNSANDBOXED
+
+        os.environ[ALLOW_UNSANDBOXED] = "1"
     console = _console(wide=False)
     run_dir = Path(args.out) if args.out else default_run_dir(spec)
     if args.dry_run:
@@ -154,6 +159,7 @@ def cmd_list(args) -> int:
     from rich.table import Table
 
     from bench.api.metric import arrow
+    from bench.generators.container import enforced_sandbox
     from bench.registry import available, broken
 
     console = _console()
@@ -170,8 +176,9 @@ def cmd_list(args) -> int:
         table = Table(title=kind, title_justify="left")
         items = available(kind)
         if kind == "generators":
-            # sandbox: "default" (docs/docker.md, security model), the relaxations a container model
-            # declares, or "in-process" (runs inside the harness, like the harness's own code)
+            # sandbox: what the harness enforces, derived from the class, never self-reported
+            # (bench.generators.container.enforced_sandbox): "default" (docs/docker.md, security
+            # model), the relaxations of a container model's declared sandbox, or "in-process"
             for col in (
                 "name",
                 "conditional",
@@ -183,13 +190,12 @@ def cmd_list(args) -> int:
             ):
                 table.add_column(col)
             for name, cls in items.items():
-                meta = cls.metadata()
                 table.add_row(
                     name,
                     str(cls.conditional),
                     cls.output_scale,
                     "yes" if cls.needs_gpu else "no",
-                    meta.get("sandbox", "in-process"),
+                    enforced_sandbox(cls),
                     " / ".join(t for t in (cls.description, cls.paper) if t) or repr(cls),
                     _values(cls.profiles.get(profile, {})),
                 )

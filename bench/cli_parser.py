@@ -122,7 +122,21 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         type=float,
         metavar="SECONDS",
         help="wall-clock limit per task: stops a generator's container and also its in-process "
-        "training (checked between training steps); the task is recorded as failed",
+        "training (checked between training steps); the task is recorded as failed. The whole task "
+        "(fit, generate, score) then runs in a child process that is killed 5 s past the limit",
+    )
+    r.add_argument(
+        "--allow-unsandboxed",
+        action="store_true",
+        help="let a container model with backend auto run its entry point as a local process, outside "
+        "the container sandbox, when no Docker engine answers (said in one line when it happens)",
+    )
+    r.add_argument(
+        "--memory-limit",
+        type=float,
+        metavar="GB",
+        help="memory cap per task; with it (or --timeout) each task runs in a child process that is "
+        "killed at the limit (fit, generate and score) and recorded as failed with the reason",
     )
     r.add_argument(
         "--no-control",

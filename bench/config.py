@@ -89,6 +89,9 @@ class RunSpec:
     timeout_s: float | None = None
     # models allowed to run with the sandbox relaxations their plugin declares (docs/docker.md)
     allow_relaxed_sandbox: list[str] = field(default_factory=list)
+    # a memory cap per task in GB (--memory-limit): with it, or with timeout_s, each task of the local
+    # executor runs in a child process that is killed at the limit (bench.executors.isolated)
+    memory_gb: float | None = None
     check_orientation: bool = True  # refuse files that look genes x cells (--no-orientation-check)
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -153,6 +156,13 @@ class RunSpec:
             raise UserError(
                 f"the task timeout must be a positive number of seconds, got {self.timeout_s!r}",
                 "use e.g. --timeout 3600 or timeout_s = 3600, or leave it out for no limit",
+            )
+        if self.memory_gb is not None and not (
+            _is_number(self.memory_gb) and math.isfinite(self.memory_gb) and self.memory_gb > 0
+        ):
+            raise UserError(
+                f"the task memory limit must be a positive number of GB, got {self.memory_gb!r}",
+                "use e.g. --memory-limit 16 or memory_gb = 16, or leave it out for no limit",
             )
         for key in ("label_key", "rare_class"):
             value = getattr(self, key)
@@ -244,6 +254,7 @@ _KNOWN_KEYS = {
     "device",
     "control",
     "timeout_s",
+    "memory_gb",
     "check_orientation",
     "executor",
     "main_generation",

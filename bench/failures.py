@@ -1,10 +1,12 @@
 """What a failed task means for the user: a one-line reason, and whether running the same command
 again can help.
 
-Only failures that can be transient are worth retrying as they are: a timeout, running out of
-memory, a killed process or a Slurm job that ended without a result (preempted, node failure,
-cancelled). Any other error (a bug, a bad parameter, invalid output) repeats on the next run:
-the advice is then to read the task's log and fix the cause.
+Only failures that can be transient are worth retrying as they are: running out of memory, a
+killed process or a Slurm job that ended without a result (preempted, node failure, cancelled). A
+task that ran past a limit the user set (``--timeout``, ``--memory-limit``, a Slurm job's time
+limit) meets the same limit again: the advice is to raise it. Any other error (a bug, a bad
+parameter, invalid output) repeats on the next run: the advice is then to read the task's log and
+fix the cause.
 """
 
 from __future__ import annotations
@@ -16,6 +18,13 @@ from pathlib import Path
 TRANSIENT = re.compile(
     r"timed?[ _-]?out|out[ _-]?of[ _-]?memory|\boom\b|memoryerror|cannot allocate memory|killed|sigkill|"
     r"\b(exit|code|status)\s*(code\s*)?137\b|preempt|node_fail|cancelled|left the queue|deadline",
+    re.IGNORECASE,
+)
+# a limit the user set was reached (the task limit of --timeout, --memory-limit, a Slurm job's time
+# limit): the same limit fails the same way again, so the advice is to raise it, not to rerun
+LIMIT = re.compile(
+    r"exceeded the [\d.e+]+ s task limit|out of memory \(limit [\d.e+]+ GB|timed out after|"
+    r"exceeded its time limit \(--timeout\)|^timeout: Slurm job \S+ reached its time limit",
     re.IGNORECASE,
 )
 NOT_RUN = ("running", "planned", "submitted", "not started")
@@ -35,10 +44,15 @@ def error_text(error: str | None) -> str:
     return _PATH.sub(" ", text)
 
 
+def is_limit(error: str | None) -> bool:
+    """True when the task ran past a limit the user set (time or memory): it repeats as is."""
+    return bool(error) and LIMIT.search(error_text(error)) is not None
+
+
 def is_transient(error: str | None) -> bool:
-    """True when the error can go away on its own (timeout, OOM, killed, Slurm job lost), judged by
-    its type and message only, never by a path in it."""
-    return bool(error) and TRANSIENT.search(error_text(error)) is not None
+    """True when the error can go away on its own (OOM, killed, Slurm job lost), judged by its type
+    and message only, never by a path in it; a limit the user set (:func:`is_limit`) is not."""
+    return bool(error) and not is_limit(error) and TRANSIENT.search(error_text(error)) is not None
 
 
 def one_line(error: str | None, width: int = 200) -> str:
@@ -83,9 +97,17 @@ def failure_notes(planned, dataset: str, experiment: str) -> list[str]:
 
 def retry_advice(failed: list[tuple[str, str | None]], run_dir: str | Path) -> list[str]:
     """Advice lines for failed tasks given as (label, error): retry only the transient ones."""
+    limited = [label for label, error in failed if is_limit(error)]
     transient = [label for label, error in failed if is_transient(error)]
-    lasting = [label for label, error in failed if not is_transient(error)]
+    lasting = [label for label, error in failed if not is_transient(error) and not is_limit(error)]
     lines = []
+    if limited:
+        lines.append(
+            f"{len(limited)} task(s) ran past a time or memory limit ({', '.join(limited[:5])}"
+            f"{', ...' if len(limited) > 5 else ''}): the same limit stops them again; raise the limit "
+            "each error names (--timeout, --memory-limit; a Slurm job's --time: [executor] time_min) "
+            "and run again"
+        )
     if transient:
         lines.append(
             f"{len(transient)} task(s) failed in a way that can be transient (timeout, out of memory, "

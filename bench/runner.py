@@ -226,6 +226,7 @@ def plan(spec: RunSpec, *, progress: bool = False, write: bool = True) -> Plan:
                     rare_class=rare,
                     device=spec.device,
                     timeout_s=spec.timeout_s,
+                    memory_gb=spec.memory_gb,
                     generation=spec.main_generation,
                     code=model_code[model],
                 )
@@ -318,6 +319,7 @@ def protocol_tasks(
                     rare_class=task.rare_class,
                     device=task.device,
                     timeout_s=task.timeout_s,
+                    memory_gb=task.memory_gb,
                     generation=task.generation,
                     code=task.code,
                     scoring=scoring_of(pmetrics),

@@ -53,6 +53,14 @@ class DataSpec:
         )
 
 
+def load_prepared(folder: str | Path):
+    """The prepared data cached in ``folder`` (checked against its sha256): what a task's child
+    process reads instead of preparing the data again (bench.executors.isolated)."""
+    from bench import datasets
+
+    return datasets.load_prepared(folder)
+
+
 def task_label(dataset: str, model: str, seed: int, experiment: str) -> str:
     """How a task is named to users (progress lines, failures, `bench status`)."""
     return f"{dataset}/{model}/seed{seed}/{experiment}"
@@ -85,6 +93,8 @@ class TaskSpec:
     rare_class: str | None = None
     device: str = "cpu"
     timeout_s: float | None = None
+    # the memory cap in GB (--memory-limit; bench.executors.isolated); like timeout_s not in the key
+    memory_gb: float | None = None
     generation: str = "unconditional"  # main experiment: "unconditional" or "per-label"
     # code versions (bench.codeversion): the generator's {distribution, version, code_hash, ...}
     # and the hash of the scoring code; both go into the key

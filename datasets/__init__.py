@@ -7,6 +7,7 @@ Public API (used by the runner and the CLI)::
             normalisation='hvg') -> PreparedData
     describe_normalisation(info) -> str  (the run header's words for PreparedData.info)
     save_prepared(data)           (writes what prepare(..., write_cache=False) kept in memory)
+    load_prepared(folder)         (a cached prepared folder, checked; what a task's child process reads)
     info(name) -> dict            add(name, path) -> dict
     list_datasets() -> list[dict] cache_dir() -> Path
 
@@ -19,6 +20,7 @@ from bench.datasets.api import (
     describe_normalisation,
     info,
     list_datasets,
+    load_prepared,
     prepare,
     save_prepared,
 )
@@ -35,6 +37,7 @@ __all__ = [
     "add",
     "list_datasets",
     "cache_dir",
+    "load_prepared",
     "save_prepared",
     "describe_normalisation",
 ]

@@ -79,9 +79,48 @@ def test_select_backend_errors(monkeypatch):
     with pytest.raises(UserError) as err:
         C.select_backend("auto", ("surely_not_a_module_xyz",))
     assert "start Docker" in str(err.value) and "pip install tensorflow-cpu" in str(err.value)
-    assert C.select_backend("auto", ("json",)) == "process"
     with pytest.raises(UserError, match="no Docker engine"):
         C.select_backend("docker")
+
+
+def test_auto_never_falls_back_to_an_unsandboxed_process_without_the_opt_in(monkeypatch, capsys):
+    """Issue 32, finding 3d: backend auto without a Docker engine used to run the entry point as a
+    local process, silently; it now needs --allow-unsandboxed and says so in one line."""
+    monkeypatch.setattr(C.images, "docker_client", lambda timeout=10: None)
+    monkeypatch.delenv("SCGENBENCH_ALLOW_UNSANDBOXED", raising=False)
+    with pytest.raises(UserError) as err:
+        C.select_backend("auto", ("json",), name="scgan")
+    assert "does not run scgan outside its container sandbox" in str(err.value)
+    assert "--allow-unsandboxed" in err.value.fix and "start Docker" in err.value.fix
+    assert capsys.readouterr().err == ""
+    assert C.select_backend("process", ("json",)) == "process"  # the model's own backend: explicit
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("SCGENBENCH_ALLOW_UNSANDBOXED", "1")
+    assert C.select_backend("auto", ("json",), name="scgan") == "process"
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        "warning: scgan: no Docker engine answers; running its entry point as a local process WITHOUT "
+        "the container sandbox (--allow-unsandboxed)"
+    )
+
+
+def test_allow_unsandboxed_flag_sets_the_opt_in(monkeypatch, tmp_path):
+    from bench import cli
+
+    monkeypatch.delenv("SCGENBENCH_ALLOW_UNSANDBOXED", raising=False)
+    monkeypatch.setattr("bench.runner.dry_run", lambda *a, **k: None)
+    assert cli.main(["run", "--models", "nb", "--dry-run", "--out", str(tmp_path / "r")]) == 0
+    assert "SCGENBENCH_ALLOW_UNSANDBOXED" not in os.environ
+    try:
+        assert (
+            cli.main(
+                ["run", "--models", "nb", "--dry-run", "--allow-unsandboxed", "--out", str(tmp_path / "r")]
+            )
+            == 0
+        )
+        assert os.environ["SCGENBENCH_ALLOW_UNSANDBOXED"] == "1"
+    finally:
+        os.environ.pop("SCGENBENCH_ALLOW_UNSANDBOXED", None)
 
 
 def test_process_failure_has_log_tail(tmp_path):

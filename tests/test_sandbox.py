@@ -214,6 +214,51 @@ def test_interruptible_raises_once_and_restores_handlers():
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+class _ClaimsASandbox(Generator):
+    """An in-process model that says it is sandboxed (issue 32, finding 3f)."""
+
+    name: ClassVar[str] = "test_claims_a_sandbox"
+
+    @classmethod
+    def metadata(cls):
+        return {**super().metadata(), "sandbox": "default"}
+
+    def fit(self, train, *args, **kwargs):
+        return FitResult(train_seconds=0.0)
+
+    def generate(self, n_cells, *, seed):
+        raise AssertionError("not reached")
+
+
+class _OwnFit(C.ContainerGenerator):
+    """A container model whose fit runs in the harness's process, not through the container runner."""
+
+    name: ClassVar[str] = "test_own_fit"
+
+    def fit(self, train, ctx):
+        return FitResult(train_seconds=0.0)
+
+
+def test_the_sandbox_column_is_what_the_harness_enforces_not_what_a_plugin_says(capsys):
+    from bench import registry
+    from bench.cli import main
+
+    assert C.enforced_sandbox(_ClaimsASandbox) == "in-process"
+    assert C.enforced_sandbox(_OwnFit) == "in-process (own fit/generate)"
+    for cls in (_ClaimsASandbox, _OwnFit):
+        registry.register("generators", cls.name, cls)
+    try:
+        assert main(["list", "generators"]) == 0
+    finally:
+        for cls in (_ClaimsASandbox, _OwnFit):
+            del registry._EXTRA["generators"][cls.name]
+    out = capsys.readouterr().out
+    assert "in-process" in next(line for line in out.splitlines() if "test_claims_a_sandbox" in line)
+    assert "default" not in next(line for line in out.splitlines() if "test_claims_a_sandbox" in line)
+    assert "in-process" in next(line for line in out.splitlines() if "test_own_fit" in line)
+    assert C.enforced_sandbox(registry.get_generator("scgan")) == "default"
+
+
 # -- the local executor on SIGTERM, with an in-process model (no engine needed) -------------------------
 class _SelfSignalling(Generator):
     """An in-process model whose fit sends ``signum`` to its own process (as `kill` or Ctrl-C would)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -334,3 +335,64 @@ print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_a_job_ended_at_its_time_limit_is_a_timeout_with_what_to_raise(submitted):
+    """Issue 32, finding 6: TIMEOUT (or submitit's 'timed-out' before a record), and a record of a task
+    stopped by SIGTERM whose job then ended TIMEOUT, say `timeout` and what to raise; not transient."""
+    from bench.failures import is_limit, is_transient
+
+    run_dir, specs = submitted
+    ledger = load_ledger(run_dir)
+    for entry in ledger["tasks"].values():
+        entry["resources"] = {"time_min": 10}
+    Path(ledger["tasks"][specs[1].key]["stderr"]).parent.mkdir(parents=True, exist_ok=True)
+    Path(ledger["tasks"][specs[1].key]["stderr"]).write_text(
+        "submitit WARNING (x) - Caught signal SIGUSR2 on vm: this job is timed-out.\n"
+    )
+    TaskRecord(key=specs[2].key, status="failed", finished=time.time(),
+               error="interrupted by SIGTERM (Slurm: scancel, time limit or preemption): the task was stopped",
+               ).save(record_path(run_dir, specs[2].key))  # fmt: skip
+    states = {"7_0": ("TIMEOUT", "TimeLimit"), "7_1": ("FAILED", "NonZeroExitCode"), "7_2": ("TIMEOUT", "TimeLimit"),
+              "7_3": ("CANCELLED", "None")}  # fmt: skip
+    with Store(run_dir) as store:
+        store_outcomes(store, refresh(run_dir, store, ledger, grace_s=0, states=states))
+        errors = {s.key: store.task_row(s.key)["error"] for s in specs}
+    for spec in specs[:3]:
+        error = errors[spec.key]
+        assert error.startswith("timeout: Slurm job 7_") and "reached its time limit (10 min)" in error
+        assert "time_min" in error and is_limit(error) and not is_transient(error)
+    assert "ended CANCELLED" in errors[specs[3].key] and is_transient(errors[specs[3].key])
+
+
+def test_entries_saved_before_sbatch_are_found_by_name_not_submitted_again(submitted, monkeypatch):
+    """Issue 32, finding 6: a driver killed between sbatch and the save of the job ids left entries in
+    state 'submitting'; refresh does not fail them, and the next driver finds their jobs by the
+    array's unique name (or drops them when squeue does not know the name and no record exists)."""
+    from bench.executors.slurm import executor as ex
+
+    run_dir, specs = submitted
+    ledger = load_ledger(run_dir)
+    for i, spec in enumerate(specs):
+        entry = ledger["tasks"][spec.key]
+        for k in ("job_id", "stdout", "stderr"):
+            entry.pop(k)
+        name = "scgenbench-nb-aaaa" if i < 2 else "scgenbench-real-bbbb"
+        entry.update(state="submitting", job_name=name, array_index=i % 2, group_size=2)
+    with Store(run_dir) as store:
+        out = store_outcomes(store, refresh(run_dir, store, ledger, grace_s=0, states={}))
+    assert set(out.values()) == {"submitted"}  # not "left the queue"
+    TaskRecord(key=specs[3].key, status="done", finished=time.time()).save(record_path(run_dir, specs[3].key))
+    monkeypatch.setattr("bench.executors.slurm.queue.jobs_named",
+                        lambda name: ["41_0", "41_1"] if name == "scgenbench-nb-aaaa" else [])  # fmt: skip
+    assert ex.reconcile_submitting(run_dir, ledger, {}) is True
+    entries = ledger["tasks"]
+    assert entries[specs[0].key]["job_id"] == "41_0" and entries[specs[1].key]["job_id"] == "41_1"
+    assert "state" not in entries[specs[0].key]
+    assert entries[specs[0].key]["stdout"].endswith("slurm/41_0/41_0_0_log.out")
+    assert specs[2].key not in entries  # never submitted: submitted again
+    assert entries[specs[3].key]["state"] == "recorded"  # its record is merged, not resubmitted
+    monkeypatch.setattr("bench.executors.slurm.queue.jobs_named", lambda name: None)
+    entries[specs[0].key]["state"] = "submitting"
+    with pytest.raises(UserError, match="squeue did not answer"):
+        ex.reconcile_submitting(run_dir, ledger, {})

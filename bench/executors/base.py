@@ -91,8 +91,12 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def run_one(spec: TaskSpec, run_dir, run_id, *, data=None, context: str = "") -> TaskRecord:
-    """Execute one task with its containers labelled (run dir, run id, task key). On SIGTERM/SIGINT
+def run_one(
+    spec: TaskSpec, run_dir, run_id, *, data=None, context: str = "", isolate: bool = False
+) -> TaskRecord:
+    """Execute one task with its containers labelled (run dir, run id, task key). ``isolate`` (the
+    local executor) and a time or memory limit on the task: in a child process killed at the limit
+    (bench.executors.isolated). On SIGTERM/SIGINT
     (bench.interrupt) the task's containers are removed, its failed record (the reason, the log
     tail) becomes the :class:`~bench.interrupt.Interrupted`'s ``record`` for the caller to save (a
     plain KeyboardInterrupt goes on up as an Interrupted by SIGINT), and the interruption goes on up."""
@@ -102,6 +106,11 @@ def run_one(spec: TaskSpec, run_dir, run_id, *, data=None, context: str = "") ->
     started = time.time()
     work = task_dir(run_dir, spec)
     try:
+        if isolate:
+            from bench.executors.isolated import needs_child, run_isolated
+
+            if needs_child(spec):
+                return run_isolated(spec, run_dir, run_id, data=data, work=work)
         with task_scope(run_dir, run_id, spec.key):
             return execute_task(
                 spec,

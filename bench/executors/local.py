@@ -1,4 +1,6 @@
-"""The local executor: runs the tasks in this process, one after the other."""
+"""The local executor: runs the tasks one after the other, in this process, or each in a child
+process killed at its limits when the run has a time limit or a memory cap
+(bench.executors.isolated)."""
 
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ class LocalExecutor:
             for spec in tasks:
                 bar.update(job, description=spec.label)
                 yield Outcome(spec, TaskRecord(key=spec.key, status="running"), run_id)
-                rec = run_one(spec, run_dir, run_id, data=data.get(spec.data_hash))
+                rec = run_one(spec, run_dir, run_id, data=data.get(spec.data_hash), isolate=True)
                 yield Outcome(spec, rec, run_id)
                 if rec.status != "done":
                     failed.append(spec.key)

@@ -8,7 +8,14 @@ are the package's public interface."""
 from bench.api.docker import context_files, context_hash, run_docker
 from bench.api.logs import LOG_TAIL_LINES, USER_ERROR_FILE
 from bench.api.sandbox import docker_client
-from bench.generators.container.base import BACKENDS, RUNNER_PARAMS, ContainerGenerator, select_backend
+from bench.generators.container.base import (
+    ALLOW_UNSANDBOXED,
+    BACKENDS,
+    RUNNER_PARAMS,
+    ContainerGenerator,
+    enforced_sandbox,
+    select_backend,
+)
 from bench.generators.container.images import (
     BASE_LABEL,
     DEFAULT_BASE_IMAGE,
@@ -25,6 +32,7 @@ from bench.generators.container.images import (
 from bench.generators.container.process import PROCESS_ENV_KEEP, process_env, run_process
 
 __all__ = [
+    "ALLOW_UNSANDBOXED",
     "BACKENDS",
     "BASE_LABEL",
     "DEFAULT_BASE_IMAGE",
@@ -43,6 +51,7 @@ __all__ = [
     "context_hash",
     "default_base_image",
     "docker_client",
+    "enforced_sandbox",
     "ensure_image",
     "process_env",
     "resolve_base_image",

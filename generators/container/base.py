@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,9 +36,23 @@ BACKENDS = ("auto", "docker", "process")
 RUNNER_PARAMS = ("backend", "mem_limit", "cpu_limit")
 
 
-def select_backend(requested: str, process_requires: tuple[str, ...] = ()) -> str:
-    """'docker' | 'process' for a requested backend ('auto' picks docker when an engine answers,
-    else process when the framework imports here, else a UserError naming both fixes)."""
+# the run-level opt-in (``bench run --allow-unsandboxed`` sets it; Slurm jobs and task processes
+# inherit it) that lets backend 'auto' run a container model's entry point as a local process when
+# no Docker engine answers
+ALLOW_UNSANDBOXED = "SCGENBENCH_ALLOW_UNSANDBOXED"
+
+
+def unsandboxed_allowed() -> bool:
+    return os.environ.get(ALLOW_UNSANDBOXED, "") == "1"
+
+
+def select_backend(
+    requested: str, process_requires: tuple[str, ...] = (), name: str = "the container model"
+) -> str:
+    """'docker' | 'process' for a requested backend. 'auto' picks docker when an engine answers;
+    without one it runs the entry point as a local process, outside the container's sandbox, only
+    with the run's explicit opt-in (--allow-unsandboxed) and says so in one line on stderr; else a
+    UserError naming the fixes. 'process' (the model's own parameter) is an opt-in in itself."""
     if requested not in BACKENDS:
         raise UserError(f"unknown backend {requested!r}", f"use one of {', '.join(BACKENDS)}")
     has_framework = all(importlib.util.find_spec(m) is not None for m in process_requires)
@@ -49,7 +65,23 @@ def select_backend(requested: str, process_requires: tuple[str, ...] = ()) -> st
             f"backend 'process' needs {', '.join(process_requires)} in this Python environment",
             "pip install tensorflow-cpu (or start Docker and use backend 'docker')",
         )
+    if requested == "process":
+        return "process"
+    if not unsandboxed_allowed():
+        raise UserError(
+            f"no Docker engine answers, and backend 'auto' does not run {name} outside its container "
+            "sandbox without being told to",
+            "start Docker (the image is built on first use), or pass --allow-unsandboxed to run its entry "
+            'point as a local process with your user\'s rights (backend = "process" does so for one model)'
+            + ("" if has_framework else "; that also needs `pip install tensorflow-cpu`"),
+        )
     if has_framework:
+        print(
+            f"warning: {name}: no Docker engine answers; running its entry point as a local process "
+            "WITHOUT the container sandbox (--allow-unsandboxed)",
+            file=sys.stderr,
+            flush=True,
+        )
         return "process"
     raise UserError(
         "no Docker engine answers and TensorFlow is not installed here, so the container model cannot run",
@@ -166,7 +198,9 @@ class ContainerGenerator(Generator):
 
     def _run(self, command: str, work: Path, progress: bool) -> None:
         if self._backend is None:
-            self._backend = select_backend(self.params.get("backend", "auto"), self.process_requires)
+            self._backend = select_backend(
+                self.params.get("backend", "auto"), self.process_requires, name=self.name
+            )
         what = f"{self.name} {self._backend}"
         (work / USER_ERROR_FILE).unlink(missing_ok=True)
         try:
@@ -304,3 +338,35 @@ class ContainerGenerator(Generator):
         gen._model_src = Path(path) / "model"
         gen._fitted = True
         return gen
+
+
+# the methods through which a ContainerGenerator's work reaches the hardened runner
+# (bench.api.docker.run_docker with the class's declared sandbox)
+_RUNNER_METHODS = ("fit", "generate", "_run", "sandbox_policy", "limits")
+
+
+def enforced_sandbox(cls: type) -> str:
+    """What the harness itself enforces for generator class ``cls``, for `bench list` (never what the
+    plugin says of itself, e.g. in ``metadata()``):
+
+    * ``in-process``: a generator that is not a container model runs inside the harness's process,
+      with the harness's rights;
+    * ``in-process (own fit/generate)``: a container model from outside this distribution that
+      overrides how its work reaches the container runner: the harness cannot vouch for a sandbox;
+    * ``default`` or the relaxations (``network=bridge, ...``): its commands run in the hardened
+      container runner with the sandbox the harness computes from the class's ``sandbox`` table
+      (backend ``auto`` leaves it only with ``--allow-unsandboxed``); ``none: local process`` when its
+      default backend is ``process``."""
+    if not (isinstance(cls, type) and issubclass(cls, ContainerGenerator)):
+        return "in-process"
+    builtin = cls.__module__.split(".")[:2] == ["bench", "generators"]
+    own = [
+        m for m in _RUNNER_METHODS if next(k for k in cls.__mro__ if m in vars(k)) is not ContainerGenerator
+    ]
+    if own and not builtin:
+        return "in-process (own fit/generate)"
+    backend = dict(cls.parameters).get("backend", "auto")
+    if backend == "process":
+        return "none: local process"
+    policy = Sandbox.declared(cls.sandbox, owner=f"generator {cls.name}")
+    return ", ".join(policy.relaxations()) or "default"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+import uuid
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from bench.executors.slurm.resources import (
     partition_limits,
     task_resources,
 )
-from bench.executors.slurm.submit import submit_group
+from bench.executors.slurm.submit import group_name, submit_group
 from bench.tasks import TaskRecord, TaskSpec
 
 OPTIONS = {
@@ -57,6 +58,56 @@ def _check_number(key: str, value: Any, *, integer: bool, low: float) -> None:
         raise UserError(
             f"[executor] {key} must be {what} >= {low}, got {value!r}", f"e.g. {key} = {max(low, 1) * 5}"
         )
+
+
+def reconcile_submitting(run_dir: Path, ledger: dict[str, Any], states) -> bool:
+    """Entries saved just before an sbatch whose job ids never reached the ledger (the driver was
+    killed in between): each gets the job id of its array element, found by the array's unique job
+    name in squeue; one that squeue does not know and that wrote no record is dropped (sbatch did not
+    happen, or its job is long gone without a result): it is submitted again. Returns whether the
+    ledger changed."""
+    from bench.executors.slurm.ledger import record_path
+    from bench.executors.slurm.queue import jobs_named
+
+    waiting = {k: e for k, e in ledger["tasks"].items() if e.get("state") == "submitting"}
+    if not waiting:
+        return False
+    submitit = None
+    for name in sorted({e["job_name"] for e in waiting.values()}):
+        ids = jobs_named(name)
+        if ids is None:
+            raise UserError(
+                f"squeue did not answer: cannot tell whether job array {name} was submitted before "
+                "the last run stopped",
+                "run the same command again once `squeue` works",
+            )
+        for key, entry in waiting.items():
+            if entry["job_name"] != name:
+                continue
+            job_id = _element(ids, entry.get("array_index", 0), entry.get("group_size", 1))
+            if job_id is None:
+                if record_path(run_dir, key).exists():  # ran and wrote its result: merge it
+                    entry.update(job_id="unknown", state="recorded")
+                else:
+                    del ledger["tasks"][key]
+                continue
+            if submitit is None:
+                from submitit.core.utils import JobPaths
+
+                submitit = JobPaths
+            paths = submitit(run_dir / "slurm" / "%j", job_id=job_id, task_id=0)
+            entry.pop("state", None)
+            entry.update(job_id=job_id, stdout=str(paths.stdout), stderr=str(paths.stderr))
+    return True
+
+
+def _element(ids: list[str], index: int, size: int) -> str | None:
+    """The job id of element ``index`` of an array of ``size`` among squeue's ``ids`` of one name (a
+    lone job is not an array)."""
+    if size == 1 and len(ids) == 1 and "_" not in ids[0]:
+        return ids[0]
+    wanted = [i for i in ids if i.partition("_")[2] == str(index)]
+    return wanted[0] if wanted else None
 
 
 class SlurmExecutor:
@@ -164,6 +215,8 @@ class SlurmExecutor:
         ledger = load_ledger(run_dir)
         entries = ledger["tasks"]
         states = squeue_states()
+        if reconcile_submitting(run_dir, ledger, states):
+            save_ledger(run_dir, ledger)
         # results of earlier submissions that finished since: merge first, do not resubmit them
         known = [t.key for t in tasks if t.key in entries]
         done_before = store.done_keys()
@@ -199,6 +252,23 @@ class SlurmExecutor:
                 console.print(f"  [yellow]note[/yellow] {model}: resources lowered: {'; '.join(why)}")
         groups = group_by_resources(planned)
         for res, specs in groups:
+            # the ledger knows the array before sbatch is called: a driver killed between sbatch
+            # and the save below finds it again by its unique name (reconcile_submitting), never
+            # submits it twice
+            name = group_name(sorted({s.model for s in specs}), uuid.uuid4().hex[:10])
+            for index, spec in enumerate(specs):
+                entries[spec.key] = {
+                    "label": spec.label,
+                    "state": "submitting",
+                    "job_name": name,
+                    "array_index": index,
+                    "group_size": len(specs),
+                    "run_id": run_id,
+                    "submitted": time.time(),
+                    "resources": res,
+                    "spec": spec.to_dict(),
+                }
+            save_ledger(run_dir, ledger)
             jobs = submit_group(
                 res,
                 specs,
@@ -211,19 +281,14 @@ class SlurmExecutor:
                 setup=self.setup,
                 array_parallelism=self.array_parallelism,
                 python=self.python,
+                job_name=name,
             )
-            now = time.time()
             for spec, job in zip(specs, jobs, strict=True):
-                entries[spec.key] = {
-                    "label": spec.label,
-                    "job_id": str(job.job_id),
-                    "run_id": run_id,
-                    "submitted": now,
-                    "resources": res,
-                    "stdout": str(job.paths.stdout),
-                    "stderr": str(job.paths.stderr),
-                    "spec": spec.to_dict(),
-                }
+                entry = entries[spec.key]
+                entry.pop("state", None)
+                entry.update(
+                    job_id=str(job.job_id), stdout=str(job.paths.stdout), stderr=str(job.paths.stderr)
+                )
                 yield Outcome(spec, TaskRecord(key=spec.key, status="submitted"), run_id)
             save_ledger(run_dir, ledger)
             if console is not None:

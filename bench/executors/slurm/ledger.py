@@ -69,6 +69,16 @@ def log_tail(entry: dict[str, Any], n: int = 40) -> str:
     return "\n".join(chunks)
 
 
+def timeout_error(job_id: str | None, limit: str, detail: str | None = None) -> str:
+    """A Slurm job stopped at its time limit: ``timeout`` and what to raise (the same limit stops it
+    again, so running the same command again does not help; bench.failures.is_limit)."""
+    return (
+        f"timeout: Slurm job {job_id} reached its time limit ({limit}) and was stopped; raise the job's "
+        "--time with [executor] time_min (or the model's resources time_min), and --timeout if the task "
+        "has one, then run again" + (f" ({detail})" if detail else "")
+    )
+
+
 # -- following submitted tasks: merge records, detect jobs that ended without one ---------------
 
 
@@ -108,6 +118,16 @@ def refresh(
             except Exception as exc:  # a truncated file cannot happen (atomic save); a foreign one can
                 rec = TaskRecord(key=key, status="failed", error=f"unreadable record file {path}: {exc}")
             if rec is not None:
+                job_id = str(entry.get("job_id"))
+                state = (states or {}).get(job_id, ("", ""))[0]
+                if (
+                    rec.status != "done"
+                    and (rec.error or "").startswith("interrupted by")
+                    and state == "TIMEOUT"
+                ):
+                    # the job could not ask squeue why it was stopped: its end state says so
+                    limit = f"{entry.get('resources', {}).get('time_min', '?')} min"
+                    rec.error = timeout_error(job_id, limit, rec.error)
                 if rec.status != "done" and not rec.log_tail:
                     rec.log_tail = log_tail(entry)
                 rec.info.setdefault("slurm_job_id", entry.get("job_id"))
@@ -118,6 +138,9 @@ def refresh(
                     os.replace(path, merged)
                 out[key] = rec.status
                 continue
+        if entry.get("state") == "submitting":  # its driver is calling sbatch (or died doing so)
+            out[key] = "submitted"
+            continue
         status, finished = stored.get(key, (None, None))
         if status in ("done", "failed") and (finished or 0) >= entry.get("submitted", 0):
             out[key] = status
@@ -155,13 +178,19 @@ def refresh(
             what = f"ended {state}" + (f" ({reason})" if reason and reason != "None" else "")
             if not state:
                 what = "left the queue"
+            error = f"Slurm job {job_id} {what} without writing a result"
+            tail = log_tail(entry)
+            # TIMEOUT, or submitit's own word when its time-limit signal (SIGUSR2, 90 s before the
+            # limit) stopped the job before the task could write a record
+            if state == "TIMEOUT" or "this job is timed-out" in tail:
+                error = timeout_error(job_id, f"{entry.get('resources', {}).get('time_min', '?')} min")
             rec = TaskRecord(
                 key=key,
                 status="failed",
                 started=entry.get("submitted", now),
                 finished=now,
-                error=f"Slurm job {job_id} {what} without writing a result",
-                log_tail=log_tail(entry),
+                error=error,
+                log_tail=tail,
                 host="",
                 info={"slurm_job_id": job_id},
             )

@@ -9,7 +9,8 @@ from typing import Any
 
 from bench.api.errors import UserError
 from bench.executors.base import run_one
-from bench.executors.slurm.ledger import record_path, slurm_dir
+from bench.executors.slurm.ledger import record_path, slurm_dir, timeout_error
+from bench.executors.slurm.queue import time_limit_hit, time_limit_of
 from bench.executors.slurm.resources import sbatch_parameters
 from bench.tasks import TaskRecord, TaskSpec
 
@@ -21,6 +22,9 @@ def run_task(spec_dict: dict[str, Any], run_dir: str, run_id: int | None = None)
     from bench.interrupt import interruptible
 
     spec = TaskSpec.from_dict(spec_dict)
+    job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job_id = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job else os.environ.get("SLURM_JOB_ID")
+    node_cleanup(run_dir)
     try:
         # after submitit's own handlers (it ignores SIGTERM, expecting SIGUSR2 before a requeue)
         with interruptible():
@@ -33,12 +37,42 @@ def run_task(spec_dict: dict[str, Any], run_dir: str, run_id: int | None = None)
             finished=time.time(),
             error=f"{getattr(exc, 'reason', 'interrupted')} before the task started",
         )
-    job = os.environ.get("SLURM_ARRAY_JOB_ID")
-    job_id = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job else os.environ.get("SLURM_JOB_ID")
+        limit = time_limit_hit(os.environ.get("SLURM_JOB_ID"))
+        if limit is not None:
+            rec.error = timeout_error(job_id, limit, rec.error)
+    finally:
+        node_cleanup(run_dir, spec.key)
+    if rec.status != "done" and "UncompletedJobError" in (rec.error or "") and "timed-out" in rec.error:
+        # submitit's SIGUSR2, sent by Slurm shortly before the time limit, raised inside the task
+        rec.error = timeout_error(job_id, time_limit_of(os.environ.get("SLURM_JOB_ID")) or "?")
     rec.info["slurm_job_id"] = job_id
     rec.save(record_path(run_dir, spec.key))
     print(f"scgenbench: {spec.label} {rec.status}" + (f": {rec.error}" if rec.error else ""), flush=True)
     return rec.status
+
+
+def node_cleanup(run_dir: str, key: str | None = None) -> None:
+    """The clean-up step of every job, on the node it runs on: containers of this run dir left by
+    dead processes there (a job killed with SIGKILL), and after the task (``key``) the task's own
+    containers. The submit host cannot reach other nodes' engines; each job cleans its own node."""
+    from bench.api.sandbox import remove_leftovers, remove_task_containers
+
+    try:
+        removed = remove_task_containers(run_dir, key) if key is not None else []
+        for names in remove_leftovers(run_dir).values():
+            removed += names
+    except Exception as exc:  # a clean-up problem must not cost the task its record
+        print(f"scgenbench: clean-up on {os.uname().nodename} failed: {exc}", flush=True)
+        return
+    if removed:
+        print(f"scgenbench: removed container(s) {', '.join(removed)} on {os.uname().nodename}", flush=True)
+
+
+def group_name(models: list[str], token: str = "") -> str:
+    """The Slurm job name of a job array: ``scgenbench-nb-real`` (``grid`` past three models), with
+    ``token`` (unique per submission: what the ledger finds the array by before it knows its id)."""
+    name = "scgenbench-" + ("-".join(sorted(models)) if len(models) <= 3 else "grid")
+    return f"{name}-{token}" if token else name
 
 
 def import_submitit():
@@ -85,8 +119,10 @@ def submit_group(
     setup: list[str] | None = None,
     array_parallelism: int | None = None,
     python: str | None = None,
+    job_name: str | None = None,
 ) -> list:
-    """Submit ``specs`` (one resource signature ``res``) as one job array; returns submitit's jobs."""
+    """Submit ``specs`` (one resource signature ``res``) as one job array named ``job_name`` (by
+    default after the models); returns submitit's jobs."""
     submitit = import_submitit()
     executor = submitit.SlurmExecutor(folder=slurm_dir(run_dir) / "%j", python=python)
     models = sorted({s.model for s in specs})
@@ -97,7 +133,7 @@ def submit_group(
         qos=qos,
         sbatch_options=sbatch_options,
         setup=setup,
-        job_name="scgenbench-" + ("-".join(models) if len(models) <= 3 else "grid"),
+        job_name=job_name or group_name(models),
         array_parallelism=array_parallelism,
     )
     try:
