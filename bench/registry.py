@@ -97,13 +97,37 @@ def manifest_entries() -> list[tuple[str | None, str]]:
     return out
 
 
+MANIFEST_GROUP = "bench.manifests"
+NO_LOADER = (
+    "no manifest loader is installed (entry point group bench.manifests; an install of scgenbench "
+    "older than its manifest plugins)",
+    "reinstall scgenbench: pip install -e .",
+)
+
+
+@cache
+def _manifest_loader():
+    """The function that makes a generator class of a manifest path (scgenbench's own is
+    bench.generators.container.manifest:manifest_generator), found through its entry point like
+    every plugin; None when no install provides one."""
+    for ep in entry_points(group=MANIFEST_GROUP):
+        return ep.load()
+    return None
+
+
+def manifest_generator(path: str):
+    """The generator class of the manifest at ``path`` (UserError for a broken manifest)."""
+    loader = _manifest_loader()
+    if loader is None:
+        raise UserError(*NO_LOADER)
+    return loader(path)
+
+
 def _manifests() -> tuple[dict[str, Any], dict[str, BrokenPlugin]]:
     """The manifest generators that load (by name) and those that do not (with the reason)."""
     entries = manifest_entries()
     if not entries:
         return {}, {}
-    from bench.generators.container import manifest_generator
-
     installed = {**_load_group("generators")[0], **_load_group("generators")[1]}
     found: dict[str, Any] = {}
     bad: dict[str, BrokenPlugin] = {}
@@ -144,8 +168,6 @@ def use_manifest(path: str) -> str:
     (``$BENCH_MANIFESTS``); return its name. A UserError names a broken manifest or a name that is
     taken by another generator."""
     from pathlib import Path
-
-    from bench.generators.container import manifest_generator
 
     cls = manifest_generator(path)
     taken = get_or_none("generators", cls.name)
