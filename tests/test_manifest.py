@@ -291,7 +291,10 @@ def test_plain_format_round_trip(tmp_path):
         (lambda p: (p / "counts.mtx").unlink(), "generated/counts.mtx is missing"),
         (lambda p: (p / "counts.mtx").write_text("not a matrix\n"), "generated/counts.mtx is not a readable"),
         (lambda p: (p / "obs.csv").write_text("cell,label\nc1,T\n"), "generated/obs.csv has 1 rows"),
-        (lambda p: (p / "obs.csv").write_text("cell,type\nc1,T\nc2,B\n"), "generated/obs.csv has no column 'label'"),
+        (
+            lambda p: (p / "obs.csv").write_text("cell,type\nc1,T\nc2,B\n"),
+            "generated/obs.csv has no column 'label'",
+        ),
         (lambda p: (p / "var.csv").write_text("gene\ng1\ng3\ng2\n"), "generated/var.csv: gene 1 is 'g3'"),
         (lambda p: (p / "obs.csv").unlink(), "generated/obs.csv is missing"),
     ],
@@ -367,8 +370,13 @@ def test_the_r_example_end_to_end(docker_engine, tmp_path):
     gen = cls(**cls.params_for_profile("quick"))
     fit = fit_generator(gen, train, work_dir=tmp_path)
     image = docker_engine.images.get(fit.extra["image"])
-    assert fit.extra["image"].startswith("scgenbench/manifest-r-nb:") and image.attrs["Config"]["User"] == "10001:10001"
-    assert fit.extra["backend"] == "docker" and fit.train_seconds >= 0 and "R version" in fit.extra["r_version"]
+    assert (
+        fit.extra["image"].startswith("scgenbench/manifest-r-nb:")
+        and image.attrs["Config"]["User"] == "10001:10001"
+    )
+    assert (
+        fit.extra["backend"] == "docker" and fit.train_seconds >= 0 and "R version" in fit.extra["r_version"]
+    )
     for field in ("counts.mtx", "obs.csv", "var.csv"):
         assert (tmp_path / "train" / field).is_file()
     request = {labels[0]: 7, labels[2]: 4}
@@ -385,7 +393,7 @@ def test_the_r_example_end_to_end(docker_engine, tmp_path):
     assert _leftovers(docker_engine, fit.extra["image"]) == 0
 
 
-BAD_FIT = 'mkdir -p model && echo \'{"steps": 1}\' > fit.json'
+BAD_FIT = "mkdir -p model && echo '{\"steps\": 1}' > fit.json"
 BAD_GENERATE = (
     "mkdir -p generated && printf '%%%%MatrixMarket matrix coordinate integer general\\n2 2 1\\n1 1 5\\n' "
     "> generated/counts.mtx && printf 'cell,label\\na,t0\\nb,t0\\n' > generated/obs.csv"
@@ -406,10 +414,14 @@ def test_output_that_breaks_the_contract_ends_the_task_with_one_line(docker_engi
     with pytest.raises(TaskFailed, match="toy: fit.json: train_seconds must be a number >= 0, got None"):
         fit_generator(gen, make_counts(40, 5, 2), work_dir=tmp_path / "w")
     data["commands"]["fit"] = ["sh", "-c", BAD_FIT.replace('"steps"', '"train_seconds": 0.1, "steps"')]
-    cls = manifest_generator(write_manifest(folder, data, dockerfile="FROM scgenbench/seurat-base:bookworm\n"))
+    cls = manifest_generator(
+        write_manifest(folder, data, dockerfile="FROM scgenbench/seurat-base:bookworm\n")
+    )
     gen = cls()
     fit_generator(gen, make_counts(40, 5, 2), work_dir=tmp_path / "w2")
-    with pytest.raises(TaskFailed, match=r"toy: generated/counts.mtx has 2 columns \(genes\), the training data has 5"):
+    with pytest.raises(
+        TaskFailed, match=r"toy: generated/counts.mtx has 2 columns \(genes\), the training data has 5"
+    ):
         gen.generate({"t0": 2}, seed=0)
 
 
