@@ -231,7 +231,12 @@ def cmd_images(args) -> int:
     from bench.api import userconfig
     from bench.generators.container import build_image
 
-    tag = build_image(args.name, base_image=args.base_image, progress=True, variant=args.variant)
+    name = args.name
+    from bench.registry import looks_like_path, use_manifest
+
+    if looks_like_path(name):  # a manifest plugin's directory
+        name = use_manifest(name)
+    tag = build_image(name, base_image=args.base_image, progress=True, variant=args.variant)
     console = _console()
     console.print(f"built {tag}")
     if args.base_image and not args.no_record:

@@ -171,7 +171,7 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     im = sub.add_parser("images", help="container images of generators")
     isub = im.add_subparsers(dest="action", metavar="ACTION", required=True)
     b = isub.add_parser("build", help="build a generator's image")
-    b.add_argument("name", help="generator with an image, e.g. scgan")
+    b.add_argument("name", help="generator with an image, e.g. scgan, or a manifest plugin's directory")
     b.add_argument(
         "--base-image",
         help="base image; recorded in your settings file as the one runs use (default: $BENCH_BASE_IMAGE, "
