@@ -251,7 +251,7 @@ def cmd_plugins(args) -> int:
     from rich.table import Table
 
     from bench.api import userconfig
-    from bench.registry import MANIFEST_TABLE, _load_group, broken, manifest_entries
+    from bench.registry import MANIFEST_TABLE, available, broken, installed, manifest_entries
 
     console = _console()
     if args.action == "add":
@@ -259,8 +259,7 @@ def cmd_plugins(args) -> int:
 
         cls = manifest_generator(args.path)  # every field checked: one line naming the file and field
         m = cls.manifest
-        installed = _load_group("generators")
-        if m.name in installed[0] or m.name in installed[1]:
+        if m.name in installed("generators"):
             raise UserError(
                 f"{args.path}: an installed generator is already named '{m.name}'",
                 f"rename it (name = ... in {m.file})",
@@ -286,8 +285,6 @@ def cmd_plugins(args) -> int:
     for col in ("name", "manifest", "state"):
         table.add_column(col)
     bad = broken("generators")
-    from bench.registry import available
-
     ok = available("generators")
     for name, path in manifest_entries():
         key = name or path

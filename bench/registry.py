@@ -86,6 +86,13 @@ def register(kind: str, name: str, obj: Any) -> None:
     _EXTRA[kind][name] = obj
 
 
+def installed(kind: str) -> set[str]:
+    """The names of ``kind`` that installed distributions provide through entry points (working or
+    broken): a manifest generator may not take one."""
+    found, bad = _load_group(kind)
+    return {*found, *bad}
+
+
 def manifest_entries() -> list[tuple[str | None, str]]:
     """(registered name or None, path) of every manifest generator: the settings file's
     ``[manifests]`` table, then ``$BENCH_MANIFESTS`` (paths)."""
@@ -128,7 +135,7 @@ def _manifests() -> tuple[dict[str, Any], dict[str, BrokenPlugin]]:
     entries = manifest_entries()
     if not entries:
         return {}, {}
-    installed = {**_load_group("generators")[0], **_load_group("generators")[1]}
+    taken = installed("generators")
     found: dict[str, Any] = {}
     bad: dict[str, BrokenPlugin] = {}
     for name, path in entries:
@@ -140,7 +147,7 @@ def _manifests() -> tuple[dict[str, Any], dict[str, BrokenPlugin]]:
         if name is not None and cls.name != name:
             why = f"registered as '{name}' but the manifest now names itself '{cls.name}'"
             bad[name] = BrokenPlugin(name, path, f"{why} (`bench plugins add {path}` again)")
-        elif cls.name in installed:
+        elif cls.name in taken:
             bad[cls.name] = BrokenPlugin(cls.name, path, "an installed generator has that name")
         elif cls.name in found and found[cls.name].manifest.file != cls.manifest.file:
             bad[cls.name] = BrokenPlugin(
