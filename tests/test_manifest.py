@@ -436,3 +436,49 @@ def test_without_the_loader_entry_point_a_registration_is_broken_not_lost(tmp_pa
     monkeypatch.setattr(R, "_manifest_loader", lambda: None)
     assert "toy" not in R.available("generators")
     assert "reinstall scgenbench" in R.broken("generators")["toy"].reason
+
+
+@pytest.mark.docker
+def test_bench_plugins_add_then_run_nb_and_r_nb(docker_engine, tmp_path):
+    """The user's path: `bench plugins add DIR`, `bench run --models nb,r-nb` fills both rows;
+    the same command again reuses both; an edit of the R script reruns r-nb only."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import make_counts
+
+    example = tmp_path / "r-nb"
+    shutil.copytree(EXAMPLE, example)
+    env = {
+        **os.environ,
+        "BENCH_CONFIG_DIR": str(tmp_path / "cfg"),
+        "BENCH_MANIFESTS": "",
+        "OMP_NUM_THREADS": "1",
+    }
+    bench = [sys.executable, "-m", "bench.cli"]
+    out = subprocess.run([*bench, "plugins", "add", str(example)], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and "registered generator 'r-nb'" in out.stdout, out.stderr
+    make_counts(n_cells=150, n_genes=80, seed=4).write_h5ad(tmp_path / "d.h5ad")
+    run = [*bench, "run", "--models", "nb,r-nb", "--dataset", str(tmp_path / "d.h5ad"), "--label-key", "cell_type",
+           "--metrics", "mean_corr,mmd", "--experiments", "main", "--no-control", "--out", str(tmp_path / "run")]  # fmt: skip
+
+    def reused() -> int:
+        done = subprocess.run(run, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        rows = [line for line in done.stdout.splitlines() if re.match(r"^\W*(nb|r-nb)\W", line)]
+        assert {re.match(r"^\W*([\w-]+)", r)[1] for r in rows} >= {"nb", "r-nb"}, done.stdout
+        assert not any("n/a" in r or " - " in r for r in rows), done.stdout
+        return int(re.search(r"(\d+) reused", done.stdout)[1])
+
+    assert reused() == 0
+    assert reused() == 2
+    (example / "nb.R").write_text((example / "nb.R").read_text() + "\n# edited\n")
+    try:
+        assert reused() == 1  # nb's task is reused, r-nb's runs again (and its image is rebuilt)
+    finally:  # the image of the edited copy is this test's own
+        label = f"org.scgenbench.manifest={example.resolve() / 'scgenbench.toml'}"
+        for image in docker_engine.images.list(filters={"label": label}):
+            for tag in image.tags:
+                docker_engine.images.remove(tag, noprune=False)
