@@ -383,6 +383,7 @@ def test_the_r_example_end_to_end(docker_engine, tmp_path):
     out = gen.generate(request, seed=1)
     validate_output(cls, out, var_names=list(train.var_names), label_key="cell_type", known_labels=labels,
                     requested=request)  # fmt: skip
+    assert not (tmp_path / "generated").exists()  # converted, then removed from the work dir
     again = gen.generate(request, seed=1)
     assert np.array_equal(out.X.toarray(), again.X.toarray())  # seeded in R
     free = gen.generate(60, seed=2)

@@ -16,6 +16,7 @@ import hashlib
 import math
 import re
 import shlex
+import shutil
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -625,9 +626,11 @@ class ManifestGenerator(ContainerGenerator):
                 raise TaskFailed(
                     f"{self.name}: generated is not a directory (the plain output is generated/counts.mtx + obs.csv)"
                 )
-            return read_plain(
+            out = read_plain(
                 plain, list(self.var_names), self.label_key, who=self.name, need_labels=per_label is not None
             )
+            shutil.rmtree(plain)  # converted: the task's work dir keeps no second copy of the cells
+            return out
         if not h5ad.exists():
             raise TaskFailed(
                 f"{self.name}: generate finished without writing generated.h5ad or generated/counts.mtx + "
