@@ -239,7 +239,12 @@ def cmd_images(args) -> int:
     from bench.api import userconfig
     from bench.generators.container import build_image
 
-    tag = build_image(args.name, base_image=args.base_image, progress=True, variant=args.variant)
+    name = args.name
+    from bench.registry import looks_like_path, use_manifest
+
+    if looks_like_path(name):  # a manifest plugin's directory
+        name = use_manifest(name)
+    tag = build_image(name, base_image=args.base_image, progress=True, variant=args.variant)
     console = _console()
     console.print(f"built {tag}")
     if args.base_image and not args.no_record:
@@ -247,6 +252,60 @@ def cmd_images(args) -> int:
         key = "gpu_base_image" if args.variant == "gpu" else "base_image"
         where = userconfig.record("docker", key, args.base_image)
         console.print(f"recorded {args.base_image} as your {args.variant} base image ({key} in {where})")
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    from rich.table import Table
+
+    from bench.api import userconfig
+    from bench.registry import MANIFEST_TABLE, available, broken, installed, manifest_entries
+
+    console = _console()
+    if args.action == "add":
+        from bench.generators.container import manifest_generator
+
+        cls = manifest_generator(args.path)  # every field checked: one line naming the file and field
+        m = cls.manifest
+        if m.name in installed("generators"):
+            raise UserError(
+                f"{args.path}: an installed generator is already named '{m.name}'",
+                f"rename it (name = ... in {m.file})",
+            )
+        before = userconfig.get(MANIFEST_TABLE, m.name)
+        where = userconfig.record(MANIFEST_TABLE, m.name, str(m.root))
+        verb = "registered" if before is None else ("re-registered" if before == str(m.root) else "moved")
+        console.print(f"{verb} generator '{m.name}' ({m.root}) in {where}", markup=False, highlight=False)
+        image = m.image.get("ref") or f"built from {m.image['dockerfile']} on first use"
+        console.print(
+            f"image: {image}; run it with `bench run --models {m.name}`", markup=False, highlight=False
+        )
+        return 0
+    if args.action == "remove":
+        if not userconfig.forget(MANIFEST_TABLE, args.name):
+            known = ", ".join(userconfig.load().get(MANIFEST_TABLE, {})) or "none"
+            raise UserError(f"no manifest generator '{args.name}' is registered", f"registered: {known}")
+        console.print(
+            f"removed generator '{args.name}' from {userconfig.path()}", markup=False, highlight=False
+        )
+        return 0
+    table = Table(title=f"manifest generators ({userconfig.path()})", title_justify="left")
+    for col in ("name", "manifest", "state"):
+        table.add_column(col)
+    bad = broken("generators")
+    ok = available("generators")
+    for name, path in manifest_entries():
+        key = name or path
+        if key in bad:
+            state = f"broken: {bad[key].reason}"
+        elif name is not None and name in ok:
+            state = "ok"
+        else:
+            state = "ok (this run: $BENCH_MANIFESTS)" if name is None else "?"
+        table.add_row(key, path, state)
+    console.print(table)
+    if not manifest_entries():
+        console.print("none registered; add one with `bench plugins add PATH`")
     return 0
 
 
@@ -329,6 +388,7 @@ COMMANDS = {
     "datasets": cmd_datasets,
     "images": cmd_images,
     "list": cmd_list,
+    "plugins": cmd_plugins,
     "report": cmd_report,
     "run": cmd_run,
     "status": cmd_status,

@@ -25,6 +25,7 @@ EPILOG = textwrap.dedent(
       bench run --models activa,nb --dataset pbmc3k               # more: bench run --help
       bench report results/quick --html
       bench list generators
+      bench plugins add examples/r-nb                             # a generator in R (a manifest)
       bench datasets info brain_small
       bench datasets add brain_small ~/Downloads/20kBrainSmall_preprocessed.h5
       bench baseline results/quick -o baseline.json
@@ -196,7 +197,7 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     im = sub.add_parser("images", help="container images of generators")
     isub = im.add_subparsers(dest="action", metavar="ACTION", required=True)
     b = isub.add_parser("build", help="build a generator's image")
-    b.add_argument("name", help="generator with an image, e.g. scgan")
+    b.add_argument("name", help="generator with an image, e.g. scgan, or a manifest plugin's directory")
     b.add_argument(
         "--base-image",
         help="base image; recorded in your settings file as the one runs use (default: $BENCH_BASE_IMAGE, "
@@ -210,6 +211,20 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         help="cpu (default) or gpu: the framework built with CUDA, what --device cuda runs",
     )
     im.set_defaults(func=commands["images"])
+
+    pl = sub.add_parser(
+        "plugins",
+        help="generators added with a manifest (scgenbench.toml + an image; any language): add, remove, list",
+        description="Register a generator that is a directory holding scgenbench.toml and a build context "
+        "(docs/plugins.md, 'A model in any language'); registrations live in your settings file.",
+    )
+    psub = pl.add_subparsers(dest="action", metavar="ACTION")
+    pa = psub.add_parser("add", help="check a manifest and register its generator for you")
+    pa.add_argument("path", help="directory holding scgenbench.toml (or the file)")
+    pr = psub.add_parser("remove", help="forget a registered manifest generator")
+    pr.add_argument("name", help="the generator's name (see `bench plugins list`)")
+    psub.add_parser("list", help="the registered manifest generators and their state")
+    pl.set_defaults(func=commands["plugins"], action="list")
 
     ck = sub.add_parser(
         "check",

@@ -10,7 +10,10 @@ number stays the same:
 * a generator built into scgenbench (``bench.generators.*``): its own module, or its whole
   sub-package (e.g. ``generators/activa/``, Dockerfile included), plus the ``bench.generators``
   modules they import (``base``, ``container``), so editing one model leaves the others' results;
-* a class outside any distribution (a script, a test): the files of its modules.
+* a class outside any distribution (a script, a test): the files of its modules;
+* a generator added with a manifest (``scgenbench.toml``, no Python): the container package it runs
+  on, plus the manifest and every file of its build context (``extra_code_files``), so editing the
+  manifest or the R script reruns its tasks.
 
 Every class of the generator's MRO counts, so a subclass also changes when its base does. Files
 are named by module name in the hash, never by absolute path: the same code gives the same key in
@@ -221,6 +224,11 @@ def code_files(obj: Any) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for name in dict.fromkeys(_modules_of(obj)):
         files.update(_files_of_module(name)[0])
+    # files that are code without being Python modules: a manifest plugin's scgenbench.toml and its
+    # build context (bench.generators.container.manifest), by label
+    extra = getattr(obj, "extra_code_files", None)
+    if inspect.isclass(obj) and callable(extra):
+        files.update(extra())
     return files
 
 

@@ -20,12 +20,16 @@ a key ``models`` next to ``[models.X]`` tables, so a file uses one or the other:
     name = "slurm"
     partition = "gpu"
 
-* or one ``[models.X]`` table per model in the run (its parameters; an empty table for none)::
+* or one ``[models.X]`` table per model in the run (its parameters; an empty table for none; a
+  ``manifest`` key adds a generator from its manifest, docs/plugins.md)::
 
     [models.activa]
     epochs = 40
 
     [models.nb]
+
+    [models.r-nb]
+    manifest = "examples/r-nb"
 """
 
 from __future__ import annotations
@@ -275,6 +279,32 @@ def _tables(value: Any, key: str) -> dict[str, dict[str, Any]]:
     return {k: dict(v) for k, v in value.items()}
 
 
+def _manifest_models(models: Any) -> Any:
+    """Models given by the path of a manifest plugin (``--models path/to/dir``) replaced by their
+    names, the manifests made available to the run (bench.registry.use_manifest)."""
+    if not isinstance(models, list | tuple):
+        return models  # RunSpec names the mistake
+    from bench.registry import looks_like_path, use_manifest
+
+    return [use_manifest(m) if isinstance(m, str) and looks_like_path(m) else m for m in models]
+
+
+def _use_manifest_table(name: str, path: Any) -> None:
+    from bench.registry import use_manifest
+
+    if not isinstance(path, str):
+        raise UserError(
+            f"[models.{name}] manifest = {path!r} is not a path",
+            f'write manifest = "path/to/dir" (the directory holding scgenbench.toml) in [models.{name}]',
+        )
+    got = use_manifest(path)
+    if got != name:
+        raise UserError(
+            f"[models.{name}] manifest = {path!r} names a generator '{got}', not '{name}'",
+            f"call the table [models.{got}]",
+        )
+
+
 def build_spec(file_cfg: dict[str, Any] | None, **cli: Any) -> RunSpec:
     """Merge a TOML config (may be None) and CLI values (None = not given) into a RunSpec."""
     cfg = dict(file_cfg or {})
@@ -288,6 +318,9 @@ def build_spec(file_cfg: dict[str, Any] | None, **cli: Any) -> RunSpec:
             )
         model_params = _tables(models, "models")
         cfg["models"] = list(models)
+        for name, params in model_params.items():  # [models.NAME] manifest = "path": a manifest plugin
+            if "manifest" in params:
+                _use_manifest_table(name, params.pop("manifest"))
     metric_cfg = cfg.get("metrics")
     metric_options: dict[str, dict[str, Any]] = {}
     if isinstance(metric_cfg, dict):
@@ -319,6 +352,7 @@ def build_spec(file_cfg: dict[str, Any] | None, **cli: Any) -> RunSpec:
     for key in ("datasets", "models", "metrics", "experiments", "protocols", "allow_relaxed_sandbox"):
         if isinstance(cfg.get(key), str):
             cfg[key] = parse_list(cfg[key])
+    cfg["models"] = _manifest_models(cfg["models"])
     cfg.setdefault("executor", {"name": "local"})
     cfg["executor"].setdefault("name", "local")
     return RunSpec(**cfg, model_params=model_params, metric_options=metric_options)

@@ -5,10 +5,17 @@ packages do, so a plugin adds a model exactly the way ours are added. The regist
 plugins or raises: :func:`available` holds only the plugins that loaded and are what their group
 needs (a :class:`~bench.api.Generator` subclass, a :class:`~bench.api.Metric`); the others are
 listed apart by :func:`broken`, and :func:`get` names why one is broken.
+
+Generators can also come without Python, from a manifest (``scgenbench.toml`` + a build context,
+bench.generators.container.manifest): those the user registered with `bench plugins add PATH`
+(``[manifests] NAME = PATH`` in the settings file, bench.api.userconfig) and those a run names by
+path (``--models path/to/dir``, ``[models.NAME] manifest = PATH``: :func:`use_manifest`, kept in
+``$BENCH_MANIFESTS`` so the run's worker processes find them too).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
@@ -17,6 +24,10 @@ from typing import Any
 from bench.api.errors import UserError
 
 GROUPS = {"generators": "bench.generators", "metrics": "bench.metrics", "datasets": "bench.datasets"}
+# the settings-file table of `bench plugins add` and the variable of the manifests a run names by path
+MANIFEST_TABLE = "manifests"
+MANIFESTS_ENV = "BENCH_MANIFESTS"
+MANIFEST_FILE = "scgenbench.toml"
 
 
 @dataclass(frozen=True)
@@ -75,14 +86,126 @@ def register(kind: str, name: str, obj: Any) -> None:
     _EXTRA[kind][name] = obj
 
 
+def installed(kind: str) -> set[str]:
+    """The names of ``kind`` that installed distributions provide through entry points (working or
+    broken): a manifest generator may not take one."""
+    found, bad = _load_group(kind)
+    return {*found, *bad}
+
+
+def manifest_entries() -> list[tuple[str | None, str]]:
+    """(registered name or None, path) of every manifest generator: the settings file's
+    ``[manifests]`` table, then ``$BENCH_MANIFESTS`` (paths)."""
+    from bench.api import userconfig
+
+    table = userconfig.load().get(MANIFEST_TABLE, {})
+    out: list[tuple[str | None, str]] = [(str(k), str(v)) for k, v in table.items()]
+    out += [(None, p) for p in os.environ.get(MANIFESTS_ENV, "").split(os.pathsep) if p]
+    return out
+
+
+MANIFEST_GROUP = "bench.manifests"
+NO_LOADER = (
+    "no manifest loader is installed (entry point group bench.manifests; an install of scgenbench "
+    "older than its manifest plugins)",
+    "reinstall scgenbench: pip install -e .",
+)
+
+
+@cache
+def _manifest_loader():
+    """The function that makes a generator class of a manifest path (scgenbench's own is
+    bench.generators.container.manifest:manifest_generator), found through its entry point like
+    every plugin; None when no install provides one."""
+    for ep in entry_points(group=MANIFEST_GROUP):
+        return ep.load()
+    return None
+
+
+def manifest_generator(path: str):
+    """The generator class of the manifest at ``path`` (UserError for a broken manifest)."""
+    loader = _manifest_loader()
+    if loader is None:
+        raise UserError(*NO_LOADER)
+    return loader(path)
+
+
+def _manifests() -> tuple[dict[str, Any], dict[str, BrokenPlugin]]:
+    """The manifest generators that load (by name) and those that do not (with the reason)."""
+    entries = manifest_entries()
+    if not entries:
+        return {}, {}
+    taken = installed("generators")
+    found: dict[str, Any] = {}
+    bad: dict[str, BrokenPlugin] = {}
+    for name, path in entries:
+        try:
+            cls = manifest_generator(path)
+        except UserError as exc:
+            bad[name or path] = BrokenPlugin(name or path, path, str(exc))
+            continue
+        if name is not None and cls.name != name:
+            why = f"registered as '{name}' but the manifest now names itself '{cls.name}'"
+            bad[name] = BrokenPlugin(name, path, f"{why} (`bench plugins add {path}` again)")
+        elif cls.name in taken:
+            bad[cls.name] = BrokenPlugin(cls.name, path, "an installed generator has that name")
+        elif cls.name in found and found[cls.name].manifest.file != cls.manifest.file:
+            bad[cls.name] = BrokenPlugin(
+                cls.name, path, f"another manifest has that name too ({found[cls.name].manifest.file})"
+            )
+        else:
+            found.setdefault(cls.name, cls)
+    return found, bad
+
+
+def looks_like_path(name: str) -> bool:
+    """Whether a model given to a run names a manifest by path (``examples/r-nb``, ``./m``)."""
+    from pathlib import Path
+
+    return (
+        "/" in name
+        or name.startswith(".")
+        or name.endswith(".toml")
+        or (Path(name) / MANIFEST_FILE).is_file()
+    )
+
+
+def use_manifest(path: str) -> str:
+    """Make the manifest generator at ``path`` available to this process and the processes it starts
+    (``$BENCH_MANIFESTS``); return its name. A UserError names a broken manifest or a name that is
+    taken by another generator."""
+    from pathlib import Path
+
+    cls = manifest_generator(path)
+    taken = get_or_none("generators", cls.name)
+    mine = getattr(taken, "manifest", None)
+    if taken is not None and (mine is None or mine.file != cls.manifest.file):
+        where = f"the manifest {mine.file}" if mine is not None else "an installed generator"
+        raise UserError(
+            f"{path}: the manifest's name '{cls.name}' is taken by {where}",
+            "rename it (name = ... in its scgenbench.toml)",
+        )
+    folder = str(Path(cls.manifest.root))
+    known = [p for p in os.environ.get(MANIFESTS_ENV, "").split(os.pathsep) if p]
+    if folder not in known:
+        os.environ[MANIFESTS_ENV] = os.pathsep.join([*known, folder])
+    return cls.name
+
+
+def get_or_none(kind: str, name: str) -> Any:
+    return available(kind).get(name)
+
+
 def available(kind: str) -> dict[str, Any]:
     """The working plugins of ``kind`` by name (broken ones: :func:`broken`)."""
-    return {**_load_group(kind)[0], **_EXTRA[kind]}
+    extra = _manifests()[0] if kind == "generators" else {}
+    return {**_load_group(kind)[0], **extra, **_EXTRA[kind]}
 
 
 def broken(kind: str) -> dict[str, BrokenPlugin]:
     """The plugins of ``kind`` that failed to load, by name (a run-time registration fixes one)."""
-    return {k: v for k, v in _load_group(kind)[1].items() if k not in _EXTRA[kind]}
+    extra = _manifests()[1] if kind == "generators" else {}
+    return {k: v for k, v in {**_load_group(kind)[1], **extra}.items() if k not in _EXTRA[kind]}
 
 
 def names(kind: str) -> list[str]:

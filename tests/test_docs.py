@@ -109,13 +109,24 @@ def test_snippets_are_found():
 
 
 @pytest.mark.parametrize("block", TOML_BLOCKS, ids=_ids(TOML_BLOCKS))
-def test_toml_snippet_parses(block: Snippet):
+def test_toml_snippet_parses(block: Snippet, tmp_path, monkeypatch):
     try:
         cfg = tomllib.loads(block.text)
     except tomllib.TOMLDecodeError as exc:
         pytest.fail(f"{block.where}: invalid TOML: {exc}")
     if PYPROJECT_TABLES & set(cfg):
         return  # an excerpt of a package's pyproject.toml
+    if {"commands", "output_scale"} <= set(cfg):  # a generator manifest (docs/plugins.md): checked as one
+        from bench.generators.container import parse_manifest
+
+        (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+        (tmp_path / "scgenbench.toml").write_text(block.text)
+        assert parse_manifest(tmp_path).name
+        return
+    monkeypatch.setenv(
+        "BENCH_MANIFESTS", ""
+    )  # a [models.X] manifest = ... table registers for this test only
+    monkeypatch.chdir(ROOT)  # manifest paths are relative to the working directory
     spec = build_spec(cfg)
     assert spec.models
 

@@ -3,7 +3,8 @@
 Linux).
 
 It holds choices made once per machine that a run must find without a variable, such as the
-Docker base image that ``scripts/setup.sh --services`` built (``[docker] base_image``). Tables of
+Docker base image that ``scripts/setup.sh --services`` built (``[docker] base_image``) and the
+generators added with a manifest (``[manifests] NAME = "/path/to/dir"``, `bench plugins add`). Tables of
 plain values only (strings, numbers, booleans); unknown tables and keys are kept when a value is
 recorded.
 """
@@ -70,10 +71,34 @@ def record(table: str, key: str, value: Any) -> Path:
     """Set ``[table] key = value`` in the settings file (written atomically) and return its path."""
     data = load()
     data.setdefault(table, {})[key] = value
+    return _write(data)
+
+
+def forget(table: str, key: str) -> bool:
+    """Remove ``[table] key`` from the settings file (an emptied table goes too); whether it was
+    there."""
+    data = load()
+    if key not in data.get(table, {}):
+        return False
+    del data[table][key]
+    if not data[table]:
+        del data[table]
+    _write(data)
+    return True
+
+
+def _key(key: str) -> str:
+    """A TOML key: bare where TOML allows it, else quoted."""
+    import re
+
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
+
+
+def _write(data: dict[str, dict[str, Any]]) -> Path:
     lines = ["# scgenbench settings (bench.api.userconfig); written by scgenbench, edits are kept"]
     for name, values in data.items():
         lines.append(f"\n[{name}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        lines += [f"{_key(k)} = {_toml_value(v)}" for k, v in values.items()]
     p = path()
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(".toml.tmp")

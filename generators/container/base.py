@@ -89,6 +89,39 @@ def select_backend(
     )
 
 
+def read_fit_json(work: Path, name: str) -> dict[str, Any]:
+    """``fit.json`` of a container's fit, checked (the I/O contract, docs/plugins.md): a JSON object
+    with ``train_seconds`` (a number >= 0), ``steps`` and ``cells_seen`` (integers >= 0 or null) and
+    ``history`` (an object of lists of numbers); a TaskFailed names the file and the field."""
+    import math
+
+    path = work / "fit.json"
+    if not path.exists() or path.is_symlink():
+        raise TaskFailed(f"{name}: fit finished without writing fit.json")
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TaskFailed(f"{name}: fit.json is not valid JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise TaskFailed(f"{name}: fit.json must hold a JSON object, got {type(record).__name__}")
+    seconds = record.get("train_seconds")
+    if not (isinstance(seconds, int | float) and not isinstance(seconds, bool) and math.isfinite(seconds)
+            and seconds >= 0):  # fmt: skip
+        raise TaskFailed(f"{name}: fit.json: train_seconds must be a number >= 0, got {seconds!r}")
+    for key in ("steps", "cells_seen"):
+        value = record.get(key)
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise TaskFailed(f"{name}: fit.json: {key} must be an integer >= 0 or null, got {value!r}")
+    history = record.get("history", {})
+    ok = isinstance(history, dict) and all(
+        isinstance(v, list) and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+        for v in history.values()
+    )
+    if not ok:
+        raise TaskFailed(f"{name}: fit.json: history must be an object of lists of numbers")
+    return record
+
+
 class ContainerGenerator(Generator):
     """A generator whose fit/generate run in a Docker image (or a local process) through the
     work-dir protocol. Subclasses set ``image_name``, ``build_context`` (the folder holding the
@@ -196,11 +229,39 @@ class ContainerGenerator(Generator):
         tmp.write_text(json.dumps(spec, indent=1))
         tmp.replace(work / "spec.json")
 
+    def choose_backend(self) -> str:
+        """'docker' or 'process' for this generator's ``backend`` parameter (:func:`select_backend`)."""
+        return select_backend(self.params.get("backend", "auto"), self.process_requires, name=self.name)
+
+    @classmethod
+    def docker_image(cls, client, variant: str = "cpu") -> str:
+        """The tag of the image the docker backend runs, built first when it is not there."""
+        return ensure_image(cls, client, progress=True, variant=variant)
+
+    def command_argv(self, command: str) -> list[str] | None:
+        """The container's command for ``command`` ('fit' | 'generate'); None: ``[command, /work]``
+        after the image's entry point."""
+        return None
+
+    def write_inputs(self, train: ad.AnnData, work: Path) -> None:
+        """Write what the ``fit`` command reads: ``train.h5ad`` (X as the harness hands it to
+        ``fit``: library-size normalised; obs[label_key]) by default."""
+        slim = ad.AnnData(X=train.X, obs=pd.DataFrame(index=train.obs_names.astype(str)))
+        slim.var_names = self.var_names
+        if self.label_key in train.obs:
+            slim.obs[self.label_key] = train.obs[self.label_key].astype(str).to_numpy()
+        slim.write_h5ad(work / "train.h5ad")
+
+    def read_generated(self, work: Path) -> ad.AnnData:
+        """The cells the ``generate`` command wrote (``generated.h5ad``)."""
+        path = work / "generated.h5ad"
+        if not path.exists():
+            raise TaskFailed(f"{self.name}: generate finished without writing generated.h5ad")
+        return read_container_h5ad(path)
+
     def _run(self, command: str, work: Path, progress: bool) -> None:
         if self._backend is None:
-            self._backend = select_backend(
-                self.params.get("backend", "auto"), self.process_requires, name=self.name
-            )
+            self._backend = self.choose_backend()
         what = f"{self.name} {self._backend}"
         (work / USER_ERROR_FILE).unlink(missing_ok=True)
         try:
@@ -208,9 +269,7 @@ class ContainerGenerator(Generator):
                 client = images.docker_client()
                 if client is None:
                     raise UserError("no Docker engine answers", "start Docker, or use backend 'process'")
-                self._image = ensure_image(
-                    type(self), client, progress=True, variant=self.image_variant(self._device)
-                )
+                self._image = self.docker_image(client, variant=self.image_variant(self._device))
                 run_docker(
                     self._image,
                     command,
@@ -223,6 +282,7 @@ class ContainerGenerator(Generator):
                     inputs=self.command_inputs.get(command, ()),
                     client=client,
                     what=what,
+                    argv=self.command_argv(command),
                 )
             else:
                 script = Path(self.build_context) / self.entry_point
@@ -259,11 +319,8 @@ class ContainerGenerator(Generator):
         left = ctx.time_left()
         self._timeout_s = None if left is None else max(left, 1.0)
         work = self._work()
-        slim = ad.AnnData(X=train.X, obs=pd.DataFrame(index=train.obs_names.astype(str)))
-        slim.var_names = self.var_names
-        if ctx.label_key in train.obs:
-            slim.obs[ctx.label_key] = train.obs[ctx.label_key].astype(str).to_numpy()
-        slim.write_h5ad(work / "train.h5ad")
+        self.label_key = self.label_key or ctx.label_key
+        self.write_inputs(train, work)
         for stale in ("fit.json", "generated.h5ad"):
             (work / stale).unlink(missing_ok=True)
         for stale in ("model", "snapshots"):
@@ -277,10 +334,9 @@ class ContainerGenerator(Generator):
             snapshots=snapshots if ctx.on_snapshot is not None else None,
         )
         self._run("fit", work, ctx.progress)
-        fit_path = work / "fit.json"
-        if not fit_path.exists():
-            raise TaskFailed(f"{self.name}: fit finished without writing fit.json")
-        record = json.loads(fit_path.read_text())
+        record = read_fit_json(work, self.name)
+        if not (work / "model").is_dir() or (work / "model").is_symlink():
+            raise TaskFailed(f"{self.name}: fit finished without writing the model dir model/")
         self._fitted = True
         self._hand_snapshots(work / "snapshots", ctx)
         keys = ("train_seconds", "steps", "cells_seen", "history")
@@ -315,13 +371,14 @@ class ContainerGenerator(Generator):
         container is passed on in ``uns['scgenbench']['generate_seconds']``."""
         work = self._need_fitted()
         total, per_label = split_request(n_cells)
-        (work / "generated.h5ad").unlink(missing_ok=True)
+        for stale in ("generated.h5ad", "generated"):
+            if (work / stale).is_dir() and not (work / stale).is_symlink():
+                shutil.rmtree(work / stale)
+            else:
+                (work / stale).unlink(missing_ok=True)
         self._write_spec(work, seed=int(seed), generate_seed=int(seed), n_cells=per_label or total)
         self._run("generate", work, progress=False)
-        path = work / "generated.h5ad"
-        if not path.exists():
-            raise TaskFailed(f"{self.name}: generate finished without writing generated.h5ad")
-        return read_container_h5ad(path)
+        return self.read_generated(work)
 
     def save(self, path: str | Path) -> None:
         work = self._need_fitted()

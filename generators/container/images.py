@@ -152,6 +152,9 @@ def build_image(name: str, base_image: str | None = None, progress: bool = True,
     ``base_image`` (build arg BASE_IMAGE, passed as its id so the build uses exactly the hashed
     image) defaults to :func:`default_base_image`."""
     cls = image_class(name)
+    own = getattr(cls, "build_own_image", None)
+    if own is not None:  # a manifest plugin: its own Dockerfile and base images (manifest.py)
+        return own(progress=progress)
     if variant not in cls.image_variants:
         raise UserError(
             f"generator '{name}' has no {variant!r} image", f"use one of {', '.join(cls.image_variants)}"
@@ -167,11 +170,10 @@ def build_image(name: str, base_image: str | None = None, progress: bool = True,
             f"building {tag} (BASE_IMAGE={base}, {base_id[:19]}, {chosen.source}) from {cls.build_context}",
             flush=True,
         )
-    lines: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
-    stream = client.api.build(
-        fileobj=_context_tar(Path(cls.build_context), cls.build_files),
-        custom_context=True,
-        tag=tag,
+    return stream_build(
+        client,
+        tag,
+        _context_tar(Path(cls.build_context), cls.build_files),
         buildargs={"BASE_IMAGE": base_id, **cls.build_args(variant)},
         labels={
             "org.scgenbench.base_image": base,
@@ -179,9 +181,34 @@ def build_image(name: str, base_image: str | None = None, progress: bool = True,
             "org.scgenbench.context": tag.rsplit(":", 1)[1],
             "org.scgenbench.variant": variant,
         },
+        progress=progress,
+    )
+
+
+def stream_build(
+    client,
+    tag: str,
+    fileobj: io.BytesIO,
+    *,
+    buildargs: dict[str, str],
+    labels: dict[str, str],
+    progress: bool = True,
+    dockerfile: str | None = None,
+) -> str:
+    """Build ``tag`` from a context tar (``dockerfile``: its path inside the context, default
+    Dockerfile), printing the build's lines with progress; a failed build raises TaskFailed with
+    the last lines. Returns ``tag``."""
+    lines: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+    stream = client.api.build(
+        fileobj=fileobj,
+        custom_context=True,
+        tag=tag,
+        buildargs=buildargs,
+        labels=labels,
         rm=True,
         forcerm=True,
         decode=True,
+        **({"dockerfile": dockerfile} if dockerfile else {}),
     )
     for chunk in stream:
         if "error" in chunk:

@@ -11,6 +11,8 @@
 #     which records the base in the user's settings file ([docker] base_image), where `bench run`
 #     finds it with no variable; the base also carries the label org.scgenbench.base (docs/docker.md)
 #  5. the image of the `paper` evaluation protocol (Debian's r-cran-seurat; scripts/ci/seurat-image.sh)
+#  6. the image of the R example generator examples/r-nb on the same base (a manifest plugin; the first
+#     `bench run --models r-nb` would build it too)
 #
 # Environment: BENCH_BASE_IMAGE (default scgenbench/base:bookworm), DEBIAN_MIRROR
 # (default http://deb.debian.org/debian), BENCH_SETUP_WORKDIR (default /var/tmp/scgenbench-base).
@@ -94,4 +96,12 @@ fi
 
 # 5. the paper protocol's Seurat image ------------------------------------------------------------
 bash "$REPO/scripts/ci/seurat-image.sh"
+
+# 6. the R example's image (examples/r-nb, a manifest plugin) on the Seurat base ----------------------
+log "building the image of examples/r-nb (a generator in R, docs/plugins.md)"
+if command -v bench >/dev/null 2>&1 && bench images build --help >/dev/null 2>&1; then
+  bench images build "$REPO/examples/r-nb"
+else
+  python3 -m bench.cli images build "$REPO/examples/r-nb"
+fi
 log "done in $(( $(date +%s) - T0 ))s"

@@ -3,7 +3,8 @@
 # protocols"), built WITHOUT any registry (run as root; idempotent; called by docker-setup.sh):
 #
 #  1. a base image scgenbench/seurat-base:bookworm: debootstrap a Debian bookworm rootfs (minbase),
-#     install Debian's r-cran-seurat (4.3.x) and r-cran-matrix into it from the host side (chroot
+#     install Debian's r-cran-seurat (4.3.x), r-cran-matrix and r-cran-jsonlite (the R example generator,
+#     examples/r-nb, reads its spec.json with it) into it from the host side (chroot
 #     apt-get, host network), tar it and `docker import` it; skipped when the image exists
 #  2. the protocol image on it (R script + non-root user), tagged scgenbench/seurat-paper:<hash of the
 #     build files and the base image's id>; skipped when that tag exists
@@ -44,12 +45,12 @@ else
   cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
   mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
   trap 'umount "$ROOT/proc" 2>/dev/null || true' EXIT
-  if ! chroot "$ROOT" Rscript -e 'suppressMessages(library(Seurat)); library(Matrix)' >/dev/null 2>&1; then
+  if ! chroot "$ROOT" Rscript -e 'suppressMessages(library(Seurat)); library(Matrix); library(jsonlite)' >/dev/null 2>&1; then
     log "apt-get install r-cran-seurat r-cran-matrix into the rootfs (log: $WORK/apt.log)"
     echo "deb $MIRROR bookworm main" >"$ROOT/etc/apt/sources.list"
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root DEBIAN_FRONTEND=noninteractive \
       "$(command -v chroot)" "$ROOT" sh -c \
-      'apt-get update -qq && apt-get install -y -qq --no-install-recommends r-cran-seurat r-cran-matrix' \
+      'apt-get update -qq && apt-get install -y -qq --no-install-recommends r-cran-seurat r-cran-matrix r-cran-jsonlite' \
       >"$WORK/apt.log" 2>&1 || { tail -30 "$WORK/apt.log" >&2; exit 1; }
   fi
   chroot "$ROOT" Rscript -e 'cat("Seurat", as.character(packageVersion("Seurat")), "\n")'
