@@ -30,7 +30,6 @@ from bench.generators.container.images import (
     ensure_image,
     resolve_base_image,
 )
-from bench.generators.container.process import PROCESS_ENV_KEEP, process_env, run_process
 
 # after the modules above: a manifest generator is a ContainerGenerator made from a scgenbench.toml
 from bench.generators.container.manifest import (  # noqa: E402
@@ -40,6 +39,7 @@ from bench.generators.container.manifest import (  # noqa: E402
     manifest_generator,
     parse_manifest,
 )
+from bench.generators.container.process import PROCESS_ENV_KEEP, process_env, run_process
 
 __all__ = [
     "ALLOW_UNSANDBOXED",

@@ -27,11 +27,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from bench.api import OUTPUT_SCALES, TaskFailed, UserError, gene_mismatch, split_request
+from bench.api.docker import context_files, context_hash
 from bench.api.options import check_value, describe, within
 from bench.api.sandbox import Sandbox, parse_size, read_container_h5ad
 from bench.generators.container import images
 from bench.generators.container.base import RUNNER_PARAMS, ContainerGenerator
-from bench.api.docker import context_files, context_hash
 from bench.generators.container.images import IMAGE_PREFIX
 from bench.generators.container.plainio import read_plain, write_plain
 
