@@ -233,11 +233,19 @@ def assert_tables_match_console(page: str, store: Store) -> None:
 
 
 def assert_sections(page: str, datasets: list[str]) -> None:
-    for anchor in ("summary", "provenance", "tasks"):
+    for anchor in ("headline", "provenance", "tasks"):
         assert f'id="{anchor}"' in page
+    # read from the top: the headline first, provenance last
+    assert (
+        page.index('id="headline"')
+        < page.index('id="ds-')
+        < page.index('id="suite-')
+        < page.index('id="tasks"')
+    )
+    assert page.index('id="tasks"') < page.index('id="provenance"')
     for d in datasets:
         slug = bhtml._slug(d)
-        assert f'id="ds-{slug}"' in page
+        assert f'id="ds-{slug}"' in page and f'id="suite-{slug}"' in page and f'id="headline-{slug}"' in page
         for sec in FIGURE_SECTIONS:
             assert f'id="{sec}-{slug}"' in page, sec
 
