@@ -86,7 +86,7 @@ def test_a_margin_within_the_seed_spread_and_missing_seeds(tmp_path):
     h, _ = _headline(tmp_path)
     assert "within the seed spread" in h.sentences[0]
     assert "Missing seeds: b seed 2 (main, failed)" in h.note
-    assert h.sentences[0].startswith("a has the best mean scaled score")
+    assert h.sentences[0].startswith("b has the best mean scaled score, 0.70 ± 0.08 (n = 2), 0.03 above a")
 
 
 def test_no_value_where_every_model_fails(tmp_path):
