@@ -106,7 +106,7 @@ def cmd_run(args) -> int:
         report = rpt.build(store, result.run_id)
         prov = store.runs()[-1]["provenance"]
         print_headline(report, console, run_dir, spec.metrics)
-        paths = rpt.write_files(report, run_dir, prov)
+        paths = _write_store_files(store, run_dir, prov)
         failed = [
             (task_label(r["dataset"], r["model"], r["seed"], r["experiment"]), r["error"])
             for r in map(store.task_row, result.failed)
@@ -119,6 +119,18 @@ def cmd_run(args) -> int:
             console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
         return 1
     return 0
+
+
+def _write_store_files(store, run_dir, prov, report=None) -> list:
+    """values.csv and summary.* of every task the store holds (a second `bench run` into the same
+    dir keeps the first one's values), summary.md's first line saying which runs and models."""
+    from bench import report as rpt
+    from bench.report.html import profiles_of
+
+    report = report if report is not None else rpt.build(store)
+    return rpt.write_files(
+        report, run_dir, prov, runs=store.runs(), profiles=profiles_of(store, report.planned)
+    )
 
 
 def cmd_report(args) -> int:
@@ -136,7 +148,7 @@ def cmd_report(args) -> int:
         else:
             selected = (runs[-1].get("spec") or {}).get("metrics") if runs else None
             print_headline(report, console, args.run_dir, selected)
-        paths = rpt.write_files(report, args.run_dir, prov)
+        paths = _write_store_files(store, args.run_dir, prov, report)
         if args.html:
             from bench.report.html import write_html
 
