@@ -157,6 +157,14 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_site(args) -> int:
+    from bench.site import build_site
+
+    pages = build_site(args.run_dirs, args.output, link=args.link)
+    _console(wide=False).print(f"wrote {len(pages)} pages; open {Path(args.output) / 'index.html'}")
+    return 0
+
+
 def _values(values: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items() if v is not None) or "-"
 
@@ -334,6 +342,7 @@ COMMANDS = {
     "images": cmd_images,
     "list": cmd_list,
     "report": cmd_report,
+    "site": cmd_site,
     "run": cmd_run,
     "status": cmd_status,
     "clean": cmd_clean,

@@ -448,6 +448,12 @@ def test_opens_in_headless_chromium(filled, tmp_path):
         pytest.skip("chromium not installed")
     out = bhtml.write_html(filled, filled.run_dir)
     dom, shot = open_in_chromium(exe, out, tmp_path, "report-filled.png")
+    # wide tables scroll inside their own box: the document never runs past the window's edge
+    from chromium_helpers import widths
+
+    for width in (1400, 900):
+        scroll, view = widths(exe, out, width, tmp_path)
+        assert scroll <= view, f"at {width} px the document is {scroll} px wide in a {view} px window"
     _check_rendered(dom, shot, ["toy"])
 
 

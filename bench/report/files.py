@@ -74,6 +74,44 @@ def coverage_line(report: Report, runs: list[dict[str, Any]]) -> str:
     )
 
 
+def summary_doc(
+    report: Report,
+    provenance: dict[str, Any] | None = None,
+    runs: list[dict[str, Any]] | None = None,
+    profiles: list[str] | None = None,
+) -> dict[str, Any]:
+    """What summary.json holds (also what `bench site` reads from a store)."""
+    planned = report.planned
+    failures = []
+    if planned is not None and not planned.empty:
+        for r in planned[planned.status != "done"].itertuples():
+            failures.append(
+                {
+                    "dataset": r.dataset,
+                    "model": r.model,
+                    "seed": int(r.seed),
+                    "experiment": r.experiment,
+                    "status": r.status,
+                    "reason": reason(r.error) if r.status == "failed" else None,
+                    "transient": is_transient(r.error) if r.status == "failed" else None,
+                }
+            )
+    summary = report.summary
+    records = summary.astype(object).where(summary.notna(), None).to_dict(orient="records")
+    doc = {
+        "covers": coverage_line(report, runs) if runs is not None else None,
+        "runs": runs_covered(runs or []),
+        "profiles": sorted(set(profiles or [])),
+        "provenance": provenance,
+        "metric_options": report.options,
+        "summary": records,
+        "failures": failures,
+        "scaled": report.scaled.summary.replace({np.nan: None}).to_dict(orient="records"),
+        "mean_scaled": report.scaled.means.replace({np.nan: None}).to_dict(orient="records"),
+    }
+    return doc
+
+
 def write_files(
     report: Report,
     run_dir: str | Path,
@@ -120,32 +158,6 @@ def write_files(
         if not tables.scaled.empty:
             md += [f"### {SCALED_TITLE}", "", md_table(tables.scaled), ""]
     paths[1].write_text("\n".join(md))
-    planned = report.planned
-    failures = []
-    if planned is not None and not planned.empty:
-        for r in planned[planned.status != "done"].itertuples():
-            failures.append(
-                {
-                    "dataset": r.dataset,
-                    "model": r.model,
-                    "seed": int(r.seed),
-                    "experiment": r.experiment,
-                    "status": r.status,
-                    "reason": reason(r.error) if r.status == "failed" else None,
-                    "transient": is_transient(r.error) if r.status == "failed" else None,
-                }
-            )
-    records = summary.astype(object).where(summary.notna(), None).to_dict(orient="records")
-    doc = {
-        "covers": coverage_line(report, runs) if runs is not None else None,
-        "runs": runs_covered(runs or []),
-        "profiles": sorted(set(profiles or [])),
-        "provenance": provenance,
-        "metric_options": report.options,
-        "summary": records,
-        "failures": failures,
-        "scaled": report.scaled.summary.replace({np.nan: None}).to_dict(orient="records"),
-        "mean_scaled": report.scaled.means.replace({np.nan: None}).to_dict(orient="records"),
-    }
+    doc = summary_doc(report, provenance, runs, profiles)
     paths[2].write_text(json.dumps(doc, indent=1, default=str))
     return paths
