@@ -8,7 +8,7 @@ only, so the site works opened from disk and served by any static host:
 * ``datasets/<dataset>.html``: every model across the runs that hold the dataset: the mean scaled
   score and each value the metrics declare for the headline (``Metric.headline``), mean ± sd (n);
 * ``models/<model>.html``: one model's scores across datasets, runs, profiles and protocols;
-* ``runs/<run>/index.html``: the run's headline (bench.report.headline) and its files; the full
+* ``run/<name>/index.html``: the run's headline (bench.report.headline) and its files; the full
   report is copied (a store's is generated) next to it, or linked where it lies (``--link``).
 
 A run is a run dir with a store (``bench.sqlite``: everything is read from it) or, for the committed
@@ -274,13 +274,13 @@ def _index(runs: list[SiteRun], datasets: list[str], models: list[str]) -> str:
         commit = ((prov.get("git") or {}).get("commit") or "")[:10] or "not recorded"
         date = str(prov.get("time") or "not recorded")[:19].replace("T", " ")
         report = (
-            f' · <a href="runs/{_esc(r.name)}/{_esc(_report_href(r))}">full report</a>'
+            f' · <a href="run/{_esc(r.name)}/{_esc(_report_href(r))}">full report</a>'
             if _report_href(r)
             else ""
         )
         rows.append(
             [
-                f'<a href="runs/{_esc(r.name)}/index.html">{_esc(r.name)}</a>{report}',
+                f'<a href="run/{_esc(r.name)}/index.html">{_esc(r.name)}</a>{report}',
                 ", ".join(f'<a href="datasets/{_slug(d)}.html">{_esc(d)}</a>' for d in r.datasets),
                 _esc(", ".join(r.profiles) or "not recorded"),
                 _esc(", ".join(r.protocols) or "genes"),
@@ -319,7 +319,7 @@ def _dataset_page(dataset: str, runs: list[SiteRun], all_cells: dict[str, dict],
     cols = _run_columns(here, dataset, all_cells)
     models = order_models(sorted({m for r in here for m in r.models}))
     header = ["model"] + [
-        f'<a href="../runs/{_esc(r.name)}/index.html">{_esc(r.name)}</a><br>'
+        f'<a href="../run/{_esc(r.name)}/index.html">{_esc(r.name)}</a><br>'
         f"{_esc(', '.join(r.profiles) or 'profile not recorded')} · {_esc(p)}"
         for r, p in cols
     ]
@@ -351,7 +351,7 @@ def _model_page(model: str, runs: list[SiteRun], all_cells: dict[str, dict], val
     rows = [
         [
             f'<a href="../datasets/{_slug(d)}.html">{_esc(d)}</a>',
-            f'<a href="../runs/{_esc(n)}/index.html">{_esc(n)}</a>',
+            f'<a href="../run/{_esc(n)}/index.html">{_esc(n)}</a>',
             _esc(", ".join(by_name[n].profiles) or "not recorded"),
             _esc(p),
             *(_esc(all_cells[n].get((d, model, p, v), "n/a")) for v in cols),
@@ -415,7 +415,7 @@ def build_site(paths: list[str | Path], out: str | Path, *, link: bool = False) 
     if not runs:
         raise UserError("bench site: no run given", "pass one or more run dirs: bench site RUN_DIR... -o DIR")
     _unique_names(runs)
-    for sub in ("runs", "datasets", "models"):
+    for sub in ("run", "datasets", "models"):
         if (out / sub).is_dir():
             shutil.rmtree(out / sub)
     all_cells = {r.name: cells(r) for r in runs}
@@ -430,7 +430,7 @@ def build_site(paths: list[str | Path], out: str | Path, *, link: bool = False) 
     for m in models:
         written.append(_write(out / "models" / f"{_slug(m)}.html", _model_page(m, runs, all_cells, values)))
     for r in runs:
-        folder = out / "runs" / r.name
+        folder = out / "run" / r.name
         folder.mkdir(parents=True, exist_ok=True)
         files: list[tuple[str, str]] = []
         if r.generated is not None:

@@ -53,8 +53,8 @@ def site(tmp_path_factory) -> Path:
 def test_pages_of_the_site(site):
     names = {p.relative_to(site).as_posix() for p in site.rglob("*.html")}
     assert {"index.html", "datasets/toy.html", "datasets/pbmc3k.html", "models/a.html", "models/scvi.html",
-            "runs/run/index.html", "runs/run/report.html",
-            "runs/pbmc3k-quick-activa-scvi/index.html"} <= names  # fmt: skip
+            "run/run/index.html", "run/run/report.html",
+            "run/pbmc3k-quick-activa-scvi/index.html"} <= names  # fmt: skip
     index = (site / "index.html").read_text()
     for text in ("abc1234def"[:10], "box, 2 CPUs", "2026-12-01 10:00:00", ">quick<", ">0, 1<", ">genes<"):
         assert text in index, text
@@ -62,7 +62,7 @@ def test_pages_of_the_site(site):
     assert "auc (→0.5)" in toy and "0.605 ± 0.007 (n = 2)" in toy and "mean scaled ↑" in toy
     model = (site / "models" / "scvi.html").read_text()
     assert "pbmc3k-quick-activa-scvi" in model and "(n = 2)" in model
-    run = (site / "runs" / "run" / "index.html").read_text()
+    run = (site / "run" / "run" / "index.html").read_text()
     assert 'class="heatmap"' in run and "a has the best mean scaled score" in run
 
 
@@ -110,8 +110,8 @@ def test_site_pages_in_headless_chromium(site, tmp_path):
         "index.html",
         "datasets/pbmc3k.html",
         "models/scvi.html",
-        "runs/run/index.html",
-        "runs/run/report.html",
+        "run/run/index.html",
+        "run/run/report.html",
     ):
         path = site / page
         scroll, view = widths(exe, path, 1400, tmp_path)

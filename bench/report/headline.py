@@ -302,6 +302,11 @@ def sentences(h: Headline) -> list[str]:
     cost_text = "No cost value in this run."
     for c in cost_cols:
         vals = {m: h.cost[(m, c)] for m in models if (m, c) in h.cost and h.cost[(m, c)] > 0}
+        if len(vals) == 1:
+            ((only, x),) = vals.items()
+            cost_text = (
+                f"Cost ({c.metric}, mean over seeds): {only} only ({x:.3g}); no other model to compare with."
+            )
         if len(vals) < 2:
             continue
         fast, slow = min(vals, key=vals.get), max(vals, key=vals.get)
