@@ -373,9 +373,11 @@ def to_html(h: Headline, *, heading: str = "h3") -> str:
                 tds.append(f'<td class="num cost">{_e(h.raw[(m, c)])}</td>')
             else:
                 title = f"scaled {s:.2f}" if np.isfinite(s) else "no scaled score"
+                mean_text, _, spread = h.raw[(m, c)].partition(" ± ")
+                small = (f"± {spread} · " if spread else "") + _f(s)
                 tds.append(
-                    f'<td class="num" style="background:{colour(s)}" title="{_e(title)}">{_e(h.raw[(m, c)])}'
-                    f'<span class="scaled">{_e(_f(s))}</span></td>'
+                    f'<td class="num" style="background:{colour(s)}" title="{_e(title)}">{_e(mean_text)}'
+                    f'<span class="scaled">{_e(small)}</span></td>'
                 )
         body.append(f"<tr{cls}>{''.join(tds)}</tr>")
     table = (
@@ -383,7 +385,7 @@ def to_html(h: Headline, *, heading: str = "h3") -> str:
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
     legend = (
-        '<p class="caption">Each cell: the raw value, mean ± sd over seeds (small: its control-scaled score); '
+        '<p class="caption">Each cell: the raw value\'s mean over seeds, under it its sd and its control-scaled score; '
         "colour: the scaled score, real control = 1 (green), shuffled control = 0 (salmon), clipped to [0, 1]; "
         "grey: undefined (the controls do not separate on this value). Rows: best mean scaled score first "
         "(the mean over the values every model has, clipped to [0, 1]), controls last. Cost values are raw "
