@@ -112,7 +112,7 @@ def cmd_run(args) -> int:
         report = rpt.build(store, result.run_id)
         prov = store.runs()[-1]["provenance"]
         print_headline(report, console, run_dir, spec.metrics)
-        paths = rpt.write_files(report, run_dir, prov)
+        paths = _write_store_files(store, run_dir, prov)
         failed = [
             (task_label(r["dataset"], r["model"], r["seed"], r["experiment"]), r["error"])
             for r in map(store.task_row, result.failed)
@@ -125,6 +125,18 @@ def cmd_run(args) -> int:
             console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
         return 1
     return 0
+
+
+def _write_store_files(store, run_dir, prov, report=None) -> list:
+    """values.csv and summary.* of every task the store holds (a second `bench run` into the same
+    dir keeps the first one's values), summary.md's first line saying which runs and models."""
+    from bench import report as rpt
+    from bench.report.html import profiles_of
+
+    report = report if report is not None else rpt.build(store)
+    return rpt.write_files(
+        report, run_dir, prov, runs=store.runs(), profiles=profiles_of(store, report.planned)
+    )
 
 
 def cmd_report(args) -> int:
@@ -142,12 +154,20 @@ def cmd_report(args) -> int:
         else:
             selected = (runs[-1].get("spec") or {}).get("metrics") if runs else None
             print_headline(report, console, args.run_dir, selected)
-        paths = rpt.write_files(report, args.run_dir, prov)
+        paths = _write_store_files(store, args.run_dir, prov, report)
         if args.html:
             from bench.report.html import write_html
 
             paths.append(write_html(store, args.run_dir, out=args.output, report=report))
     console.print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def cmd_site(args) -> int:
+    from bench.site import build_site
+
+    pages = build_site(args.run_dirs, args.output, link=args.link)
+    _console(wide=False).print(f"wrote {len(pages)} pages; open {Path(args.output) / 'index.html'}")
     return 0
 
 
@@ -390,6 +410,7 @@ COMMANDS = {
     "list": cmd_list,
     "plugins": cmd_plugins,
     "report": cmd_report,
+    "site": cmd_site,
     "run": cmd_run,
     "status": cmd_status,
     "clean": cmd_clean,

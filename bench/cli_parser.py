@@ -169,6 +169,23 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     rep.add_argument("-o", "--output", help="HTML output path (default RUN_DIR/report.html)")
     rep.set_defaults(func=commands["report"])
 
+    site = sub.add_parser(
+        "site", help="a static results site across run dirs (index, a page per dataset and per model)"
+    )
+    site.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="run dirs of `bench run`, or folders with their summary.json",
+    )
+    site.add_argument("-o", "--output", required=True, help="the site's folder (index.html at its top)")
+    site.add_argument(
+        "--link",
+        action="store_true",
+        help="link each run's report and summary files where they lie instead of copying them",
+    )
+    site.set_defaults(func=commands["site"])
+
     ls = sub.add_parser("list", help="installed generators, metrics and datasets")
     ls.add_argument(
         "kind",

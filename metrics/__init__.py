@@ -222,6 +222,7 @@ def _score_timing(ctx, fit_info: dict[str, Any], *, seed: int, n_cells: int = 10
 # -- the plugins ----------------------------------------------------------------------------------
 MEAN_CORR = Metric(
     name="mean_corr",
+    measures="structure",
     func=_score_mean_corr,
     directions={"mean_corr": "higher"},
     description="Pearson correlation of per-gene mean log-expression, real test vs generated",
@@ -233,6 +234,7 @@ MEAN_CORR = Metric(
 
 AUC = Metric(
     name="auc",
+    measures="realism",
     func=_score_auc,
     # 0.5 is ideal (0.3 is as bad as 0.7); auc_sd, the spread over CV folds, is information
     directions={"auc": "target"},
@@ -264,6 +266,7 @@ AUC = Metric(
 
 MMD = Metric(
     name="mmd",
+    measures="realism",
     func=_score_mmd,
     directions={"mmd": "lower"},
     description="unbiased MMD^2, Gaussian kernel summed over scales med/2, med, 2 med, on 50 PCs",
@@ -287,6 +290,7 @@ MMD = Metric(
 
 CD = Metric(
     name="correlation_discrepancy",
+    measures="structure",
     func=_score_cd,
     directions={"cd": "lower"},
     description="max column 1-norm of G - R over top-5 DE genes per cluster (Pearson)",
@@ -322,6 +326,7 @@ def _augmentation_directions() -> dict[str, str]:
 
 AUGMENTATION = Metric(
     name="augmentation",
+    measures="rare-cell augmentation",
     func=run_augmentation,
     kind="experiment",
     directions=_augmentation_directions(),
@@ -355,6 +360,7 @@ AUGMENTATION = Metric(
 
 TIMING = Metric(
     name="timing",
+    measures="cost",
     func=_score_timing,
     kind="fit",
     directions={

@@ -166,6 +166,7 @@ def _score_de_recovery(ctx, generated, *, seed: int, top_k: int = 20, min_cells:
 
 DE_RECOVERY = Metric(
     name="de_recovery",
+    measures="biology",
     func=_score_de_recovery,
     directions={"de_lfc_r": "higher", "de_jaccard": "higher"},
     description="per cell type (vs rest): Pearson r of log fold changes of the real top-20 DE genes, "

@@ -72,6 +72,7 @@ def _score_energy(ctx, generated, *, seed: int, max_cells: int | None = 5000) ->
 
 ENERGY = Metric(
     name="energy",
+    measures="realism",
     func=_score_energy,
     directions={"energy": "lower"},
     description="squared energy distance, real test vs generated cells, on 50 PCs",

@@ -96,6 +96,7 @@ def _score_gene_stats(ctx, generated, *, seed: int) -> MetricOutput:
 
 GENE_STATS = Metric(
     name="gene_stats",
+    measures="biology",
     func=_score_gene_stats,
     directions={"gene_mean_ccc": "higher", "gene_var_ccc": "higher", "gene_zero_ccc": "higher"},
     description="concordance (Lin's CCC) across genes of per-gene mean, variance and zero fraction of "

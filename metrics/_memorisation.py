@@ -109,6 +109,7 @@ def _score_memorisation(
 
 MEMORISATION = Metric(
     name="memorisation",
+    measures="privacy",
     func=_score_memorisation,
     directions={"memorisation_ratio": "higher", "memorisation_share": "lower"},
     description="distance of generated cells to their closest training cell vs real test cells' (50 PCs): "

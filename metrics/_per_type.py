@@ -174,6 +174,7 @@ def _score_per_type(
 
 PER_TYPE = Metric(
     name="per_type",
+    measures="biology",
     func=_score_per_type,
     directions={
         f"{m}_type_{s}": "target" if m in TARGETS else "lower"

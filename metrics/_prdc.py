@@ -114,6 +114,7 @@ def _score_prdc(ctx, generated, *, seed: int, k: int = 5, max_cells: int | None 
 
 PRDC = Metric(
     name="prdc",
+    measures="realism",
     func=_score_prdc,
     directions={"precision": "higher", "recall": "higher", "density": "higher", "coverage": "higher"},
     description="k-NN precision, recall, density, coverage (k = 5) of generated vs real test cells on 50 PCs",

@@ -138,6 +138,7 @@ def _score_sinkhorn(
 
 SINKHORN = Metric(
     name="sinkhorn",
+    measures="realism",
     func=_score_sinkhorn,
     directions={"w2_sinkhorn": "lower"},
     description="entropic Wasserstein-2 (debiased Sinkhorn divergence, GeomLoss) on 50 PCs",

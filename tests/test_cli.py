@@ -213,3 +213,32 @@ def test_dry_run_prints_the_resolved_run_and_writes_nothing(tmp_path, monkeypatc
     again = capsys.readouterr().out
     reused = re.findall(r"^\s+reuse\s+cells/(\w+)/seed0/main\s+([0-9a-f]{20})$", again, re.M)
     assert sorted(reused) == sorted(planned)
+
+
+def test_a_second_run_into_the_same_dir_keeps_the_first_ones_values(tmp_path, monkeypatch, capsys):
+    """values.csv and summary.* cover every task the store holds (issue 29): a follow-up run of
+    another model does not drop the first run's values, and summary.md's first line says so."""
+    import json
+
+    import pandas as pd
+
+    from tests.conftest import make_counts
+
+    data = tmp_path / "cells.h5ad"
+    make_counts(n_cells=300, n_genes=50, n_types=3, seed=1).write_h5ad(data)
+    monkeypatch.setenv("BENCH_DATA", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    common = ["--dataset", str(data), "--label-key", "cell_type", "--metrics", "mean_corr", "--experiments",
+              "main", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    assert main(["run", "--models", "nb", *common]) == 0
+    assert main(["run", "--models", "copula", "--no-control", *common]) == 0
+    capsys.readouterr()
+    values = pd.read_csv(out / "values.csv")
+    assert set(values.model) == {"nb", "copula", "real", "shuffled"}
+    first = (out / "summary.md").read_text().splitlines()[0]
+    assert (
+        first.startswith("Covers every task of the store: 2 run(s)") and "copula, nb, real, shuffled" in first
+    )
+    doc = json.loads((out / "summary.json").read_text())
+    assert [r["models"] for r in doc["runs"]] == [["nb", "real", "shuffled"], ["copula"]]
+    assert {r["model"] for r in doc["summary"]} == {"nb", "copula", "real", "shuffled"}

@@ -233,11 +233,19 @@ def assert_tables_match_console(page: str, store: Store) -> None:
 
 
 def assert_sections(page: str, datasets: list[str]) -> None:
-    for anchor in ("summary", "provenance", "tasks"):
+    for anchor in ("headline", "provenance", "tasks"):
         assert f'id="{anchor}"' in page
+    # read from the top: the headline first, provenance last
+    assert (
+        page.index('id="headline"')
+        < page.index('id="ds-')
+        < page.index('id="suite-')
+        < page.index('id="tasks"')
+    )
+    assert page.index('id="tasks"') < page.index('id="provenance"')
     for d in datasets:
         slug = bhtml._slug(d)
-        assert f'id="ds-{slug}"' in page
+        assert f'id="ds-{slug}"' in page and f'id="suite-{slug}"' in page and f'id="headline-{slug}"' in page
         for sec in FIGURE_SECTIONS:
             assert f'id="{sec}-{slug}"' in page, sec
 
@@ -440,6 +448,12 @@ def test_opens_in_headless_chromium(filled, tmp_path):
         pytest.skip("chromium not installed")
     out = bhtml.write_html(filled, filled.run_dir)
     dom, shot = open_in_chromium(exe, out, tmp_path, "report-filled.png")
+    # wide tables scroll inside their own box: the document never runs past the window's edge
+    from chromium_helpers import widths
+
+    for width in (1400, 900):
+        scroll, view = widths(exe, out, width, tmp_path)
+        assert scroll <= view, f"at {width} px the document is {scroll} px wide in a {view} px window"
     _check_rendered(dom, shot, ["toy"])
 
 

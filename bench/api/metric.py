@@ -40,6 +40,9 @@ from bench.api.options import check_declared, check_value
 Direction = Literal["lower", "higher", "target"]
 DIRECTIONS = ("lower", "higher", "target")
 Kind = Literal["sample", "fit", "experiment"]
+# what a metric measures (``Metric.measures``), in the order of the headline figure's column groups;
+# a plugin may declare another word, which goes after these (before "cost")
+MEASURES = ("realism", "structure", "biology", "rare-cell augmentation", "privacy", "cost")
 KINDS = ("sample", "fit", "experiment")
 
 
@@ -132,6 +135,9 @@ class Metric:
     cells: Literal["main", "per-label"] = "main"
     # report table the values go to: "main" (the paper's metrics) or a named group of the suite
     table: str = "main"
+    # what the metric measures, the column group of the report's headline figure: one of MEASURES
+    # (or a plugin's own word); "" leaves it to :meth:`measured`: "cost" for a "fit" metric, else "other"
+    measures: str = ""
     # value names left out of the control-scaled scores (bench.report.scaling): values the negative
     # control is not built to fail (gene marginals), spreads, hardware measurements; a name ending
     # in "@" covers every value with that prefix
@@ -195,6 +201,11 @@ class Metric:
         "sample" metric, ``"fit"`` (the fit measurements) for a "fit" metric; ``None`` for an
         "experiment" metric, which runs as a task of its own experiment."""
         return {"sample": self.cells, "fit": "fit", "experiment": None}[self.kind]
+
+    @property
+    def measured(self) -> str:
+        """The headline figure's group of this metric's values (``measures``, or its default)."""
+        return self.measures or ("cost" if self.kind == "fit" else "other")
 
     def supports(self, protocol: str) -> bool:
         """Whether the metric is scored in ``protocol`` (a key: ``paper:joint`` is protocol ``paper``)."""

@@ -5,12 +5,15 @@ never retrains or regenerates. Figures are matplotlib PNGs embedded as base64 da
 is plain HTML + CSS with no script and no external resource, so it opens offline and can be
 attached to a paper draft. docs/report.md says what each figure shows and how it maps to the paper.
 
-Sections: summary tables (the console tables of :func:`bench.report.build`, same numbers),
-provenance of every run, task status, then per dataset: UMAP by source and by cell type (Fig. 4),
-marker genes on the UMAP (Fig. 4C-D), ROC curves of the real-vs-synthetic classifier with fold
-bands (Fig. 3), correlation of DE genes (Fig. 5), rare-class F1 against the training fraction
-(Fig. 7), training time (Table 1) and quality against training time; then the metric suite's
-figures (:mod:`bench.report.suite`: PRDC, memorisation, per-type heatmap, DE recovery).
+Sections, read from the top: the headline (:mod:`bench.report.headline`: models x values heatmap of
+control-scaled scores and three sentences); per dataset the paper's tables and figures: UMAP by
+source and by cell type (Fig. 4), marker genes on the UMAP (Fig. 4C-D), ROC curves of the
+real-vs-synthetic classifier with fold bands (Fig. 3), correlation of DE genes (Fig. 5), rare-class
+F1 against the training fraction (Fig. 7), training time (Table 1) and quality against training
+time; then per dataset the rest of the metric suite (its tables, the per-protocol and scaled
+tables, :mod:`bench.report.suite`'s figures: PRDC, memorisation, per-type heatmap, DE recovery, and
+the plugins' declared figures); task status; provenance last, folded (readable tables, the raw
+records behind a "raw" fold). Every table scrolls inside its own box.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report import suite
+from bench.report import headline, suite
 from bench.report.figures import fig_augmentation, fig_corr, fig_roc
 from bench.report.figures_cells import fig_markers, fig_umap
 from bench.report.figures_training import fig_convergence, fig_timing, fig_tradeoff
@@ -108,63 +111,126 @@ def _note(text: str) -> str:
 
 
 # -- page sections -------------------------------------------------------------------------------
-def _provenance_html(runs: list[dict[str, Any]]) -> str:
-    if not runs:
-        return _note("this store records no run")
-    parts = []
+def _box(table: str) -> str:
+    """A table in its own horizontal scroll box (never past the page edge)."""
+    return f'<div class="scroll">{table}</div>' if table else ""
+
+
+def _kv_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return _box(f'<table class="prov"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+
+
+def _count(x: Any) -> str:
+    return f"{x:,}" if isinstance(x, int) else _esc(x if x is not None else "n/a")
+
+
+def dataset_rows(runs: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """One row per dataset the runs recorded (the latest run's record): source, cells (train / test),
+    genes, split, sha256 of the input and the prepared data's hash."""
+    out: dict[str, list[str]] = {}
+    for run in runs:
+        for name, info in ((run.get("provenance") or {}).get("datasets") or {}).items():
+            info = info if isinstance(info, dict) else {}
+            cells = info.get("n_cells_filtered")
+            split = info.get("split") or ""
+            if info.get("n_train") is not None:
+                split = f"{split} ({_count(info.get('n_train'))} train / {_count(info.get('n_test'))} test)".strip()
+            out[name] = [
+                _esc(name),
+                _esc(info.get("source") or info.get("path") or info.get("kind") or "n/a"),
+                _count(cells),
+                _count(info.get("n_genes")),
+                _esc(split or "n/a"),
+                f"<code>{_esc(info.get('sha256') or 'n/a')}</code>",
+                f"<code>{_esc(info.get('hash') or 'n/a')}</code>",
+            ]
+    return out
+
+
+def run_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per run: id, started, command, commit, profile, models, seeds, versions, hardware."""
+    rows = []
     for run in runs:
         prov, spec = run.get("provenance") or {}, run.get("spec") or {}
-        git = prov.get("git") or {}
-        host = prov.get("host") or {}
-        gpu = prov.get("gpu") or {}
+        git, host, gpu = prov.get("git") or {}, prov.get("host") or {}, prov.get("gpu") or {}
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.get("created") or 0))
-        rows = [
-            ("command", f"<code>{_esc(prov.get('command', ''))}</code>"),
-            ("started", _esc(prov.get("time") or created)),
-            ("commit", _esc(f"{git.get('commit')}{' (dirty working tree)' if git.get('dirty') else ''}")),
-            ("models", _esc(", ".join(map(str, spec.get("models") or [])))),
-            ("datasets", _esc(", ".join(map(str, spec.get("datasets") or [])))),
-            ("seeds", _esc(", ".join(map(str, spec.get("seeds") or [])))),
-            ("profile", _esc(spec.get("profile", ""))),
-            ("python", _esc(prov.get("python", ""))),
-            (
-                "host",
-                _esc(
-                    f"{host.get('name')} — {host.get('platform')}, {host.get('cpus')} CPUs"
-                    + (f", Slurm job {host['slurm_job']}" if host.get("slurm_job") else "")
-                ),
-            ),
-            (
-                "GPU",
-                _esc(", ".join(gpu.get("gpus") or []) or "none")
-                + (_esc(f" (CUDA {gpu['cuda']})") if gpu.get("cuda") else ""),
-            ),
-            ("packages", _esc(", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items()))),
+        versions = [f"python {prov.get('python', '?')}"] + [
+            f"{k} {v}" for k, v in (prov.get("packages") or {}).items()
         ]
-        code = prov.get("code") or {}
+        hardware = f"{host.get('name')}: {host.get('platform')}, {host.get('cpus')} CPUs" + (
+            f", Slurm job {host['slurm_job']}" if host.get("slurm_job") else ""
+        )
+        hardware += "; GPU: " + (", ".join(gpu.get("gpus") or []) or "none")
+        hardware += f" (CUDA {gpu['cuda']})" if gpu.get("cuda") else ""
+        rows.append(
+            [
+                _esc(run.get("run_id")),
+                _esc(prov.get("time") or created),
+                f"<code>{_esc(prov.get('command', ''))}</code>",
+                _esc(f"{git.get('commit')}{' (dirty working tree)' if git.get('dirty') else ''}"),
+                _esc(spec.get("profile", "")),
+                _esc(", ".join(map(str, spec.get("models") or []))),
+                _esc(", ".join(map(str, spec.get("seeds") or []))),
+                _esc(", ".join(versions)),
+                _esc(hardware),
+            ]
+        )
+    return rows
+
+
+def _code_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for run in runs:
+        code = (run.get("provenance") or {}).get("code") or {}
         for name, v in (code.get("generators") or {}).items():
             rows.append(
-                (
-                    f"generator {_esc(name)}",
+                [
+                    _esc(run.get("run_id")),
+                    _esc(name),
                     _esc(
-                        f"{v.get('distribution') or 'not installed'} "
-                        f"{v.get('version') or ''}{' (editable)' if v.get('editable') else ''}, code "
-                        f"{v.get('code_hash')} ({v.get('files')} files)"
+                        f"{v.get('distribution') or 'not installed'} {v.get('version') or ''}"
+                        f"{' (editable)' if v.get('editable') else ''}"
                     ),
-                )
+                    _esc(f"{v.get('code_hash')} ({v.get('files')} files)"),
+                ]
             )
         if code.get("scoring"):
-            rows.append(("scoring code", _esc(code["scoring"])))
-        for name, info in (prov.get("datasets") or {}).items():
-            rows.append((f"dataset {name}", _esc(json.dumps(info, default=str))))
-        if prov.get("merged_from"):
-            rows.append(("merged from", _esc(prov["merged_from"])))
-        body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
-        parts.append(
-            f"<h3>run {run.get('run_id')}</h3><table>{body}</table>"
-            f"<details><summary>full spec</summary><pre>{_esc(json.dumps(spec, indent=1, default=str))}</pre>"
-            "</details>"
+            rows.append([_esc(run.get("run_id")), "scoring code", "", _esc(code["scoring"])])
+    return rows
+
+
+def _provenance_html(runs: list[dict[str, Any]]) -> str:
+    """Readable tables (datasets, runs, code versions); each run's raw record only behind a "raw" fold."""
+    if not runs:
+        return _note("this store records no run")
+    parts = ["<h3>datasets</h3>"]
+    ds = dataset_rows(runs)
+    parts.append(
+        _kv_table(
+            ["dataset", "source", "cells", "genes", "split", "input sha256", "prepared hash"],
+            list(ds.values()),
         )
+        if ds
+        else _note("no dataset record")
+    )
+    parts.append("<h3>runs</h3>")
+    header = ["run", "started", "command", "commit", "profile", "models", "seeds", "versions", "hardware"]
+    parts.append(_kv_table(header, run_rows(runs)))
+    code = _code_rows(runs)
+    if code:
+        parts.append("<h3>code versions (the task keys hold them)</h3>")
+        parts.append(_kv_table(["run", "generator", "distribution", "code hash"], code))
+    merged = [r for r in runs if (r.get("provenance") or {}).get("merged_from")]
+    for r in merged:
+        parts.append(_note(f"run {r.get('run_id')} merged from {r['provenance']['merged_from']}"))
+    raw = "".join(
+        f"<h4>run {_esc(run.get('run_id'))}</h4><pre>"
+        f"{_esc(json.dumps({'spec': run.get('spec'), 'provenance': run.get('provenance')}, indent=1, default=str))}</pre>"
+        for run in runs
+    )
+    parts.append(f"<details><summary>raw</summary>{raw}</details>")
     return "".join(parts)
 
 
@@ -173,7 +239,7 @@ def _tasks_html(run: RunView) -> str:
     if t.empty:
         return _note("no tasks")
     counts = t.groupby(["dataset", "experiment", "status"]).size().rename("tasks").reset_index()
-    out = table_html(counts.set_index(["dataset", "experiment", "status"]))
+    out = _box(table_html(counts.set_index(["dataset", "experiment", "status"])))
     failed = t[t.status != "done"]
     if len(failed):
         rows = "".join(
@@ -181,26 +247,38 @@ def _tasks_html(run: RunView) -> str:
             f"<td>{_esc(r.experiment)}</td><td>{_esc(r.status)}</td><td class='failed'>{_esc(r.error or '')}</td></tr>"
             for r in failed.itertuples()
         )
-        out += (
-            "<h3>tasks not done</h3><table><thead><tr><th>dataset</th><th>model</th><th>seed</th>"
+        out += "<h3>tasks not done</h3>" + _box(
+            "<table><thead><tr><th>dataset</th><th>model</th><th>seed</th>"
             f"<th>experiment</th><th>status</th><th>error</th></tr></thead><tbody>{rows}</tbody></table>"
         )
     return out
 
 
-def _tables_html(dataset: str, tables: DatasetTables) -> str:
+def _paper_tables_html(dataset: str, tables: DatasetTables) -> str:
+    """The main experiment's table and the paper-shaped tables of one dataset."""
     slug = _slug(dataset)
-    parts = [f'<h3 id="tables-{slug}">{_esc(dataset)}</h3>', table_html(tables.main)]
+    parts = [
+        f'<h3 id="tables-{slug}">Tables: the main experiment and the paper\'s</h3>',
+        _box(table_html(tables.main)),
+    ]
+    parts.append(f'<p class="caption">{_esc(LEGEND[0].upper() + LEGEND[1:])} (here: highlighted).</p>')
     for title, df in tables.paper.items():
-        parts.append(f"<h4>{_esc(title)}</h4>{table_html(df)}")
+        parts.append(f"<h4>{_esc(title)}</h4>{_box(table_html(df))}")
+    return "".join(parts)
+
+
+def _suite_tables_html(dataset: str, tables: DatasetTables) -> str:
+    """The metric suite's tables, the tables per evaluation protocol and the scaled scores."""
+    slug = _slug(dataset)
+    parts = []
     for group, df in tables.suite.items():
-        parts.append(f"<h4>{_esc(group)}</h4>{table_html(df)}")
+        parts.append(f"<h4>{_esc(group)}</h4>{_box(table_html(df))}")
     for title, df in tables.protocols.items():
-        parts.append(f"<h4>{_esc(title)}</h4>{table_html(df)}")
+        parts.append(f"<h4>{_esc(title)}</h4>{_box(table_html(df))}")
         if title == PROTOCOLS_TITLE:
             parts.append(f'<p class="caption">{_esc(PROTOCOLS_LEGEND)}.</p>')
     if not tables.scaled.empty:
-        parts.append(f'<h4 id="scaled-{slug}">{_esc(SCALED_TITLE)}</h4>{table_html(tables.scaled)}')
+        parts.append(f'<h4 id="scaled-{slug}">{_esc(SCALED_TITLE)}</h4>{_box(table_html(tables.scaled))}')
     return "".join(parts)
 
 
@@ -236,9 +314,11 @@ def _suite_html(run, dataset: str, summary: pd.DataFrame) -> str:
     return "".join(parts)
 
 
-def _dataset_html(run: RunView, dataset: str, summary: pd.DataFrame) -> str:
+def _dataset_html(run: RunView, dataset: str, summary: pd.DataFrame, tables: DatasetTables) -> str:
+    """The paper's figures and tables of one dataset."""
     slug = _slug(dataset)
-    parts = [f'<section id="ds-{slug}"><h2>{_esc(dataset)}: figures</h2>']
+    parts = [f'<section id="ds-{slug}"><h2>{_esc(dataset)}: the paper\'s figures and tables</h2>']
+    parts.append(_paper_tables_html(dataset, tables))
 
     def head(sec: str) -> str:
         return f'<h3 id="{sec}-{slug}">{_esc(section_title(run, sec))}</h3>'
@@ -289,10 +369,18 @@ def _dataset_html(run: RunView, dataset: str, summary: pd.DataFrame) -> str:
         else:
             caption = REPORT_FIGURES[sec][1] if sec in REPORT_FIGURES else run.caption(sec, dataset)
             parts.append(_img(fig, f"{dataset} {sec}", _esc(caption)))
-    parts.append(_suite_html(run, dataset, summary))
-    parts.append(_declared_html(run, dataset))
     parts.append("</section>")
     return "".join(parts)
+
+
+def _rest_html(run: RunView, dataset: str, summary: pd.DataFrame, tables: DatasetTables) -> str:
+    """The rest of the metric suite for one dataset: its tables, then its figures and the plugins'."""
+    slug = _slug(dataset)
+    return (
+        f'<section id="suite-{slug}"><h2>{_esc(dataset)}: the rest of the metric suite</h2>'
+        f"{_suite_tables_html(dataset, tables)}{_suite_html(run, dataset, summary)}"
+        f"{_declared_html(run, dataset)}</section>"
+    )
 
 
 def _declared_html(run: RunView, dataset: str) -> str:
@@ -319,17 +407,38 @@ def _declared_html(run: RunView, dataset: str) -> str:
     return "".join(parts)
 
 
+def profiles_of(store, planned: pd.DataFrame) -> list[str]:
+    """The profiles of the planned tasks (from their specs; one spec per model and experiment)."""
+    if planned is None or planned.empty:
+        return []
+    keys = planned.drop_duplicates(["dataset", "model", "experiment"]).key
+    return sorted({str(p) for k in keys if (p := (store.task_spec(k) or {}).get("profile"))})
+
+
+def _headline_html(report: Report, profiles: list[str]) -> str:
+    inputs = headline.from_report(report, profiles)
+    parts = ['<section id="headline"><h2>Headline: models against the controls</h2>']
+    for d in report.datasets:
+        parts.append(f'<h3 id="headline-{_slug(d)}">{_esc(d)}</h3>')
+        parts.append(headline.to_html(headline.build(inputs, d)))
+    parts.append("</section>")
+    return "".join(parts)
+
+
 def render(store, report: Report | None = None) -> str:
     """The whole report page as a string; ``report``: the store's tables when the caller has built
-    them already (``bench.report.build(store)``), else built here."""
+    them already (``bench.report.build(store)``), else built here. Read from the top: the headline,
+    per dataset the paper's figures and tables, then the rest of the metric suite, the tasks, and
+    the provenance last, folded."""
     report = report if report is not None else build(store)
     run = RunView(store, report)
     summary = report.summary
     runs = store.runs()
     datasets = list(report.datasets)
-    nav = ['<a href="#summary">summary</a>', '<a href="#provenance">provenance</a>']
-    nav += [f'<a href="#ds-{_slug(d)}">{_esc(d)} figures</a>' for d in datasets]
-    nav.append('<a href="#tasks">tasks</a>')
+    nav = ['<a href="#headline">headline</a>']
+    nav += [f'<a href="#ds-{_slug(d)}">{_esc(d)}: paper</a>' for d in datasets]
+    nav += [f'<a href="#suite-{_slug(d)}">{_esc(d)}: suite</a>' for d in datasets]
+    nav += ['<a href="#tasks">tasks</a>', '<a href="#provenance">provenance</a>']
     title = "scgenbench report" + (f": {', '.join(datasets)}" if datasets else "")
     body = [
         f"<header><h1>{_esc(title)}</h1><p>{_esc(str(store.run_dir))} — generated "
@@ -338,22 +447,22 @@ def render(store, report: Report | None = None) -> str:
     ]
     if not datasets:
         body.append(
-            "<section><h2>No results</h2>" + _note("the store has no finished task yet") + "</section>"
+            '<section id="headline"><h2>No results</h2>'
+            + _note("the store has no finished task yet")
+            + "</section>"
         )
     else:
-        body.append('<section id="summary"><h2>Summary tables</h2>')
-        body.append(
-            _note(
-                f"{LEGEND[0].upper()}{LEGEND[1:]} (here: highlighted); the same numbers as "
-                "the console tables of `bench report`."
-            )
-        )
-        body += [_tables_html(d, report.datasets[d]) for d in datasets]
-        body.append("</section>")
-    body.append(f'<section id="provenance"><h2>Provenance</h2>{_provenance_html(runs)}</section>')
+        body.append(_headline_html(report, profiles_of(store, report.planned)))
     for d in datasets:
-        body.append(_dataset_html(run, d, summary))
+        body.append(_dataset_html(run, d, summary, report.datasets[d]))
+    for d in datasets:
+        body.append(_rest_html(run, d, summary, report.datasets[d]))
     body.append(f'<section id="tasks"><h2>Tasks</h2>{_tasks_html(run)}</section>')
+    body.append(
+        '<section id="provenance"><details><summary>Provenance: datasets, runs, code versions '
+        f"(the command, commit, versions and hardware of each run)</summary>{_provenance_html(runs)}"
+        "</details></section>"
+    )
     body.append("</main>")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Publish the committed runs (every folder under results/ with a summary.json) into docs/site/, the
+# results site (docs/report.md, "A results site"). Their stores are not committed, so the site is built
+# from their summary.json; reports and summary files are linked where they lie (--link).
+# tests/test_site.py checks that docs/site/ is what this script writes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck disable=SC2046
+bench site --link $(find results -name summary.json -printf '%h\n' | sort) -o docs/site
