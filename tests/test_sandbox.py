@@ -569,6 +569,30 @@ def test_sigterm_removes_the_container_and_fails_the_task(probe, engine, tmp_pat
 
 
 @pytest.mark.docker
+def test_sigterm_with_a_task_limit_stops_the_child_and_removes_the_container(probe, engine, tmp_path):
+    """With --timeout the task runs in a child process (bench.executors.isolated): SIGTERM to bench
+    still removes the container and records the task as interrupted (issue 32, finding 4)."""
+    from bench.store import Store
+
+    proc, out = _bench_run(probe, tmp_path, "--timeout", "600")
+    try:
+        container = _wait_running(engine, proc, out)
+        task = container.attrs["Config"]["Labels"][S.LABEL_TASK]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            for c in labelled(engine, **{S.LABEL_RUN_DIR: out}):
+                c.remove(force=True)
+    assert proc.returncode == 143, err[-3000:]
+    assert labelled(engine, **{S.LABEL_RUN_DIR: out}) == []
+    with Store(out, create=False) as store:
+        row = store.task_row(task)
+    assert row["status"] == "failed" and row["error"].startswith("interrupted by SIGTERM"), row["error"]
+
+
+@pytest.mark.docker
 def test_bench_run_removes_leftovers_of_crashed_runs(probe, engine, tmp_path, capsys):
     from bench.cli import main
 

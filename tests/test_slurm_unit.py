@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from pathlib import Path
 
@@ -396,3 +397,28 @@ def test_entries_saved_before_sbatch_are_found_by_name_not_submitted_again(submi
     entries[specs[0].key]["state"] = "submitting"
     with pytest.raises(UserError, match="squeue did not answer"):
         ex.reconcile_submitting(run_dir, ledger, {})
+
+
+def test_the_ledger_entry_is_saved_before_sbatch_and_dropped_when_sbatch_refuses(tmp_path, monkeypatch):
+    from bench.executors.slurm import executor as ex
+
+    monkeypatch.setattr(ex, "squeue_states", lambda: {})
+    monkeypatch.setattr(ex, "partition_limits", lambda partition: None)
+    monkeypatch.setattr(ex.shutil, "which", lambda name: f"/usr/bin/{name}")
+    seen = {}
+
+    def refuse(res, specs, run_dir, *args, **kwargs):
+        seen.update(load_ledger(run_dir)["tasks"])
+        seen["name"] = kwargs["job_name"]
+        raise UserError("sbatch refused the job: no")
+
+    monkeypatch.setattr(ex, "submit_group", refuse)
+    spec = make_spec("nb", 0)
+    run_dir = tmp_path / "run"
+    with Store(run_dir) as store, pytest.raises(UserError, match="sbatch refused"):
+        list(ex.SlurmExecutor().execute([spec], store, run_dir=run_dir, run_id=1))
+    entry = seen[spec.key]  # what the ledger held while sbatch ran
+    assert entry["state"] == "submitting" and entry["job_name"] == seen["name"]
+    assert re.fullmatch(r"scgenbench-nb-[0-9a-f]{10}", seen["name"])
+    assert entry["array_index"] == 0 and entry["group_size"] == 1 and entry["spec"]["key"] == spec.key
+    assert load_ledger(run_dir)["tasks"] == {}  # refused: nothing submitted, nothing left to follow

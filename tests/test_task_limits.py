@@ -233,3 +233,60 @@ def test_a_limit_the_user_set_is_not_called_transient(error):
     assert is_limit(error) and not is_transient(error)
     (line,) = retry_advice([("x/nb/seed0/main", error)], "/runs/a")
     assert "raise the limit each error names" in line and "run the same command again" not in line
+
+
+PID_PLUGIN = """\
+import os, time
+from bench.generators.baselines import NegativeBinomial
+
+
+class PidSleepy(NegativeBinomial):
+    name = "pidsleepy"
+
+    def fit(self, train, ctx):
+        with open(os.environ["PIDSLEEPY_FILE"], "w") as fh:
+            fh.write(str(os.getpid()))
+        time.sleep(300)
+        return super().fit(train, ctx)
+"""
+
+
+def test_a_task_child_does_not_outlive_a_killed_bench(tmp_path):
+    """SIGKILL of `bench run --timeout` (no clean-up possible there): its task's child process stops
+    too instead of computing on as an orphan."""
+    import subprocess
+
+    import psutil
+
+    plugins = tmp_path / "plugins"
+    (plugins / "pidsleepy-0.1.dist-info").mkdir(parents=True)
+    (plugins / "pidsleepy.py").write_text(PID_PLUGIN)
+    (plugins / "pidsleepy-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: pidsleepy\nVersion: 0.1\n"
+    )
+    (plugins / "pidsleepy-0.1.dist-info" / "entry_points.txt").write_text(
+        "[bench.generators]\npidsleepy = pidsleepy:PidSleepy\n"
+    )
+    make_counts(n_cells=120, n_genes=60, n_types=3, seed=2).write_h5ad(tmp_path / "cells.h5ad")
+    pid_file = tmp_path / "child.pid"
+    env = {**os.environ, "PIDSLEEPY_FILE": str(pid_file),
+           "PYTHONPATH": os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    bench = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--models", "pidsleepy", "--no-control",
+                              "--dataset", str(tmp_path / "cells.h5ad"), "--label-key", "cell_type", "--metrics",
+                              "mean_corr", "--experiments", "main", "--timeout", "600", "--out", str(tmp_path / "run")],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not pid_file.exists() and time.monotonic() < deadline and bench.poll() is None:
+            time.sleep(0.5)
+        assert pid_file.exists(), "the task never started"
+        time.sleep(0.5)
+        child = psutil.Process(int(pid_file.read_text()))
+        assert child.pid != bench.pid
+        bench.kill()
+        bench.wait()
+        gone, alive = psutil.wait_procs([child], timeout=30)
+        assert not alive, "the task's child process outlived bench"
+    finally:
+        if bench.poll() is None:
+            bench.kill()

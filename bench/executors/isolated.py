@@ -20,7 +20,8 @@ its memory passes the cap; the task is then recorded as failed with the reason, 
 
 Ctrl-C and SIGTERM reach the parent (bench.interrupt), which sends SIGTERM to the child (its
 container runners remove their containers on the way out) and, if it is still there after
-:data:`STOP_WAIT_S`, SIGKILL; the parent then records the task as interrupted, as before.
+:data:`STOP_WAIT_S`, SIGKILL; the parent then records the task as interrupted, as before. A parent
+killed with SIGKILL takes the child with it (the child watches it: :func:`_die_with_bench`).
 """
 
 from __future__ import annotations
@@ -210,6 +211,7 @@ def _child(
     from bench.tasks import execute_task, load_prepared
 
     os.setpgrp()
+    _die_with_bench()
     sys.path[:] = path
     from bench import registry
 
@@ -250,6 +252,28 @@ def _child(
     if limit_bytes is not None and rec.status == "failed" and "MemoryError" in (rec.error or ""):
         rec.error = f"out of memory (limit {limit_bytes / 1024**3:g} GB, --memory-limit): {rec.error}"
     rec.save(work / RECORD)
+
+
+def _die_with_bench() -> None:
+    """A watcher thread: when the bench process that started this child dies (SIGKILL, a crash: it
+    cannot stop the child then), the task is stopped as on SIGTERM (its containers removed), and
+    killed with what it started if it is still there :data:`STOP_WAIT_S` later. No orphan goes on
+    computing a task that the next run will run again."""
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        from multiprocessing.connection import wait
+
+        wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(STOP_WAIT_S)
+        _kill_tree(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="scgenbench-parent-watch", daemon=True).start()
 
 
 def _on_cuda(spec: TaskSpec, resolve_device) -> bool:

@@ -269,20 +269,26 @@ class SlurmExecutor:
                     "spec": spec.to_dict(),
                 }
             save_ledger(run_dir, ledger)
-            jobs = submit_group(
-                res,
-                specs,
-                run_dir,
-                run_id,
-                partition=self.partition,
-                account=self.account,
-                qos=self.qos,
-                sbatch_options=self.sbatch_options,
-                setup=self.setup,
-                array_parallelism=self.array_parallelism,
-                python=self.python,
-                job_name=name,
-            )
+            try:
+                jobs = submit_group(
+                    res,
+                    specs,
+                    run_dir,
+                    run_id,
+                    partition=self.partition,
+                    account=self.account,
+                    qos=self.qos,
+                    sbatch_options=self.sbatch_options,
+                    setup=self.setup,
+                    array_parallelism=self.array_parallelism,
+                    python=self.python,
+                    job_name=name,
+                )
+            except UserError:  # sbatch refused the array: nothing of it was submitted
+                for spec in specs:
+                    entries.pop(spec.key, None)
+                save_ledger(run_dir, ledger)
+                raise
             for spec, job in zip(specs, jobs, strict=True):
                 entry = entries[spec.key]
                 entry.pop("state", None)
