@@ -109,3 +109,24 @@ def test_summary_json_gives_the_same_headline(tmp_path):
 def test_colour_scale():
     assert headline.colour(0.0) == "#f4a582" and headline.colour(1.0) == "#78c679"
     assert headline.colour(2.0) == headline.colour(1.0) and headline.colour(np.nan) == "#eeeeee"
+
+
+def test_the_note_names_the_protocols_and_the_missing_seeds():
+    import pandas as pd
+
+    summary = pd.DataFrame(
+        {"dataset": ["toy"] * 2, "model": ["a"] * 2, "experiment": ["main", "main@pca-real"],
+         "metric": ["auc"] * 2, "params": [{"protocol": "genes"}, {"protocol": "pca-real"}]}
+    )  # fmt: skip
+    missing = pd.DataFrame(
+        [
+            {"dataset": "toy", "model": "a", "seed": s, "experiment": "main", "status": "not started"}
+            for s in (2, 1)
+        ]
+    )
+    empty = pd.DataFrame(columns=["dataset", "model", "mean", "sd", "n"])
+    inputs = headline.Inputs(summary, empty.assign(experiment=[], metric=[]), empty, missing, ["standard"],
+                             headline._protocols(summary))  # fmt: skip
+    note = headline._note(inputs, "toy")
+    assert "also scored in pca-real" in note and "Profile: standard" in note
+    assert note.endswith("Missing seeds: a seed 1, 2 (main, not started).")
