@@ -420,10 +420,16 @@ def test_output_that_breaks_the_contract_ends_the_task_with_one_line(docker_engi
     )
     gen = cls()
     fit_generator(gen, make_counts(40, 5, 2), work_dir=tmp_path / "w2")
-    with pytest.raises(
-        TaskFailed, match=r"toy: generated/counts.mtx has 2 columns \(genes\), the training data has 5"
-    ):
-        gen.generate({"t0": 2}, seed=0)
+    try:
+        with pytest.raises(
+            TaskFailed, match=r"toy: generated/counts.mtx has 2 columns \(genes\), the training data has 5"
+        ):
+            gen.generate({"t0": 2}, seed=0)
+    finally:  # the test's own image
+        label = f"org.scgenbench.manifest={folder.resolve() / 'scgenbench.toml'}"
+        for image in docker_engine.images.list(filters={"label": label}):
+            for tag in image.tags:
+                docker_engine.images.remove(tag, noprune=False)
 
 
 def test_without_the_loader_entry_point_a_registration_is_broken_not_lost(tmp_path, monkeypatch):
