@@ -45,11 +45,12 @@ class BrokenNB(NegativeBinomial):
 
 
 class SlowNB(NegativeBinomial):
-    """Fails on seed 2 the way a timeout does (transient: worth retrying)."""
+    """Fails on seed 2 the way a preempted job does (transient: worth retrying; a timeout is a limit
+    the user set, not transient: tests/test_task_limits.py)."""
 
     def fit(self, train, *args, **kwargs):
         if _seed(args, kwargs) == 2:
-            raise TaskFailed("slow: fit timed out after 5s and was killed")
+            raise TaskFailed("slow: the node was preempted while it fit")
         return super().fit(train, *args, **kwargs)
 
 

@@ -85,7 +85,7 @@ def headline_table(report: Report, dataset: str, selected: list[str] | None = No
     # the genes protocol's values (the main experiment's own) and the experiments'; the other
     # protocols' go to the protocol table (:func:`bench.report.tables.protocol_table`)
     keep = [protocol_of(e, p) in (None, "genes") for e, p in zip(sub.experiment, sub.params, strict=True)]
-    sub = sub[keep]
+    sub = sub[pd.Series(keep, index=sub.index, dtype=bool)]  # (a bare empty list would pick columns)
     models = order_models(sorted(set(sub.model)))
     if not models:
         return pd.DataFrame()
