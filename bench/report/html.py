@@ -258,25 +258,29 @@ def _paper_tables_html(dataset: str, tables: DatasetTables) -> str:
     """The main experiment's table and the paper-shaped tables of one dataset."""
     slug = _slug(dataset)
     parts = [
-        f'<h3 id="tables-{slug}">Tables: the main experiment and the paper\'s</h3>',
+        f'<h3 id="tables-{slug}">Tables: the main experiment and the paper\'s'
+        + (" (protocol genes; the other protocols below)" if tables.protocols else "")
+        + "</h3>",
         _box(table_html(tables.main)),
     ]
     parts.append(f'<p class="caption">{_esc(LEGEND[0].upper() + LEGEND[1:])} (here: highlighted).</p>')
     for title, df in tables.paper.items():
         parts.append(f"<h4>{_esc(title)}</h4>{_box(table_html(df))}")
+    # the paper's values in every evaluation protocol of the run (the paper's own among them)
+    for title, df in tables.protocols.items():
+        anchor = f' id="protocols-{slug}"' if title == PROTOCOLS_TITLE else ""
+        parts.append(f"<h4{anchor}>{_esc(title)}</h4>{_box(table_html(df))}")
+        if title == PROTOCOLS_TITLE:
+            parts.append(f'<p class="caption">{_esc(PROTOCOLS_LEGEND)}.</p>')
     return "".join(parts)
 
 
 def _suite_tables_html(dataset: str, tables: DatasetTables) -> str:
-    """The metric suite's tables, the tables per evaluation protocol and the scaled scores."""
+    """The metric suite's tables and the scaled scores."""
     slug = _slug(dataset)
     parts = []
     for group, df in tables.suite.items():
         parts.append(f"<h4>{_esc(group)}</h4>{_box(table_html(df))}")
-    for title, df in tables.protocols.items():
-        parts.append(f"<h4>{_esc(title)}</h4>{_box(table_html(df))}")
-        if title == PROTOCOLS_TITLE:
-            parts.append(f'<p class="caption">{_esc(PROTOCOLS_LEGEND)}.</p>')
     if not tables.scaled.empty:
         parts.append(f'<h4 id="scaled-{slug}">{_esc(SCALED_TITLE)}</h4>{_box(table_html(tables.scaled))}')
     return "".join(parts)
