@@ -109,10 +109,12 @@ def check_free(run_dir: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def run_dir_lock(run_dir: str | Path, *, command: list[str] | None = None, note=None) -> Iterator[None]:
-    """Hold the run dir's lock for the block. UserError (exit 2) naming the holder when a live
-    process holds it; a stale lock is taken over and ``note`` (a callable, e.g. console.print) is
-    told about it."""
+def run_dir_lock(
+    run_dir: str | Path, *, command: list[str] | None = None, note=None
+) -> Iterator[dict[str, Any] | None]:
+    """Hold the run dir's lock for the block, which gets the holder of a stale lock it took over
+    (else None). UserError (exit 2) naming the holder when a live process holds it; a stale lock is
+    taken over and ``note`` (a callable, e.g. console.print) is told about it."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = lock_path(run_dir)
@@ -143,7 +145,7 @@ def run_dir_lock(run_dir: str | Path, *, command: list[str] | None = None, note=
         os.pwrite(fd, json.dumps(holder).encode(), 0)
         os.fsync(fd)
         try:
-            yield
+            yield previous
         finally:
             # an empty file is a free lock: never unlink it (another process may hold it open)
             os.ftruncate(fd, 0)

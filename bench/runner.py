@@ -460,12 +460,14 @@ def run(
     executor = make_executor(spec.executor)  # validates executor settings before anything is written
     the_plan = plan(spec, progress=progress)
     note = None if console is None else (lambda line: console.print(line, markup=False, highlight=False))
-    with run_dir_lock(run_dir, command=argv, note=note):
+    with run_dir_lock(run_dir, command=argv, note=note) as stale:
         return _run_locked(spec, run_dir, the_plan, executor, force=force, progress=progress,
-                           console=console, detach=detach, argv=argv)  # fmt: skip
+                           console=console, detach=detach, argv=argv, stale=stale)  # fmt: skip
 
 
-def _run_locked(spec, run_dir, the_plan, executor, *, force, progress, console, detach, argv) -> RunResult:
+def _run_locked(
+    spec, run_dir, the_plan, executor, *, force, progress, console, detach, argv, stale=None
+) -> RunResult:
     """The part of :func:`run` that writes the run dir, under its lock (bench.runlock)."""
     from bench.api.sandbox import remove_leftovers
     from bench.interrupt import interruptible
@@ -479,6 +481,17 @@ def _run_locked(spec, run_dir, the_plan, executor, *, force, progress, console, 
                 soft_wrap=True,
             )
     with Store(run_dir) as store:
+        if stale is not None:  # its process died: what it was running is recorded, then run again
+            from bench.runlock import describe
+
+            orphans = store.fail_orphans(
+                f"killed: the `bench run` running it ({describe(stale)}) ended without recording it "
+                "(a kill signal or the out-of-memory killer)"
+            )
+            if orphans and console is not None:
+                console.print(
+                    f"recorded {len(orphans)} task(s) the dead run left running as failed", soft_wrap=True
+                )
         prov = provenance.collect(argv)
         prov["datasets"] = {d.name: {**d.info, "hash": d.hash} for d in the_plan.data.values()}
         prov["code"] = the_plan.code

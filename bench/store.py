@@ -343,6 +343,26 @@ class Store:
             c.execute("ROLLBACK")
             raise
 
+    def fail_orphans(self, reason: str) -> list[str]:
+        """Record as failed, with ``reason``, every task left ``running`` by a run of the local
+        executor (its `bench run` process died without recording it: a kill, the out-of-memory
+        killer); the keys. Tasks of Slurm runs are left to the Slurm ledger (their jobs may live on)."""
+        rows = self.conn.execute(
+            "SELECT t.key, r.spec FROM tasks t LEFT JOIN runs r ON r.run_id = t.run_id WHERE t.status = 'running'"
+        ).fetchall()
+        keys = []
+        for key, spec in rows:
+            executor = (json.loads(spec) if spec else {}).get("executor") or {}
+            if executor.get("name", "local") == "local":
+                keys.append(key)
+        with self.conn:
+            for key in keys:
+                self.conn.execute(
+                    "UPDATE tasks SET status = 'failed', error = ?, finished = ? WHERE key = ? AND status = 'running'",
+                    (reason, time.time(), key),
+                )
+        return keys
+
     def mark_state(self, spec: TaskSpec, run_id: int | None, status: str) -> None:
         """Note a task's progress without values (e.g. 'planned', 'submitted' by the Slurm executor);
         like :meth:`mark_running`, a task in such a state is not done and is redone on the next run,

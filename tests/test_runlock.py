@@ -122,3 +122,40 @@ def test_mark_running_never_flips_a_task_another_process_finished(tmp_path):
         store.write_record(spec, later, None)
         assert store.task_row(spec.key)["status"] == "failed"
         assert store.values().empty
+
+
+def test_tasks_a_dead_run_left_running_are_recorded_failed_then_rerun(tmp_path, capsys):
+    """Issue 32, finding 4: a `bench run` killed mid-task (SIGKILL, the out-of-memory killer) left
+    the task `running`. The next run, taking over the stale lock, records it failed with the reason
+    before it runs it again; a task of a Slurm run is left to the Slurm ledger."""
+    data = tmp_path / "d.h5ad"
+    make_counts(n_cells=90, n_genes=40).write_h5ad(data)
+    run_dir = tmp_path / "run"
+    args = ["run", "--models", "nb", "--dataset", str(data), "--label-key", "cell_type", "--metrics",
+            "mean_corr", "--experiments", "main", "--no-control", "--out", str(run_dir)]  # fmt: skip
+    assert main(args) == 0
+    with Store(run_dir) as store:
+        key = store.tasks().key.iloc[0]
+        store.conn.execute("UPDATE tasks SET status='running' WHERE key=?", (key,))  # as a kill leaves it
+        store.conn.commit()
+        slurm_run = store.add_run({"executor": {"name": "slurm"}}, {})
+        store.conn.execute(
+            "INSERT INTO tasks (key, run_id, status) VALUES ('slurm-task', ?, 'running')", (slurm_run,)
+        )
+        store.conn.commit()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    line = {"pid": dead.pid, "host": socket.gethostname(), "since": time.time(), "command": "bench run"}
+    lock_path(run_dir).write_text(json.dumps(line))
+    with Store(run_dir) as store:  # what the next run records first (the reason names the dead run)
+        assert store.fail_orphans("killed: test") == [key]
+        assert store.task_row(key)["status"] == "failed" and store.task_row(key)["error"] == "killed: test"
+        assert store.task_row("slurm-task")["status"] == "running"
+        store.conn.execute("UPDATE tasks SET status='running' WHERE key=?", (key,))
+        store.conn.commit()
+    capsys.readouterr()
+    assert main(args) == 0  # takes the stale lock over, records the orphan, reruns it
+    out = capsys.readouterr().out
+    assert "took over a stale lock" in out and "recorded 1 task(s) the dead run left running as failed" in out
+    with Store(run_dir) as store:
+        assert store.task_row(key)["status"] == "done"
