@@ -6,4 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC2046
-bench site --link $(find results -name summary.json -printf '%h\n' | sort) -o docs/site
+# the committed runs only (a local run dir under results/, e.g. results/quick, is not published)
+bench site --link $(git ls-files -- ':(glob)results/**/summary.json' | xargs -n1 dirname | sort -u) -o docs/site
