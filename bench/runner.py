@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -305,26 +305,16 @@ def protocol_tasks(
         joint = protocol.endswith(":joint")
         for task in mains:
             same_seed = {t.model: t.key for t in mains if t.seed == task.seed}
-            out.append(
-                TaskSpec(
-                    dataset=task.dataset,
-                    data=task.data,
-                    data_hash=task.data_hash,
-                    model=task.model,
-                    params=task.params,
-                    seed=task.seed,
+            out.append(  # the main task's spec with the protocol's experiment, metrics and inputs
+                replace(
+                    task,
                     experiment=protocol_experiment(protocol),
                     metrics=pmetrics,
-                    profile=task.profile,
-                    rare_class=task.rare_class,
-                    device=task.device,
-                    timeout_s=task.timeout_s,
-                    memory_gb=task.memory_gb,
-                    generation=task.generation,
-                    code=task.code,
                     scoring=scoring_of(pmetrics),
                     protocol=protocol,
                     inputs=same_seed if joint else {task.model: task.key},
+                    keep_generated=False,
+                    key="",  # recomputed from the fields
                 )
             )
     return out

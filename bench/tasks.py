@@ -236,16 +236,6 @@ def execute_task(
                 f"the task was planned on data {spec.data_hash} but handed data {data.hash} ({data.name})"
             )
         data = data or _prepared(spec, progress)
-        pipe = Pipeline(
-            spec.model,
-            spec.params,
-            data.train,
-            data.label_key,
-            device=device,
-            work_dir=work_dir / "model",
-            timeout_s=spec.timeout_s,
-            progress=progress,
-        )
         ctx = EvalContext(
             dataset=spec.dataset,
             train=data.train,
@@ -258,14 +248,25 @@ def execute_task(
         )
         if shared_dir is not None:
             ctx.share_on_disk(shared_dir, spec.data_hash)
-        if spec.protocol != "genes":
+        if spec.protocol != "genes":  # fits nothing: scores the main tasks' kept cells
             _protocol_experiment(spec, ctx, data, rec, kept_dir, shared_dir, work_dir)
-        elif spec.experiment == "main":
-            _main_experiment(spec, pipe, ctx, data, rec, kept_dir)
         else:
-            options = spec.metrics.get(spec.experiment, {})
-            out = score(spec.experiment, ctx, pipe.fit_generate, seed=spec.seed, options=options)
-            _collect(rec, spec.experiment, out)
+            pipe = Pipeline(
+                spec.model,
+                spec.params,
+                data.train,
+                data.label_key,
+                device=device,
+                work_dir=work_dir / "model",
+                timeout_s=spec.timeout_s,
+                progress=progress,
+            )
+            if spec.experiment == "main":
+                _main_experiment(spec, pipe, ctx, data, rec, kept_dir)
+            else:
+                options = spec.metrics.get(spec.experiment, {})
+                out = score(spec.experiment, ctx, pipe.fit_generate, seed=spec.seed, options=options)
+                _collect(rec, spec.experiment, out)
         rec.status = "done"
     except UserError as exc:
         rec.error = f"{exc}"

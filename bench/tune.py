@@ -151,7 +151,8 @@ def tune(
         )
         rows.append(row)
         if console is not None:
-            scores = ", ".join(f"{label_of(v)} {row[v]:.4g}" for v in row if v in _score_keys() - BUDGET_KEYS)
+            scored = _score_keys() - BUDGET_KEYS
+            scores = ", ".join(f"{label_of(v)} {row[v]:.4g}" for v in row if v in scored)
             console.print(f"[{i}/{len(points)}] {shown}: {scores}, {row['fit_seconds']:.0f} s")
     higher = direction_of(ranked_by()) == "higher"
     table = (
