@@ -1,9 +1,14 @@
-"""Hard limits for a task: with a wall-clock limit (``--timeout``) or a memory cap
-(``--memory-limit``), the local executor runs each task in a child process that can be killed.
+"""Hard limits for every task: the local executor runs each task in a child process that can be
+killed, under a wall-clock limit (``--timeout``) and a memory cap (``--memory-limit``, by default
+:data:`DEFAULT_MEMORY_FRACTION` of the memory available when the task starts: :func:`default_memory_gb`);
+a Slurm job runs its task the same way (bench.executors.slurm.submit.run_task).
 
-The child is started from a forkserver (bench and its imports loaded once, so a task does not pay for
-importing them again), reads its prepared data from the dataset cache (checked against its sha256;
-never prepared again), and writes its record to the task's work dir, which the parent reads back.
+The local executor's children are forked from a forkserver (bench, torch, scanpy and the plugins
+imported once, so a task does not pay for importing them again), started in the background when the
+run starts (:func:`start_server`), while the datasets are prepared. A child reads its prepared data
+from the dataset cache (checked against its sha256; never prepared again), takes the parent's
+environment and working directory, and writes its record to the task's work dir, which the parent
+reads back. A Slurm job, which runs one task, forks its child directly (nothing to import twice).
 The parent waits and kills the child (and whatever it started) when the task runs past its limit or
 its memory passes the cap; the task is then recorded as failed with the reason, never left
 ``running``:
@@ -13,10 +18,11 @@ its memory passes the cap; the task is then recorded as failed with the reason, 
   clearer message, comes first); past it the child is killed: "killed: exceeded the 600 s task limit";
 * memory: ``RLIMIT_AS`` in the child (an allocation past the cap fails with MemoryError, which
   the task records), and the parent kills the child when its resident memory (with its own children)
-  passes the cap: "killed: out of memory (limit 8 GB)". On a CUDA device RLIMIT_AS is not set (the
-  CUDA driver reserves far more address space than it uses); the resident-memory check still holds;
+  passes the cap: "killed: out of memory (limit 8 GB, --memory-limit)". On a CUDA device RLIMIT_AS
+  is not set (the CUDA driver reserves far more address space than it uses); the resident-memory
+  check still holds;
 * a child killed by a signal it did not get from the parent (the kernel's out-of-memory killer, a
-  segfault) is recorded as "killed by SIGKILL ...".
+  segfault) is recorded as "killed by SIGKILL ...", and the run goes on.
 
 Ctrl-C and SIGTERM reach the parent (bench.interrupt), which sends SIGTERM to the child (its
 container runners remove their containers on the way out) and, if it is still there after
@@ -32,6 +38,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,19 +49,95 @@ GRACE_S = 5.0  # past timeout_s before the child is killed (the cooperative dead
 POLL_S = 0.2  # how often the parent checks the child's time and memory
 STOP_WAIT_S = 10.0  # after SIGTERM, how long the child has to clean up before SIGKILL
 RECORD = ".child-record.npz"  # where the child leaves its record in the task's work dir
+# the default memory cap: this fraction of the memory available when a task starts (the machine's,
+# or less where a cgroup or the Slurm job's --mem allows less); SCGENBENCH_MEMORY_FRACTION sets it
+DEFAULT_MEMORY_FRACTION = 0.8
+PRELOAD = ["bench.executors.isolated", "bench.executors.preload"]
 
 
-def needs_child(spec: TaskSpec) -> bool:
-    """Whether ``spec`` runs in a killable child process: it has a time limit or a memory cap."""
-    return spec.timeout_s is not None or spec.memory_gb is not None
-
-
-def _context():
-    ctx = multiprocessing.get_context("forkserver")
-    # the forkserver imports these once (bench.executors.preload: torch, scanpy, the plugins); each
-    # child is forked from it with them loaded
-    ctx.set_forkserver_preload(["bench.executors.isolated", "bench.executors.preload"])
+def _context(method: str = "forkserver"):
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        # the forkserver imports these once (bench.executors.preload: torch, scanpy, the plugins);
+        # each child is forked from it with them loaded
+        ctx.set_forkserver_preload(PRELOAD)
     return ctx
+
+
+def start_server() -> None:
+    """Start the forkserver now, in the background: it imports torch, scanpy and the plugins (about
+    10 s) while the caller goes on (the runner prepares the datasets meanwhile); the first task's
+    child waits for it only if it is not ready yet. Does nothing when it is already running."""
+    from multiprocessing import forkserver
+
+    _context()
+    forkserver.ensure_running()
+
+
+def default_memory_gb() -> tuple[float, str]:
+    """The memory cap of a task run without ``--memory-limit``, in GB, and how it was found:
+    :data:`DEFAULT_MEMORY_FRACTION` (or ``$SCGENBENCH_MEMORY_FRACTION``) of the memory available
+    now, where available is the least of the machine's available memory, the room left under this
+    process's cgroup memory limit (a container, a Slurm job with cgroups) and a Slurm job's
+    ``--mem`` (``$SLURM_MEM_PER_NODE``)."""
+    import psutil
+
+    from bench.api.errors import UserError
+
+    raw = os.environ.get("SCGENBENCH_MEMORY_FRACTION")
+    fraction = DEFAULT_MEMORY_FRACTION
+    if raw:
+        try:
+            fraction = float(raw)
+        except ValueError:
+            fraction = -1.0
+        if not 0 < fraction <= 1:
+            raise UserError(
+                f"SCGENBENCH_MEMORY_FRACTION must be a number in (0, 1], got {raw!r}",
+                "e.g. SCGENBENCH_MEMORY_FRACTION=0.5, or unset it (default 0.8), or pass --memory-limit GB",
+            )
+    room = {"available memory": psutil.virtual_memory().available}
+    cgroup = _cgroup_room()
+    if cgroup is not None:
+        room["cgroup room"] = cgroup
+    slurm = os.environ.get("SLURM_MEM_PER_NODE", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        room["the Slurm job's --mem"] = int(slurm) * 1024**2
+    what, least = min(room.items(), key=lambda item: item[1])
+    gb = max(fraction * least / 1024**3, 0.1)
+    return gb, f"the default, {fraction:g} of the {least / 1024**3:.1f} GB {what}"
+
+
+def _cgroup_room() -> int | None:
+    """Bytes left under this process's cgroup memory limit (v2 ``memory.max``, v1
+    ``memory.limit_in_bytes``), None when there is no limit or no cgroup file to read."""
+    root = Path("/sys/fs/cgroup")
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    paths = {}
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        paths[controllers] = path.lstrip("/")
+    candidates = []
+    if "" in paths:  # cgroup v2
+        candidates += [(root / paths[""] / "memory.max", root / paths[""] / "memory.current")]
+    v1 = next((p for c, p in paths.items() if "memory" in c.split(",")), None)
+    if v1 is not None:
+        base = root / "memory"
+        candidates += [(base / v1 / "memory.limit_in_bytes", base / v1 / "memory.usage_in_bytes")]
+        candidates += [(base / "memory.limit_in_bytes", base / "memory.usage_in_bytes")]
+    for limit_file, usage_file in candidates:
+        try:
+            limit = limit_file.read_text().strip()
+            usage = int(usage_file.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:
+            return max(int(limit) - usage, 0)
+        return None
+    return None
 
 
 def _registrations() -> bytes:
@@ -68,14 +151,18 @@ def _registrations() -> bytes:
     except Exception as exc:
         raise UserError(
             f"a plugin registered at run time cannot be handed to a task's child process ({exc})",
-            "define it at the top level of an importable module, or run without --timeout/--memory-limit",
+            "define it at the top level of an importable module, or run with --in-process",
         ) from None
 
 
-def run_isolated(spec: TaskSpec, run_dir, run_id, *, data=None, work: Path) -> TaskRecord:
+def run_isolated(
+    spec: TaskSpec, run_dir, run_id, *, data=None, work: Path, method: str = "forkserver"
+) -> TaskRecord:
     """Run ``spec`` in a child process under its limits and return its record (a failed one with the
-    reason when the child was killed or died). A KeyboardInterrupt (bench.interrupt) stops the child
-    first, then goes on up for the caller (bench.executors.base.run_one) to record."""
+    reason when the child was killed or died). ``method``: how the child starts, "forkserver" (the
+    local executor: many tasks, imports paid once) or "fork" (a Slurm job: one task, nothing
+    imported yet). A KeyboardInterrupt (bench.interrupt) stops the child first, then goes on up for
+    the caller (bench.executors.base.run_one) to record."""
     work.mkdir(parents=True, exist_ok=True)
     record = work / RECORD
     record.unlink(missing_ok=True)
@@ -84,8 +171,16 @@ def run_isolated(spec: TaskSpec, run_dir, run_id, *, data=None, work: Path) -> T
         cached = Path(str(data.info.get("cache_path", "")))
         if (cached / "sha256.json").is_file():
             folder = str(cached)
-    limit_bytes = None if spec.memory_gb is None else int(spec.memory_gb * 1024**3)
-    ctx = _context()
+    if spec.memory_gb is not None:
+        limit_gb, source = spec.memory_gb, "--memory-limit"
+    else:
+        limit_gb, source = default_memory_gb()
+        limit_gb = float(f"{limit_gb:.3g}")
+        source += "; --memory-limit to set it"
+    cap = f"limit {limit_gb:g} GB, {source}"
+    if method == "fork" and threading.active_count() > 1:  # forking a threaded process is unsafe
+        method = "forkserver"
+    ctx = _context(method)
     proc = ctx.Process(
         target=_child,
         args=(
@@ -96,7 +191,10 @@ def run_isolated(spec: TaskSpec, run_dir, run_id, *, data=None, work: Path) -> T
             folder,
             _registrations(),
             list(sys.path),
-            limit_bytes,
+            int(limit_gb * 1024**3),
+            cap,
+            dict(os.environ),
+            os.getcwd(),
         ),
         name=f"scgenbench-task-{spec.key}",
     )
@@ -111,13 +209,16 @@ def run_isolated(spec: TaskSpec, run_dir, run_id, *, data=None, work: Path) -> T
                 break
             if spec.timeout_s is not None and time.monotonic() - t0 > spec.timeout_s + GRACE_S:
                 killed = f"killed: exceeded the {spec.timeout_s:g} s task limit (--timeout; fit, generate and score together)"
-            elif limit_bytes is not None and _resident(proc.pid) > limit_bytes:
-                killed = f"killed: out of memory (limit {spec.memory_gb:g} GB, --memory-limit)"
+            elif _resident(proc.pid) > limit_gb * 1024**3:
+                killed = f"killed: out of memory ({cap})"
             if killed:
                 _kill_tree(proc.pid, signal.SIGKILL)
                 proc.join()
                 break
-    except KeyboardInterrupt:
+    except Exception as exc:  # raised by a signal handler while waiting (submitit's SIGUSR2 in a job)
+        _stop(proc)
+        killed = f"{type(exc).__name__}: {exc}"
+    except BaseException:  # KeyboardInterrupt (recorded by the caller), SystemExit (a requeue)
         _stop(proc)
         raise
     if killed is None and proc.exitcode == 0 and record.is_file():
@@ -125,7 +226,7 @@ def run_isolated(spec: TaskSpec, run_dir, run_id, *, data=None, work: Path) -> T
         record.unlink(missing_ok=True)
         return rec
     if killed is None:
-        killed = _died(proc.exitcode, spec)
+        killed = _died(proc.exitcode, cap)
     from bench.api.sandbox import remove_task_containers
 
     removed = remove_task_containers(run_dir, spec.key)
@@ -134,16 +235,16 @@ def run_isolated(spec: TaskSpec, run_dir, run_id, *, data=None, work: Path) -> T
     return TaskRecord(key=spec.key, status="failed", started=started, finished=time.time(), error=killed)
 
 
-def _died(code: int | None, spec: TaskSpec) -> str:
-    """Why a child that was not killed by the parent ended without a record."""
-    cap = f" (limit {spec.memory_gb:g} GB, --memory-limit)" if spec.memory_gb is not None else ""
+def _died(code: int | None, cap: str) -> str:
+    """Why a child that was not killed by the parent ended without a record (``cap``: its memory
+    limit and where it came from)."""
     if code is not None and code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
         if -code == signal.SIGKILL:
-            return f"killed by SIGKILL: most likely out of memory (the kernel's out-of-memory killer){cap}"
-        return f"killed by {name}" + (f": possibly out of memory{cap}" if cap else "")
-    if code == 3 and cap:
-        return f"killed: out of memory{cap} while loading the data"
+            return f"killed by SIGKILL: most likely out of memory (the kernel's out-of-memory killer; {cap})"
+        return f"killed by {name}: possibly out of memory ({cap})"
+    if code == 3:
+        return f"killed: out of memory ({cap}) while loading the data"
     return f"killed: the task's process exited with code {code} without a result"
 
 
@@ -200,36 +301,45 @@ def _child(
     folder: str | None,
     registrations: bytes,
     path: list[str],
-    limit_bytes: int | None,
+    limit_bytes: int,
+    cap: str,
+    environ: dict[str, str],
+    cwd: str,
 ) -> None:
     """The child: its own process group (a terminal's Ctrl-C reaches the parent, which stops it),
-    the memory cap, the parent's run-time plugins, the data from the cache, then the task; its
-    record goes to the work dir. SIGTERM from the parent stops the task (containers removed)."""
+    the parent's environment and working directory (the forkserver started before either may have
+    changed), the memory cap, the parent's run-time plugins, the data from the cache, then the task;
+    its record goes to the work dir. SIGTERM from the parent stops the task (containers removed);
+    SIGUSR2 (a Slurm job's warning before its time limit) is the parent's to handle."""
     from bench.api.contract import resolve_device
     from bench.api.sandbox import task_scope
     from bench.interrupt import interruptible
     from bench.tasks import execute_task, load_prepared
 
     os.setpgrp()
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     _die_with_bench()
+    os.environ.clear()
+    os.environ.update(environ)
+    os.chdir(cwd)
     sys.path[:] = path
     from bench import registry
 
     for kind, plugins in pickle.loads(registrations).items():
         registry._EXTRA.setdefault(kind, {}).update(plugins)
     spec = TaskSpec.from_dict(spec_dict)
-    if limit_bytes is not None and not _on_cuda(spec, resolve_device):
+    if not _on_cuda(spec, resolve_device):
         import resource
 
         import psutil
 
         # the cap on top of the address space the loaded libraries already take (torch alone maps
         # gigabytes it never touches): what the task allocates beyond them
-        cap = psutil.Process().memory_info().vms + limit_bytes
+        limit = psutil.Process().memory_info().vms + limit_bytes
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         if hard != resource.RLIM_INFINITY:
-            cap = min(cap, hard)
-        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     work = Path(work_dir)
     try:
         with interruptible():
@@ -249,8 +359,8 @@ def _child(
         os._exit(128 + getattr(exc, "signum", signal.SIGINT))
     except MemoryError:  # the cap hit while loading the data, before the task could catch it
         os._exit(3)
-    if limit_bytes is not None and rec.status == "failed" and "MemoryError" in (rec.error or ""):
-        rec.error = f"out of memory (limit {limit_bytes / 1024**3:g} GB, --memory-limit): {rec.error}"
+    if rec.status == "failed" and "MemoryError" in (rec.error or ""):
+        rec.error = f"out of memory ({cap}): {rec.error}"
     rec.save(work / RECORD)
 
 
@@ -259,8 +369,6 @@ def _die_with_bench() -> None:
     cannot stop the child then), the task is stopped as on SIGTERM (its containers removed), and
     killed with what it started if it is still there :data:`STOP_WAIT_S` later. No orphan goes on
     computing a task that the next run will run again."""
-    import threading
-
     parent = multiprocessing.parent_process()
     if parent is None:
         return
@@ -283,4 +391,4 @@ def _on_cuda(spec: TaskSpec, resolve_device) -> bool:
         return False
 
 
-__all__ = ["GRACE_S", "needs_child", "run_isolated"]
+__all__ = ["DEFAULT_MEMORY_FRACTION", "GRACE_S", "default_memory_gb", "run_isolated", "start_server"]

@@ -16,7 +16,9 @@ from bench.tasks import TaskRecord, TaskSpec
 
 
 def run_task(spec_dict: dict[str, Any], run_dir: str, run_id: int | None = None) -> str:
-    """Job entry point: execute one task and write its record file (never the store). SIGTERM
+    """Job entry point: execute one task in a child process under its time limit and memory cap (as
+    the local executor does: bench.executors.isolated; a killed child leaves a failed record with
+    the reason) and write its record file (never the store). SIGTERM
     (scancel, the time limit, preemption; Slurm sends SIGKILL KillWait seconds later) and SIGINT
     stop the task, remove its containers and record it as failed with the reason."""
     from bench.interrupt import interruptible
@@ -28,7 +30,9 @@ def run_task(spec_dict: dict[str, Any], run_dir: str, run_id: int | None = None)
     try:
         # after submitit's own handlers (it ignores SIGTERM, expecting SIGUSR2 before a requeue)
         with interruptible():
-            rec = run_one(spec, run_dir, run_id, context="Slurm: scancel, time limit or preemption")
+            rec = run_one(
+                spec, run_dir, run_id, context="Slurm: scancel, time limit or preemption", child="fork"
+            )
     except KeyboardInterrupt as exc:
         rec = getattr(exc, "record", None) or TaskRecord(
             key=spec.key,
