@@ -94,7 +94,7 @@ def plugin(tmp_path, monkeypatch):
     sys.modules.pop("limits_plugin", None)
 
 
-def _run(tmp_path, model, timeout=None, memory=None, in_process=False):
+def _run(tmp_path, model, timeout=None, memory=None, in_process=False, seeds=(0,)):
     """`bench run` of one task through the runner (its exit code: 0, 1 failed, 128+N interrupted) and
     the console's text."""
     from rich.console import Console
@@ -108,7 +108,7 @@ def _run(tmp_path, model, timeout=None, memory=None, in_process=False):
         data.parent.mkdir(parents=True, exist_ok=True)
         make_counts(n_cells=120, n_genes=60, n_types=3, seed=2).write_h5ad(data)
     run_dir = tmp_path / "run"
-    spec = build_spec(None, models=[model], control=False, datasets=[str(data)], label_key="cell_type",
+    spec = build_spec(None, models=model.split(","), seeds=list(seeds), control=False, datasets=[str(data)], label_key="cell_type",
                       metrics=["mean_corr"], experiments=["main"], timeout_s=timeout, memory_gb=memory,
                       executor={"name": "local", "in_process": True} if in_process else None)  # fmt: skip
     out = io.StringIO()
@@ -224,15 +224,32 @@ def test_the_default_cap_follows_the_memory_available(monkeypatch):
 
 
 def test_without_options_tasks_run_in_a_child(tmp_path, monkeypatch):
-    """No --timeout, no --memory-limit: still a child process per task (the hard limits hold)."""
+    """No --timeout, no --memory-limit: still a child process per task (the hard limits hold); two
+    tasks share one child while it lives (what their libraries compile once is not compiled again)."""
     from bench.executors import isolated
 
-    calls = []
-    real = isolated.run_isolated
-    monkeypatch.setattr(isolated, "run_isolated", lambda *a, **k: calls.append(a[0].key) or real(*a, **k))
-    rc, run_dir, _ = _run(tmp_path, "nb")
-    assert rc == 0 and len(calls) == 1
-    assert _only_task(run_dir)[0] == "done"
+    pids = []
+    real = isolated.TaskProcess.run
+
+    def run(self, *args, **kwargs):
+        rec = real(self, *args, **kwargs)
+        pids.append(self.proc.pid)
+        return rec
+
+    monkeypatch.setattr(isolated.TaskProcess, "run", run)
+    rc, run_dir, _ = _run(tmp_path, "nb", seeds=[0, 1])
+    assert rc == 0 and len(pids) == 2 and pids[0] == pids[1] != os.getpid()
+    with Store(run_dir, create=False) as store:
+        assert set(store.tasks().status) == {"done"}
+
+
+def test_a_fresh_child_follows_a_killed_one(plugin, tmp_path):
+    """The task after a killed one runs in a new child and is done."""
+    rc, run_dir, _ = _run(tmp_path, "suicidal,nb")
+    assert rc == 1
+    with Store(run_dir, create=False) as store:
+        tasks = store.tasks()
+        assert dict(zip(tasks.model, tasks.status, strict=True)) == {"suicidal": "failed", "nb": "done"}
 
 
 def test_in_process_runs_tasks_in_this_process(tmp_path, monkeypatch):
@@ -242,7 +259,7 @@ def test_in_process_runs_tasks_in_this_process(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a child process was started")
 
-    monkeypatch.setattr(isolated, "run_isolated", refuse)
+    monkeypatch.setattr(isolated.TaskProcess, "__init__", refuse)
     monkeypatch.setattr(isolated, "start_server", refuse)
     rc, run_dir, _ = _run(tmp_path, "nb", in_process=True)
     assert rc == 0

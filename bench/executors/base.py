@@ -95,13 +95,10 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def run_one(
-    spec: TaskSpec, run_dir, run_id, *, data=None, context: str = "", child: str | None = "forkserver"
-) -> TaskRecord:
-    """Execute one task with its containers labelled (run dir, run id, task key): in a child process
-    killed at the task's time limit or memory cap (bench.executors.isolated), started by ``child``
-    ("forkserver" for the local executor, "fork" in a Slurm job), or with ``child=None`` in this
-    process (``--in-process``: no hard limits). On SIGTERM/SIGINT
+def run_one(spec: TaskSpec, run_dir, run_id, *, data=None, context: str = "", child=None) -> TaskRecord:
+    """Execute one task with its containers labelled (run dir, run id, task key): in ``child``, a
+    :class:`bench.executors.isolated.TaskProcess`, killed at the task's time limit or memory cap, or
+    with ``child=None`` in this process (``--in-process``: no hard limits). On SIGTERM/SIGINT
     (bench.interrupt) the task's containers are removed, its failed record (the reason, the log
     tail) becomes the :class:`~bench.interrupt.Interrupted`'s ``record`` for the caller to save (a
     plain KeyboardInterrupt goes on up as an Interrupted by SIGINT), and the interruption goes on up."""
@@ -112,9 +109,7 @@ def run_one(
     work = task_dir(run_dir, spec)
     try:
         if child is not None:
-            from bench.executors.isolated import run_isolated
-
-            return run_isolated(spec, run_dir, run_id, data=data, work=work, method=child)
+            return child.run(spec, run_dir, run_id, data=data, work=work)
         with task_scope(run_dir, run_id, spec.key):
             return execute_task(
                 spec,

@@ -155,84 +155,125 @@ def _registrations() -> bytes:
         ) from None
 
 
-def run_isolated(
-    spec: TaskSpec, run_dir, run_id, *, data=None, work: Path, method: str = "forkserver"
-) -> TaskRecord:
-    """Run ``spec`` in a child process under its limits and return its record (a failed one with the
-    reason when the child was killed or died). ``method``: how the child starts, "forkserver" (the
-    local executor: many tasks, imports paid once) or "fork" (a Slurm job: one task, nothing
-    imported yet). A KeyboardInterrupt (bench.interrupt) stops the child first, then goes on up for
-    the caller (bench.executors.base.run_one) to record."""
-    work.mkdir(parents=True, exist_ok=True)
-    record = work / RECORD
-    record.unlink(missing_ok=True)
-    folder = None
-    if data is not None:
-        cached = Path(str(data.info.get("cache_path", "")))
-        if (cached / "sha256.json").is_file():
-            folder = str(cached)
-    if spec.memory_gb is not None:
-        limit_gb, source = spec.memory_gb, "--memory-limit"
-    else:
-        limit_gb, source = default_memory_gb()
-        limit_gb = float(f"{limit_gb:.3g}")
-        source += "; --memory-limit to set it"
-    cap = f"limit {limit_gb:g} GB, {source}"
-    if method == "fork" and threading.active_count() > 1:  # forking a threaded process is unsafe
-        method = "forkserver"
-    ctx = _context(method)
-    proc = ctx.Process(
-        target=_child,
-        args=(
-            spec.to_dict(),
-            str(run_dir),
-            run_id,
-            str(work),
-            folder,
-            _registrations(),
-            list(sys.path),
-            int(limit_gb * 1024**3),
-            cap,
-            dict(os.environ),
-            os.getcwd(),
-        ),
-        name=f"scgenbench-task-{spec.key}",
-    )
-    started = time.time()
-    t0 = time.monotonic()
-    proc.start()
-    killed: str | None = None
-    try:
-        while True:
-            proc.join(POLL_S)
-            if proc.exitcode is not None:
-                break
-            if spec.timeout_s is not None and time.monotonic() - t0 > spec.timeout_s + GRACE_S:
-                killed = f"killed: exceeded the {spec.timeout_s:g} s task limit (--timeout; fit, generate and score together)"
-            elif _resident(proc.pid) > limit_gb * 1024**3:
-                killed = f"killed: out of memory ({cap})"
-            if killed:
-                _kill_tree(proc.pid, signal.SIGKILL)
-                proc.join()
-                break
-    except Exception as exc:  # raised by a signal handler while waiting (submitit's SIGUSR2 in a job)
-        _stop(proc)
-        killed = f"{type(exc).__name__}: {exc}"
-    except BaseException:  # KeyboardInterrupt (recorded by the caller), SystemExit (a requeue)
-        _stop(proc)
-        raise
-    if killed is None and proc.exitcode == 0 and record.is_file():
-        rec = TaskRecord.load(record)
-        record.unlink(missing_ok=True)
-        return rec
-    if killed is None:
-        killed = _died(proc.exitcode, cap)
-    from bench.api.sandbox import remove_task_containers
+class TaskProcess:
+    """The child process that runs tasks, one after the other, each under its limits: started on the
+    first task, kept for the next ones (so what a task's libraries compile or cache once, such as
+    UMAP's numba code, is not paid again by every task, as in the bench process), and replaced by a
+    fresh one after a task whose child was killed or died. ``method``: how it starts, "forkserver"
+    (the local executor: bench, torch and scanpy imported once by the server) or "fork" (a Slurm
+    job, which runs one task). :meth:`close` ends it."""
 
-    removed = remove_task_containers(run_dir, spec.key)
-    if removed:
-        killed += f"; removed its container(s) {', '.join(removed)}"
-    return TaskRecord(key=spec.key, status="failed", started=started, finished=time.time(), error=killed)
+    def __init__(self, method: str = "forkserver"):
+        self.method = method
+        self.proc = None
+        self.conn = None
+
+    def _start(self) -> None:
+        method = self.method
+        if method == "fork" and threading.active_count() > 1:  # forking a threaded process is unsafe
+            method = "forkserver"
+        ctx = _context(method)
+        parent_end, child_end = ctx.Pipe()
+        self.proc = ctx.Process(target=_child, args=(child_end,), name="scgenbench-task")
+        self.proc.start()
+        child_end.close()
+        self.conn = parent_end
+
+    def close(self) -> None:
+        """End the child process (it finishes no task: it waits for the next one)."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+        self.proc.join(STOP_WAIT_S)
+        if self.proc.exitcode is None:
+            _kill_tree(self.proc.pid, signal.SIGKILL)
+            self.proc.join()
+        self.conn.close()
+        self.proc = self.conn = None
+
+    def _drop(self) -> None:
+        """Forget a child that was killed or died (the next task starts a fresh one)."""
+        if self.proc is not None:
+            self.proc.join()
+            self.conn.close()
+        self.proc = self.conn = None
+
+    def run(self, spec: TaskSpec, run_dir, run_id, *, data=None, work: Path) -> TaskRecord:
+        """Run ``spec`` in the child under its limits and return its record (a failed one with the
+        reason when the child was killed or died). A KeyboardInterrupt (bench.interrupt) stops the
+        child first, then goes on up for the caller (bench.executors.base.run_one) to record."""
+        work.mkdir(parents=True, exist_ok=True)
+        record = work / RECORD
+        record.unlink(missing_ok=True)
+        folder = None
+        if data is not None:
+            cached = Path(str(data.info.get("cache_path", "")))
+            if (cached / "sha256.json").is_file():
+                folder = str(cached)
+        if spec.memory_gb is not None:
+            limit_gb, source = spec.memory_gb, "--memory-limit"
+        else:
+            limit_gb, source = default_memory_gb()
+            limit_gb = float(f"{limit_gb:.3g}")
+            source += "; --memory-limit to set it"
+        cap = f"limit {limit_gb:g} GB, {source}"
+        if self.proc is None or self.proc.exitcode is not None:
+            self._drop()
+            self._start()
+        job = (spec.to_dict(), str(run_dir), run_id, str(work), folder, _registrations(), list(sys.path),
+               int(limit_gb * 1024**3), cap, dict(os.environ), os.getcwd())  # fmt: skip
+        started = time.time()
+        t0 = time.monotonic()
+        killed: str | None = None
+        answered = False
+        try:
+            self.conn.send(job)
+            while True:
+                if self.conn.poll(POLL_S):
+                    with contextlib.suppress(EOFError, OSError):
+                        answered = self.conn.recv() == "done"
+                    break
+                if self.proc.exitcode is not None:
+                    break
+                if spec.timeout_s is not None and time.monotonic() - t0 > spec.timeout_s + GRACE_S:
+                    killed = f"killed: exceeded the {spec.timeout_s:g} s task limit (--timeout; fit, generate and score together)"
+                elif _resident(self.proc.pid) > limit_gb * 1024**3:
+                    killed = f"killed: out of memory ({cap})"
+                if killed:
+                    _kill_tree(self.proc.pid, signal.SIGKILL)
+                    break
+        except Exception as exc:  # raised by a signal handler while waiting (submitit's SIGUSR2 in a job)
+            self._stop()
+            killed = f"{type(exc).__name__}: {exc}"
+        except BaseException:  # KeyboardInterrupt (recorded by the caller), SystemExit (a requeue)
+            self._stop()
+            raise
+        if killed is None and answered and record.is_file():
+            rec = TaskRecord.load(record)
+            record.unlink(missing_ok=True)
+            return rec
+        if self.proc is not None:
+            self.proc.join(STOP_WAIT_S)  # it died or was killed: its exit code says how
+            code = self.proc.exitcode
+            if code is None:
+                _kill_tree(self.proc.pid, signal.SIGKILL)
+            self._drop()
+        else:
+            code = None
+        if killed is None:
+            killed = _died(code, cap)
+        from bench.api.sandbox import remove_task_containers
+
+        removed = remove_task_containers(run_dir, spec.key)
+        if removed:
+            killed += f"; removed its container(s) {', '.join(removed)}"
+        return TaskRecord(key=spec.key, status="failed", started=started, finished=time.time(), error=killed)
+
+    def _stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self._drop()
 
 
 def _died(code: int | None, cap: str) -> str:
@@ -293,7 +334,30 @@ def _stop(proc) -> None:
             proc.join()
 
 
-def _child(
+def _child(conn) -> None:
+    """The child: its own process group (a terminal's Ctrl-C reaches the parent, which stops it),
+    then one task after the other as the parent sends them, until it sends None. For each: the
+    parent's environment and working directory (the forkserver started before either may have
+    changed), the memory cap, the parent's run-time plugins, the data from the cache (kept for the
+    next task), then the task; its record goes to the work dir and "done" to the parent. SIGTERM
+    from the parent stops the task (containers removed); SIGUSR2 (a Slurm job's warning before its
+    time limit) is the parent's to handle."""
+    os.setpgrp()
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    _die_with_bench()
+    loaded: dict[str, Any] = {}
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        _one_task(*job, loaded=loaded)
+        conn.send("done")
+
+
+def _one_task(
     spec_dict: dict[str, Any],
     run_dir: str,
     run_id,
@@ -305,20 +369,15 @@ def _child(
     cap: str,
     environ: dict[str, str],
     cwd: str,
+    *,
+    loaded: dict[str, Any],
 ) -> None:
-    """The child: its own process group (a terminal's Ctrl-C reaches the parent, which stops it),
-    the parent's environment and working directory (the forkserver started before either may have
-    changed), the memory cap, the parent's run-time plugins, the data from the cache, then the task;
-    its record goes to the work dir. SIGTERM from the parent stops the task (containers removed);
-    SIGUSR2 (a Slurm job's warning before its time limit) is the parent's to handle."""
+    """One task in the child (:func:`_child`); ``loaded``: the prepared data read so far, by folder."""
     from bench.api.contract import resolve_device
     from bench.api.sandbox import task_scope
     from bench.interrupt import interruptible
     from bench.tasks import execute_task, load_prepared
 
-    os.setpgrp()
-    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-    _die_with_bench()
     os.environ.clear()
     os.environ.update(environ)
     os.chdir(cwd)
@@ -333,8 +392,8 @@ def _child(
 
         import psutil
 
-        # the cap on top of the address space the loaded libraries already take (torch alone maps
-        # gigabytes it never touches): what the task allocates beyond them
+        # the cap on top of the address space the process already takes (torch alone maps
+        # gigabytes it never touches): what the task allocates beyond it
         limit = psutil.Process().memory_info().vms + limit_bytes
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         if hard != resource.RLIM_INFINITY:
@@ -345,7 +404,9 @@ def _child(
         with interruptible():
             data = None
             if folder is not None:
-                data = load_prepared(folder)
+                if folder not in loaded:
+                    loaded[folder] = load_prepared(folder)
+                data = loaded[folder]
             with task_scope(run_dir, run_id, spec.key):
                 rec = execute_task(
                     spec,
@@ -391,4 +452,4 @@ def _on_cuda(spec: TaskSpec, resolve_device) -> bool:
         return False
 
 
-__all__ = ["DEFAULT_MEMORY_FRACTION", "GRACE_S", "default_memory_gb", "run_isolated", "start_server"]
+__all__ = ["DEFAULT_MEMORY_FRACTION", "GRACE_S", "TaskProcess", "default_memory_gb", "start_server"]

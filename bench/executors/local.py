@@ -42,8 +42,11 @@ class LocalExecutor:
         used)."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        from bench.executors.isolated import TaskProcess
+
         failed: list[str] = []
         data = data or {}
+        child = None if self.in_process else TaskProcess("forkserver")
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -55,15 +58,18 @@ class LocalExecutor:
         ) as bar:
             job = bar.add_task("tasks", total=len(tasks))
             lines = TaskLines(console, len(tasks), bar=progress)
-            for spec in tasks:
-                bar.update(job, description=spec.label)
-                yield Outcome(spec, TaskRecord(key=spec.key, status="running"), run_id)
-                child = None if self.in_process else "forkserver"
-                rec = run_one(spec, run_dir, run_id, data=data.get(spec.data_hash), child=child)
-                yield Outcome(spec, rec, run_id)
-                if rec.status != "done":
-                    failed.append(spec.key)
-                    report_failure(console, spec, rec.error, rec.log_tail)
-                lines.finished(spec.label, rec.status, rec.finished - rec.started)
-                bar.advance(job)
+            try:
+                for spec in tasks:
+                    bar.update(job, description=spec.label)
+                    yield Outcome(spec, TaskRecord(key=spec.key, status="running"), run_id)
+                    rec = run_one(spec, run_dir, run_id, data=data.get(spec.data_hash), child=child)
+                    yield Outcome(spec, rec, run_id)
+                    if rec.status != "done":
+                        failed.append(spec.key)
+                        report_failure(console, spec, rec.error, rec.log_tail)
+                    lines.finished(spec.label, rec.status, rec.finished - rec.started)
+                    bar.advance(job)
+            finally:
+                if child is not None:
+                    child.close()
         return {"failed": failed}
