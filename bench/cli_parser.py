@@ -122,9 +122,9 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         "--timeout",
         type=float,
         metavar="SECONDS",
-        help="wall-clock limit per task (fit, generate, score): a model's own training loop stops at "
-        "it, its container is stopped, and the task's child process is killed 5 s past it; the task "
-        "is recorded as failed",
+        help="wall-clock limit per task: stops a generator's container and also its in-process "
+        "training (checked between training steps), and the task's child process (fit, generate, "
+        "score) is killed 5 s past it; the task is recorded as failed",
     )
     r.add_argument(
         "--allow-unsandboxed",
