@@ -53,6 +53,7 @@ RECORD = ".child-record.npz"  # where the child leaves its record in the task's 
 # or less where a cgroup or the Slurm job's --mem allows less); SCGENBENCH_MEMORY_FRACTION sets it
 DEFAULT_MEMORY_FRACTION = 0.8
 PRELOAD = ["bench.executors.isolated", "bench.executors.preload"]
+OOM_EXIT = 86  # the child's exit code when the cap is hit while loading the data
 
 
 def _context(method: str = "forkserver"):
@@ -284,7 +285,7 @@ def _died(code: int | None, cap: str) -> str:
         if -code == signal.SIGKILL:
             return f"killed by SIGKILL: most likely out of memory (the kernel's out-of-memory killer; {cap})"
         return f"killed by {name}: possibly out of memory ({cap})"
-    if code == 3:
+    if code == OOM_EXIT:
         return f"killed: out of memory ({cap}) while loading the data"
     return f"killed: the task's process exited with code {code} without a result"
 
@@ -419,7 +420,7 @@ def _one_task(
     except KeyboardInterrupt as exc:  # the parent records the interruption
         os._exit(128 + getattr(exc, "signum", signal.SIGINT))
     except MemoryError:  # the cap hit while loading the data, before the task could catch it
-        os._exit(3)
+        os._exit(OOM_EXIT)
     if rec.status == "failed" and "MemoryError" in (rec.error or ""):
         rec.error = f"out of memory ({cap}): {rec.error}"
     rec.save(work / RECORD)
