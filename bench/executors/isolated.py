@@ -50,7 +50,7 @@ POLL_S = 0.2  # how often the parent checks the child's time and memory
 STOP_WAIT_S = 10.0  # after SIGTERM, how long the child has to clean up before SIGKILL
 RECORD = ".child-record.npz"  # where the child leaves its record in the task's work dir
 # the default memory cap: this fraction of the memory available when a task starts (the machine's,
-# or less where a cgroup or the Slurm job's --mem allows less); SCGENBENCH_MEMORY_FRACTION sets it
+# or less where a cgroup allows less); SCGENBENCH_MEMORY_FRACTION sets it
 DEFAULT_MEMORY_FRACTION = 0.8
 PRELOAD = ["bench.executors.isolated", "bench.executors.preload"]
 OOM_EXIT = 86  # the child's exit code when the cap is hit while loading the data
@@ -78,9 +78,10 @@ def start_server() -> None:
 def default_memory_gb() -> tuple[float, str]:
     """The memory cap of a task run without ``--memory-limit``, in GB, and how it was found:
     :data:`DEFAULT_MEMORY_FRACTION` (or ``$SCGENBENCH_MEMORY_FRACTION``) of the memory available
-    now, where available is the least of the machine's available memory, the room left under this
-    process's cgroup memory limit (a container, a Slurm job with cgroups) and a Slurm job's
-    ``--mem`` (``$SLURM_MEM_PER_NODE``)."""
+    now: the machine's available memory, or the room left under this process's cgroup memory limit
+    where that is less (a container; a Slurm job where Slurm enforces ``--mem`` with cgroups). A
+    Slurm job's ``--mem`` alone is not a bound: without cgroups Slurm does not enforce it, and a
+    container model's job asks only for what the harness needs beside its container."""
     import psutil
 
     from bench.api.errors import UserError
@@ -100,10 +101,7 @@ def default_memory_gb() -> tuple[float, str]:
     room = {"available memory": psutil.virtual_memory().available}
     cgroup = _cgroup_room()
     if cgroup is not None:
-        room["cgroup room"] = cgroup
-    slurm = os.environ.get("SLURM_MEM_PER_NODE", "")
-    if slurm.isdigit() and int(slurm) > 0:
-        room["the Slurm job's --mem"] = int(slurm) * 1024**2
+        room["room under the cgroup's memory limit"] = cgroup
     what, least = min(room.items(), key=lambda item: item[1])
     gb = max(fraction * least / 1024**3, 0.1)
     return gb, f"the default, {fraction:g} of the {least / 1024**3:.1f} GB {what}"
@@ -287,6 +285,8 @@ def _died(code: int | None, cap: str) -> str:
         return f"killed by {name}: possibly out of memory ({cap})"
     if code == OOM_EXIT:
         return f"killed: out of memory ({cap}) while loading the data"
+    if code is not None and code - 128 in (signal.SIGTERM, signal.SIGINT):  # stopped by a signal to it
+        return f"killed: the task's process got {signal.Signals(code - 128).name} (not from bench)"
     return f"killed: the task's process exited with code {code} without a result"
 
 
