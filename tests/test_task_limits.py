@@ -207,14 +207,14 @@ def test_the_default_cap_follows_the_memory_available(monkeypatch):
     import psutil
 
     from bench.api.errors import UserError
-    from bench.executors import isolated
-    from bench.executors.isolated import DEFAULT_MEMORY_FRACTION, default_memory_gb
+    from bench.executors import memory
+    from bench.executors.memory import DEFAULT_MEMORY_FRACTION, default_memory_gb
 
     monkeypatch.delenv("SCGENBENCH_MEMORY_FRACTION", raising=False)
     gb, how = default_memory_gb()
     assert 0 < gb <= DEFAULT_MEMORY_FRACTION * psutil.virtual_memory().total / 1024**3
     assert how.startswith(f"the default, {DEFAULT_MEMORY_FRACTION:g} of the ")
-    monkeypatch.setattr(isolated, "_cgroup_room", lambda: 1024**3)  # a container limited to 1 GB
+    monkeypatch.setattr(memory, "_cgroup_room", lambda: 1024**3)  # a container limited to 1 GB
     gb, how = default_memory_gb()
     assert gb == pytest.approx(DEFAULT_MEMORY_FRACTION) and "under the cgroup's memory limit" in how
     for bad in ("0", "1.5", "abc"):

@@ -1,14 +1,16 @@
 """Hard limits for every task: the local executor runs each task in a child process that can be
 killed, under a wall-clock limit (``--timeout``) and a memory cap (``--memory-limit``, by default
-:data:`DEFAULT_MEMORY_FRACTION` of the memory available when the task starts: :func:`default_memory_gb`);
+:data:`~bench.executors.memory.DEFAULT_MEMORY_FRACTION` of the memory available when the task
+starts: :func:`~bench.executors.memory.default_memory_gb`);
 a Slurm job runs its task the same way (bench.executors.slurm.submit.run_task).
 
-The local executor's children are forked from a forkserver (bench, torch, scanpy and the plugins
-imported once, so a task does not pay for importing them again), started in the background when the
-run starts (:func:`start_server`), while the datasets are prepared. A child reads its prepared data
-from the dataset cache (checked against its sha256; never prepared again), takes the parent's
-environment and working directory, and writes its record to the task's work dir, which the parent
-reads back. A Slurm job, which runs one task, forks its child directly (nothing to import twice).
+The local executor's child (:class:`TaskProcess`) is forked from a forkserver (bench, torch, scanpy
+and the plugins imported once), started in the background when the run starts (:func:`start_server`)
+while the datasets are prepared, and runs the tasks one after the other until one is killed (the
+next task then gets a fresh child). For each task it takes the parent's environment and working
+directory, reads the prepared data from the dataset cache (checked against its sha256; never
+prepared again), and writes its record to the task's work dir, which the parent reads back. A Slurm
+job, which runs one task, forks its child directly (nothing to import twice).
 The parent waits and kills the child (and whatever it started) when the task runs past its limit or
 its memory passes the cap; the task is then recorded as failed with the reason, never left
 ``running``:
@@ -43,15 +45,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.executors.memory import default_memory_gb
 from bench.tasks import TaskRecord, TaskSpec
 
 GRACE_S = 5.0  # past timeout_s before the child is killed (the cooperative deadline comes first)
 POLL_S = 0.2  # how often the parent checks the child's time and memory
 STOP_WAIT_S = 10.0  # after SIGTERM, how long the child has to clean up before SIGKILL
 RECORD = ".child-record.npz"  # where the child leaves its record in the task's work dir
-# the default memory cap: this fraction of the memory available when a task starts (the machine's,
-# or less where a cgroup allows less); SCGENBENCH_MEMORY_FRACTION sets it
-DEFAULT_MEMORY_FRACTION = 0.8
 PRELOAD = ["bench.executors.isolated", "bench.executors.preload"]
 OOM_EXIT = 86  # the child's exit code when the cap is hit while loading the data
 
@@ -73,70 +73,6 @@ def start_server() -> None:
 
     _context()
     forkserver.ensure_running()
-
-
-def default_memory_gb() -> tuple[float, str]:
-    """The memory cap of a task run without ``--memory-limit``, in GB, and how it was found:
-    :data:`DEFAULT_MEMORY_FRACTION` (or ``$SCGENBENCH_MEMORY_FRACTION``) of the memory available
-    now: the machine's available memory, or the room left under this process's cgroup memory limit
-    where that is less (a container; a Slurm job where Slurm enforces ``--mem`` with cgroups). A
-    Slurm job's ``--mem`` alone is not a bound: without cgroups Slurm does not enforce it, and a
-    container model's job asks only for what the harness needs beside its container."""
-    import psutil
-
-    from bench.api.errors import UserError
-
-    raw = os.environ.get("SCGENBENCH_MEMORY_FRACTION")
-    fraction = DEFAULT_MEMORY_FRACTION
-    if raw:
-        try:
-            fraction = float(raw)
-        except ValueError:
-            fraction = -1.0
-        if not 0 < fraction <= 1:
-            raise UserError(
-                f"SCGENBENCH_MEMORY_FRACTION must be a number in (0, 1], got {raw!r}",
-                "e.g. SCGENBENCH_MEMORY_FRACTION=0.5, or unset it (default 0.8), or pass --memory-limit GB",
-            )
-    room = {"available memory": psutil.virtual_memory().available}
-    cgroup = _cgroup_room()
-    if cgroup is not None:
-        room["room under the cgroup's memory limit"] = cgroup
-    what, least = min(room.items(), key=lambda item: item[1])
-    gb = max(fraction * least / 1024**3, 0.1)
-    return gb, f"the default, {fraction:g} of the {least / 1024**3:.1f} GB {what}"
-
-
-def _cgroup_room() -> int | None:
-    """Bytes left under this process's cgroup memory limit (v2 ``memory.max``, v1
-    ``memory.limit_in_bytes``), None when there is no limit or no cgroup file to read."""
-    root = Path("/sys/fs/cgroup")
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    paths = {}
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        paths[controllers] = path.lstrip("/")
-    candidates = []
-    if "" in paths:  # cgroup v2
-        candidates += [(root / paths[""] / "memory.max", root / paths[""] / "memory.current")]
-    v1 = next((p for c, p in paths.items() if "memory" in c.split(",")), None)
-    if v1 is not None:
-        base = root / "memory"
-        candidates += [(base / v1 / "memory.limit_in_bytes", base / v1 / "memory.usage_in_bytes")]
-        candidates += [(base / "memory.limit_in_bytes", base / "memory.usage_in_bytes")]
-    for limit_file, usage_file in candidates:
-        try:
-            limit = limit_file.read_text().strip()
-            usage = int(usage_file.read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if limit.isdigit() and int(limit) < 2**60:
-            return max(int(limit) - usage, 0)
-        return None
-    return None
 
 
 def _registrations() -> bytes:
@@ -453,4 +389,4 @@ def _on_cuda(spec: TaskSpec, resolve_device) -> bool:
         return False
 
 
-__all__ = ["DEFAULT_MEMORY_FRACTION", "GRACE_S", "TaskProcess", "default_memory_gb", "start_server"]
+__all__ = ["GRACE_S", "TaskProcess", "start_server"]
