@@ -212,7 +212,7 @@ CORE_EXCEPTIONS: dict[str, set[str]] = {
     # the dataset stage lives in datasets/ (prepare, save_prepared, balanced_split)
     "bench.cli.plugins": {"bench.datasets", "bench.generators.container"},  # + `bench images build`
     "bench.cli.runs": {"bench.generators.container"},  # --allow-unsandboxed sets the containers' opt-in
-    "bench.tasks": {"bench.datasets"},
+    "bench.taskspec": {"bench.datasets"},
     "bench.tune": {"bench.datasets", "bench.datasets.preprocess"},
     "bench.scalecurve": {"bench.datasets"},
     # the augmentation's rare class at plan time and the DE genes of the shared work: metric code the

@@ -20,7 +20,7 @@ import json
 from bench.store.reads import StoreReads, legacy_params
 from bench.store.schema import SCHEMA, STORE_NAME, StoreFile, check_run_dir
 from bench.store.writes import StoreWrites
-from bench.tasks import TaskRecord, TaskSpec
+from bench.taskspec import TaskRecord, TaskSpec
 
 __all__ = ["SCHEMA", "STORE_NAME", "Store", "check_run_dir", "legacy_params"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.tasks import TaskRecord, TaskSpec
+from bench.taskspec import TaskRecord, TaskSpec
 
 
 def _task_columns(spec: TaskSpec, run_id: int | None) -> tuple:
