@@ -25,4 +25,5 @@ def make_console(stderr: bool = False, *, wide: bool = True):
 
 
 def interactive() -> bool:
+    """Whether a person watches (stderr is a terminal, not CI): progress bars then."""
     return sys.stderr.isatty() and not os.environ.get("CI")

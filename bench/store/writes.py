@@ -38,12 +38,12 @@ class StoreWrites:
     """What writes a store (a mixin of :class:`~bench.store.Store` over its connection)."""
 
     conn: sqlite3.Connection
-
     _has_params: bool
 
     def _add_params_column(self) -> None:
         """A store written before values had params gets the column on its first write (reading
-        never changes a store); its older values keep NULL and read through :func:`~bench.store.reads.legacy_params`."""
+        never changes a store); its older values keep NULL and read through
+        :func:`~bench.store.reads.legacy_params`."""
         if self._has_params:
             return
         if "params" not in {r[1] for r in self.conn.execute("PRAGMA table_info(task_values)")}:
