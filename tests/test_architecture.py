@@ -210,8 +210,9 @@ def test_each_plugin_folder_imports_only_the_api_from_the_core():
 # the core modules that still import a plugin folder, with the reason; the list may only shrink
 CORE_EXCEPTIONS: dict[str, set[str]] = {
     # the dataset stage lives in datasets/ (prepare, save_prepared, balanced_split)
-    "bench.cli": {"bench.datasets", "bench.generators.container"},  # + `bench images build`
-    "bench.tasks": {"bench.datasets"},
+    "bench.cli.plugins": {"bench.datasets", "bench.generators.container"},  # + `bench images build`
+    "bench.cli.runs": {"bench.generators.container"},  # --allow-unsandboxed sets the containers' opt-in
+    "bench.taskspec": {"bench.datasets"},
     "bench.tune": {"bench.datasets", "bench.datasets.preprocess"},
     "bench.scalecurve": {"bench.datasets"},
     # the augmentation's rare class at plan time and the DE genes of the shared work: metric code the
@@ -303,3 +304,34 @@ def test_the_core_names_no_metric_or_experiment():
         if hits:
             found[str(path.relative_to(ROOT))] = hits
     assert found == NAMED_IN_CORE
+
+
+MAX_LINES = 400
+# Modules over MAX_LINES that another branch of issue 28 is splitting right now (bench/runner.py,
+# bench/gpucheck.py and bench/report/*): each leaves this list when that branch is merged. The list
+# may only shrink; nothing else gets on it (split by job instead, docs/architecture.md).
+BEING_SPLIT = {
+    "bench/runner.py",
+    "bench/gpucheck.py",
+    "bench/report/html.py",
+    "bench/report/tables.py",
+    "bench/report/headline.py",
+}
+
+
+def long_modules() -> dict[str, int]:
+    """Every module of bench/, generators/, metrics/ and datasets/ over MAX_LINES, by path."""
+    out = {}
+    for path in modules().values():
+        n = len(path.read_text().splitlines())
+        if n > MAX_LINES:
+            out[str(path.relative_to(ROOT))] = n
+    return out
+
+
+def test_modules_have_at_most_400_lines():
+    """Modules of one job (issue 28): none over MAX_LINES but those being split elsewhere, and each
+    of those still is (else it leaves BEING_SPLIT)."""
+    found = long_modules()
+    assert {p: n for p, n in found.items() if p not in BEING_SPLIT} == {}
+    assert sorted(BEING_SPLIT - set(found)) == [], "split now: remove from BEING_SPLIT"

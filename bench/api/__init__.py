@@ -14,7 +14,10 @@ package, exactly what a third-party plugin imports (``tests/test_architecture.py
 * :mod:`.options`: the checks of a parameter's or option's value (``INTEGER_1``, bounds, choices);
 * :mod:`.speed`: ``SpeedProbe``, a generator's torch-only path (what the GPU check times);
 * :mod:`.compat`: shims for third-party library versions (umap, the kNN transformer);
-* :mod:`.sandbox`: what a container may do (limits, mounts, user, labels) and its clean-up;
+* :mod:`.sandbox`: what a container may do (the policy, its user and mounts), re-exporting
+  :mod:`.limits` (memory, CPUs, GPUs of one container), :mod:`.containers` (labels: which run, task
+  and process a container belongs to, and the clean-up) and :mod:`.container_files` (what a
+  container wrote, read without trusting it);
 * :mod:`.docker`: the hardened docker runner that applies it, and the hash that tags an image;
 * :mod:`.logs`: a container or process run's log and the user-error file of its entry point;
 * :mod:`.userconfig`: the user's settings file (e.g. the Docker base image setup recorded).
