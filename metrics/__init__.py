@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.api import HARDWARE_VALUES, INTEGER_1, INTEGER_2, FigureSpec, Metric, MetricOutput
+from bench.api import HARDWARE_VALUES, INTEGER_1, INTEGER_2, FigureSpec, Metric, MetricOutput, TableSpec
 from bench.metrics._auc import AucResult, auc, make_forest
 from bench.metrics._augmentation import (
     MIN_RARE_CELLS,
@@ -34,6 +34,7 @@ from bench.metrics._augmentation import (
     downsample_rare,
     fraction_tag,
     kept_rare_cells,
+    plan_augmentation,
     rare_f1,
     run_augmentation,
 )
@@ -47,6 +48,7 @@ from bench.metrics._correlation import (
 )
 from bench.metrics._de_recovery import DE_RECOVERY, DeRecoveryResult, de_recovery, de_scores, top_genes
 from bench.metrics._energy import ENERGY, EnergyResult, energy_distance
+from bench.metrics._figures_paper import draw_augmentation, draw_corr, draw_roc, draw_timing
 from bench.metrics._gene_stats import (
     GENE_STATS,
     GeneStatsResult,
@@ -57,7 +59,7 @@ from bench.metrics._gene_stats import (
 )
 from bench.metrics._mean_corr import mean_corr
 from bench.metrics._memorisation import MEMORISATION, MemorisationResult, memorisation
-from bench.metrics._mmd import ESTIMATORS, MmdResult, median_nn_distance, mmd
+from bench.metrics._mmd import ESTIMATORS, MmdResult, median_nn_distance, mmd, mmd_from_v1
 from bench.metrics._per_type import PER_TYPE, PER_TYPE_METRICS, PerTypeResult, per_type
 from bench.metrics._prdc import PRDC, PrdcResult, prdc
 from bench.metrics._sinkhorn import SINKHORN, SinkhornResult, median_distance, sinkhorn_w2
@@ -250,6 +252,11 @@ AUC = Metric(
     profiles={"quick": {"n_trees": 200, "max_cells": QUICK_MAX_CELLS}},
     not_scaled=("auc_sd",),
     headline={"auc": "AUC"},
+    tables=(
+        TableSpec(
+            "Fig. 3 — real-vs-synthetic RF AUC (0.5 is ideal; ranked by |AUC − 0.5|)", ("auc",), order=10
+        ),
+    ),
     protocols=EVERY_PROTOCOL,
     # a snapshot's forest: 100 trees on the 50 PCs (~1 s), against the task's 1,000 on the genes
     snapshot={"space": "pca50", "n_trees": 100},
@@ -260,6 +267,11 @@ AUC = Metric(
             "Each fold's ROC curve (light) of the {folds}-fold cross-validated random forest ({n_trees} trees; "
             "features: {space}), the mean over folds and seeds (dark) with ± 1 sd band; the red dashed line is "
             "chance. The AUC in the title is the table's mean ± sd over seeds.",
+            draw=draw_roc,
+            part="paper",
+            order=30,
+            missing="no ROC curves stored (auc)",
+            alt="ROC",
         ),
     ),
 )
@@ -283,9 +295,11 @@ MMD = Metric(
     # quadratic in cells: the quick profile caps each side (binds above ~100k cells)
     profiles={"quick": {"max_cells": QUICK_MAX_CELLS}},
     headline={"mmd": "MMD"},
+    tables=(TableSpec("Table 2 — MMD to the test set", ("mmd",), order=20),),
     protocols=EVERY_PROTOCOL,
     snapshot={},
     convergence="mmd",
+    from_v1=mmd_from_v1,
 )
 
 CD = Metric(
@@ -300,6 +314,11 @@ CD = Metric(
     choices={"method": DE_METHODS},
     bounds={"n_genes": INTEGER_1},
     headline={"cd": "CD"},
+    tables=(
+        TableSpec(
+            "Fig. 5 — correlation discrepancy of DE genes", ("cd",), suffix="({method} test)", order=30
+        ),
+    ),
     snapshot={},
     figures=(
         FigureSpec(
@@ -308,6 +327,11 @@ CD = Metric(
             "Pearson correlation of the top {n_genes} DE genes per cluster ({method} test on the real "
             "training cells): generated cells below the diagonal, real test cells above. Symmetric means "
             "the generator kept the gene-gene structure; CD is the task's correlation discrepancy (Eq. 6).",
+            draw=draw_corr,
+            part="paper",
+            order=40,
+            missing="no correlation matrices stored (correlation_discrepancy)",
+            alt="correlation",
         ),
     ),
 )
@@ -344,9 +368,21 @@ AUGMENTATION = Metric(
     bounds={"fractions": "(0, 1]", "n_generated": INTEGER_1, "n_trees": INTEGER_1},
     profiles={"quick": {"n_trees": 200}},
     experiment="augmentation",
+    # --fractions sets the fractions; at plan time the rare class is chosen and the fractions kept
+    flags={"fractions": "fractions"},
+    plan=plan_augmentation,
     # f1_real / f1_oversampled do not depend on the generator; f1_gain scales exactly as f1_augmented
     not_scaled=("f1_real@", "f1_oversampled@", "f1_gain@"),
     headline={"f1_augmented@": "aug F1"},
+    tables=(
+        TableSpec(
+            "Fig. 7 — rare-class F1 per training fraction (arms over the seeds they share)",
+            arms=("real", "oversampled", "augmented"),
+            order=50,
+            # the console's compact shape: the arms that do not depend on the generator once
+            short={"real": "real cells only", "oversampled": "+ oversampled real"},
+        ),
+    ),
     figures=(
         FigureSpec(
             "augmentation",
@@ -354,6 +390,11 @@ AUGMENTATION = Metric(
             "Rare-class F1 of a balanced random forest ({n_trees} trees; features: {space}) trained on the "
             "downsampled real data, on it with the rare class oversampled, and with {n_generated} generated "
             "rare cells added; mean over seeds, bars show the range (as Fig. 7).",
+            draw=draw_augmentation,
+            part="paper",
+            order=50,
+            missing="no augmentation experiment in this run (conditional models only)",
+            alt="augmentation",
         ),
     ),
 )
@@ -379,12 +420,31 @@ TIMING = Metric(
     profiles={"quick": {"n_cells": 10_000}},
     not_scaled=HARDWARE_VALUES,
     headline={"train_seconds": "train s"},
+    tables=(
+        TableSpec(
+            "Table 1 — training and generation time",
+            HARDWARE_VALUES,
+            order=40,
+            # the console's compact shape (the headline holds Fig. 3, Table 2 and Fig. 5 as columns)
+            short={
+                "train_seconds": "train s",
+                "generate_seconds_per_100k": "gen s/100k",
+                "peak_rss_mb": "peak MB",
+                "peak_gpu_mb": "GPU MB",
+            },
+        ),
+    ),
     figures=(
         FigureSpec(
             "timing",
             "Training and generation time (Table 1)",
             "Mean ± sd over seeds of the training wall time and the generation time, measured on "
             "{n_cells:,} cells and scaled to 100,000 cells (log axis when the models differ by more than 100x).",
+            draw=draw_timing,
+            part="paper",
+            order=60,
+            missing="no timing values in this run",
+            alt="timing",
         ),
     ),
 )

@@ -118,6 +118,15 @@ def _fingerprint(X: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(X).tobytes()).hexdigest()
 
 
+def mmd_from_v1(value: str, options: dict) -> float:
+    """What a value of a format-1 regression baseline is multiplied by to read as today's: format 1
+    averaged the kernel over its scales, it is now summed, so an MMD times the number of scales
+    (``options``: the metric options of the baseline's run; the default three scales)."""
+    if value != "mmd":
+        return 1.0
+    return float(len(options.get("scales") or options.get("scale_factors") or (0.5, 1.0, 2.0)))
+
+
 def mmd(
     real,
     fake,

@@ -214,9 +214,8 @@ CORE_EXCEPTIONS: dict[str, set[str]] = {
     "bench.tasks": {"bench.datasets"},
     "bench.tune": {"bench.datasets", "bench.datasets.preprocess"},
     "bench.scalecurve": {"bench.datasets"},
-    # the augmentation's rare class at plan time and the DE genes of the shared work: metric code the
-    # core calls by name (issue 28, item 3: to come from the metrics' declarations)
-    "bench.runner": {"bench.datasets", "bench.metrics"},
+    "bench.planning": {"bench.datasets"},
+    # the DE genes of the shared work: metric code the core calls by name
     "bench.evaluation": {"bench.metrics"},
     # the torch-only GPU check times the MMD's array function (no AnnData on the GPU box); the MMD's
     # declaration (bench.api.Metric) has no array entry point
@@ -249,23 +248,7 @@ def test_bench_api_exports_what_it_lists():
 # the core modules that still name a registered metric or experiment in a string, by name; the list
 # may only shrink (issue 28, item 3: to come from the metrics' declarations)
 NAMED_IN_CORE: dict[str, set[str]] = {
-    "bench/config.py": {"augmentation"},  # --fractions and the experiments' list
-    "bench/runner.py": {"augmentation"},  # the rare class and its notes at plan time
     "bench/gpucheck.py": {"mmd"},
-    "bench/regression.py": {"mmd"},
-    "bench/report/figures.py": {"auc", "augmentation", "correlation_discrepancy"},
-    "bench/report/html.py": {
-        "augmentation",
-        "correlation_discrepancy",
-        "de_recovery",
-        "embedding",
-        "memorisation",
-        "per_type",
-        "prdc",
-        "timing",
-    },  # fmt: skip
-    "bench/report/suite.py": {"auc", "de_recovery", "energy", "memorisation", "mmd", "per_type", "prdc"},
-    "bench/report/tables.py": {"auc", "augmentation", "correlation_discrepancy", "mmd"},
 }
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from bench import report as rpt
-from bench.report import figures
+from bench.metrics import _figures_paper as figures
 from bench.report import html as bhtml
 from bench.report.view import RunView
 from bench.store import Store
@@ -288,7 +288,7 @@ def test_tables_are_the_console_numbers(rendered):
 
 
 def test_per_type_heatmap_colours_auc_by_its_distance_to_one_half(filled):
-    from bench.report.suite import fig_per_type, per_type_matrix
+    from bench.metrics._figures_suite import fig_per_type, per_type_matrix
 
     run = RunView(filled)
     _, keys = run.figure_tasks("toy", "per_type", "types")
@@ -361,7 +361,7 @@ def test_interp_roc_known_curve():
 
 
 def test_augmentation_frame_mean_and_range(filled):
-    agg = figures.augmentation_frame(filled.values(), "toy")
+    agg = figures.augmentation_frame(RunView(filled), "toy")
     row = agg[(agg.model == "nb") & (agg.cond == "augmented") & (agg.frac == 0.01)].iloc[0]
     assert row["mean"] == pytest.approx(0.425) and row["min"] == pytest.approx(0.4)
     assert row["max"] == pytest.approx(0.45) and row["count"] == 2

@@ -30,13 +30,34 @@ def test_a_caption_naming_an_unknown_option_is_refused_at_declaration():
     assert ok.caption("x", {"k": 7}) == "k = 7" and ok.figure("x").title == "X"
 
 
-def test_every_report_figure_section_is_declared_once():
-    from bench.report import html, suite
+def test_every_report_figure_section_is_declared_once_and_drawn_by_its_metric():
+    """The report draws what the metrics declare: every built-in figure has a draw callable in the
+    plugin folder, sections are unique and none is one of the report's own figures."""
+    from bench.report import html
+    from bench.report.view import figures_of
 
-    sections = [f.section for m in available("metrics").values() for f in m.figures]
+    declared = [(m, f) for m in available("metrics").values() for f in m.figures]
+    sections = [f.section for _, f in declared]
     assert len(sections) == len(set(sections))
-    owned = set(html.PAPER_SECTIONS) - set(html.REPORT_FIGURES)
-    assert owned | set(suite.SECTIONS) == set(sections)
+    assert not set(sections) & set(html.REPORT_FIGURES)
+    for _, fig in declared:
+        assert callable(fig.draw) and fig.draw.__module__.startswith("bench.metrics."), fig.section
+    paper = [f.section for _, f in figures_of("paper")]
+    assert paper == ["umap", "markers", "roc", "correlation", "augmentation", "timing"]
+    assert [f.section for _, f in figures_of("suite")] == ["prdc", "memorisation", "per_type", "de_recovery"]
+
+
+def test_paper_tables_are_declared_by_their_metrics():
+    from bench.api import TableSpec
+    from bench.report.tables import paper_specs
+
+    titles = [t.title.split(" — ")[0] for _, t in paper_specs()]
+    assert titles == ["Fig. 3", "Table 2", "Fig. 5", "Table 1", "Fig. 7"]
+    assert CD.tables[0].title_for({"method": "t-test", "n_genes": 5}).endswith("(t-test test)")
+    # tasks that ran with different options: the title without the suffix
+    assert CD.tables[0].title_for([{"method": "a"}, {"method": "b"}]) == CD.tables[0].title
+    with pytest.raises(ValueError, match="either values or arms"):
+        TableSpec("T")
 
 
 def test_each_metric_declares_what_the_runner_hands_it():

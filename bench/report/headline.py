@@ -81,7 +81,7 @@ class Inputs:
 
 
 def _protocols(summary: pd.DataFrame) -> list[str]:
-    from bench.report.tables import protocol_of, protocol_order
+    from bench.report.protocol_tables import protocol_of, protocol_order
 
     if summary.empty:
         return []
