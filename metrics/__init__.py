@@ -59,7 +59,7 @@ from bench.metrics._gene_stats import (
 )
 from bench.metrics._mean_corr import mean_corr
 from bench.metrics._memorisation import MEMORISATION, MemorisationResult, memorisation
-from bench.metrics._mmd import ESTIMATORS, MmdResult, median_nn_distance, mmd, mmd_from_v1
+from bench.metrics._mmd import ESTIMATORS, MmdResult, median_nn_distance, mmd, mmd_from_v1, mmd_speed_probe
 from bench.metrics._per_type import PER_TYPE, PER_TYPE_METRICS, PerTypeResult, per_type
 from bench.metrics._prdc import PRDC, PrdcResult, prdc
 from bench.metrics._sinkhorn import SINKHORN, SinkhornResult, median_distance, sinkhorn_w2
@@ -300,6 +300,7 @@ MMD = Metric(
     snapshot={},
     convergence="mmd",
     from_v1=mmd_from_v1,
+    speed_probe=mmd_speed_probe,
 )
 
 CD = Metric(

@@ -247,6 +247,9 @@ class Metric:
     # how a value of a format-1 regression baseline reads today: ``from_v1(value, options) -> factor``
     # (the options the baseline's run gave the metric); None: unchanged (bench.regression)
     from_v1: Callable[[str, dict[str, Any]], float] | None = field(default=None, compare=False, repr=False)
+    # the array function the GPU check times (bench/gpucheck.py, PyTorch without AnnData):
+    # ``speed_probe(real, fake, *, seed, device) -> float`` on two cells x 50 PC arrays
+    speed_probe: Callable[..., float] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
