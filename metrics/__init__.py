@@ -16,8 +16,8 @@ the generated AnnData (in the generator's output scale, recorded in
 ``uns['scgenbench']['output_scale']``) and apply the evaluation contract: library-size 20,000 +
 log1p for both sides, PCA(50) fit on the real training cells (the paper's metrics' adapters:
 ``_adapters.py``). Each Metric declares what the core reads (docs/architecture.md, "Metrics that
-describe themselves"): its report figures, drawn by ``_figures_paper.py``, ``_figures_cells.py`` and
-``_figures_suite.py``, its paper-shaped tables, flags, plan-time hook and speed probe.
+describe themselves"): its report figures, drawn by the package ``figures`` (outside the scoring hash), its
+paper-shaped tables, flags, plan-time hook and speed probe.
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ from bench.metrics._correlation import (
 )
 from bench.metrics._de_recovery import DE_RECOVERY, DeRecoveryResult, de_recovery, de_scores, top_genes
 from bench.metrics._energy import ENERGY, EnergyResult, energy_distance
-from bench.metrics._figures_paper import draw_augmentation, draw_corr, draw_roc, draw_timing
 from bench.metrics._gene_stats import (
     GENE_STATS,
     GeneStatsResult,
@@ -65,6 +64,7 @@ from bench.metrics._prdc import PRDC, PrdcResult, prdc
 from bench.metrics._sinkhorn import SINKHORN, SinkhornResult, median_distance, sinkhorn_w2
 from bench.metrics._timing import timing
 from bench.metrics._utils import EVERY_PROTOCOL, QUICK_MAX_CELLS, SPACES, equal_size
+from bench.metrics.figures.paper import draw_augmentation, draw_corr, draw_roc, draw_timing
 
 __all__ = [
     "AUC",

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.api import INTEGER_1, FigureSpec, Metric, MetricOutput, TaskFailed
-from bench.metrics._figures_suite import draw_de_recovery
 from bench.metrics._gene_stats import gene_variances
 from bench.metrics._mean_corr import gene_means
 from bench.metrics._utils import check_same_genes, pearson
+from bench.metrics.figures.suite import draw_de_recovery
 
 
 def de_scores(X, labels, group: str) -> tuple[np.ndarray, np.ndarray]:

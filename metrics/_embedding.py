@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from bench.api import INTEGER_1, INTEGER_2, FigureSpec, Metric, MetricOutput, import_umap
-from bench.metrics._figures_cells import NO_EMBEDDING, draw_markers, draw_umap
+from bench.metrics.figures.cells import NO_EMBEDDING, draw_markers, draw_umap
 
 # The paper's markers (Fig. 4 and section 5.3: CD79A, CD19, MS4A1 for B cells; LTB, LDHB, CCL5,
 # NKG7, GZMA for PBMC clusters 1-2; Hmgb2 for Brain Small) and the usual PBMC / E18 mouse brain

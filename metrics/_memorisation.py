@@ -8,8 +8,8 @@ import numpy as np
 
 from bench.api import INTEGER_1, FigureSpec, Metric, MetricOutput
 from bench.metrics._distances import as_tensors, nearest_distances
-from bench.metrics._figures_suite import draw_memorisation
 from bench.metrics._utils import QUICK_MAX_CELLS, check_same_genes, equal_size
+from bench.metrics.figures.suite import draw_memorisation
 
 
 @dataclass

@@ -10,9 +10,9 @@ from bench.api import INTEGER_1, INTEGER_2, FigureSpec, Metric, MetricOutput
 from bench.metrics._auc import auc
 from bench.metrics._de_recovery import generated_labels
 from bench.metrics._energy import energy_distance
-from bench.metrics._figures_suite import draw_per_type
 from bench.metrics._mmd import mmd
 from bench.metrics._utils import check_same_genes
+from bench.metrics.figures.suite import draw_per_type
 
 PER_TYPE_METRICS = ("mmd", "energy", "auc")
 # per-type values with an ideal value rather than "lower is better": AUC's is 0.5

@@ -9,8 +9,8 @@ import torch
 
 from bench.api import INTEGER_1, INTEGER_2, FigureSpec, Metric, MetricOutput
 from bench.metrics._distances import as_tensors, distance_tiles, kth_neighbour_distances
-from bench.metrics._figures_suite import draw_prdc
 from bench.metrics._utils import EVERY_PROTOCOL, check_same_genes, equal_size
+from bench.metrics.figures.suite import draw_prdc
 
 
 @dataclass

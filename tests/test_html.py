@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from bench import report as rpt
-from bench.metrics import _figures_paper as figures
+from bench.metrics.figures import paper as figures
 from bench.report import html as bhtml
 from bench.report.view import RunView
 from bench.store import Store
@@ -288,7 +288,7 @@ def test_tables_are_the_console_numbers(rendered):
 
 
 def test_per_type_heatmap_colours_auc_by_its_distance_to_one_half(filled):
-    from bench.metrics._figures_suite import fig_per_type, per_type_matrix
+    from bench.metrics.figures.suite import fig_per_type, per_type_matrix
 
     run = RunView(filled)
     _, keys = run.figure_tasks("toy", "per_type", "types")
