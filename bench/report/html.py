@@ -38,7 +38,7 @@ from bench.report.html_parts import slug as _slug
 from bench.report.html_provenance import provenance_html
 from bench.report.protocol_tables import PROTOCOLS_LEGEND, PROTOCOLS_TITLE
 from bench.report.render import table_html
-from bench.report.tables import LEGEND, SCALED_TITLE, DatasetTables, Report, build
+from bench.report.tables import LEGEND, SCALED_TITLE, DatasetTables, Report, build, paper_specs
 from bench.report.view import RunView, figures_of
 
 # the report's own figures, after the paper part's declared ones: they draw on several metrics
@@ -140,7 +140,9 @@ def _declared_html(run: RunView, dataset: str, part: str) -> str:
 def _report_figures_html(run: RunView, dataset: str, summary: pd.DataFrame) -> str:
     """The report's own figures (:data:`REPORT_FIGURES`), which span several metrics."""
     slug = _slug(dataset)
-    quality = [value for value, _, _ in quality_values()]
+    # the quality values in the paper's order (their tables' order, Metric.tables), then the others
+    place = {v: spec.order for _, spec in paper_specs() for v in spec.values}
+    quality = sorted((value for value, _, _ in quality_values()), key=lambda v: place.get(v, float("inf")))
     named = ", ".join(quality[:-1]) + (f" or {quality[-1]}" if len(quality) > 1 else "".join(quality))
     missing = {
         "tradeoff": f"needs train_seconds and a quality value ({named})",
