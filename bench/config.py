@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -374,6 +374,12 @@ def build_spec(file_cfg: dict[str, Any] | None, **cli: Any) -> RunSpec:
         raise UserError(f"unknown config key(s) {unknown}", f"known keys: {', '.join(sorted(_KNOWN_KEYS))}")
     for name, options in flag_options(cli).items():  # flags that set a metric's option (Metric.flags)
         metric_options.setdefault(name, {}).update(options)
+    stray = sorted(k for k, v in cli.items() if v is not None and k not in {f.name for f in fields(RunSpec)})
+    if stray:  # a metric's flag whose metric is not installed (or failed to import)
+        flag = "--" + stray[0].replace("_", "-")
+        raise UserError(
+            f"{flag} sets an option of no installed metric", "leave it out; see `bench list metrics`"
+        )
     for key, value in cli.items():
         if value is None:
             continue
