@@ -69,3 +69,32 @@ def test_each_metric_declares_what_the_runner_hands_it():
         Metric(name="m", func=_noop, kind="samples")
     with pytest.raises(ValueError, match="unknown cells"):
         Metric(name="m", func=_noop, cells="per-type")
+
+
+def test_the_augmentation_plans_its_rare_class_at_plan_time():
+    """The experiment's plan-time hook (Metric.plan) chooses the rare class by its rule, keeps the
+    user's with a note for a fraction that keeps too few cells, and returns its fractions sorted."""
+    from bench.metrics import AUGMENTATION
+
+    labels = {"train": {"a": 2000, "b": 300, "c": 40}, "test": {"a": 200, "b": 30, "c": 4}}
+    chosen = AUGMENTATION.plan(labels, {"fractions": (0.01, 0.1)}, rare=None, chosen_by="-", clustered=True)
+    # the smallest class keeping >= 5 cells at 0.01: not c (0 of 40), not b (3 of 300), a (20 of 2000)
+    assert chosen.label == "a" and chosen.options["fractions"] == (0.1, 0.01)
+    assert (
+        chosen.header.startswith("augmentation: rare class 'a' (the smallest class")
+        and "Leiden" in chosen.header
+    )
+    kept = AUGMENTATION.plan(labels, {"fractions": (0.1, 0.05)}, rare="c", chosen_by="--rare-class")
+    assert kept.label == "c" and kept.header == "augmentation: rare class 'c' (--rare-class)"
+    assert kept.notes and "fraction 0.1 keeps 4, 0.05 keeps 2" in kept.notes[0]
+
+
+def test_a_hook_or_flag_that_does_not_fit_the_metric_is_refused_at_declaration():
+    from bench.api import Planned
+
+    with pytest.raises(ValueError, match="only an 'experiment' metric has a plan-time hook"):
+        Metric(name="m", func=_noop, plan=lambda *a, **k: Planned({}))
+    with pytest.raises(ValueError, match="flags set unknown option"):
+        Metric(name="m", func=_noop, options={"k": 5}, flags={"kk": "kk"})
+    with pytest.raises(ValueError, match="part must be"):
+        Metric(name="m", func=_noop, figures=(FigureSpec("x", "X", "x", part="appendix"),))
