@@ -215,13 +215,9 @@ CORE_EXCEPTIONS: dict[str, set[str]] = {
     "bench.taskspec": {"bench.datasets"},
     "bench.tune": {"bench.datasets", "bench.datasets.preprocess"},
     "bench.scalecurve": {"bench.datasets"},
-    # the augmentation's rare class at plan time and the DE genes of the shared work: metric code the
-    # core calls by name (issue 28, item 3: to come from the metrics' declarations)
-    "bench.runner": {"bench.datasets", "bench.metrics"},
+    "bench.planning": {"bench.datasets"},
+    # the DE genes of the shared work: metric code the core calls by name
     "bench.evaluation": {"bench.metrics"},
-    # the torch-only GPU check times the MMD's array function (no AnnData on the GPU box); the MMD's
-    # declaration (bench.api.Metric) has no array entry point
-    "bench.gpucheck": {"bench.metrics"},
 }
 
 
@@ -247,27 +243,9 @@ def test_bench_api_exports_what_it_lists():
 
 # -- no metric or experiment name in the core -------------------------------------------------------
 
-# the core modules that still name a registered metric or experiment in a string, by name; the list
-# may only shrink (issue 28, item 3: to come from the metrics' declarations)
-NAMED_IN_CORE: dict[str, set[str]] = {
-    "bench/config.py": {"augmentation"},  # --fractions and the experiments' list
-    "bench/runner.py": {"augmentation"},  # the rare class and its notes at plan time
-    "bench/gpucheck.py": {"mmd"},
-    "bench/regression.py": {"mmd"},
-    "bench/report/figures.py": {"auc", "augmentation", "correlation_discrepancy"},
-    "bench/report/html.py": {
-        "augmentation",
-        "correlation_discrepancy",
-        "de_recovery",
-        "embedding",
-        "memorisation",
-        "per_type",
-        "prdc",
-        "timing",
-    },  # fmt: skip
-    "bench/report/suite.py": {"auc", "de_recovery", "energy", "memorisation", "mmd", "per_type", "prdc"},
-    "bench/report/tables.py": {"auc", "augmentation", "correlation_discrepancy", "mmd"},
-}
+# the core modules that name a registered metric or experiment in a string: none (issue 28, item 3:
+# what the core needs from a metric comes from its declaration); keep it empty
+NAMED_IN_CORE: dict[str, set[str]] = {}
 
 
 def _strings(path: Path) -> list[str]:
@@ -292,7 +270,7 @@ def names_in(path: Path, names: set[str]) -> set[str]:
 
 def test_the_core_names_no_metric_or_experiment():
     """Every registered metric and experiment name, searched in the core's strings (bench/, the
-    plugin API included): only the modules listed above still name one."""
+    plugin API included): no module names one."""
     from bench.registry import available
 
     metrics = available("metrics")
@@ -306,17 +284,7 @@ def test_the_core_names_no_metric_or_experiment():
     assert found == NAMED_IN_CORE
 
 
-MAX_LINES = 400
-# Modules over MAX_LINES that another branch of issue 28 is splitting right now (bench/runner.py,
-# bench/gpucheck.py and bench/report/*): each leaves this list when that branch is merged. The list
-# may only shrink; nothing else gets on it (split by job instead, docs/architecture.md).
-BEING_SPLIT = {
-    "bench/runner.py",
-    "bench/gpucheck.py",
-    "bench/report/html.py",
-    "bench/report/tables.py",
-    "bench/report/headline.py",
-}
+MAX_LINES = 400  # modules of one job (issue 28); split by job, not by size (docs/architecture.md)
 
 
 def long_modules() -> dict[str, int]:
@@ -330,8 +298,5 @@ def long_modules() -> dict[str, int]:
 
 
 def test_modules_have_at_most_400_lines():
-    """Modules of one job (issue 28): none over MAX_LINES but those being split elsewhere, and each
-    of those still is (else it leaves BEING_SPLIT)."""
-    found = long_modules()
-    assert {p: n for p, n in found.items() if p not in BEING_SPLIT} == {}
-    assert sorted(BEING_SPLIT - set(found)) == [], "split now: remove from BEING_SPLIT"
+    """Modules of one job (issue 28): none over MAX_LINES."""
+    assert long_modules() == {}

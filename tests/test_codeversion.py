@@ -155,3 +155,23 @@ def test_task_key_changes_with_code_and_scoring():
     c.key, c.scoring = "", "other"
     c.__post_init__()
     assert c.key != a.key
+
+
+def test_the_metrics_figures_are_not_scoring_code(tmp_path, monkeypatch):
+    """Editing a report figure (bench.metrics.figures, NOT_SCORING) reruns no task; editing the
+    scoring code beside it does."""
+    assert "bench.metrics/figures/" in codeversion.NOT_SCORING
+    pkg = tmp_path / "scoring_src" / "fake_scoring2"
+    (pkg / "figures").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("def score(x):\n    return x\n")
+    (pkg / "figures" / "__init__.py").write_text("def draw(view, dataset):\n    return None\n")
+    monkeypatch.syspath_prepend(str(pkg.parent))
+    importlib.import_module("fake_scoring2")
+    monkeypatch.setattr(codeversion, "SCORING_MODULES", ("fake_scoring2",))
+    monkeypatch.setattr(codeversion, "NOT_SCORING", ("fake_scoring2/figures/",))
+    first = scoring_version()
+    (pkg / "figures" / "__init__.py").write_text("def draw(view, dataset):\n    return 'a note'\n")
+    assert scoring_version() == first
+    (pkg / "__init__.py").write_text("def score(x):\n    return 2 * x\n")
+    assert scoring_version() != first
+    sys.modules.pop("fake_scoring2", None)

@@ -318,7 +318,7 @@ def test_default_rare_class_keeps_five_cells_at_the_smallest_fraction():
 
 def test_plan_applies_the_rule_and_the_users_choice(tmp_path):
     from bench.config import build_spec
-    from bench.runner import plan
+    from bench.planning import plan
 
     the_plan = plan(build_spec(None, models=["nb"], experiments=["augmentation"], metrics=["augmentation"]))
     aug = [t for t in the_plan.tasks if t.experiment == "augmentation"]

@@ -12,8 +12,9 @@ import pytest
 from bench.api import Metric, MetricOutput, UserError
 from bench.cli import main
 from bench.config import RunSpec, resolve_protocols
-from bench.report.tables import PROTOCOLS_TITLE, build
-from bench.runner import plan
+from bench.planning import plan
+from bench.report.protocol_tables import PROTOCOLS_TITLE
+from bench.report.tables import build
 from bench.store import Store
 from tests.conftest import make_counts
 

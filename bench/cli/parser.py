@@ -89,7 +89,10 @@ def _run(sub, func: Command) -> None:
         "(the paper's, the default)",
     )
     r.add_argument("--metrics", help="comma-separated metric names (default: all installed)")
-    r.add_argument("--experiments", help="main,augmentation (default both)")
+    r.add_argument(
+        "--experiments",
+        help="comma-separated, e.g. main (default: main and every experiment a metric declares)",
+    )
     r.add_argument(
         "--allow-relaxed-sandbox",
         metavar="MODELS",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.api.errors import UserError
 from bench.cli.console import make_console
 
 
@@ -18,12 +17,10 @@ def cmd_site(args) -> int:
 
 
 def _scope(args) -> dict:
-    from bench.config import EXPERIMENTS, parse_list
+    from bench.config import check_experiments, parse_list
 
     experiments = parse_list(args.experiments)
-    bad = sorted(set(experiments or []) - set(EXPERIMENTS))
-    if bad:
-        raise UserError(f"unknown experiment(s) {bad}", f"use: {', '.join(EXPERIMENTS)}")
+    check_experiments(experiments)
     return {"experiments": experiments, "models": parse_list(args.models)}
 
 

@@ -7,7 +7,7 @@ import html
 from typing import Any
 
 from bench.config import CONTROLS
-from bench.report import headline
+from bench.report import headline, headline_html
 from bench.report.summary import order_models
 from bench.site.runs import SiteRun
 
@@ -203,6 +203,6 @@ def run_page(run: SiteRun, files: list[tuple[str, str]]) -> str:
     for d in run.datasets:
         parts.append(
             f'<section><h2>Headline: <a href="../../datasets/{slug(d)}.html">{esc(d)}</a></h2>'
-            f"{headline.to_html(headline.build(inputs, d))}</section>"
+            f"{headline_html.to_html(headline.build(inputs, d))}</section>"
         )
     return _page(f"scgenbench run: {run.name}", "".join(parts), 2)

@@ -144,7 +144,7 @@ def _isfloat(x: str) -> bool:
 
 
 def _protocol(experiment: str, params: Any) -> str:
-    from bench.report.tables import protocol_of
+    from bench.report.protocol_tables import protocol_of
 
     p = protocol_of(str(experiment), params if isinstance(params, dict) else {})
     if p:
