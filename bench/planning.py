@@ -214,7 +214,6 @@ def plan(spec: RunSpec, *, progress: bool = False, write: bool = True) -> Plan:
                     params=model_params[model],
                     seed=seed,
                     profile=spec.profile,
-                    rare_class=rare,
                     device=spec.device,
                     timeout_s=spec.timeout_s,
                     memory_gb=spec.memory_gb,
@@ -242,6 +241,9 @@ def plan(spec: RunSpec, *, progress: bool = False, write: bool = True) -> Plan:
                             **common,
                             experiment=ename,
                             metrics={ename: experiment_options[ename]},
+                            # only an experiment's task carries the rare class: a main task's key
+                            # is the same with and without the experiment in the run
+                            rare_class=rare,
                             scoring=scoring_of([ename]),
                         )
                     )
