@@ -172,6 +172,8 @@ def test_generation_contract_counts_labels_dtype_and_seed(fitted):
     again = gen.generate(req, seed=1).X
     assert (again != out.X).nnz == 0  # seeded
     assert (gen.generate(req, seed=2).X != out.X).nnz > 0
+    one = gen.generate({"t1": 1}, seed=5)  # one cell: a batch of one through the ODE and the embeddings
+    assert one.shape == (1, 30) and list(one.obs["cell_type"]) == ["t1"]
     un = gen.generate(20, seed=3)
     validate_output(gen, un, var_names=list(a.var_names), label_key="cell_type", known_labels=gen.labels,
                     requested=20)  # fmt: skip
