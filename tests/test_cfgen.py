@@ -226,6 +226,28 @@ def test_budget_rescales_both_stages(budget, steps, counts_adata):
         assert ae + fm == round(2 / 7 * 3 * per) + round(2 / 7 * 4 * per)
 
 
+def test_snapshots_over_the_flow_stage(counts_adata):
+    """Convergence snapshots at the epoch ends that pass 1/8, 1/4, 1/2 and all of the flow's steps
+    (the flow is what generates); each hands the harness valid cells."""
+    from bench.api.generator import to_library_size
+
+    a = counts_adata.copy()
+    a.layers["counts"] = a.X.copy()
+    a.X = to_library_size(a.X)
+    seen = []
+
+    def on_snapshot(snap):
+        cells = snap.cells(10, 0)
+        seen.append((snap.step, snap.cells_seen, cells.shape))
+
+    res = fit_generator(gen := CfgenGenerator(**TINY), a, seed=0, on_snapshot=on_snapshot,
+                        snapshot_fractions=(0.125, 0.25, 0.5, 1.0), snapshot_cells=10)  # fmt: skip
+    ae = res.extra["autoencoder_steps"]  # 3 epochs of 3 steps; the flow: 4 epochs of 3 steps
+    assert [s for s, _, _ in seen] == [ae + 3, ae + 6, ae + 12] and seen[-1][0] == res.steps
+    assert all(shape == (10, 60) for _, _, shape in seen) and seen[-1][1] == res.cells_seen
+    assert gen.trainer.steps["flow"] == 12
+
+
 def test_deadline_stops_training(counts_adata):
     import time
 
