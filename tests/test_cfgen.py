@@ -312,14 +312,21 @@ def test_quick_fit_on_pbmc3k_beats_the_shuffled_control(tmp_path):
     from bench.evaluation import EvalContext
     from bench.pipeline import Pipeline, score
 
+    threads = torch.get_num_threads()
     prep = prepare("pbmc3k", split_seed=0, n_top_genes=2000, cache_dir=tmp_path)
     train, test = prep.train, prep.test
     ctx = EvalContext("pbmc3k", train, test, "cell_type", seed=0)
     mmd = {}
-    for model in ("cfgen", "shuffled"):
-        pipe = Pipeline(model, CfgenGenerator.params_for_profile("quick") if model == "cfgen" else {}, train,
-                        "cell_type")  # fmt: skip
-        cells = pipe.generate_cells(pipe.fit_model(train, 0), test.n_obs, seed=1)
-        mmd[model] = score("mmd", ctx, cells, seed=0).values["mmd"]
+    # a fresh preparation can raise torch's thread count (seen: 1 -> 2 under OMP_NUM_THREADS=1); the
+    # fit runs on the threads the test started with (one in CI: about 15 CPU-seconds)
+    torch.set_num_threads(threads)
+    try:
+        for model in ("cfgen", "shuffled"):
+            params = CfgenGenerator.params_for_profile("quick") if model == "cfgen" else {}
+            pipe = Pipeline(model, params, train, "cell_type")
+            cells = pipe.generate_cells(pipe.fit_model(train, 0), test.n_obs, seed=1)
+            mmd[model] = score("mmd", ctx, cells, seed=0).values["mmd"]
+    finally:
+        torch.set_num_threads(threads)
     print(f"\nMMD cfgen {mmd['cfgen']:.4f}, shuffled {mmd['shuffled']:.4f}")
     assert mmd["cfgen"] < 0.6 * mmd["shuffled"]
