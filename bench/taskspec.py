@@ -32,19 +32,25 @@ class DataSpec:
     normalisation: str = "hvg"  # bench.config.NORMALISATIONS
 
     def prepare(self, progress: bool = False, write_cache: bool = True, check_orientation: bool = True):
+        """The prepared data, with torch's CPU thread count as it was: preparing runs scanpy's numba
+        kernels, whose OpenMP layer sets the libgomp torch shares to every core (measured: 1 -> 2
+        under ``OMP_NUM_THREADS=1``), so a fit after a fresh prepare ran on other threads than one
+        after a cached prepare (and values of thread-dependent models such as ACTIVA differed)."""
         from bench import datasets
+        from bench.pipeline import torch_threads_kept
 
-        return datasets.prepare(
-            self.dataset,
-            label_key=self.label_key,
-            split_seed=self.split_seed,
-            test_fraction=self.test_fraction,
-            n_top_genes=self.n_top_genes,
-            normalisation=self.normalisation,
-            progress=progress,
-            write_cache=write_cache,
-            check_orientation=check_orientation,
-        )
+        with torch_threads_kept():
+            return datasets.prepare(
+                self.dataset,
+                label_key=self.label_key,
+                split_seed=self.split_seed,
+                test_fraction=self.test_fraction,
+                n_top_genes=self.n_top_genes,
+                normalisation=self.normalisation,
+                progress=progress,
+                write_cache=write_cache,
+                check_orientation=check_orientation,
+            )
 
 
 def load_prepared(folder: str | Path):
