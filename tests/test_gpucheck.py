@@ -27,7 +27,15 @@ def test_cpu_run_of_the_script_writes_the_json_and_a_summary(tmp_path):
         capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHON": sys.executable},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    rep = json.loads(out.read_text())
+    # one file per generator with a speed probe (found, not named): ACTIVA's and CFGen's
+    files = {f.name for f in out.parent.glob("*.json")}
+    assert {"check-activa.json", "check-cfgen.json"} <= files, files
+    other = json.loads((out.parent / "check-cfgen.json").read_text())
+    assert other["model"] == "cfgen" and other["generation"]["cells"] == 500
+    assert all(
+        r["cells_per_s"] > 0 for r in other["train"] if r["mode"] == "eager" and r["precision"] == "fp32"
+    )
+    rep = json.loads((out.parent / "check-activa.json").read_text())
     for key in (
         "device",
         "device_name",
@@ -57,8 +65,8 @@ def test_cpu_run_of_the_script_writes_the_json_and_a_summary(tmp_path):
     mmd = rep["metrics"]["mmd"]  # the built-in metric with a speed probe
     assert mmd["cells_per_side"] == 200 and mmd["seconds"] > 0 and mmd["value"] > 0
     assert rep["targets"]["checked"] is False
-    assert "eager cells/s" in proc.stdout and f"written: {out}" in proc.stdout
-    assert len(proc.stdout.splitlines()) < 40  # one screen
+    assert "eager cells/s" in proc.stdout and f"written: {out.parent / 'check-activa.json'}" in proc.stdout
+    assert len(proc.stdout.splitlines()) < 40 * len(files)  # one screen per model
 
 
 def test_the_check_imports_neither_anndata_nor_scanpy(tmp_path):
