@@ -91,9 +91,11 @@ BOUNDS = {
     "decode_chunk": INTEGER_2,
 }
 PROFILES: dict[str, dict[str, Any]] = {
-    # a smoke test: pbmc3k (2,429 x 2,000) fits in about 35 s on one CPU thread, all three stages
-    # (docs/models/scdiffusion.md, cells/s); the released networks, short stages at raised learning
-    # rates, 50 respaced sampling steps (the guidance then acts at all of them: guide_window 'spaced')
+    # a smoke test of the released networks: pbmc3k (2,429 x 2,000) fits in about 35 s of an idle
+    # CPU thread, all three stages (docs/models/scdiffusion.md, speed); short stages at raised
+    # learning rates, 50 respaced sampling steps (the guidance then acts at all of them:
+    # guide_window 'spaced'), and the unguided sampler's x_0 clipped to [-1, 1] as the guided one
+    # is (at this length unclipped chains can leave the sphere and decode to log1p values above 30)
     "quick": {
         "ae_steps": 120,
         "ae_lr": 2e-3,
@@ -102,12 +104,13 @@ PROFILES: dict[str, dict[str, Any]] = {
         "classifier_steps": 150,
         "classifier_lr": 1e-3,
         "sampling_steps": 50,
+        "clip_unguided": True,
     },
     # a reasoned CPU setting, not yet swept (docs/models/scdiffusion.md#profiles): about six minutes
     # of one CPU thread on pbmc3k (the effort docs/tuning.md gives every model), split as the
     # released recipe weighs its stages (diffusion > classifier ~ autoencoder): 42 epochs of the
-    # autoencoder, 210 of the diffusion, 74 of the classifier at raised learning rates; 100
-    # respaced sampling steps
+    # autoencoder, 222 of the diffusion, 78 of the classifier (18 steps each) at raised learning
+    # rates; 100 respaced sampling steps, x_0 clipped as in quick
     "standard": {
         "ae_steps": 800,
         "ae_lr": 2e-3,
@@ -116,6 +119,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "classifier_steps": 1400,
         "classifier_lr": 1e-3,
         "sampling_steps": 100,
+        "clip_unguided": True,
     },
     # the published runs (README.md of the released code: autoencoder checkpoint at 150,000 steps,
     # backbone trained 6e5 steps of train.sh's 8e5-step learning-rate anneal, classifier 2e5 steps);
