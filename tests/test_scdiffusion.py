@@ -410,11 +410,12 @@ def test_speed_probe_trains_and_samples_on_tensors():
 # -- end to end on the bundled data -----------------------------------------------------------------------
 def test_quick_fit_on_pbmc3k_against_the_shuffled_control(tmp_path):
     """The quick profile through the harness's pipeline on pbmc3k (2,429 x 2,000 HVGs), generating as
-    many cells as the test split holds. Bound: its gene-gene correlation discrepancy to the real test
-    cells is below the shuffled control's (genes permuted across cells, so no correlations). Its MMD
-    is not below the shuffled control's at this length (docs/models/scdiffusion.md, the first quick
-    run), as for every deep model in the quick profile; it is printed, and bounded by what an
-    untrained pipeline gives."""
+    many cells as the test split holds, scored by the harness's metrics. Bound: its correlation
+    discrepancy (ACTIVA paper Eq. 6, on the run's DE genes) is below the shuffled control's (genes
+    permuted across cells: no correlations left); seed 0 gives 11.2 against 13.2. Its MMD on 50 PCs
+    (0.235) is above the shuffled control's (0.131) at the quick length, as every deep model's is in
+    the quick profile (README, CI smoke test), so it is printed, not bounded by the control
+    (docs/models/scdiffusion.md, the first quick run)."""
     from bench.datasets import prepare
     from bench.evaluation import EvalContext
     from bench.pipeline import Pipeline, score
@@ -426,8 +427,9 @@ def test_quick_fit_on_pbmc3k_against_the_shuffled_control(tmp_path):
     for model in ("scdiffusion", "shuffled"):
         pipe = Pipeline(model, get_generator(model).params_for_profile("quick"), prep.train, "cell_type")
         cells = pipe.generate_cells(pipe.fit_model(prep.train, 0), prep.test.n_obs, seed=1)
-        got[model] = {m: score(m, ctx, cells, seed=0).values for m in ("mmd", "correlation_discrepancy")}
+        got[model] = {
+            "cd": score("correlation_discrepancy", ctx, cells, seed=0).values["cd"],
+            "mmd": score("mmd", ctx, cells, seed=0).values["mmd"],
+        }
     print(f"\n{got}")
-    assert (
-        got["scdiffusion"]["correlation_discrepancy"]["cd"] < got["shuffled"]["correlation_discrepancy"]["cd"]
-    )
+    assert got["scdiffusion"]["cd"] < got["shuffled"]["cd"]
