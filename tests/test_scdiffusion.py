@@ -413,7 +413,7 @@ def test_quick_fit_on_pbmc3k_against_the_shuffled_control(tmp_path):
     many cells as the test split holds, scored by the harness's metrics. Bound: its correlation
     discrepancy (ACTIVA paper Eq. 6, on the run's DE genes) is below the shuffled control's (genes
     permuted across cells: no correlations left); seed 0 gives 11.2 against 13.2. Its MMD on 50 PCs
-    (0.235) is above the shuffled control's (0.131) at the quick length, as every deep model's is in
+    (0.221) is above the shuffled control's (0.131) at the quick length, as every deep model's is in
     the quick profile (README, CI smoke test), so it is printed, not bounded by the control
     (docs/models/scdiffusion.md, the first quick run)."""
     from bench.datasets import prepare
