@@ -47,6 +47,9 @@ SCORING_MODULES = (
     "bench.convergence",
     "bench.timing",
 )
+# files under SCORING_MODULES that compute no value, left out of the scoring hash: the built-in
+# metrics' report figures (editing a figure must not rerun every task)
+NOT_SCORING = ("bench.metrics/figures/",)
 SKIP_PARTS = {"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 HASH_LENGTH = 16
 
@@ -244,7 +247,7 @@ def scoring_version(metrics: dict[str, Any] | None = None) -> str:
     that comes from another distribution."""
     files: dict[str, Path] = {}
     for name in SCORING_MODULES:
-        files.update(_package_files(name))
+        files.update({k: v for k, v in _package_files(name).items() if not k.startswith(NOT_SCORING)})
     extra = []
     for name, metric in sorted((metrics or {}).items()):
         func = getattr(metric, "func", None)

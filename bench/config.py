@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     # the paper's settings: all genes, the published training lengths
     "paper": {"n_top_genes": None},
 }
-EXPERIMENTS = ("main", "augmentation")
+# the experiment of every metric that scores the main fit; the others are the experiments the metrics
+# declare (Metric.experiment: a task of its own per model and seed), see :func:`known_experiments`
+MAIN_EXPERIMENT = "main"
 # How the main experiment asks for cells: "unconditional" (every model samples as many cells as the
 # test set from its own distribution: the ACTIVA paper's protocol for Fig. 3-5 / Table 2, its
 # tutorial decodes z ~ N(0, I) for N = test-set size) or "per-label" (conditional models make exactly
@@ -78,7 +80,7 @@ class RunSpec:
     profile: str = "quick"
     label_key: str | None = None
     metrics: list[str] | None = None  # None: every registered metric
-    experiments: list[str] = field(default_factory=lambda: list(EXPERIMENTS))
+    experiments: list[str] = field(default_factory=lambda: known_experiments())
     rare_class: str | None = None
     split_seed: int = 0
     test_fraction: float = 0.1
@@ -113,9 +115,7 @@ class RunSpec:
         self.models = list(dict.fromkeys(self.models))
         self._check_types()
         self.seeds = list(dict.fromkeys(int(s) for s in self.seeds))
-        bad = sorted(set(self.experiments) - set(EXPERIMENTS))
-        if bad:
-            raise UserError(f"unknown experiment(s) {bad}", f"use: {', '.join(EXPERIMENTS)}")
+        check_experiments(self.experiments)
         if self.main_generation not in MAIN_GENERATION:
             raise UserError(
                 f"unknown main generation mode '{self.main_generation}'",
@@ -197,6 +197,41 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def known_experiments() -> list[str]:
+    """The experiments a run can have: the main one, then each one an installed metric declares
+    (``Metric.experiment``), in registry order."""
+    from bench.registry import available
+
+    declared = (m.experiment for m in available("metrics").values())
+    return list(dict.fromkeys([MAIN_EXPERIMENT, *declared]))
+
+
+def check_experiments(experiments: list[str] | None) -> None:
+    """UserError naming the known experiments for one that no installed metric declares."""
+    known = known_experiments()
+    bad = sorted(set(experiments or []) - set(known))
+    if bad:
+        raise UserError(f"unknown experiment(s) {bad}", f"use: {', '.join(known)}")
+
+
+def flag_options(cli: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The metric options that command-line flags set (``Metric.flags``: ``--fractions`` sets the
+    option its metric declares for it), each flag taken out of ``cli``; a list becomes a tuple where
+    the option's default is one."""
+    from bench.registry import available
+
+    out: dict[str, dict[str, Any]] = {}
+    for metric in available("metrics").values():
+        for flag, option in metric.flags.items():
+            value = cli.pop(flag, None)
+            if value is None:
+                continue
+            if isinstance(metric.options.get(option), tuple) and isinstance(value, list):
+                value = tuple(value)
+            out.setdefault(metric.name, {})[option] = value
+    return out
 
 
 def resolve_protocols(requested: list[str]) -> list[str]:
@@ -342,9 +377,14 @@ def build_spec(file_cfg: dict[str, Any] | None, **cli: Any) -> RunSpec:
     unknown = sorted(set(cfg) - _KNOWN_KEYS)
     if unknown:
         raise UserError(f"unknown config key(s) {unknown}", f"known keys: {', '.join(sorted(_KNOWN_KEYS))}")
-    fractions = cli.pop("fractions", None)
-    if fractions is not None:  # --fractions: the augmentation experiment's
-        metric_options.setdefault("augmentation", {})["fractions"] = tuple(fractions)
+    for name, options in flag_options(cli).items():  # flags that set a metric's option (Metric.flags)
+        metric_options.setdefault(name, {}).update(options)
+    stray = sorted(k for k, v in cli.items() if v is not None and k not in {f.name for f in fields(RunSpec)})
+    if stray:  # a metric's flag whose metric is not installed (or failed to import)
+        flag = "--" + stray[0].replace("_", "-")
+        raise UserError(
+            f"{flag} sets an option of no installed metric", "leave it out; see `bench list metrics`"
+        )
     for key, value in cli.items():
         if value is None:
             continue

@@ -251,6 +251,44 @@ def get_alone(kind: str, name: str) -> Any:
     return obj
 
 
+def providing(kind: str, attribute: str) -> list[str]:
+    """The names of the registered plugins of ``kind`` that provide ``attribute``: a generator class
+    that defines it beyond the API's base (``speed_probe``), a metric whose declaration sets it. Found
+    in a child interpreter, so that this process imports none of them: a tool that must run where
+    other plugins cannot import (the GPU check: PyTorch without AnnData) then loads each one alone
+    (:func:`get_alone`)."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\nfrom bench.registry import _providing\n"
+        "print(json.dumps(_providing(sys.argv[1], sys.argv[2])))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, kind, attribute], capture_output=True, text=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise UserError(
+            f"could not list the {kind} that provide {attribute}: {proc.stderr.strip()[-300:]}",
+            f"name them instead (see `bench list {kind}`)",
+        )
+    return json.loads(lines[-1])
+
+
+def _providing(kind: str, attribute: str) -> list[str]:
+    from bench.api.generator import Generator
+
+    def unwrap(value: Any) -> Any:
+        return getattr(value, "__func__", value)
+
+    base = unwrap(getattr(Generator, attribute, None)) if kind == "generators" else None
+    return [
+        name
+        for name, obj in available(kind).items()
+        if getattr(obj, attribute, None) is not None and unwrap(getattr(obj, attribute)) is not base
+    ]
+
+
 def get_generator(name: str):
     return get("generators", name)
 

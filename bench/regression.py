@@ -160,17 +160,23 @@ def _upgrade_v1(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         "gated, no absolute floor, MMD x number of scales as the kernel now sums them); regenerate it "
         "with `bench baseline` when convenient"
     ]
-    options = ((doc.get("spec") or {}).get("metric_options") or {}).get("mmd") or {}
-    n_scales = len(options.get("scales") or options.get("scale_factors") or (0.5, 1.0, 2.0))
+    options = (doc.get("spec") or {}).get("metric_options") or {}
+    factors = {  # value -> factor, as the metrics declare (Metric.from_v1: MMD x its number of scales)
+        value: metric.from_v1(value, options.get(metric.name) or {})
+        for metric in available("metrics").values()
+        if metric.from_v1 is not None
+        for value in metric.directions
+    }
     values = []
     for v in doc["values"]:
         kind = gated(v["metric"])
         if kind is None:
             continue
         v = {**v, "direction": kind[0], "target": kind[1]}
-        if v["metric"] == "mmd":
-            v["mean"] = v["mean"] * n_scales
-            v["sd"] = None if v.get("sd") is None else v["sd"] * n_scales
+        factor = factors.get(v["metric"], 1.0)
+        if factor != 1.0:
+            v["mean"] = v["mean"] * factor
+            v["sd"] = None if v.get("sd") is None else v["sd"] * factor
         values.append(v)
     tol = {k: val for k, val in (doc.get("tolerance") or {}).items() if k in DEFAULT_TOLERANCE}
     return {**doc, "format": FORMAT, "tolerance": {**DEFAULT_TOLERANCE, **tol}, "values": values}, notes

@@ -54,21 +54,27 @@ class _RssSampler(threading.Thread):
         self.interval = interval
         self.rescan = rescan
         self.proc = psutil.Process()
-        self.peak = _tree_rss(self.proc)
+        # children alive before the call are not its work (a worker pool or a server an earlier
+        # task left running): only the processes the call starts count
+        self._before = {c.pid for c in _descendants(self.proc)}
+        self.peak = _rss(self.proc)
         self._stop_event = threading.Event()
 
+    def _new_children(self) -> list[psutil.Process]:
+        return [c for c in _descendants(self.proc) if c.pid not in self._before]
+
     def run(self) -> None:
-        children, scanned = _descendants(self.proc), time.monotonic()
+        children, scanned = self._new_children(), time.monotonic()
         while not self._stop_event.is_set():
             if time.monotonic() - scanned >= self.rescan:
-                children, scanned = _descendants(self.proc), time.monotonic()
+                children, scanned = self._new_children(), time.monotonic()
             self.peak = max(self.peak, _tree_rss(self.proc, children))
             self._stop_event.wait(self.interval)
 
     def stop(self) -> int:
         self._stop_event.set()
         self.join()
-        self.peak = max(self.peak, _tree_rss(self.proc))
+        self.peak = max(self.peak, _tree_rss(self.proc, self._new_children()))
         return self.peak
 
 
@@ -89,8 +95,9 @@ def measure(fn: Callable[[], T], *, interval: float = 0.05) -> Measurement[T]:
     """Run ``fn()`` and measure its wall time and peak memory increase.
 
     * wall time: ``time.perf_counter``;
-    * memory: the resident set size of this process *and its child processes* (container and
-      process backends run the model in a child) sampled every ``interval`` seconds by a
+    * memory: the resident set size of this process *and the child processes it starts* (container
+      and process backends run the model in a child; children alive before the call are left out)
+      sampled every ``interval`` seconds by a
       background thread with psutil (the list of child processes is refreshed every second, so
       a child that lives less than a second can be missed); the value is the peak minus the size
       at the start, so it does not depend on what earlier tasks left in the process. Memory freed

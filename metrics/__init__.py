@@ -14,16 +14,16 @@ The metric suite beyond the paper (docs/metrics.md, "Beyond the paper"): :func:`
 ``MEMORISATION``, ``DE_RECOVERY``, ``GENE_STATS``. Their adapters take an :class:`~bench.evaluation.EvalContext` and
 the generated AnnData (in the generator's output scale, recorded in
 ``uns['scgenbench']['output_scale']``) and apply the evaluation contract: library-size 20,000 +
-log1p for both sides, PCA(50) fit on the real training cells.
+log1p for both sides, PCA(50) fit on the real training cells (the paper's metrics' adapters:
+``_adapters.py``). Each Metric declares what the core reads (docs/architecture.md, "Metrics that
+describe themselves"): its report figures, drawn by the package ``figures`` (outside the scoring hash), its
+paper-shaped tables, flags, plan-time hook and speed probe.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-
-from bench.api import HARDWARE_VALUES, INTEGER_1, INTEGER_2, FigureSpec, Metric, MetricOutput
+from bench.api import HARDWARE_VALUES, INTEGER_1, INTEGER_2, FigureSpec, Metric, MetricOutput, TableSpec
+from bench.metrics._adapters import score_auc, score_cd, score_mean_corr, score_mmd, score_timing
 from bench.metrics._auc import AucResult, auc, make_forest
 from bench.metrics._augmentation import (
     MIN_RARE_CELLS,
@@ -34,6 +34,7 @@ from bench.metrics._augmentation import (
     downsample_rare,
     fraction_tag,
     kept_rare_cells,
+    plan_augmentation,
     rare_f1,
     run_augmentation,
 )
@@ -57,12 +58,13 @@ from bench.metrics._gene_stats import (
 )
 from bench.metrics._mean_corr import mean_corr
 from bench.metrics._memorisation import MEMORISATION, MemorisationResult, memorisation
-from bench.metrics._mmd import ESTIMATORS, MmdResult, median_nn_distance, mmd
+from bench.metrics._mmd import ESTIMATORS, MmdResult, median_nn_distance, mmd, mmd_from_v1, mmd_speed_probe
 from bench.metrics._per_type import PER_TYPE, PER_TYPE_METRICS, PerTypeResult, per_type
 from bench.metrics._prdc import PRDC, PrdcResult, prdc
 from bench.metrics._sinkhorn import SINKHORN, SinkhornResult, median_distance, sinkhorn_w2
 from bench.metrics._timing import timing
-from bench.metrics._utils import EVERY_PROTOCOL, QUICK_MAX_CELLS, SPACES, check_space, equal_size
+from bench.metrics._utils import EVERY_PROTOCOL, QUICK_MAX_CELLS, SPACES, equal_size
+from bench.metrics.figures.paper import draw_augmentation, draw_corr, draw_roc, draw_timing
 
 __all__ = [
     "AUC",
@@ -127,103 +129,11 @@ __all__ = [
 ]
 
 
-# -- adapters: EvalContext + generated AnnData -> MetricOutput ------------------------------------
-def _score_auc(
-    ctx,
-    generated,
-    *,
-    seed: int,
-    space: str = "genes",
-    n_trees: int = 1000,
-    folds: int = 5,
-    n_jobs: int | None = None,
-    max_cells: int | None = None,
-) -> MetricOutput:
-    check_space(space)
-    real, fake = ctx.features(generated, space)
-    res = auc(real, fake, seed=seed, n_trees=n_trees, folds=folds, n_jobs=n_jobs, max_cells=max_cells)
-    artifacts: dict[str, np.ndarray] = {"fold_aucs": np.asarray(res.fold_aucs)}
-    for k, (fpr, tpr) in enumerate(res.roc):
-        artifacts[f"roc_fpr_{k}"] = fpr
-        artifacts[f"roc_tpr_{k}"] = tpr
-    info = {
-        "space": ctx.space_name(space),
-        "n_cells_per_side": res.n_cells,
-        "n_trees": n_trees,
-        "folds": folds,
-    }
-    return MetricOutput(values={"auc": res.auc, "auc_sd": res.auc_sd}, artifacts=artifacts, info=info)
-
-
-def _score_mmd(
-    ctx,
-    generated,
-    *,
-    seed: int,
-    max_cells: int | None = None,
-    block_size: int = 4096,
-    scale_factors: tuple[float, ...] = (0.5, 1.0, 2.0),
-    dtype: str = "float32",
-    estimator: str = "unbiased",
-) -> MetricOutput:
-    real, fake = ctx.features(generated, "pca50")
-    res = mmd(
-        real,
-        fake,
-        seed=seed,
-        scale_factors=tuple(scale_factors),
-        max_cells=max_cells,
-        block_size=block_size,
-        device=ctx.device,
-        dtype=dtype,
-        estimator=estimator,
-        cache=ctx.shared_for("mmd"),
-    )
-    info = {
-        "space": ctx.space_name(),
-        "scales": list(res.scales),
-        "median_nn": res.median_nn,
-        "n_cells_per_side": res.n_real,
-        "device": ctx.device,
-        "estimator": estimator,
-        "kernel": "sum over scales",
-    }
-    return MetricOutput(values={"mmd": res.mmd}, info=info)
-
-
-def _score_cd(ctx, generated, *, seed: int, n_genes: int = 5, method: str = "wilcoxon") -> MetricOutput:
-    genes = ctx.de_genes(n_genes=n_genes, method=method)
-    index = {str(g): i for i, g in enumerate(ctx.train.var_names)}
-    idx = np.array([index[g] for g in genes], dtype=int)
-    X_log, _ = ctx.transform_generated(generated)
-    res = correlation_discrepancy(ctx.test_log[:, idx], X_log[:, idx])
-    artifacts = {
-        "generated_corr": res.generated_corr.astype(np.float32),
-        "real_corr": res.real_corr.astype(np.float32),
-        "genes": np.asarray(genes, dtype=str),
-        "column_sums": res.column_sums.astype(np.float32),
-    }
-    info = {"n_genes": len(genes), "de_method": method, "top_per_cluster": n_genes}
-    return MetricOutput(values={"cd": res.cd}, artifacts=artifacts, info=info)
-
-
-def _score_mean_corr(ctx, generated, *, seed: int) -> MetricOutput:
-    X_log, _ = ctx.transform_generated(generated)
-    return MetricOutput(values={"mean_corr": mean_corr(ctx.test_log, X_log)})
-
-
-def _score_timing(ctx, fit_info: dict[str, Any], *, seed: int, n_cells: int = 100_000) -> MetricOutput:
-    generation = fit_info["time_generation"](int(n_cells))
-    values = timing(fit_info, generation)
-    scaled = int(n_cells) != 100_000
-    return MetricOutput(values=values, info={"generate_scaled_from": int(n_cells) if scaled else None})
-
-
 # -- the plugins ----------------------------------------------------------------------------------
 MEAN_CORR = Metric(
     name="mean_corr",
     measures="structure",
-    func=_score_mean_corr,
+    func=score_mean_corr,
     directions={"mean_corr": "higher"},
     description="Pearson correlation of per-gene mean log-expression, real test vs generated",
     reference="standard sanity score (scGAN-lineage mean-profile comparison)",
@@ -235,7 +145,7 @@ MEAN_CORR = Metric(
 AUC = Metric(
     name="auc",
     measures="realism",
-    func=_score_auc,
+    func=score_auc,
     # 0.5 is ideal (0.3 is as bad as 0.7); auc_sd, the spread over CV folds, is information
     directions={"auc": "target"},
     targets={"auc": 0.5},
@@ -250,6 +160,11 @@ AUC = Metric(
     profiles={"quick": {"n_trees": 200, "max_cells": QUICK_MAX_CELLS}},
     not_scaled=("auc_sd",),
     headline={"auc": "AUC"},
+    tables=(
+        TableSpec(
+            "Fig. 3 — real-vs-synthetic RF AUC (0.5 is ideal; ranked by |AUC − 0.5|)", ("auc",), order=10
+        ),
+    ),
     protocols=EVERY_PROTOCOL,
     # a snapshot's forest: 100 trees on the 50 PCs (~1 s), against the task's 1,000 on the genes
     snapshot={"space": "pca50", "n_trees": 100},
@@ -260,6 +175,11 @@ AUC = Metric(
             "Each fold's ROC curve (light) of the {folds}-fold cross-validated random forest ({n_trees} trees; "
             "features: {space}), the mean over folds and seeds (dark) with ± 1 sd band; the red dashed line is "
             "chance. The AUC in the title is the table's mean ± sd over seeds.",
+            draw=draw_roc,
+            part="paper",
+            order=30,
+            missing="no ROC curves stored (auc)",
+            alt="ROC",
         ),
     ),
 )
@@ -267,7 +187,7 @@ AUC = Metric(
 MMD = Metric(
     name="mmd",
     measures="realism",
-    func=_score_mmd,
+    func=score_mmd,
     directions={"mmd": "lower"},
     description="unbiased MMD^2, Gaussian kernel summed over scales med/2, med, 2 med, on 50 PCs",
     reference="ACTIVA paper section 5.3, Table 2; Gretton et al. 2012; Marouf et al. 2020",
@@ -283,15 +203,18 @@ MMD = Metric(
     # quadratic in cells: the quick profile caps each side (binds above ~100k cells)
     profiles={"quick": {"max_cells": QUICK_MAX_CELLS}},
     headline={"mmd": "MMD"},
+    tables=(TableSpec("Table 2 — MMD to the test set", ("mmd",), order=20),),
     protocols=EVERY_PROTOCOL,
     snapshot={},
     convergence="mmd",
+    from_v1=mmd_from_v1,
+    speed_probe=mmd_speed_probe,
 )
 
 CD = Metric(
     name="correlation_discrepancy",
     measures="structure",
-    func=_score_cd,
+    func=score_cd,
     directions={"cd": "lower"},
     description="max column 1-norm of G - R over top-5 DE genes per cluster (Pearson)",
     reference="ACTIVA paper section 5.3, Eq. (6), Fig. 5",
@@ -300,6 +223,11 @@ CD = Metric(
     choices={"method": DE_METHODS},
     bounds={"n_genes": INTEGER_1},
     headline={"cd": "CD"},
+    tables=(
+        TableSpec(
+            "Fig. 5 — correlation discrepancy of DE genes", ("cd",), suffix="({method} test)", order=30
+        ),
+    ),
     snapshot={},
     figures=(
         FigureSpec(
@@ -308,6 +236,11 @@ CD = Metric(
             "Pearson correlation of the top {n_genes} DE genes per cluster ({method} test on the real "
             "training cells): generated cells below the diagonal, real test cells above. Symmetric means "
             "the generator kept the gene-gene structure; CD is the task's correlation discrepancy (Eq. 6).",
+            draw=draw_corr,
+            part="paper",
+            order=40,
+            missing="no correlation matrices stored (correlation_discrepancy)",
+            alt="correlation",
         ),
     ),
 )
@@ -344,9 +277,21 @@ AUGMENTATION = Metric(
     bounds={"fractions": "(0, 1]", "n_generated": INTEGER_1, "n_trees": INTEGER_1},
     profiles={"quick": {"n_trees": 200}},
     experiment="augmentation",
+    # --fractions sets the fractions; at plan time the rare class is chosen and the fractions kept
+    flags={"fractions": "fractions"},
+    plan=plan_augmentation,
     # f1_real / f1_oversampled do not depend on the generator; f1_gain scales exactly as f1_augmented
     not_scaled=("f1_real@", "f1_oversampled@", "f1_gain@"),
     headline={"f1_augmented@": "aug F1"},
+    tables=(
+        TableSpec(
+            "Fig. 7 — rare-class F1 per training fraction (arms over the seeds they share)",
+            arms=("real", "oversampled", "augmented"),
+            order=50,
+            # the console's compact shape: the arms that do not depend on the generator once
+            short={"real": "real cells only", "oversampled": "+ oversampled real"},
+        ),
+    ),
     figures=(
         FigureSpec(
             "augmentation",
@@ -354,6 +299,11 @@ AUGMENTATION = Metric(
             "Rare-class F1 of a balanced random forest ({n_trees} trees; features: {space}) trained on the "
             "downsampled real data, on it with the rare class oversampled, and with {n_generated} generated "
             "rare cells added; mean over seeds, bars show the range (as Fig. 7).",
+            draw=draw_augmentation,
+            part="paper",
+            order=50,
+            missing="no augmentation experiment in this run (conditional models only)",
+            alt="augmentation",
         ),
     ),
 )
@@ -361,7 +311,7 @@ AUGMENTATION = Metric(
 TIMING = Metric(
     name="timing",
     measures="cost",
-    func=_score_timing,
+    func=score_timing,
     kind="fit",
     directions={
         "train_seconds": "lower",
@@ -379,12 +329,31 @@ TIMING = Metric(
     profiles={"quick": {"n_cells": 10_000}},
     not_scaled=HARDWARE_VALUES,
     headline={"train_seconds": "train s"},
+    tables=(
+        TableSpec(
+            "Table 1 — training and generation time",
+            HARDWARE_VALUES,
+            order=40,
+            # the console's compact shape (the headline holds Fig. 3, Table 2 and Fig. 5 as columns)
+            short={
+                "train_seconds": "train s",
+                "generate_seconds_per_100k": "gen s/100k",
+                "peak_rss_mb": "peak MB",
+                "peak_gpu_mb": "GPU MB",
+            },
+        ),
+    ),
     figures=(
         FigureSpec(
             "timing",
             "Training and generation time (Table 1)",
             "Mean ± sd over seeds of the training wall time and the generation time, measured on "
             "{n_cells:,} cells and scaled to 100,000 cells (log axis when the models differ by more than 100x).",
+            draw=draw_timing,
+            part="paper",
+            order=60,
+            missing="no timing values in this run",
+            alt="timing",
         ),
     ),
 )

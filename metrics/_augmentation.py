@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.metrics import f1_score
 
-from bench.api import TaskFailed, UserError
+from bench.api import Planned, TaskFailed, UserError
 from bench.metrics._auc import make_forest
 
 if TYPE_CHECKING:
@@ -69,6 +69,46 @@ def choose_rare_class(
         f"fraction(s) {', '.join(dropped)} dropped"
     )
     return name, kept, why
+
+
+def plan_augmentation(
+    labels: dict[str, dict[str, int]],
+    options: dict,
+    *,
+    rare: str | None,
+    chosen_by: str,
+    clustered: bool = False,
+) -> Planned:
+    """The experiment's plan-time hook (``Metric.plan``): its rare class, the rule that chose it and
+    its fractions (largest first). ``rare``: the user's or the dataset's choice, kept as given
+    (``chosen_by`` says whose; with a note for a fraction that keeps fewer than MIN_RARE_CELLS real
+    cells); None: the rule of :func:`choose_rare_class`. ``labels``: training and test label counts;
+    ``clustered``: the labels are clusters the dataset stage computed."""
+    fractions = tuple(sorted({float(f) for f in options["fractions"]}, reverse=True))
+    notes: list[str] = []
+    why = chosen_by
+    if rare is None:
+        rare, fractions, why = choose_rare_class(labels["train"], labels["test"], fractions)
+        if clustered:
+            why += "; a Leiden cluster, see the labels line"
+    else:
+        n = int(labels["train"].get(rare, 0))
+        few = [
+            f"{f:g} keeps {kept_rare_cells(n, f)}"
+            for f in fractions
+            if kept_rare_cells(n, f) < MIN_RARE_CELLS
+        ]
+        if few:
+            notes.append(
+                f"augmentation: rare class '{rare}' has {n} training cells; fraction {', '.join(few)} "
+                f"(< {MIN_RARE_CELLS}: F1 near 0 by construction)"
+            )
+    return Planned(
+        options={**options, "fractions": fractions},
+        label=rare,
+        header=f"augmentation: rare class '{rare}' ({why})",
+        notes=tuple(notes),
+    )
 
 
 def downsample_rare(labels, rare: str, fraction: float, *, seed: int) -> np.ndarray:

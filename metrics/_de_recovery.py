@@ -10,6 +10,7 @@ from bench.api import INTEGER_1, FigureSpec, Metric, MetricOutput, TaskFailed
 from bench.metrics._gene_stats import gene_variances
 from bench.metrics._mean_corr import gene_means
 from bench.metrics._utils import check_same_genes, pearson
+from bench.metrics.figures.suite import draw_de_recovery
 
 
 def de_scores(X, labels, group: str) -> tuple[np.ndarray, np.ndarray]:
@@ -185,6 +186,9 @@ DE_RECOVERY = Metric(
             "rest): its log2 fold change in the real cells against the generated cells of that type. On "
             "the red line the generator reproduces the effect size; r is the mean over types of the "
             "per-type Pearson r, Jaccard the mean overlap of the real and generated top-{top_k} sets.",
+            draw=draw_de_recovery,
+            order=40,
+            missing="no DE-recovery arrays (metric 'de_recovery'; conditional models, types with enough cells)",
         ),
     ),
 )

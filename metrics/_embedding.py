@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from bench.api import INTEGER_1, INTEGER_2, FigureSpec, Metric, MetricOutput, import_umap
+from bench.metrics.figures.cells import NO_EMBEDDING, draw_markers, draw_umap
 
 # The paper's markers (Fig. 4 and section 5.3: CD79A, CD19, MS4A1 for B cells; LTB, LDHB, CCL5,
 # NKG7, GZMA for PBMC clusters 1-2; Hmgb2 for Brain Small) and the usual PBMC / E18 mouse brain
@@ -288,6 +289,10 @@ EMBEDDING = Metric(
             f"majority type of their {KNN_LABEL_K} nearest real test cells on the 50 PCs. UMAP "
             "(n_neighbors {n_neighbors}, min_dist {min_dist}) is fit on up to {max_cells} real test cells "
             "and generated cells are placed with UMAP.transform.",
+            draw=draw_umap,
+            part="paper",
+            order=10,
+            missing=NO_EMBEDDING,
         ),
         FigureSpec(
             "markers",
@@ -295,6 +300,10 @@ EMBEDDING = Metric(
             "Log expression (library size 20,000, log1p) of up to {max_markers} marker genes; one colour "
             "scale per gene (0 to the real cells' 99th percentile), generated cells over the real ones "
             "(light grey).",
+            draw=draw_markers,
+            part="paper",
+            order=20,
+            missing=NO_EMBEDDING,
         ),
     ),
 )

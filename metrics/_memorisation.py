@@ -9,6 +9,7 @@ import numpy as np
 from bench.api import INTEGER_1, FigureSpec, Metric, MetricOutput
 from bench.metrics._distances import as_tensors, nearest_distances
 from bench.metrics._utils import QUICK_MAX_CELLS, check_same_genes, equal_size
+from bench.metrics.figures.suite import draw_memorisation
 
 
 @dataclass
@@ -130,6 +131,9 @@ MEMORISATION = Metric(
             "cell. A generator that copies training cells piles up left of the dashed line (the {quantile:g} "
             "quantile of the test cells' distances); the `real` control returns training cells, so it sits "
             "at 0 by construction.",
+            draw=draw_memorisation,
+            order=20,
+            missing="no memorisation distances stored (metric 'memorisation')",
         ),
     ),
 )

@@ -118,6 +118,21 @@ def _fingerprint(X: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(X).tobytes()).hexdigest()
 
 
+def mmd_speed_probe(real: np.ndarray, fake: np.ndarray, *, seed: int, device: str) -> float:
+    """What the GPU check times (``Metric.speed_probe``): :func:`mmd` of two samples with the
+    metric's defaults (float32 tiles) on ``device``."""
+    return mmd(real, fake, seed=seed, device=device).mmd
+
+
+def mmd_from_v1(value: str, options: dict) -> float:
+    """What a value of a format-1 regression baseline is multiplied by to read as today's: format 1
+    averaged the kernel over its scales, it is now summed, so an MMD times the number of scales
+    (``options``: the metric options of the baseline's run; the default three scales)."""
+    if value != "mmd":
+        return 1.0
+    return float(len(options.get("scales") or options.get("scale_factors") or (0.5, 1.0, 2.0)))
+
+
 def mmd(
     real,
     fake,

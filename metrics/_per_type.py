@@ -12,6 +12,7 @@ from bench.metrics._de_recovery import generated_labels
 from bench.metrics._energy import energy_distance
 from bench.metrics._mmd import mmd
 from bench.metrics._utils import check_same_genes
+from bench.metrics.figures.suite import draw_per_type
 
 PER_TYPE_METRICS = ("mmd", "energy", "auc")
 # per-type values with an ideal value rather than "lower is better": AUC's is 0.5
@@ -207,6 +208,9 @@ PER_TYPE = Metric(
             "conditional model generated for a type and the real test cells of that type (blank: fewer than "
             "{min_cells} cells on a side). A model that mixes types up scores well on the pooled metrics and "
             "badly here.",
+            draw=draw_per_type,
+            order=30,
+            missing="no per-type values (metric 'per_type'; conditional models, types with enough cells)",
         ),
     ),
 )

@@ -10,6 +10,7 @@ import torch
 from bench.api import INTEGER_1, INTEGER_2, FigureSpec, Metric, MetricOutput
 from bench.metrics._distances import as_tensors, distance_tiles, kth_neighbour_distances
 from bench.metrics._utils import EVERY_PROTOCOL, check_same_genes, equal_size
+from bench.metrics.figures.suite import draw_prdc
 
 
 @dataclass
@@ -134,6 +135,9 @@ PRDC = Metric(
             "recall and coverage: how much of the real data the generated cells reach (diversity). k-NN "
             "balls (k = {k}) on the 50 PCs; density is ~1 for a fresh real sample, and coverage ~0.97 at "
             "k = 5. Mean ± sd over seeds.",
+            draw=draw_prdc,
+            order=10,
+            missing="no PRDC values in this run (metric 'prdc')",
         ),
     ),
 )

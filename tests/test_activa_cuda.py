@@ -12,8 +12,9 @@ import torch
 
 from bench.generators.activa import ActivaGenerator, ActivaTrainer, TrainConfig
 from bench.generators.activa.batches import EpochNoise
+from bench.generators.activa.cudagraph import GRAPH_WARMUP_STEPS
 from bench.generators.activa.generation import decode, generation_decoder
-from bench.generators.activa.train import GRAPH_WARMUP_STEPS, EpochLog
+from bench.generators.activa.schedule import EpochLog
 from tests.conftest import fit_generator
 from tests.test_activa import small_params, tiny_data
 

@@ -87,8 +87,11 @@ def test_a_subclass_changes_with_its_base():
 def test_built_in_generators_hash_their_own_code():
     activa = codeversion._own_generator_files("bench.generators.activa.plugin")
     assert "bench.generators.activa/model.py" in activa
-    # the interface it implements counts through the class's MRO (bench.api.generator)
-    assert "bench.api.generator" in codeversion.code_files(registry.get_generator("activa"))
+    # the interface it implements counts through the class's MRO: the whole bench.api.generator
+    # package (the class, what a fit gets, the output check and helpers)
+    files = codeversion.code_files(registry.get_generator("activa"))
+    api = {f"bench.api.generator/{name}.py" for name in ("__init__", "fit", "output")}
+    assert api <= set(files)
     assert not any("scgan" in name or "baselines" in name for name in activa)
     scgan = codeversion._own_generator_files("bench.generators.scgan.plugin")
     assert "bench.generators.scgan/Dockerfile" in scgan and "bench.generators.container" in scgan
@@ -152,3 +155,23 @@ def test_task_key_changes_with_code_and_scoring():
     c.key, c.scoring = "", "other"
     c.__post_init__()
     assert c.key != a.key
+
+
+def test_the_metrics_figures_are_not_scoring_code(tmp_path, monkeypatch):
+    """Editing a report figure (bench.metrics.figures, NOT_SCORING) reruns no task; editing the
+    scoring code beside it does."""
+    assert "bench.metrics/figures/" in codeversion.NOT_SCORING
+    pkg = tmp_path / "scoring_src" / "fake_scoring2"
+    (pkg / "figures").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("def score(x):\n    return x\n")
+    (pkg / "figures" / "__init__.py").write_text("def draw(view, dataset):\n    return None\n")
+    monkeypatch.syspath_prepend(str(pkg.parent))
+    importlib.import_module("fake_scoring2")
+    monkeypatch.setattr(codeversion, "SCORING_MODULES", ("fake_scoring2",))
+    monkeypatch.setattr(codeversion, "NOT_SCORING", ("fake_scoring2/figures/",))
+    first = scoring_version()
+    (pkg / "figures" / "__init__.py").write_text("def draw(view, dataset):\n    return 'a note'\n")
+    assert scoring_version() == first
+    (pkg / "__init__.py").write_text("def score(x):\n    return 2 * x\n")
+    assert scoring_version() != first
+    sys.modules.pop("fake_scoring2", None)

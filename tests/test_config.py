@@ -54,3 +54,15 @@ def test_model_tables_must_be_tables_and_one_form_only():
         build_spec(tomllib.loads('models = ["nb"]\nmodel_params = { nb = 3 }'))
     with pytest.raises(UserError, match="both in"):
         build_spec(tomllib.loads("[models.nb]\n[model_params.nb]\nx = 1\n"))
+
+
+def test_a_flag_sets_the_option_its_metric_declares(monkeypatch):
+    """--fractions is the augmentation's flag (Metric.flags), mapped through its declaration; without
+    a metric that declares it, the flag is a user error."""
+    spec = build_spec(None, models=["nb"], fractions=[0.5, 0.1])
+    assert spec.metric_options == {"augmentation": {"fractions": (0.5, 0.1)}}
+    assert spec.experiments == ["main", "augmentation"]  # the experiments the metrics declare
+    monkeypatch.setattr("bench.registry.available", lambda kind: {})
+    with pytest.raises(UserError, match="--fractions sets an option of no installed metric"):
+        build_spec(None, models=["nb"], fractions=[0.5])
+    assert build_spec(None, models=["nb"]).experiments == ["main"]

@@ -13,7 +13,8 @@ from bench.executors.base import Executor, Outcome
 from bench.executors.local import LocalExecutor
 from bench.executors.slurm import SlurmExecutor
 from bench.interrupt import Interrupted
-from bench.runner import plan, store_outcomes
+from bench.planning import plan
+from bench.runner import store_outcomes
 from bench.store import STORE_NAME, Store
 from bench.tasks import TaskRecord
 from tests.conftest import make_counts

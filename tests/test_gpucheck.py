@@ -27,7 +27,15 @@ def test_cpu_run_of_the_script_writes_the_json_and_a_summary(tmp_path):
         capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHON": sys.executable},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    rep = json.loads(out.read_text())
+    # one file per generator with a speed probe (found, not named): ACTIVA's and CFGen's
+    files = {f.name for f in out.parent.glob("*.json")}
+    assert {"check-activa.json", "check-cfgen.json"} <= files, files
+    other = json.loads((out.parent / "check-cfgen.json").read_text())
+    assert other["model"] == "cfgen" and other["generation"]["cells"] == 500
+    assert all(
+        r["cells_per_s"] > 0 for r in other["train"] if r["mode"] == "eager" and r["precision"] == "fp32"
+    )
+    rep = json.loads((out.parent / "check-activa.json").read_text())
     for key in (
         "device",
         "device_name",
@@ -36,7 +44,8 @@ def test_cpu_run_of_the_script_writes_the_json_and_a_summary(tmp_path):
         "sizes",
         "train",
         "generation",
-        "mmd",
+        "model",
+        "metrics",
         "peak_gpu_mb",
     ):
         assert key in rep, key
@@ -52,10 +61,12 @@ def test_cpu_run_of_the_script_writes_the_json_and_a_summary(tmp_path):
             assert r["skipped"] == "CUDA only" and r["cells_per_s"] is None
     gen = rep["generation"]
     assert gen["cells"] == 500 and gen["seconds_on_device"] > 0 and gen["seconds_to_host"] > 0
-    assert rep["mmd"]["cells_per_side"] == 200 and rep["mmd"]["seconds"] > 0 and rep["mmd"]["mmd"] > 0
+    assert rep["model"] == "activa"  # the built-in generator with a speed probe (found, not named)
+    mmd = rep["metrics"]["mmd"]  # the built-in metric with a speed probe
+    assert mmd["cells_per_side"] == 200 and mmd["seconds"] > 0 and mmd["value"] > 0
     assert rep["targets"]["checked"] is False
-    assert "eager cells/s" in proc.stdout and f"written: {out}" in proc.stdout
-    assert len(proc.stdout.splitlines()) < 40  # one screen
+    assert "eager cells/s" in proc.stdout and f"written: {out.parent / 'check-activa.json'}" in proc.stdout
+    assert len(proc.stdout.splitlines()) < 40 * len(files)  # one screen per model
 
 
 def test_the_check_imports_neither_anndata_nor_scanpy(tmp_path):
@@ -72,6 +83,18 @@ def test_the_check_imports_neither_anndata_nor_scanpy(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "LOADED []" in proc.stdout
+
+
+def test_the_check_finds_what_provides_a_speed_probe_and_names_none():
+    """The generators and metrics the check times are those that provide a speed probe (found through
+    the registry in a child interpreter); a named one without one is a user error (exit 2)."""
+    from bench.registry import providing
+
+    assert "activa" in providing("generators", "speed_probe") and "nb" not in providing(
+        "generators", "speed_probe"
+    )
+    assert "mmd" in providing("metrics", "speed_probe") and "auc" not in providing("metrics", "speed_probe")
+    assert main(["--device", "cpu", *TINY, "--models", "activa", "--metrics", "auc"]) == 2
 
 
 def test_bad_arguments_and_missing_gpu_exit_2(capsys):
@@ -98,7 +121,7 @@ def _report(**over) -> Report:
         "seconds_to_host": 2.0,
         "cells_per_s_on_device": 2e5,
     }
-    rep.mmd = {"cells_per_side": 70_000, "seconds": 12.0}
+    rep.metrics = {"mmd": {"cells_per_side": 70_000, "seconds": 12.0}}
     rep.peak_gpu_mb, rep.seconds = 9000.0, 100.0
     for k, v in over.items():
         setattr(rep, k, v)
@@ -107,7 +130,7 @@ def _report(**over) -> Report:
 
 def test_targets_take_the_best_measured_rate_and_compare_the_right_way():
     t = _targets(_report())
-    assert t["checked"] is True and set(t) - {"checked"} == set(TARGETS)
+    assert t["checked"] is True and set(t) - {"checked"} == set(TARGETS) | {"mmd_70000_s"}
     assert t["train_cells_per_s_17789_genes"] == {"target": 100_000, "measured": 120_000.0, "met": True}
     assert t["train_cells_per_s_2000_genes"]["met"] is False  # 140,000 < 150,000; the failed run is ignored
     assert t["generate_100000_cells_s"]["met"] is True  # seconds: lower is better
@@ -119,8 +142,8 @@ def test_targets_take_the_best_measured_rate_and_compare_the_right_way():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_path_measures_every_combination():
-    sizes = Sizes(cells=1_000, genes=(256, 64), types=4, gen_cells=5_000, mmd_cells=2_000)
-    rep = run_check(torch.device("cuda"), sizes, log=lambda _: None)
+    sizes = Sizes(cells=1_000, genes=(256, 64), types=4, gen_cells=5_000, metric_cells=2_000)
+    rep = run_check(torch.device("cuda"), sizes, model="activa", log=lambda _: None)
     assert len(rep.train) == 8 and all(r.error is None and r.skipped is None for r in rep.train)
     for r in rep.train:
         assert r.cells_per_s > 0 and r.peak_gpu_mb > 0

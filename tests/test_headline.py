@@ -10,7 +10,7 @@ import pytest
 from store_fixtures import fill_run
 
 from bench import report as rpt
-from bench.report import headline
+from bench.report import headline, headline_html
 from bench.report.files import write_files
 from bench.store import Store
 
@@ -59,7 +59,7 @@ def test_rows_columns_and_cells(tmp_path):
     assert h.scaled[("real", auc)] == pytest.approx(1.0) and h.scaled[("shuffled", auc)] == pytest.approx(0.0)
     assert h.means["a"][0] == pytest.approx((0.8 + 0.4 + 0.8) / 3)
     assert "Profile: quick" in h.note and "Every planned seed has its values" in h.note
-    page = headline.to_html(h)
+    page = headline_html.to_html(h)
     assert page.index(">a<") < page.index(">b<") < page.index(">real (control)<")
     assert 'class="scroll"' in page and "realism" in page and "cost" in page
 
@@ -107,8 +107,10 @@ def test_summary_json_gives_the_same_headline(tmp_path):
 
 
 def test_colour_scale():
-    assert headline.colour(0.0) == "#f4a582" and headline.colour(1.0) == "#78c679"
-    assert headline.colour(2.0) == headline.colour(1.0) and headline.colour(np.nan) == "#eeeeee"
+    assert headline_html.colour(0.0) == "#f4a582" and headline_html.colour(1.0) == "#78c679"
+    assert (
+        headline_html.colour(2.0) == headline_html.colour(1.0) and headline_html.colour(np.nan) == "#eeeeee"
+    )
 
 
 def test_the_note_names_the_protocols_and_the_missing_seeds():

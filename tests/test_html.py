@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from bench import report as rpt
-from bench.report import figures
+from bench.metrics.figures import paper as figures
 from bench.report import html as bhtml
 from bench.report.view import RunView
 from bench.store import Store
@@ -288,7 +288,7 @@ def test_tables_are_the_console_numbers(rendered):
 
 
 def test_per_type_heatmap_colours_auc_by_its_distance_to_one_half(filled):
-    from bench.report.suite import fig_per_type, per_type_matrix
+    from bench.metrics.figures.suite import fig_per_type, per_type_matrix
 
     run = RunView(filled)
     _, keys = run.figure_tasks("toy", "per_type", "types")
@@ -361,7 +361,7 @@ def test_interp_roc_known_curve():
 
 
 def test_augmentation_frame_mean_and_range(filled):
-    agg = figures.augmentation_frame(filled.values(), "toy")
+    agg = figures.augmentation_frame(RunView(filled), "toy")
     row = agg[(agg.model == "nb") & (agg.cond == "augmented") & (agg.frac == 0.01)].iloc[0]
     assert row["mean"] == pytest.approx(0.425) and row["min"] == pytest.approx(0.4)
     assert row["max"] == pytest.approx(0.45) and row["count"] == 2
@@ -519,7 +519,14 @@ def test_a_plugin_metrics_declared_figure_is_drawn(tmp_path):
     (FigureSpec.draw): the page has its section, title, caption and image; a draw that finds nothing
     or fails leaves a note, not an error."""
     from bench import registry
-    from bench.api import FigureSpec, Metric, MetricOutput
+    from bench.api import Drawing, FigureSpec, Metric, MetricOutput
+
+    def drawn(view, dataset):  # a figure of one task and seed: the caption says the seed
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(3, 2))
+        fig.add_subplot().plot([0, 1], [1, 0])
+        return Drawing(fig, tuple(view.main_tasks(dataset).key[:1]), seed=0)
 
     def draw(view, dataset):
         from matplotlib.figure import Figure
@@ -540,6 +547,13 @@ def test_a_plugin_metrics_declared_figure_is_drawn(tmp_path):
             FigureSpec("plugin_bars", "Plugin bars", "MMD of every task, k = {k}.", draw=draw),
             FigureSpec("plugin_empty", "Plugin empty", "Nothing.", draw=lambda view, dataset: None),
             FigureSpec("plugin_broken", "Plugin broken", "Fails.", draw=broken),
+            # in the paper's part, between the ROC (order 30) and the correlation (40)
+            FigureSpec(
+                "plugin_paper", "Plugin paper", "One seed, k = {k}.", draw=drawn, part="paper", order=35
+            ),
+            FigureSpec(
+                "plugin_note", "Plugin note", "-", draw=lambda v, d: "why not", part="paper", order=36
+            ),
         ),
     )
     registry.register("metrics", metric.name, metric)
@@ -555,3 +569,8 @@ def test_a_plugin_metrics_declared_figure_is_drawn(tmp_path):
     assert "nothing to draw for toy (metric plugin_metric)" in empty and not IMG_RE.findall(empty)
     failed = page.split('id="plugin_broken-toy"', 1)[1].split("</section>", 1)[0]
     assert "could not draw this figure: RuntimeError: no such array" in failed
+    order = [page.index(f'id="{sec}-toy"') for sec in ("roc", "plugin_paper", "plugin_note", "correlation")]
+    assert order == sorted(order) and order[-1] < page.index('id="suite-toy"')
+    paper = page.split('id="plugin_paper-toy"', 1)[1].split("<h3", 1)[0]
+    assert "One seed, k = 3. Seed 0." in paper and len(IMG_RE.findall(paper)) == 1
+    assert '<p class="note">why not</p>' in page.split('id="plugin_note-toy"', 1)[1].split("<h3", 1)[0]

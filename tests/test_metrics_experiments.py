@@ -318,7 +318,7 @@ def test_default_rare_class_keeps_five_cells_at_the_smallest_fraction():
 
 def test_plan_applies_the_rule_and_the_users_choice(tmp_path):
     from bench.config import build_spec
-    from bench.runner import plan
+    from bench.planning import plan
 
     the_plan = plan(build_spec(None, models=["nb"], experiments=["augmentation"], metrics=["augmentation"]))
     aug = [t for t in the_plan.tasks if t.experiment == "augmentation"]
@@ -341,3 +341,18 @@ def test_fractions_from_the_command_line(tmp_path):
     spec = build_spec(None, models=parse_list(args.models), fractions=parse_list(args.fractions, float),
                       rare_class=args.rare_class)  # fmt: skip
     assert spec.metric_options["augmentation"]["fractions"] == (0.2, 0.1) and spec.rare_class == "B"
+
+
+def test_measure_leaves_out_a_child_that_was_running_before_the_call():
+    """A child process alive before the measured call (a worker pool an earlier task left) is not the
+    call's memory, even when it grows during the call."""
+    import subprocess
+    import sys
+
+    grow = "import numpy as np, time; time.sleep(0.5); b = np.ones((4096, 8192)); time.sleep(3.0)"
+    earlier = subprocess.Popen([sys.executable, "-c", grow])
+    try:
+        m = measure(lambda: time.sleep(2.5), interval=0.02)
+    finally:
+        earlier.wait()
+    assert m.peak_rss_mb < 50  # the earlier child's 256 MiB block is not counted

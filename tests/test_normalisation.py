@@ -190,7 +190,7 @@ def test_the_option_is_part_of_the_content_hash_and_recorded(counts_file, tmp_pa
 
 
 def test_the_run_header_and_provenance_name_it(counts_file, tmp_path, monkeypatch):
-    from bench.runner import plan
+    from bench.planning import plan
 
     monkeypatch.setenv("BENCH_DATA", str(tmp_path / "cache"))
     kw = dict(models=["nb"], datasets=[str(counts_file)], label_key="cell_type", experiments=["main"])

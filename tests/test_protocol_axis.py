@@ -12,8 +12,9 @@ import pytest
 from bench.api import Metric, MetricOutput, UserError
 from bench.cli import main
 from bench.config import RunSpec, resolve_protocols
-from bench.report.tables import PROTOCOLS_TITLE, build
-from bench.runner import plan
+from bench.planning import plan
+from bench.report.protocol_tables import PROTOCOLS_TITLE
+from bench.report.tables import build
 from bench.store import Store
 from tests.conftest import make_counts
 
@@ -174,3 +175,17 @@ def test_baseline_and_gate_keep_protocols_apart(h5ad, tmp_path, capsys):
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if "regressed" in line and "nb" in line]
     assert lines and all("main@pca-real" in line for line in lines), out
+
+
+def test_a_main_tasks_key_is_the_same_with_and_without_the_augmentation_experiment(h5ad):
+    """A main task is scored without the rare class: adding the augmentation experiment to a run
+    (which chooses one) reuses the main tasks a main-only run stored, and only the experiment's
+    tasks carry the rare class."""
+    common = dict(models=["nb"], datasets=[str(h5ad)], label_key="cell_type", seeds=[0],
+                  metrics=["auc", "augmentation"])  # fmt: skip
+    main_only = plan(RunSpec(**common, experiments=["main"]), write=False).tasks
+    both = plan(RunSpec(**common, experiments=["main", "augmentation"]), write=False).tasks
+    assert {t.key for t in main_only} == {t.key for t in both if t.experiment == "main"}
+    aug = [t for t in both if t.experiment == "augmentation"]
+    assert aug and all(t.rare_class is not None for t in aug)
+    assert all(t.rare_class is None for t in both if t.experiment == "main")

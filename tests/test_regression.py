@@ -288,3 +288,22 @@ def test_bad_baseline_file_is_user_error(tmp_path, capsys):
     Store(tmp_path / "run").close()
     assert main(["check", str(tmp_path / "run"), "--baseline", str(tmp_path / "b.json")]) == 2
     assert main(["check", str(tmp_path / "run"), "--baseline", str(tmp_path / "nope.json")]) == 2
+
+
+def test_a_format_1_baseline_is_rescaled_as_its_metrics_declare(tmp_path):
+    """Format 1 averaged MMD's kernel over its scales: the MMD declares (Metric.from_v1) that such a
+    value reads today times the number of scales its run used; other values are unchanged."""
+    from bench.regression import load_baseline
+
+    rows = [{"dataset": "d", "model": "m", "experiment": "main", "metric": name, "mean": 0.2, "sd": 0.1}
+            for name in ("mmd", "cd")]  # fmt: skip
+    path = tmp_path / "v1.json"
+    for options, factor in (({}, 3), ({"scale_factors": [1.0, 2.0]}, 2)):
+        path.write_text(
+            json.dumps({"format": 1, "values": rows, "spec": {"metric_options": {"mmd": options}}})
+        )
+        got = {v["metric"]: v for v in load_baseline(path)["values"]}
+        assert got["mmd"]["mean"] == pytest.approx(0.2 * factor) and got["mmd"]["sd"] == pytest.approx(
+            0.1 * factor
+        )
+        assert got["cd"]["mean"] == 0.2 and got["cd"]["sd"] == 0.1

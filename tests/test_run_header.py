@@ -9,7 +9,7 @@ import pytest
 
 from bench.config import build_spec
 from bench.datasets.readers import label_candidates
-from bench.runner import plan
+from bench.planning import plan
 
 
 def test_label_candidates_are_label_like_columns_with_few_values():

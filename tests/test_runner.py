@@ -183,3 +183,24 @@ def test_scoring_does_not_change_torch_threads():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_fresh_prepare_does_not_change_torch_threads(tmp_path):
+    """Preparing pbmc3k from an empty cache ran scanpy's numba kernels, whose OpenMP layer set torch's
+    thread count from 1 to 2 under OMP_NUM_THREADS=1: a fit after a fresh prepare ran on two
+    threads, one after a cached prepare on one (ACTIVA's values depend on it). DataSpec.prepare
+    keeps the count (in a fresh interpreter: the first kernel launch is what sets it)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from bench.taskspec import DataSpec\n"
+        "DataSpec('pbmc3k', None, 0, 0.1, 2000, 'hvg').prepare(write_cache=False)\n"
+        "print(torch.get_num_threads())\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "BENCH_DATA": str(tmp_path / "data"),
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "1"

@@ -8,7 +8,7 @@ import pytest
 
 from bench.cli import main
 from bench.config import RunSpec
-from bench.runner import plan
+from bench.planning import plan
 from bench.tasks import execute_task
 from tests.conftest import make_counts
 

@@ -163,7 +163,7 @@ def test_a_relaxed_sandbox_needs_the_runs_opt_in_and_is_recorded(tmp_path, capsy
     from bench import registry
     from bench.cli import main
     from bench.config import RunSpec
-    from bench.runner import plan
+    from bench.planning import plan
 
     class Networked(C.ContainerGenerator):
         name: ClassVar[str] = "test_relaxed_model"

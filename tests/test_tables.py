@@ -17,7 +17,7 @@ from bench.api.errors import TaskFailed
 from bench.cli import main
 from bench.generators.baselines import NegativeBinomial
 from bench.report import html as bhtml
-from bench.report.tables import augmentation_table
+from bench.report.tables import arms_table, paper_specs
 from bench.store import Store
 from tests.conftest import make_counts
 from tests.store_fixtures import fill_run
@@ -177,7 +177,8 @@ def test_augmentation_arms_are_compared_over_the_seeds_they_share():
     # the fraction 0.05 has every arm on every seed: nothing dropped there
     assert s.loc["real F1 at 0.05", "n"] == 3
     assert s.loc["real F1 at 0.05", "params"] == {"condition": "real", "fraction": 0.05}
-    table = augmentation_table(s.reset_index(), "d", ["m"])
+    spec = next(t for m, t in paper_specs() if t.arms)
+    table = arms_table(s.reset_index(), "d", ["m"], "augmentation", spec)
     assert list(table.columns) == ["0.1", "0.05"]
     assert table.loc[("m", "augmented"), "0.1"] == "0.750 ± 0.071 (2/3)"
     assert table.loc[("m", "real"), "0.05"] == "0.300 ± 0.000"

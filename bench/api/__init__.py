@@ -6,15 +6,21 @@ package, exactly what a third-party plugin imports (``tests/test_architecture.py
 * :mod:`.generator`: ``Generator`` (metadata plus ``fit`` / ``generate``), ``FitContext``,
   ``FitResult``, ``Budget``, ``Snapshot``, ``validate_output`` and the helpers ``make_output``,
   ``split_request``, ``to_library_size``;
-* :mod:`.metric`: ``Metric``, ``MetricOutput``, ``FigureSpec`` and the directions (``badness``,
-  ``arrow``);
+* :mod:`.metric`: ``Metric``, ``MetricOutput``, what a metric declares for the report (``FigureSpec``
+  with its ``Drawing``, ``TableSpec``), its plan-time decision (``Planned``) and the directions
+  (``badness``, ``arrow``);
+* :mod:`.plotting`: what a metric's figure draws with (``figure_class``, ``figure_grid``,
+  ``colour_map``, ``REAL_COLOUR``);
 * :mod:`.contract`: the evaluation contract (library size, output scales, the ±1 % rule, default
   resources, ``resolve_device``);
 * :mod:`.errors`: ``UserError`` (a mistake the user can fix) and ``TaskFailed``;
 * :mod:`.options`: the checks of a parameter's or option's value (``INTEGER_1``, bounds, choices);
 * :mod:`.speed`: ``SpeedProbe``, a generator's torch-only path (what the GPU check times);
 * :mod:`.compat`: shims for third-party library versions (umap, the kNN transformer);
-* :mod:`.sandbox`: what a container may do (limits, mounts, user, labels) and its clean-up;
+* :mod:`.sandbox`: what a container may do (the policy, its user and mounts), re-exporting
+  :mod:`.limits` (memory, CPUs, GPUs of one container), :mod:`.containers` (labels: which run, task
+  and process a container belongs to, and the clean-up) and :mod:`.container_files` (what a
+  container wrote, read without trusting it);
 * :mod:`.docker`: the hardened docker runner that applies it, and the hash that tags an image;
 * :mod:`.logs`: a container or process run's log and the user-error file of its entry point;
 * :mod:`.userconfig`: the user's settings file (e.g. the Docker base image setup recorded).
@@ -35,6 +41,8 @@ _WHERE = {
         "LIBRARY_SIZE",
         "LIBRARY_SIZE_TOLERANCE",
         "OUTPUT_SCALES",
+        "Planned",
+        "REAL_COLOUR",
         "RESOURCE_KEYS",
         "DEFAULT_RESOURCES",
         "FIT_VALUES",
@@ -62,14 +70,18 @@ _WHERE = {
         "KINDS",
         "Direction",
         "Kind",
+        "Drawing",
         "FigureSpec",
         "Metric",
         "MetricOutput",
+        "Planned",
+        "TableSpec",
         "arrow",
         "badness",
     ),
     "compat": ("SCANPY_EXACT_KNN_MAX_CELLS", "import_umap", "knn_transformer"),
     "speed": ("SpeedProbe",),
+    "plotting": ("REAL_COLOUR", "colour_map", "figure_class", "figure_grid"),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 __all__ = [
@@ -80,6 +92,7 @@ __all__ = [
     "DEFAULT_RESOURCES",
     "DIRECTIONS",
     "Direction",
+    "Drawing",
     "FigureSpec",
     "FitContext",
     "FitResult",
@@ -93,11 +106,14 @@ __all__ = [
     "Metric",
     "MetricOutput",
     "OUTPUT_SCALES",
+    "Planned",
+    "REAL_COLOUR",
     "RESOURCE_KEYS",
     "SCANPY_EXACT_KNN_MAX_CELLS",
     "SNAPSHOT_FRACTIONS",
     "Snapshot",
     "SpeedProbe",
+    "TableSpec",
     "TaskFailed",
     "UserError",
     "arrow",
@@ -106,6 +122,9 @@ __all__ = [
     "bind_training_data",
     "check_declared",
     "check_value",
+    "colour_map",
+    "figure_class",
+    "figure_grid",
     "gene_mismatch",
     "import_umap",
     "knn_transformer",
@@ -149,14 +168,18 @@ if TYPE_CHECKING:
         DIRECTIONS,
         KINDS,
         Direction,
+        Drawing,
         FigureSpec,
         Kind,
         Metric,
         MetricOutput,
+        Planned,
+        TableSpec,
         arrow,
         badness,
     )
     from bench.api.options import INTEGER_1, INTEGER_2, check_declared, check_value
+    from bench.api.plotting import REAL_COLOUR, colour_map, figure_class, figure_grid
     from bench.api.speed import SpeedProbe
 
 

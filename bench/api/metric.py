@@ -86,26 +86,98 @@ class MetricOutput:
 class FigureSpec:
     """A report figure drawn from a metric's values or arrays, declared by the metric.
 
-    ``section``: the report's id of the figure (the report draws it with its figure function of that
-    id and links it as ``#<section>-<dataset>``); ``title``: the section's heading; ``caption``: a
-    template over the metric's options (``str.format``), filled with the options recorded with the
-    values, so that an option a user changes (``n_genes = 10``) reads the same in the caption
-    ("the top {n_genes} DE genes").
+    ``section``: the report's id of the figure (linked as ``#<section>-<dataset>``); ``title``: the
+    section's heading; ``caption``: a template over the metric's options (``str.format``), filled
+    with the options recorded with the values, so that an option a user changes (``n_genes = 10``)
+    reads the same in the caption ("the top {n_genes} DE genes").
 
-    ``draw``: how the HTML report draws a section it does not draw itself (a plugin's figure):
-    ``draw(view, dataset)`` returns a matplotlib Figure, or ``None`` for "nothing to draw" (the
-    report then says so). ``view`` is the report's view of the run: ``view.values`` (every value:
+    ``draw``: how the HTML report draws it: ``draw(view, dataset)`` returns a matplotlib Figure, a
+    :class:`Drawing` (the figure with the tasks and seed it shows, whose options the caption takes),
+    a string (a note saying why there is nothing to draw) or ``None`` (nothing to draw: the report
+    shows ``missing``). ``view`` is the report's view of the run: ``view.values`` (every value:
     dataset, model, seed, experiment, metric, value, params), ``view.models(dataset)``,
     ``view.figure_tasks(dataset, metric, artifact)`` ({model: task key} of the main tasks holding
-    ``metric/artifact``) and ``view.artifacts(task_key, metric)`` ({name: array})."""
+    ``metric/artifact``), ``view.artifacts(task_key, metric)`` ({name: array}),
+    ``view.summary_cell(dataset, model, value)`` and ``view.label(model)`` (a control marked).
+
+    Where it goes: ``part`` "paper" (the dataset's section with the paper's tables) or "suite" (the
+    rest of the metric suite), in ``order`` within the part (lower first; then as declared).
+    ``missing``: the report's note when ``draw`` returns None ("" : a generic one); ``alt``: the
+    image's alternative text after the dataset name ("": the title)."""
 
     section: str
     title: str
     caption: str
     draw: Callable[[Any, str], Any] | None = field(default=None, compare=False, repr=False)
+    part: Literal["paper", "suite"] = "suite"
+    order: int = 100
+    missing: str = ""
+    alt: str = ""
 
     def caption_for(self, options: dict[str, Any]) -> str:
         return self.caption.format(**options)
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """What a figure's ``draw`` may return besides a bare figure: the figure, the task keys it shows
+    (the caption is filled with their recorded options; ``None``: every finished task of the
+    dataset) and the seed it shows (the caption says "Seed N."; ``None``: no seed named)."""
+
+    figure: Any
+    keys: tuple[str, ...] | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A paper-shaped table a metric declares (the report assembles it; the metric never builds it).
+
+    Two shapes: ``values`` (rows: these values of the main experiment, columns: the models, the real
+    control as "Training Set (real)", as the paper's Table 2) or ``arms`` (the metric's own
+    experiment: rows (model, ``params[row_param]``) in the order of ``arms``, columns the values of
+    ``params[column_param]``, largest first, as Fig. 7). ``suffix``: a template over the metric's
+    options added to the title when the run recorded them ("({method} test)"). ``order``: the
+    table's place among the paper's tables (lower first).
+
+    ``short``: the console's headline view prints the table in a compact shape (the other tables'
+    values are its columns already): for ``values``, models as rows and these values as columns,
+    value name -> short label; for ``arms``, the arms that do not depend on the generator once,
+    arm -> row label, then one row "+ <model>" per model for each other arm. Empty: not printed."""
+
+    title: str
+    values: tuple[str, ...] = ()
+    arms: tuple[str, ...] = ()
+    row_param: str = "condition"
+    column_param: str = "fraction"
+    suffix: str = ""
+    order: int = 100
+    short: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if bool(self.values) == bool(self.arms):
+            raise ValueError(f"table {self.title!r}: declare either values or arms")
+
+    def title_for(self, options: Any) -> str:
+        """The title, with ``suffix`` filled from the recorded options (a dict; else left off)."""
+        if not self.suffix or not isinstance(options, dict):
+            return self.title
+        try:
+            return f"{self.title} {self.suffix.format(**options)}"
+        except (KeyError, IndexError, ValueError):
+            return self.title
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What an experiment metric's plan-time hook (``Metric.plan``) decided for one dataset: the
+    options its tasks run with, the rare class (or other label) its tasks are keyed by, the run
+    header's line and notes on what a user should know (printed with the skipped tasks)."""
+
+    options: dict[str, Any]
+    label: str | None = None
+    header: str = ""
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,6 +234,22 @@ class Metric:
     # the value whose gain over the last doubling of a training budget says whether a model had
     # converged, and that `bench tune` ranks by; one installed metric declares it
     convergence: str | None = None
+    # the paper-shaped tables of this metric's values (:class:`TableSpec`), in the report's paper part
+    tables: tuple[TableSpec, ...] = ()
+    # command-line flags that set an option of this metric: flag's destination -> option
+    # (``--fractions`` sets the augmentation's ``fractions``); the CLI maps them through this
+    flags: dict[str, str] = field(default_factory=dict)
+    # an "experiment" metric's plan-time hook: ``plan(labels, options, rare=..., chosen_by=...,
+    # clustered=...) -> Planned``, called once per dataset with the training and test label counts
+    # ({"train": {label: n}, "test": {...}}); it may choose the label its tasks work on (a rare
+    # class) and adjust options. None: the options as given, no label
+    plan: Callable[..., Planned] | None = field(default=None, compare=False, repr=False)
+    # how a value of a format-1 regression baseline reads today: ``from_v1(value, options) -> factor``
+    # (the options the baseline's run gave the metric); None: unchanged (bench.regression)
+    from_v1: Callable[[str, dict[str, Any]], float] | None = field(default=None, compare=False, repr=False)
+    # the array function the GPU check times (bench/gpucheck.py, PyTorch without AnnData):
+    # ``speed_probe(real, fake, *, seed, device) -> float`` on two cells x 50 PC arrays
+    speed_probe: Callable[..., float] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -188,7 +276,16 @@ class Metric:
             raise ValueError(
                 f"metric {self.name}: only a 'sample' metric of the main cells takes other protocols"
             )
+        if self.plan is not None and self.kind != "experiment":
+            raise ValueError(f"metric {self.name}: only an 'experiment' metric has a plan-time hook")
+        unknown_flags = sorted(set(self.flags.values()) - set(self.options))
+        if unknown_flags:
+            raise ValueError(f"metric {self.name}: flags set unknown option(s) {unknown_flags}")
         for fig in self.figures:
+            if fig.part not in ("paper", "suite"):
+                raise ValueError(
+                    f"metric {self.name}: figure {fig.section!r}: part must be 'paper' or 'suite'"
+                )
             try:
                 fig.caption_for(self.options)
             except (KeyError, IndexError, ValueError) as exc:

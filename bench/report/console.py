@@ -2,7 +2,7 @@
 declare for it, ``Metric.headline``, and the mean scaled score) and the paper-shaped tables that
 the headline does not already hold, every table within the terminal's width (columns that do not
 fit go to a continuation table under it, never cut), then one line saying where the full tables
-are. ``bench report RUN_DIR --all`` prints every table (:func:`bench.report.tables.print_tables`).
+are. ``bench report RUN_DIR --all`` prints every table (:func:`bench.report.render.print_tables`).
 """
 
 from __future__ import annotations
@@ -13,35 +13,17 @@ import pandas as pd
 from bench.api.metric import arrow
 from bench.config import CONTROLS
 from bench.registry import available
+from bench.report.main_table import best_models, cells_of
+from bench.report.protocol_tables import PROTOCOLS_LEGEND, PROTOCOLS_TITLE, protocol_of, protocol_table
+from bench.report.render import console_texts, index_names, rows
 from bench.report.summary import cell_text, direction_of, fmt, order_models
-from bench.report.tables import (
-    FIG7_TITLE,
-    PROTOCOLS_LEGEND,
-    PROTOCOLS_TITLE,
-    TABLE1_TITLE,
-    Report,
-    _best,
-    _cells,
-    console_texts,
-    index_names,
-    protocol_of,
-    protocol_table,
-    rows,
-)
+from bench.report.tables import Report
 
 HEADLINE_LEGEND = (
     "mean ± sd over seeds, (n/N) when seeds are missing; ↓ lower, ↑ higher, (→0.5) closest to 0.5 is "
     "better; best model in bold; AUC, MMD, CD: the paper's Fig. 3, Table 2, Fig. 5; aug F1: Fig. 7's "
     "augmented arm at the smallest fraction; scaled: mean control-scaled score (real = 1, shuffled = 0)"
 )
-# Table 1's values with short column names (the paper's Fig. 3, Table 2 and Fig. 5 are the headline's
-# AUC, MMD and CD columns; --all prints them as the paper shapes them)
-SHORT_TIME = {
-    "train_seconds": "train s",
-    "generate_seconds_per_100k": "gen s/100k",
-    "peak_rss_mb": "peak MB",
-    "peak_gpu_mb": "GPU MB",
-}
 
 
 def headline_values() -> dict[str, str]:
@@ -83,7 +65,7 @@ def headline_table(report: Report, dataset: str, selected: list[str] | None = No
     summary = report.summary
     sub = summary[summary.dataset == dataset]
     # the genes protocol's values (the main experiment's own) and the experiments'; the other
-    # protocols' go to the protocol table (:func:`bench.report.tables.protocol_table`)
+    # protocols' go to the protocol table (:func:`bench.report.protocol_tables.protocol_table`)
     keep = [protocol_of(e, p) in (None, "genes") for e, p in zip(sub.experiment, sub.params, strict=True)]
     sub = sub[pd.Series(keep, index=sub.index, dtype=bool)]  # (a bare empty list would pick columns)
     models = order_models(sorted(set(sub.model)))
@@ -113,7 +95,7 @@ def headline_table(report: Report, dataset: str, selected: list[str] | None = No
         for model in models:
             data[model][label] = cell_text(column[model]) if model in column else "n/a"
         direction, target = direction_of(name)
-        best |= {(m, label) for m in _best(column, direction, target)}
+        best |= {(m, label) for m in best_models(column, direction, target)}
     means = report.scaled.means
     if means is not None and not means.empty:
         means = means[means.dataset == dataset].set_index("model")
@@ -139,32 +121,37 @@ def headline_table(report: Report, dataset: str, selected: list[str] | None = No
     return df
 
 
-def time_table(report: Report, dataset: str) -> pd.DataFrame:
-    """Table 1 with models as rows and short column names."""
-    cells = _cells(report.summary, dataset, "main")
+def values_compact(report: Report, dataset: str, short: dict[str, str]) -> pd.DataFrame:
+    """A values table (``TableSpec.values``, as Table 1) with models as rows and the short column
+    names its metric declares (``TableSpec.short``)."""
+    cells = cells_of(report.summary, dataset, "main")
     models = order_models(sorted({m for m, _ in cells}))
     data: dict[str, dict[str, str]] = {m: {} for m in models}
     best: set[tuple[str, str]] = set()
-    for name, label in SHORT_TIME.items():
+    for name, label in short.items():
         column = {m: cells[(m, name)] for m in models if (m, name) in cells}
         if not column or all(not np.isfinite(r["mean"]) for r in column.values()):
             continue
+        direction, target = direction_of(name)
+        col = f"{label} {arrow(direction, target)}" if direction else label
         for model in models:
-            data[model][f"{label} ↓"] = cell_text(column[model]) if model in column else "n/a"
-        best |= {(m, f"{label} ↓") for m in _best(column, "lower", None)}
+            data[model][col] = cell_text(column[model]) if model in column else "n/a"
+        best |= {(m, col) for m in best_models(column, direction, target)}
     df = pd.DataFrame.from_dict(data, orient="index")
     df.attrs["best"] = best
     df.attrs["notes"] = []
     return df
 
 
-def augmentation_compact(df: pd.DataFrame) -> pd.DataFrame:
-    """Fig. 7 with the arms that do not depend on the generator once: 'real cells only' and
-    '+ oversampled real' (the same forests for every model), then '+ <model>' per model that ran
-    the experiment; models that did not (unconditional) are named in a note."""
+def arms_compact(df: pd.DataFrame, spec) -> pd.DataFrame:
+    """An arms table (``TableSpec.arms``, as Fig. 7) with the arms that do not depend on the
+    generator once (``TableSpec.short``: 'real cells only', '+ oversampled real', the same forests
+    for every model), then '+ <model>' per model for each other arm ('augmented'); models that did
+    not run the experiment (unconditional) are named in a note."""
     if df.empty:
         return df
-    shared = {"real": "real cells only", "oversampled": "+ oversampled real"}
+    shared = spec.short
+    own = [arm for arm in spec.arms if arm not in shared]
     rows_: dict[str, pd.Series] = {}
     skipped = []
     for model in dict.fromkeys(df.index.get_level_values(0)):
@@ -175,8 +162,9 @@ def augmentation_compact(df: pd.DataFrame) -> pd.DataFrame:
         for arm, label in shared.items():
             if label not in rows_ and arm in part.index:
                 rows_[label] = part.loc[arm]
-        if "augmented" in part.index:
-            rows_[f"+ {model}"] = part.loc["augmented"]
+        for arm in own:
+            if arm in part.index:
+                rows_[f"+ {model}"] = part.loc[arm]
     out = pd.DataFrame(rows_).T
     out.index.name = "training set"
     out.attrs["best"] = set()
@@ -241,11 +229,12 @@ def print_headline(report: Report, console, run_dir=None, selected: list[str] | 
         if not by_protocol.empty:
             show_fitted(by_protocol, f"{dataset}: {PROTOCOLS_TITLE}", console)
             console.print(escape(_wrap(PROTOCOLS_LEGEND, console.width)), style="dim", highlight=False)
-        for title, df in tables.paper.items():
-            if title == TABLE1_TITLE:
-                show_fitted(time_table(report, dataset), f"{dataset}: {title}", console)
-            elif title == FIG7_TITLE:
-                show_fitted(augmentation_compact(df), f"{dataset}: {title}", console)
+        for title, df in tables.paper.items():  # the tables that declare a compact shape
+            spec = tables.shapes[title]
+            if spec.short and spec.arms:
+                show_fitted(arms_compact(df, spec), f"{dataset}: {title}", console)
+            elif spec.short:
+                show_fitted(values_compact(report, dataset, spec.short), f"{dataset}: {title}", console)
     where = f"{run_dir}" if run_dir is not None else "RUN_DIR"
     text = (
         f"full tables: {where}/summary.md; all tables here: `bench report {where} --all`; "

@@ -1,59 +1,15 @@
-"""The report's figures of training cost (matplotlib): time to train and generate (Table 1), quality
-against training time, and the convergence curves of the snapshots taken during training."""
+"""The report's own figures, which span several metrics (matplotlib): quality against training time,
+and the convergence curves of the snapshots taken during training. Each metric's own figures are
+its declarations (``Metric.figures``), drawn by the metric."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from bench.report.figures import colour_map, figure_class, model_label, summary_cell
+from bench.api.plotting import colour_map, figure_class
 from bench.report.summary import CONTROL, order_models
-from bench.report.view import RunView
-
-
-# -- Table 1 and the trade-off -------------------------------------------------------------------
-def fig_timing(summary: pd.DataFrame, dataset: str):
-    metrics = [
-        ("train_seconds", "training time (s)"),
-        ("generate_seconds_per_100k", "generation s / 100k cells"),
-    ]
-    sub = summary[(summary.dataset == dataset) & summary.metric.isin([m for m, _ in metrics])]
-    if sub.empty:
-        return None
-    models = order_models(sorted(set(sub.model)))
-    Figure = figure_class()
-    fig = Figure(figsize=(10, 0.5 * len(models) + 1.6))
-    axes = fig.subplots(1, 2, squeeze=False)[0]
-    colours = colour_map(models, "Set1")
-    for ax, (metric, label) in zip(axes, metrics, strict=True):
-        y = np.arange(len(models))
-        vals = [summary_cell(summary, dataset, m, metric) for m in models]
-        means = np.array([v[0] for v in vals])
-        sds = np.nan_to_num(np.array([v[1] for v in vals]))
-        ok = ~np.isnan(means)
-        ax.barh(
-            y[ok],
-            means[ok],
-            xerr=sds[ok],
-            color=[colours[m] for m, o in zip(models, ok, strict=True) if o],
-            capsize=3,
-        )
-        for yi, mean, sd, text in zip(y, means, sds, [v[2] for v in vals], strict=True):
-            if not np.isnan(mean):
-                ax.text(mean + sd, yi, "  " + text, va="center", fontsize=8)
-        ax.set_yticks(y, [model_label(m) for m in models], fontsize=9)
-        ax.invert_yaxis()
-        pos = means[ok & (means > 0)]
-        if len(pos) > 1 and pos.max() / pos.min() > 100:
-            ax.set_xscale("log")
-        ax.set_xlim(
-            right=(np.nanmax(means + sds) if ok.any() else 1) * (3 if ax.get_xscale() == "log" else 1.35)
-        )
-        ax.set_xlabel(label, fontsize=9)
-        ax.tick_params(labelsize=8)
-    fig.suptitle(f"{dataset}: time per model (mean ± sd over seeds)", fontsize=11)
-    fig.tight_layout()
-    return fig
+from bench.report.view import RunView, model_label, summary_cell
 
 
 def quality_values(only: set[str] | None = None) -> list[tuple[str, str, float | None]]:

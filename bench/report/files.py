@@ -10,8 +10,10 @@ from typing import Any
 import numpy as np
 
 from bench.failures import is_transient, reason
+from bench.report.protocol_tables import PROTOCOLS_LEGEND, PROTOCOLS_TITLE
+from bench.report.render import md_table
 from bench.report.summary import CELL, params_of
-from bench.report.tables import LEGEND, PROTOCOLS_LEGEND, PROTOCOLS_TITLE, SCALED_TITLE, Report, md_table
+from bench.report.tables import LEGEND, SCALED_TITLE, Report
 
 
 def _provenance_md(provenance: dict[str, Any]) -> list[str]:

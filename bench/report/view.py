@@ -9,9 +9,36 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.config import CONTROLS
 from bench.registry import available
-from bench.report.summary import metric_options, order_models
+from bench.report.summary import (
+    align_augmentation_arms,
+    cell_text,
+    finite,
+    metric_options,
+    order_models,
+    params_of,
+)
 from bench.report.tables import Report, build
+
+
+def model_label(model: str) -> str:
+    """A model's name in a figure, a control marked."""
+    return f"{model} (control)" if model in CONTROLS else model
+
+
+def summary_cell(summary: pd.DataFrame, dataset: str, model: str, metric: str) -> tuple[float, float, str]:
+    """(mean, sd, table text) of a main-experiment value; NaN and 'n/a' when absent."""
+    hit = summary[
+        (summary.dataset == dataset)
+        & (summary.model == model)
+        & (summary.metric == metric)
+        & (summary.experiment == "main")
+    ]
+    if hit.empty:
+        return float("nan"), float("nan"), "n/a"
+    r = hit.iloc[0]
+    return float(r["mean"]), float(r["sd"]), cell_text(r)
 
 
 def declared_figures() -> dict[str, tuple[Any, Any]]:
@@ -23,9 +50,17 @@ def declared_figures() -> dict[str, tuple[Any, Any]]:
     return out
 
 
+def figures_of(part: str) -> list[tuple[Any, Any]]:
+    """(metric, FigureSpec) of the drawable figures the installed metrics declare for one part of the
+    report ("paper" or "suite"), by their ``order`` (ties: registry order)."""
+    found = [(m, f) for m, f in declared_figures().values() if f.part == part and f.draw is not None]
+    return sorted(found, key=lambda mf: mf[1].order)
+
+
 class RunView:
-    """What the figures read from the store: the planned tasks of the report (per task slot, the
-    latest run's), the finished ones and their artifacts."""
+    """What the figures read from the store (the ``view`` a metric's ``FigureSpec.draw`` gets): the
+    planned tasks of the report (per task slot, the latest run's), the finished ones, their values
+    (``values``: long format with params) and artifacts, and the ``summary`` over seeds."""
 
     def __init__(self, store, report: Report | None = None):
         self.store = store
@@ -35,6 +70,28 @@ class RunView:
         self.all_tasks = tasks[tasks.key.isin(set(planned.key))].reset_index(drop=True)
         self.tasks = self.all_tasks[self.all_tasks.status == "done"].reset_index(drop=True)
         self.values = report.values
+        self.summary = report.summary
+
+    @staticmethod
+    def label(model: str) -> str:
+        """A model's name in a figure, a control marked."""
+        return model_label(model)
+
+    @staticmethod
+    def order(models: list[str]) -> list[str]:
+        """Models in the report's order: by name, the controls last."""
+        return order_models(models)
+
+    def summary_cell(self, dataset: str, model: str, value: str) -> tuple[float, float, str]:
+        """(mean, sd, table text) of a main-experiment value over seeds; NaN and 'n/a' when absent."""
+        return summary_cell(self.summary, dataset, model, value)
+
+    def arm_values(self, dataset: str, experiment: str) -> pd.DataFrame:
+        """The finite values of an experiment's tasks on a dataset, each arm (values with a
+        ``condition`` param) kept over the seeds every arm shares; ``params`` as dicts."""
+        v = self.values[(self.values.dataset == dataset) & (self.values.experiment == experiment)]
+        v = align_augmentation_arms(finite(v))
+        return v.assign(params=list(params_of(v))) if len(v) else v.assign(params=[])
 
     def main_tasks(self, dataset: str) -> pd.DataFrame:
         t = self.tasks

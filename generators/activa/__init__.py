@@ -15,14 +15,15 @@ _WHERE = {
     "Encoder": "model",
     "ActivaGenerator": "plugin",
     "ActivaTrainer": "train",
-    "TrainConfig": "train",
+    "TrainConfig": "schedule",
 }
 __all__ = ["ACTINN", "ActivaGenerator", "ActivaNet", "ActivaTrainer", "Decoder", "Encoder", "TrainConfig"]
 
 if TYPE_CHECKING:
     from bench.generators.activa.model import ACTINN, ActivaNet, Decoder, Encoder
     from bench.generators.activa.plugin import ActivaGenerator
-    from bench.generators.activa.train import ActivaTrainer, TrainConfig
+    from bench.generators.activa.schedule import TrainConfig
+    from bench.generators.activa.train import ActivaTrainer
 
 
 def __getattr__(name: str) -> Any:

@@ -51,28 +51,3 @@ def decode(trainer: ActivaTrainer, dec: nn.Module, n: int, gen: torch.Generator)
     m = max(n, 2) if dec.training else n
     z = torch.randn((m, trainer.cfg.zdim), generator=gen, device=trainer.device)
     return dec(z)[:n].float()
-
-
-class BestCells:
-    """The ``k`` cells with the highest score offered so far (kept on the CPU, bounded memory)."""
-
-    def __init__(self, k: int):
-        self.k = int(k)
-        self.score = torch.empty(0)
-        self.cells: torch.Tensor | None = None
-
-    def offer(self, score: torch.Tensor, cells: torch.Tensor) -> None:
-        if self.k <= 0 or score.numel() == 0:
-            return
-        score, cells = score.float().cpu(), cells.cpu()
-        if self.cells is not None:
-            score, cells = torch.cat([self.score, score]), torch.cat([self.cells, cells])
-        order = torch.argsort(score, descending=True, stable=True)[: self.k]
-        self.score, self.cells = score[order], cells[order]
-
-    @property
-    def size(self) -> int:
-        return 0 if self.cells is None else int(self.cells.shape[0])
-
-    def top(self, n: int) -> torch.Tensor:
-        return self.cells[:n]

@@ -24,7 +24,8 @@ from bench.api import (
 )
 from bench.generators.activa import settings
 from bench.generators.activa.batches import SparseRows
-from bench.generators.activa.generation import BestCells, decode, generation_decoder
+from bench.generators.activa.conditional import fill_labels
+from bench.generators.activa.generation import decode, generation_decoder
 from bench.generators.activa.progress import EpochProgress, record_epoch
 from bench.generators.activa.speed import ActivaSpeedProbe
 from bench.generators.activa.train import ActivaTrainer, TrainConfig
@@ -282,14 +283,10 @@ class ActivaGenerator(Generator):
         return np.asarray(self.labels)[idx]
 
     def generate(self, n_cells: int | dict[str, int], *, seed: int) -> ad.AnnData:
-        """Decode z ~ N(0, I). For a per-label request, ACTINN labels the decoded cells: a cell
-        counts for its predicted label when ACTINN's probability reaches ``confidence``; cells keep
-        being decoded until every label is filled or ``max_draws`` cells were decoded. A label the
-        filter cannot fill is never given up silently: its remaining cells come from the released
-        code's rule (ACTINN's argmax is the label) among the draws, and then, if still short, from
-        the draws with the highest probability of that label (in this last resort one draw can
-        serve two labels). ``uns['scgenbench']['conditional_fill']`` records how many cells of each
-        label each rule supplied."""
+        """Decode z ~ N(0, I). A per-label request is filled by ACTINN's confidence filter and its
+        fallback rules (:func:`~bench.generators.activa.conditional.fill_labels`);
+        ``uns['scgenbench']['conditional_fill']`` records how many cells of each label each rule
+        supplied."""
         trainer = self._require_trained()
         total, per_label = split_request(n_cells)
         gen = torch.Generator(device=trainer.device).manual_seed(int(seed))
@@ -304,53 +301,16 @@ class ActivaGenerator(Generator):
                 f"activa: cannot generate unknown cell type(s) {unknown}",
                 f"choose from the training labels: {', '.join(self.labels)}",
             )
-        want = {lab: n for lab, n in per_label.items() if n > 0}
-        index = {lab: i for i, lab in enumerate(self.labels)}
-        kept: dict[str, list[torch.Tensor]] = {lab: [] for lab in want}
-        have = dict.fromkeys(want, 0)
-        # best draws that missed the filter, per label and rule: (probability of the label, cells)
-        spare: dict[str, dict[str, BestCells]] = {
-            lab: {"argmax": BestCells(want[lab]), "top_probability": BestCells(want[lab])} for lab in want
-        }
-        drawn, max_draws = 0, int(self.params["max_draws"])
         threshold = float(self.params["confidence"])
-        while drawn < max_draws and any(have[lab] < want[lab] for lab in want):
-            n = min(chunk, max_draws - drawn)
-            x = self._decode(n, gen)
-            drawn += n
-            probs = trainer.predict(x).to(x.device)
-            conf, pred = probs.max(dim=1)
-            ok = conf >= threshold
-            for lab in want:
-                need = want[lab] - have[lab]
-                if need <= 0:
-                    continue
-                mine = pred == index[lab]
-                rows = torch.nonzero(ok & mine).ravel()
-                take = rows[:need]
-                if take.numel():
-                    kept[lab].append(x[take].cpu())
-                    have[lab] += int(take.numel())
-                if have[lab] < want[lab]:
-                    p = probs[:, index[lab]]
-                    below = torch.nonzero(mine & ~ok).ravel()
-                    spare[lab]["argmax"].offer(p[below], x[below])
-                    spare[lab]["top_probability"].offer(p[~mine], x[~mine])
-        fill = {lab: {"filter": have[lab], "argmax": 0, "top_probability": 0} for lab in want}
-        for lab in want:
-            for rule in ("argmax", "top_probability"):
-                need = want[lab] - have[lab]
-                if need > 0 and spare[lab][rule].size:
-                    cells = spare[lab][rule].top(need)
-                    kept[lab].append(cells)
-                    have[lab] += int(cells.shape[0])
-                    fill[lab][rule] = int(cells.shape[0])
-            if have[lab] < want[lab]:
-                raise TaskFailed(
-                    f"activa: {max_draws} decoded cells (max_draws) cannot fill {want[lab]} cells of {lab!r}"
-                )
-        X = torch.cat([t for lab in want for t in kept[lab]]).numpy()
-        labels = [lab for lab in want for _ in range(want[lab])]
+        X, labels, fill, drawn = fill_labels(
+            lambda n: self._decode(n, gen),
+            trainer.predict,
+            per_label,
+            self.labels,
+            chunk=chunk,
+            max_draws=int(self.params["max_draws"]),
+            threshold=threshold,
+        )
         out = make_output(X, self.var_names, self.label_key, labels)
         out.uns["scgenbench"] = {"conditional_fill": fill, "decoded_cells": drawn, "confidence": threshold}
         return out

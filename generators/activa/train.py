@@ -24,7 +24,6 @@ so the introspective (adversarial) gradient reaches the generator.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.generators.activa.batches import EpochNoise, PinnedBatches
+from bench.generators.activa.cudagraph import GraphedIntroStep
 from bench.generators.activa.model import (
     ACTINN,
     ActivaNet,
@@ -40,91 +40,12 @@ from bench.generators.activa.model import (
     margin_loss,
     reconstruction_loss,
 )
+from bench.generators.activa.schedule import VARIANTS, EpochLog, TrainConfig
 
-VARIANTS = ("reference", "paper")
-
-
-@dataclass
-class TrainConfig:
-    n_genes: int
-    n_classes: int
-    zdim: int = 128
-    variant: str = "reference"
-    m: float = 110.0
-    weight_kl: float = 1.0
-    weight_rec: float = 0.05
-    weight_neg: float = 0.5
-    num_cf: int = 5
-    num_vae: int = 10
-    epochs: int = 500
-    classifier_epochs: int = 0
-    batch_size: int = 128
-    lr_e: float = 2e-4
-    lr_g: float = 2e-4
-    cf_lr: float = 1e-4
-    cf_weight_decay: float = 0.005
-    cf_gamma: float = 0.95
-    cf_step: int = 1000
-    bf16: bool = True  # bf16 autocast on CUDA (CPU trains in fp32)
-    tf32: bool = True  # TF32 matmuls when training fp32 on CUDA
-    cuda_graph: bool = True  # introspective step as a CUDA graph on CUDA
-
-    def steps_per_epoch(self, n_cells: int) -> int:
-        """Iterations (steps) one epoch over ``n_cells`` cells takes (a last batch of one cell is
-        skipped: BatchNorm cannot train on it)."""
-        bs = self.batch_size
-        return n_cells // bs + (1 if n_cells % bs >= 2 else 0)
-
-    def rescaled(self, steps: int, n_cells: int) -> TrainConfig:
-        """This schedule stretched or shrunk to about ``steps`` steps over ``n_cells`` cells: whole
-        epochs (at least one), the warm-up phases keeping their share of the epochs; ACTINN-only
-        pre-training (``classifier_epochs``) is not part of the budget."""
-        epochs = max(1, round(steps / max(self.steps_per_epoch(n_cells), 1)))
-        factor = epochs / self.epochs
-        num_cf = 1 + round((self.num_cf - 1) * factor)
-        num_vae = max(num_cf, 1 + round((self.num_vae - 1) * factor))
-        return replace(self, epochs=epochs, num_cf=num_cf, num_vae=num_vae)
-
-    def phase(self, epoch: int) -> str:
-        """'warmup-cf' (ACTINN + VAE), 'warmup-vae' (VAE only) or 'intro' for a 1-based epoch."""
-        if epoch < self.num_cf:
-            return "warmup-cf"
-        if epoch < self.num_vae:
-            return "warmup-vae"
-        return "intro"
+__all__ = ["VARIANTS", "ActivaTrainer", "EpochLog", "TrainConfig", "modules"]
 
 
-@dataclass
-class EpochLog:
-    """Sums of the logged losses per key, kept as float64 tensors where the losses live: adding a
-    step's losses never waits for the GPU; :meth:`means` reads them all at once (one transfer per
-    epoch). Summation is sequential in float64, as Python floats summed them before."""
-
-    sums: dict[str, torch.Tensor] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def add(self, **values: torch.Tensor | float) -> None:
-        for k, v in values.items():
-            v = torch.as_tensor(v).detach()
-            if k in self.sums:
-                self.sums[k].add_(v)
-            else:
-                self.sums[k] = v.to(torch.float64, copy=True)
-            self.counts[k] = self.counts.get(k, 0) + 1
-
-    def means(self) -> dict[str, float]:
-        if not self.sums:
-            return {}
-        sums = torch.stack([s.reshape(()) for s in self.sums.values()]).cpu().tolist()
-        return {k: total / self.counts[k] for k, total in zip(self.sums, sums, strict=True)}
-
-
-# eager introspective steps (on a side stream) before the step is captured as a CUDA graph: lazy
-# initialisations (cuBLAS workspaces, autocast, optimiser state) must not happen during capture
-GRAPH_WARMUP_STEPS = 3
-
-
-class ActivaTrainer:
+class ActivaTrainer(GraphedIntroStep):
     """Holds the networks, optimisers, scheduler, random state and counters of one training run.
 
     ``X``: dense float32 tensor (cells x genes) on the device, or on the host (pinned) when it does
@@ -135,8 +56,8 @@ class ActivaTrainer:
     On CUDA: bf16 autocast when ``cfg.bf16`` (eps, the losses, generation and ACTINN's confidence
     filter stay fp32), TF32 matmuls when fp32 and ``cfg.tf32``; the introspective step on full
     batches is captured once as a CUDA graph (forward, backward, both fused Adam steps) and replayed
-    when ``cfg.cuda_graph``, after ``GRAPH_WARMUP_STEPS`` eager steps; warm-up epochs and the short
-    last batch run eagerly. Logged losses stay on the device until the end of the epoch.
+    when ``cfg.cuda_graph``, after ``GRAPH_WARMUP_STEPS`` eager steps (:mod:`.cudagraph`); warm-up
+    epochs and the short last batch run eagerly. Logged losses stay on the device until the end of the epoch.
     """
 
     def __init__(self, cfg: TrainConfig, *, seed: int, device: str | torch.device = "cpu"):
@@ -186,14 +107,6 @@ class ActivaTrainer:
         self.cells_seen = 0  # training cells processed, over all steps
         self.graphed_steps = 0  # introspective steps replayed from the CUDA graph
         self._reset_graph()
-
-    def _reset_graph(self) -> None:
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._graph_warm = 0
-        self._static: dict[str, torch.Tensor] = {}
-        self._graph_out: dict[str, torch.Tensor] = {}
-        self._capturing = False
-        self._pinned: PinnedBatches | None = None
 
     # -- numerics ---------------------------------------------------------------------------
     def _autocast(self):
@@ -301,56 +214,6 @@ class ActivaTrainer:
         self.opt_g.step()
         self.intro_steps += 1
         return out
-
-    def graphed_intro_step(
-        self, X: torch.Tensor, idx: torch.Tensor, noise: torch.Tensor, eps: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """The introspective step on the full batch ``X[idx]`` through a CUDA graph: the batch and
-        the draws are copied into static buffers and the captured step (forward, backward, both
-        fused Adam steps) is replayed. The first ``GRAPH_WARMUP_STEPS`` calls run eagerly on a side
-        stream, the next one captures (torch.cuda.graphs' whole-network recipe) and replays. The
-        returned losses live in the graph's static outputs: read or accumulate them before the next
-        call."""
-        bs, dev = self.cfg.batch_size, self.device
-        st = self._static
-        if not st:
-            st["x"] = torch.empty((bs, self.cfg.n_genes), device=dev)
-            st["noise"] = torch.empty((bs, self.cfg.zdim), device=dev)
-            st["eps"] = torch.empty((bs, self.cfg.zdim), device=dev)
-        if X.device == dev:
-            torch.index_select(X, 0, idx, out=st["x"])
-        else:
-            st["x"].copy_(self._host_batch(X, None, idx)[0])
-        st["noise"].copy_(noise)
-        st["eps"].copy_(eps)
-        if self._graph is None and self._graph_warm < GRAPH_WARMUP_STEPS:
-            cur = torch.cuda.current_stream(dev)
-            side = torch.cuda.Stream(dev)
-            side.wait_stream(cur)
-            with torch.cuda.stream(side):
-                out = self.intro_step(st["x"], st["noise"], st["eps"])
-            cur.wait_stream(side)
-            for v in out.values():
-                v.record_stream(cur)
-            self._graph_warm += 1
-            return out
-        if self._graph is None:
-            graph = torch.cuda.CUDAGraph()
-            # gradients are allocated inside the capture (its private pool) and rewritten by each replay
-            self.opt_e.zero_grad(set_to_none=True)
-            self.opt_g.zero_grad(set_to_none=True)
-            self._capturing = True
-            try:
-                with torch.cuda.graph(graph):
-                    self._graph_out = self.intro_step(st["x"], st["noise"], st["eps"])
-            finally:
-                self._capturing = False
-            self._graph = graph  # capture counted this step in intro_steps; replay performs it
-        else:
-            self.intro_steps += 1
-        self._graph.replay()
-        self.graphed_steps += 1
-        return self._graph_out
 
     # -- epochs ------------------------------------------------------------------------------
     def _batches(self, X: torch.Tensor) -> list[torch.Tensor]:

@@ -1,7 +1,9 @@
 """Generators that run in a Docker image (or, backend ``process``, the same entry point as a local
 subprocess): :mod:`.images` (build and tag images), :mod:`.process` (the ``process`` backend),
-:mod:`.base` (the generator base class and the choice of backend), :mod:`.manifest` (generators
-added with a scgenbench.toml, any language) and :mod:`.plainio` (their MatrixMarket + CSV files).
+:mod:`.base` (the generator base class), :mod:`.backend` (the choice of backend), :mod:`.fitjson`
+(the check of the ``fit.json`` a fit writes back), :mod:`.manifest` (generators
+added with a scgenbench.toml, any language; the file read and checked by :mod:`.manifest_parse` and
+:mod:`.manifest_checks`) and :mod:`.plainio` (their MatrixMarket + CSV files).
 The ``docker`` backend is the harness's hardened runner, :mod:`bench.api.docker` (the paper
 protocol's Seurat container runs through it too), and the runs' log and user-error file are
 :mod:`bench.api.logs`. The names below are the package's public interface."""
@@ -9,14 +11,8 @@ protocol's Seurat container runs through it too), and the runs' log and user-err
 from bench.api.docker import context_files, context_hash, run_docker
 from bench.api.logs import LOG_TAIL_LINES, USER_ERROR_FILE
 from bench.api.sandbox import docker_client
-from bench.generators.container.base import (
-    ALLOW_UNSANDBOXED,
-    BACKENDS,
-    RUNNER_PARAMS,
-    ContainerGenerator,
-    enforced_sandbox,
-    select_backend,
-)
+from bench.generators.container.backend import ALLOW_UNSANDBOXED, BACKENDS, select_backend
+from bench.generators.container.base import RUNNER_PARAMS, ContainerGenerator, enforced_sandbox
 from bench.generators.container.images import (
     BASE_LABEL,
     DEFAULT_BASE_IMAGE,

@@ -1,5 +1,6 @@
 """The base class of generators that run in a Docker image or a local process through the work-dir
-protocol (:class:`ContainerGenerator`), and the choice of that backend.
+protocol (:class:`ContainerGenerator`); the choice of its backend is :mod:`.backend`, the check
+of the ``fit.json`` it reads back :mod:`.fitjson`.
 
 The protocol (DESIGN.md): the harness writes ``train.h5ad`` and ``spec.json`` into a work dir,
 bind-mounts it at ``/work`` and runs the image's entry point with ``fit /work`` or
@@ -11,11 +12,8 @@ Any framework model reuses this by subclassing :class:`ContainerGenerator` and s
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,98 +26,13 @@ from bench.api.docker import context_hash, run_docker
 from bench.api.logs import USER_ERROR_FILE, user_error
 from bench.api.sandbox import Limits, Sandbox, container_file, parse_size, read_container_h5ad, resolve_limits
 from bench.generators.container import images
+from bench.generators.container.backend import BACKENDS, select_backend
+from bench.generators.container.fitjson import read_fit_json
 from bench.generators.container.images import IMAGE_PREFIX, ensure_image
 from bench.generators.container.process import run_process
 
-BACKENDS = ("auto", "docker", "process")
 # parameters that steer the runner; everything else goes to the entry point in spec.json
 RUNNER_PARAMS = ("backend", "mem_limit", "cpu_limit")
-
-
-# the run-level opt-in (``bench run --allow-unsandboxed`` sets it; Slurm jobs and task processes
-# inherit it) that lets backend 'auto' run a container model's entry point as a local process when
-# no Docker engine answers
-ALLOW_UNSANDBOXED = "SCGENBENCH_ALLOW_UNSANDBOXED"
-
-
-def unsandboxed_allowed() -> bool:
-    return os.environ.get(ALLOW_UNSANDBOXED, "") == "1"
-
-
-def select_backend(
-    requested: str, process_requires: tuple[str, ...] = (), name: str = "the container model"
-) -> str:
-    """'docker' | 'process' for a requested backend. 'auto' picks docker when an engine answers;
-    without one it runs the entry point as a local process, outside the container's sandbox, only
-    with the run's explicit opt-in (--allow-unsandboxed) and says so in one line on stderr; else a
-    UserError naming the fixes. 'process' (the model's own parameter) is an opt-in in itself."""
-    if requested not in BACKENDS:
-        raise UserError(f"unknown backend {requested!r}", f"use one of {', '.join(BACKENDS)}")
-    has_framework = all(importlib.util.find_spec(m) is not None for m in process_requires)
-    if requested == "docker" or (requested == "auto" and images.docker_client() is not None):
-        if requested == "docker" and images.docker_client() is None:
-            raise UserError("backend 'docker' was requested but no Docker engine answers", "start Docker")
-        return "docker"
-    if requested == "process" and not has_framework:
-        raise UserError(
-            f"backend 'process' needs {', '.join(process_requires)} in this Python environment",
-            "pip install tensorflow-cpu (or start Docker and use backend 'docker')",
-        )
-    if requested == "process":
-        return "process"
-    if not unsandboxed_allowed():
-        raise UserError(
-            f"no Docker engine answers, and backend 'auto' does not run {name} outside its container "
-            "sandbox without being told to",
-            "start Docker (the image is built on first use), or pass --allow-unsandboxed to run its entry "
-            'point as a local process with your user\'s rights (backend = "process" does so for one model)'
-            + ("" if has_framework else "; that also needs `pip install tensorflow-cpu`"),
-        )
-    if has_framework:
-        print(
-            f"warning: {name}: no Docker engine answers; running its entry point as a local process "
-            "WITHOUT the container sandbox (--allow-unsandboxed)",
-            file=sys.stderr,
-            flush=True,
-        )
-        return "process"
-    raise UserError(
-        "no Docker engine answers and TensorFlow is not installed here, so the container model cannot run",
-        "start Docker (the image is built on first use), or `pip install tensorflow-cpu` to run it as a local process",
-    )
-
-
-def read_fit_json(work: Path, name: str) -> dict[str, Any]:
-    """``fit.json`` of a container's fit, checked (the I/O contract, docs/plugins.md): a JSON object
-    with ``train_seconds`` (a number >= 0), ``steps`` and ``cells_seen`` (integers >= 0 or null) and
-    ``history`` (an object of lists of numbers); a TaskFailed names the file and the field."""
-    import math
-
-    path = work / "fit.json"
-    if not path.exists() or path.is_symlink():
-        raise TaskFailed(f"{name}: fit finished without writing fit.json")
-    try:
-        record = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise TaskFailed(f"{name}: fit.json is not valid JSON ({exc})") from None
-    if not isinstance(record, dict):
-        raise TaskFailed(f"{name}: fit.json must hold a JSON object, got {type(record).__name__}")
-    seconds = record.get("train_seconds")
-    if not (isinstance(seconds, int | float) and not isinstance(seconds, bool) and math.isfinite(seconds)
-            and seconds >= 0):  # fmt: skip
-        raise TaskFailed(f"{name}: fit.json: train_seconds must be a number >= 0, got {seconds!r}")
-    for key in ("steps", "cells_seen"):
-        value = record.get(key)
-        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-            raise TaskFailed(f"{name}: fit.json: {key} must be an integer >= 0 or null, got {value!r}")
-    history = record.get("history", {})
-    ok = isinstance(history, dict) and all(
-        isinstance(v, list) and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
-        for v in history.values()
-    )
-    if not ok:
-        raise TaskFailed(f"{name}: fit.json: history must be an object of lists of numbers")
-    return record
 
 
 class ContainerGenerator(Generator):

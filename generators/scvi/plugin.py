@@ -10,12 +10,7 @@ encoder (z ~ q(z | x), the cell's own library size), for comparison. See docs/mo
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
-import time
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,41 +33,17 @@ from bench.api import (
 )
 from bench.generators.baselines import label_plan
 from bench.generators.counts import training_counts
+from bench.generators.scvi.training import (
+    import_scvi,
+    max_epochs_heuristic,
+    quiet_lightning,
+    training_monitor,
+)
 
 MODES = ("prior", "posterior_predictive")
 LIKELIHOODS = ("nb", "zinb")
 DISPERSIONS = ("gene", "gene-cell")
 MODEL_DIR = "scvi_model"
-_QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "scvi")
-
-
-def _import_scvi():
-    try:
-        import scvi
-    except ImportError as exc:
-        raise UserError(
-            f"the scvi generator needs scvi-tools ({exc})",
-            "pip install 'scgenbench[scvi]' (or bash scripts/setup.sh)",
-        ) from exc
-    return scvi
-
-
-@contextlib.contextmanager
-def quiet_lightning() -> Iterator[None]:
-    """Silence lightning's and scvi-tools' chatter (accelerator lines, tips, the srun hint,
-    data-loader advice, the seed line); restores the log levels afterwards. The progress bar is
-    separate (``enable_progress_bar``)."""
-    saved = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", module=r"(lightning|pytorch_lightning|scvi)(\.|$)")
-            warnings.filterwarnings("ignore", message=r".*(srun|num_workers|LeafSpec|litlogger).*")
-            yield
-    finally:
-        for name, level in saved.items():
-            logging.getLogger(name).setLevel(level)
 
 
 class ScviGenerator(Generator):
@@ -152,7 +123,7 @@ class ScviGenerator(Generator):
         return adata
 
     def fit(self, train: ad.AnnData, ctx: FitContext) -> FitResult:
-        scvi = _import_scvi()
+        scvi = import_scvi()
         p = self.params
         adata = self._anndata(train, ctx.label_key)
         if (np.asarray(adata.X.sum(axis=1)).ravel() <= 0).any():
@@ -172,7 +143,7 @@ class ScviGenerator(Generator):
             )
         self._set_library_sizes()
         max_epochs, max_steps, warmup = self._schedule(adata.n_obs)
-        monitor = _monitor(self, ctx)
+        monitor = training_monitor(self, ctx)
         with quiet_lightning():
             self.model.train(
                 max_epochs=max_epochs,
@@ -224,7 +195,7 @@ class ScviGenerator(Generator):
         ``ceil(train_size x cells)`` training cells), and the warm-up keeps its share of the unbudgeted
         schedule, in steps. A minutes budget keeps the unbudgeted schedule; the monitor stops it."""
         p = self.params
-        epochs = int(p["max_epochs"]) or _max_epochs_heuristic(n_cells)
+        epochs = int(p["max_epochs"]) or max_epochs_heuristic(n_cells)
         warmup = int(p["n_epochs_kl_warmup"])
         n_train = math.ceil(float(p["train_size"]) * n_cells)  # scvi-tools' DataSplitter
         per_epoch = max(1, math.ceil(n_train / int(p["batch_size"])))
@@ -319,7 +290,7 @@ class ScviGenerator(Generator):
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> ScviGenerator:
-        scvi = _import_scvi()
+        scvi = import_scvi()
         path = Path(path)
         gen = cls._read_meta(path)
         with quiet_lightning():
@@ -329,79 +300,3 @@ class ScviGenerator(Generator):
         gen.model.module.eval()
         gen._set_library_sizes()
         return gen
-
-
-def _max_epochs_heuristic(n_cells: int) -> int:
-    """scvi-tools' default training length (``SCVI.train(max_epochs=None)``)."""
-    from scvi.model._utils import get_max_epochs_heuristic
-
-    return int(get_max_epochs_heuristic(n_cells))
-
-
-def _monitor(gen: ScviGenerator, ctx: FitContext):
-    """A lightning callback (built here so importing this module needs no lightning) that counts
-    training cells, stops at the deadline and at a minutes budget, and hands the harness generated
-    cells at ``ctx.snapshot_steps(total)``, total = the budget's steps (max_steps, else max_epochs x
-    batches per epoch; early stopping may end training before the last snapshot), or under a
-    minutes budget at the epoch ends that pass those fractions of the time (and at the last one)."""
-    from lightning.pytorch.callbacks import Callback
-
-    limit = gen.budget.seconds if gen.budget is not None else None
-
-    class Monitor(Callback):
-        def __init__(self) -> None:
-            self.cells_seen = 0
-            self.error: TaskFailed | None = None
-            self.snap_at: set[int] = set()
-            self.snap_times: list[float] = []
-            self.start = 0.0
-            self.paused = 0.0  # seconds spent in snapshots: not training time
-
-        def _snapshot(self, trainer, seconds: float | None) -> None:
-            self.paused += ctx.snapshot(
-                step=int(trainer.global_step),
-                cells_seen=self.cells_seen,
-                train_seconds=seconds,
-                cells=lambda n, seed: gen.generate(n, seed=seed),
-            )
-
-        def on_train_start(self, trainer, pl_module) -> None:
-            self.start, self.paused = time.perf_counter(), 0.0
-            if limit is not None:
-                self.snap_times = (
-                    [f * limit for f in sorted(ctx.snapshot_fractions)] if ctx.on_snapshot else []
-                )
-                return
-            total = int(trainer.max_steps)
-            if total < 0:
-                total = int(trainer.max_epochs) * int(trainer.num_training_batches)
-            self.snap_at = set(ctx.snapshot_steps(total))
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            self.cells_seen += int(batch["X"].shape[0])
-            step = int(trainer.global_step)
-            if step in self.snap_at:
-                self.snap_at.discard(step)
-                self._snapshot(trainer, None)
-
-        def on_train_epoch_end(self, trainer, pl_module) -> None:
-            try:
-                ctx.check_deadline(gen.name)
-            except TaskFailed as exc:  # raised inside lightning it would be wrapped: stop, re-raise after
-                self.error = exc
-                trainer.should_stop = True
-                return
-            if limit is None:
-                return
-            trained = time.perf_counter() - self.start - self.paused
-            out_of_time = trained >= limit
-            last = out_of_time or int(trainer.current_epoch) + 1 >= int(trainer.max_epochs)
-            if last and self.snap_times:  # training ends here: one last snapshot
-                self.snap_times = [trained]
-            if self.snap_times and trained >= self.snap_times[0]:
-                self.snap_times = [t for t in self.snap_times if t > trained]
-                self._snapshot(trainer, trained)
-            if out_of_time:
-                trainer.should_stop = True
-
-    return Monitor()

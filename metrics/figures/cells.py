@@ -1,11 +1,12 @@
-"""The report's figures of the cells themselves (Fig. 4, matplotlib): a UMAP of real and generated
-cells by source and by cell type, and the marker genes' expression per source."""
+"""The embedding metric's report figures (Fig. 4, matplotlib): a UMAP of real and generated cells by
+source and by cell type, and the marker genes' expression per source. ``draw_umap`` and
+``draw_markers`` are the figures' ``draw`` callables (:class:`bench.api.FigureSpec`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from bench.report.figures import REAL_COLOUR, colour_map, figure_class, model_label
+from bench.api import REAL_COLOUR, Drawing, colour_map, figure_class
 
 
 # -- Fig. 4: UMAP by source and by cell type -----------------------------------------------------
@@ -35,7 +36,7 @@ def _point_size(n: int) -> float:
     return float(np.clip(3000.0 / max(n, 1), 2.0, 25.0))
 
 
-def fig_umap(arts: dict[str, dict[str, np.ndarray]], dataset: str):
+def fig_umap(arts: dict[str, dict[str, np.ndarray]], dataset: str, model_label=str):
     """Row 1: generated cells (colour) over real test cells (grey) per model. Row 2: real test
     cells and each model's generated cells coloured by cell type (conditional models: the label
     they were asked for; unconditional: the type of the nearest real cells, marked *)."""
@@ -106,7 +107,7 @@ def fig_umap(arts: dict[str, dict[str, np.ndarray]], dataset: str):
     return fig
 
 
-def fig_markers(arts: dict[str, dict[str, np.ndarray]], dataset: str):
+def fig_markers(arts: dict[str, dict[str, np.ndarray]], dataset: str, model_label=str):
     """Rows: marker genes; columns: real test then each model; colour: log expression (library
     size 20,000, log1p) on one scale per gene (0 to the real cells' 99th percentile)."""
     models = list(arts)
@@ -158,3 +159,27 @@ def fig_markers(arts: dict[str, dict[str, np.ndarray]], dataset: str):
             cb.set_label("log expr.", fontsize=7)
     fig.suptitle(f"{dataset}: marker-gene log expression on the UMAP", fontsize=11)
     return fig
+
+
+NO_EMBEDDING = "no embedding artifacts: the run did not include the 'embedding' metric"
+
+
+def _embedding(view, dataset: str):
+    seed, keys = view.figure_tasks(dataset, "embedding", "real_umap")
+    return seed, keys, {m: view.artifacts(k, "embedding") for m, k in keys.items()}
+
+
+def draw_umap(view, dataset: str):
+    seed, keys, arts = _embedding(view, dataset)
+    if not arts:
+        return None
+    return Drawing(fig_umap(arts, dataset, view.label), tuple(keys.values()), seed)
+
+
+def draw_markers(view, dataset: str):
+    seed, keys, arts = _embedding(view, dataset)
+    if not arts:
+        return None
+    if not len(next(iter(arts.values()))["marker_genes"]):
+        return "no marker genes were found for this dataset"
+    return Drawing(fig_markers(arts, dataset, view.label), tuple(keys.values()), seed)

@@ -1,5 +1,6 @@
-"""The `bench` command line's grammar: every sub-command, its flags and their help texts. What each
-command does is in bench.cli, which hands its functions in."""
+"""The `bench` command line's grammar: every sub-command, its flags and their help texts, one
+function per sub-command. What each command does is in the other modules of bench.cli, which hands
+their functions in."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import textwrap
 from collections.abc import Callable, Mapping
 
 from bench.config import PROFILES
+
+Command = Callable[[argparse.Namespace], int]
 
 RUN_EXAMPLES = textwrap.dedent(
     """\
@@ -45,19 +48,8 @@ def _version() -> str:
         return __version__
 
 
-def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) -> argparse.ArgumentParser:
-    """The parser of every sub-command; ``commands``: sub-command name -> the function that runs it
-    (bench.cli), set as the parsed arguments' ``func``."""
-    p = argparse.ArgumentParser(
-        prog="bench",
-        description="scgenbench: benchmark generative models of single-cell RNA-seq data "
-        "(ACTIVA, scGAN, cscGAN and plugins) with the ACTIVA paper's experiments.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--version", action="version", version=f"%(prog)s (scgenbench) {_version()}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-
+def _run(sub, func: Command) -> None:
+    """`bench run`: its flags and help."""
     r = sub.add_parser(
         "run",
         help="train, generate and score models on datasets",
@@ -97,7 +89,10 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         "(the paper's, the default)",
     )
     r.add_argument("--metrics", help="comma-separated metric names (default: all installed)")
-    r.add_argument("--experiments", help="main,augmentation (default both)")
+    r.add_argument(
+        "--experiments",
+        help="comma-separated, e.g. main (default: main and every experiment a metric declares)",
+    )
     r.add_argument(
         "--allow-relaxed-sandbox",
         metavar="MODELS",
@@ -165,8 +160,11 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     r.add_argument(
         "--dry-run", action="store_true", help="print the resolved run and its tasks; run and write nothing"
     )
-    r.set_defaults(func=commands["run"])
+    r.set_defaults(func=func)
 
+
+def _report(sub, func: Command) -> None:
+    """`bench report`: its flags and help."""
     rep = sub.add_parser("report", help="tables (and --html report) of a run dir")
     rep.add_argument("run_dir", help="run dir of `bench run` (--out; default results/<profile>)")
     rep.add_argument("--html", action="store_true", help="write a self-contained HTML report")
@@ -174,8 +172,11 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         "--all", action="store_true", help="print every table (default: the headline and the paper's tables)"
     )
     rep.add_argument("-o", "--output", help="HTML output path (default RUN_DIR/report.html)")
-    rep.set_defaults(func=commands["report"])
+    rep.set_defaults(func=func)
 
+
+def _site(sub, func: Command) -> None:
+    """`bench site`: its flags and help."""
     site = sub.add_parser(
         "site", help="a static results site across run dirs (index, a page per dataset and per model)"
     )
@@ -191,8 +192,11 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         action="store_true",
         help="link each run's report and summary files where they lie instead of copying them",
     )
-    site.set_defaults(func=commands["site"])
+    site.set_defaults(func=func)
 
+
+def _list(sub, func: Command) -> None:
+    """`bench list`: its flags and help."""
     ls = sub.add_parser("list", help="installed generators, metrics and datasets")
     ls.add_argument(
         "kind",
@@ -206,8 +210,11 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         default="quick",
         help="show this run profile's parameter and option values (default quick)",
     )
-    ls.set_defaults(func=commands["list"])
+    ls.set_defaults(func=func)
 
+
+def _datasets(sub, func: Command) -> None:
+    """`bench datasets`: its flags and help."""
     ds = sub.add_parser("datasets", help="dataset recipes: list, info, add a local copy")
     dsub = ds.add_subparsers(dest="action", metavar="ACTION")
     dsub.add_parser("list", help="list dataset recipes")
@@ -216,8 +223,11 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     add = dsub.add_parser("add", help="register a local file for a dataset (no download)")
     add.add_argument("name", help="registered dataset name, e.g. brain_small")
     add.add_argument("path", help="your local copy of that dataset's file")
-    ds.set_defaults(func=commands["datasets"], action="list")
+    ds.set_defaults(func=func, action="list")
 
+
+def _images(sub, func: Command) -> None:
+    """`bench images`: its flags and help."""
     im = sub.add_parser("images", help="container images of generators")
     isub = im.add_subparsers(dest="action", metavar="ACTION", required=True)
     b = isub.add_parser("build", help="build a generator's image")
@@ -234,8 +244,11 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         default="cpu",
         help="cpu (default) or gpu: the framework built with CUDA, what --device cuda runs",
     )
-    im.set_defaults(func=commands["images"])
+    im.set_defaults(func=func)
 
+
+def _plugins(sub, func: Command) -> None:
+    """`bench plugins`: its flags and help."""
     pl = sub.add_parser(
         "plugins",
         help="generators added with a manifest (scgenbench.toml + an image; any language): add, remove, list",
@@ -248,8 +261,11 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     pr = psub.add_parser("remove", help="forget a registered manifest generator")
     pr.add_argument("name", help="the generator's name (see `bench plugins list`)")
     psub.add_parser("list", help="the registered manifest generators and their state")
-    pl.set_defaults(func=commands["plugins"], action="list")
+    pl.set_defaults(func=func, action="list")
 
+
+def _check(sub, func: Command) -> None:
+    """`bench check`: its flags and help."""
     ck = sub.add_parser(
         "check",
         help="compare a run with a baseline; exit 1 on regression",
@@ -273,8 +289,11 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     )
     ck.add_argument("--experiments", help="check only these experiments, e.g. main")
     ck.add_argument("--models", help="check only these models, e.g. nb,real")
-    ck.set_defaults(func=commands["check"])
+    ck.set_defaults(func=func)
 
+
+def _baseline(sub, func: Command) -> None:
+    """`bench baseline`: its flags and help."""
     bl = sub.add_parser(
         "baseline",
         help="write a regression baseline from a run dir",
@@ -291,8 +310,11 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
     )
     bl.add_argument("--experiments", help="only these experiments, e.g. main")
     bl.add_argument("--models", help="only these models, e.g. my_model,nb,real")
-    bl.set_defaults(func=commands["baseline"])
+    bl.set_defaults(func=func)
 
+
+def _tune(sub, func: Command) -> None:
+    """`bench tune`: its flags and help."""
     tu = sub.add_parser(
         "tune",
         help="the standard profile's tuning sweep: a model's grid scored by MMD on a validation split "
@@ -319,13 +341,51 @@ def build_parser(commands: Mapping[str, Callable[[argparse.Namespace], int]]) ->
         "--device", default="cpu", choices=["cpu", "cuda"], help="where the fits run (default cpu)"
     )
     tu.add_argument("--out", default="results/tuning", help="where the sweep table goes")
-    tu.set_defaults(func=commands["tune"])
+    tu.set_defaults(func=func)
 
+
+def _status(sub, func: Command) -> None:
+    """`bench status`: its flags and help."""
     st = sub.add_parser("status", help="progress of a (detached) run")
     st.add_argument("run_dir", help="run dir of a `bench run` (Slurm runs: also the jobs' states)")
-    st.set_defaults(func=commands["status"])
+    st.set_defaults(func=func)
 
+
+def _clean(sub, func: Command) -> None:
+    """`bench clean`: its flags and help."""
     cl = sub.add_parser("clean", help="remove containers left by runs whose process died (SIGKILL, a crash)")
     cl.add_argument("run_dir", nargs="?", help="only this run dir's (default: every run dir's)")
-    cl.set_defaults(func=commands["clean"])
+    cl.set_defaults(func=func)
+
+
+SUBCOMMANDS = {
+    "run": _run,
+    "report": _report,
+    "site": _site,
+    "list": _list,
+    "datasets": _datasets,
+    "images": _images,
+    "plugins": _plugins,
+    "check": _check,
+    "baseline": _baseline,
+    "tune": _tune,
+    "status": _status,
+    "clean": _clean,
+}
+
+
+def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
+    """The parser of every sub-command; ``commands``: sub-command name -> the function that runs it
+    (bench.cli), set as the parsed arguments' ``func``."""
+    p = argparse.ArgumentParser(
+        prog="bench",
+        description="scgenbench: benchmark generative models of single-cell RNA-seq data "
+        "(ACTIVA, scGAN, cscGAN and plugins) with the ACTIVA paper's experiments.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s (scgenbench) {_version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, add in SUBCOMMANDS.items():
+        add(sub, commands[name])
     return p

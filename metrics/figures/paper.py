@@ -1,57 +1,17 @@
-"""The report's figures of the quality of generated cells (matplotlib, drawn from the store through
-:class:`bench.report.view.RunView`): ROC curves (Fig. 3), correlation heatmaps (Fig. 5), rare-class
-F1 (Fig. 7), and the drawing helpers every figure module shares (colours, labels, summary cells).
-The cells themselves (Fig. 4) are drawn by :mod:`bench.report.figures_cells`, training cost and
-convergence by :mod:`bench.report.figures_training`."""
+"""The report figures of the paper's metrics (matplotlib, drawn from the store through the report's
+view, ``FigureSpec.draw``): ROC curves of the real-vs-synthetic classifier (Fig. 3, metric auc),
+correlation heatmaps of DE genes (Fig. 5, correlation_discrepancy), rare-class F1 against the kept
+fraction (Fig. 7, augmentation) and training and generation time (Table 1, timing)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-import pandas as pd
 
-from bench.config import CONTROLS
-from bench.report.summary import align_augmentation_arms, cell_text, finite, order_models, params_of
-from bench.report.view import RunView
-
-REAL_COLOUR = "#9e9e9e"
-
-
-def figure_class():
-    from matplotlib.figure import Figure
-
-    return Figure
-
-
-def colour_map(names: list[str], cmap: str = "tab10") -> dict[str, Any]:
-    import matplotlib
-
-    n = len(names)
-    cm = matplotlib.colormaps[cmap if n <= 10 else "tab20"]
-    return {name: cm(i % cm.N) for i, name in enumerate(names)}
-
-
-def model_label(model: str) -> str:
-    return f"{model} (control)" if model in CONTROLS else model
-
-
-def summary_cell(summary: pd.DataFrame, dataset: str, model: str, metric: str) -> tuple[float, float, str]:
-    """(mean, sd, table text) of a main-experiment value; NaN and 'n/a' when absent."""
-    hit = summary[
-        (summary.dataset == dataset)
-        & (summary.model == model)
-        & (summary.metric == metric)
-        & (summary.experiment == "main")
-    ]
-    if hit.empty:
-        return float("nan"), float("nan"), "n/a"
-    r = hit.iloc[0]
-    return float(r["mean"]), float(r["sd"]), cell_text(r)
+from bench.api import Drawing, colour_map, figure_class
 
 
 # -- Fig. 3: ROC curves ---------------------------------------------------------------------------
-def _roc_curves(run: RunView, keys: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+def _roc_curves(run, keys: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
     curves = []
     for key in keys:
         a = run.artifacts(key, "auc")
@@ -71,9 +31,9 @@ def interp_roc(fpr: np.ndarray, tpr: np.ndarray, grid: np.ndarray) -> np.ndarray
     return out
 
 
-def fig_roc(run: RunView, dataset: str, summary: pd.DataFrame):
+def fig_roc(run, dataset: str):
     t = run.main_tasks(dataset)
-    models = [m for m in order_models(sorted(set(t.model))) if _roc_curves(run, list(t[t.model == m].key))]
+    models = [m for m in run.order(sorted(set(t.model))) if _roc_curves(run, list(t[t.model == m].key))]
     if not models:
         return None
     ncol = min(4, len(models))
@@ -107,8 +67,8 @@ def fig_roc(run: RunView, dataset: str, summary: pd.DataFrame):
         ax.set_aspect("equal")
         ax.set_xlabel("false positive rate", fontsize=9)
         ax.set_ylabel("true positive rate", fontsize=9)
-        auc = summary_cell(summary, dataset, m, "auc")[2]
-        ax.set_title(f"{model_label(m)}: AUC {auc}\n{len(curves)} folds, {len(keys)} seed(s)", fontsize=10)
+        auc = run.summary_cell(dataset, m, "auc")[2]
+        ax.set_title(f"{run.label(m)}: AUC {auc}\n{len(curves)} folds, {len(keys)} seed(s)", fontsize=10)
         ax.legend(loc="lower right", fontsize=7)
         ax.tick_params(labelsize=8)
     fig.suptitle(f"{dataset}: random forest separating real test from generated cells", fontsize=11)
@@ -124,7 +84,7 @@ def combine_corr(real: np.ndarray, generated: np.ndarray) -> np.ndarray:
     return out
 
 
-def fig_corr(run: RunView, keys: dict[str, str], dataset: str):
+def fig_corr(run, keys: dict[str, str], dataset: str):
     models = list(keys)
     ncol = min(3, len(models))
     nrow = int(np.ceil(len(models) / ncol))
@@ -150,7 +110,7 @@ def fig_corr(run: RunView, keys: dict[str, str], dataset: str):
         cd = run.task_value(keys[m], "cd")
         cd_txt = f"CD {cd:.3f}" if cd is not None else "CD n/a"
         ax.set_title(
-            f"{model_label(m)} (seed {run.seed_of(keys[m])}): {cd_txt}\nlower: generated, upper: real",
+            f"{run.label(m)} (seed {run.seed_of(keys[m])}): {cd_txt}\nlower: generated, upper: real",
             fontsize=10,
         )
     if im is not None:
@@ -167,12 +127,14 @@ CONDITIONS = {
 }
 
 
-def augmentation_frame(values: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """F1 per (model, condition, fraction): mean, min and max over the seeds the arms share."""
-    v = values[(values.dataset == dataset) & (values.experiment == "augmentation")]
-    v = align_augmentation_arms(finite(v))
+def augmentation_frame(run, dataset: str):
+    """F1 per (model, condition, fraction): mean, min and max over the seeds the arms share (a
+    DataFrame)."""
+    import pandas as pd
+
+    v = run.arm_values(dataset, "augmentation")
     rows = []
-    for r, p in zip(v.itertuples(), params_of(v), strict=True):
+    for r, p in zip(v.itertuples(), v.params, strict=True):
         if p.get("condition") in CONDITIONS and "fraction" in p:
             rows.append((r.model, p["condition"], float(p["fraction"]), r.seed, r.value))
     df = pd.DataFrame(rows, columns=["model", "cond", "frac", "seed", "value"])
@@ -181,11 +143,11 @@ def augmentation_frame(values: pd.DataFrame, dataset: str) -> pd.DataFrame:
     return df.groupby(["model", "cond", "frac"])["value"].agg(["mean", "min", "max", "count"]).reset_index()
 
 
-def fig_augmentation(run: RunView, dataset: str):
-    agg = augmentation_frame(run.values, dataset)
+def fig_augmentation(run, dataset: str):
+    agg = augmentation_frame(run, dataset)
     if agg.empty:
         return None
-    models = order_models(sorted(set(agg.model)))
+    models = run.order(sorted(set(agg.model)))
     ncol = min(4, len(models))
     nrow = int(np.ceil(len(models) / ncol))
     Figure = figure_class()
@@ -211,10 +173,75 @@ def fig_augmentation(run: RunView, dataset: str):
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("fraction of the rare class kept", fontsize=9)
         ax.set_ylabel("rare-class F1", fontsize=9)
-        ax.set_title(model_label(m), fontsize=10)
+        ax.set_title(run.label(m), fontsize=10)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
     axes.ravel()[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(f"{dataset}: F1 of the rare class (mean over seeds; bars: range)", fontsize=11)
     fig.tight_layout()
     return fig
+
+
+# -- Table 1: time ------------------------------------------------------------------------------
+def fig_timing(run, dataset: str):
+    summary = run.summary
+    metrics = [
+        ("train_seconds", "training time (s)"),
+        ("generate_seconds_per_100k", "generation s / 100k cells"),
+    ]
+    sub = summary[(summary.dataset == dataset) & summary.metric.isin([m for m, _ in metrics])]
+    if sub.empty:
+        return None
+    models = run.order(sorted(set(sub.model)))
+    Figure = figure_class()
+    fig = Figure(figsize=(10, 0.5 * len(models) + 1.6))
+    axes = fig.subplots(1, 2, squeeze=False)[0]
+    colours = colour_map(models, "Set1")
+    for ax, (metric, label) in zip(axes, metrics, strict=True):
+        y = np.arange(len(models))
+        vals = [run.summary_cell(dataset, m, metric) for m in models]
+        means = np.array([v[0] for v in vals])
+        sds = np.nan_to_num(np.array([v[1] for v in vals]))
+        ok = ~np.isnan(means)
+        ax.barh(
+            y[ok],
+            means[ok],
+            xerr=sds[ok],
+            color=[colours[m] for m, o in zip(models, ok, strict=True) if o],
+            capsize=3,
+        )
+        for yi, mean, sd, text in zip(y, means, sds, [v[2] for v in vals], strict=True):
+            if not np.isnan(mean):
+                ax.text(mean + sd, yi, "  " + text, va="center", fontsize=8)
+        ax.set_yticks(y, [run.label(m) for m in models], fontsize=9)
+        ax.invert_yaxis()
+        pos = means[ok & (means > 0)]
+        if len(pos) > 1 and pos.max() / pos.min() > 100:
+            ax.set_xscale("log")
+        ax.set_xlim(
+            right=(np.nanmax(means + sds) if ok.any() else 1) * (3 if ax.get_xscale() == "log" else 1.35)
+        )
+        ax.set_xlabel(label, fontsize=9)
+        ax.tick_params(labelsize=8)
+    fig.suptitle(f"{dataset}: time per model (mean ± sd over seeds)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+# -- the draw callables (FigureSpec.draw) ---------------------------------------------------------
+def draw_roc(view, dataset: str):
+    fig = fig_roc(view, dataset)
+    return None if fig is None else Drawing(fig, tuple(view.main_tasks(dataset).key))
+
+
+def draw_corr(view, dataset: str):
+    seed, keys = view.figure_tasks(dataset, "correlation_discrepancy", "real_corr")
+    return Drawing(fig_corr(view, keys, dataset), tuple(keys.values()), seed) if keys else None
+
+
+def draw_augmentation(view, dataset: str):
+    return fig_augmentation(view, dataset)
+
+
+def draw_timing(view, dataset: str):
+    return fig_timing(view, dataset)

@@ -1,55 +1,37 @@
-"""The HTML report's figures of the metric suite beyond the paper (one per group): PRDC bars, the
-memorisation histogram, the per-type heatmap and the DE-recovery scatter. Read from the store like
-every figure of :mod:`bench.report.figures` (values and the arrays the scoring stage kept); a figure whose
-values or arrays are missing becomes a one-line note. docs/report.md describes each figure.
+"""The report figures of the metric suite beyond the paper (``FigureSpec.draw``, read from the store
+through the report's view: values and the arrays the scoring stage kept): PRDC bars, the
+memorisation histogram, the per-type heatmap and the DE-recovery scatter. A figure whose values or
+arrays are missing is None (the report prints the figure's ``missing`` note). docs/report.md
+describes each figure.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
-from bench.report.figures import REAL_COLOUR, colour_map, figure_class, model_label, summary_cell
-from bench.report.summary import order_models
+from bench.api import REAL_COLOUR, Drawing, colour_map, figure_class, figure_grid
 
-# the sections in page order; their titles and captions are the metrics' (Metric.figures)
-SECTIONS = ("prdc", "memorisation", "per_type", "de_recovery")
 PRDC_VALUES = ("precision", "recall", "density", "coverage")
 PER_TYPE_VALUES = (("mmd", "MMD"), ("energy", "energy distance"), ("auc", "RF AUC (0.5 ideal)"))
-MISSING = {
-    "prdc": "no PRDC values in this run (metric 'prdc')",
-    "memorisation": "no memorisation distances stored (metric 'memorisation')",
-    "per_type": "no per-type values (metric 'per_type'; conditional models, types with enough cells)",
-    "de_recovery": "no DE-recovery arrays (metric 'de_recovery'; conditional models, types with enough cells)",
-}
 
 
-def _grid(n: int, ncol: int, width: float, height: float, **kw):
-    ncol = max(1, min(ncol, n))
-    nrow = int(np.ceil(n / ncol))
-    fig = figure_class()(figsize=(width * ncol, height * nrow), **kw)
-    axes = fig.subplots(nrow, ncol, squeeze=False).ravel()
-    for ax in axes[n:]:
-        ax.set_visible(False)
-    return fig, axes
-
-
-def fig_prdc(summary: pd.DataFrame, dataset: str, k: int | str = 5):
+def fig_prdc(run, dataset: str, k: int | str = 5):
     """Grouped bars: the four scores per model, mean over seeds with the sd as error bar; ``k``: the
     neighbours of the k-NN balls the run used (for the title)."""
+    summary = run.summary
     sub = summary[
         (summary.dataset == dataset) & (summary.experiment == "main") & summary.metric.isin(PRDC_VALUES)
     ]
     if sub.empty:
         return None
-    models = order_models(sorted(set(sub.model)))
+    models = run.order(sorted(set(sub.model)))
     colours = colour_map(list(PRDC_VALUES), "tab10")
     fig = figure_class()(figsize=(max(6.0, 1.3 * len(models) + 2.5), 3.8))
     ax = fig.subplots()
     width = 0.8 / len(PRDC_VALUES)
     x = np.arange(len(models))
     for i, value in enumerate(PRDC_VALUES):
-        cells = [summary_cell(summary, dataset, m, value) for m in models]
+        cells = [run.summary_cell(dataset, m, value) for m in models]
         means = np.array([c[0] for c in cells])
         sds = np.nan_to_num(np.array([c[1] for c in cells]))
         ax.bar(
@@ -62,7 +44,7 @@ def fig_prdc(summary: pd.DataFrame, dataset: str, k: int | str = 5):
             capsize=2,
         )
     ax.axhline(1.0, color="#9e9e9e", lw=0.8, ls=":")
-    ax.set_xticks(x, [model_label(m) for m in models], fontsize=9)
+    ax.set_xticks(x, [run.label(m) for m in models], fontsize=9)
     ax.set_ylabel("score (higher is better)", fontsize=9)
     ax.legend(fontsize=8, ncol=4, loc="upper left", bbox_to_anchor=(0, 1.13))
     ax.tick_params(labelsize=8)
@@ -79,7 +61,7 @@ def fig_memorisation(run, keys: dict[str, str], dataset: str):
     """Per model: histogram of each generated cell's distance to its closest training cell, over the
     same for the real test cells (grey), with the copy threshold (the test cells' ``quantile``, 1 % by
     default)."""
-    fig, axes = _grid(len(keys), 4, 3.8, 3.0)
+    fig, axes = figure_grid(len(keys), 4, 3.8, 3.0)
     for ax, (m, key) in zip(axes, keys.items(), strict=False):
         a = run.artifacts(key, "memorisation")
         gen, test = np.asarray(a["generated_distances"], float), np.asarray(a["test_distances"], float)
@@ -97,7 +79,7 @@ def fig_memorisation(run, keys: dict[str, str], dataset: str):
         ax.axvline(float(a["threshold"][0]), color="#000", ls="--", lw=1, label="copy threshold")
         ratio, share = run.task_value(key, "memorisation_ratio"), run.task_value(key, "memorisation_share")
         txt = f"ratio {ratio:.2f}, share {share:.2f}" if ratio is not None and share is not None else ""
-        ax.set_title(f"{model_label(m)} (seed {run.seed_of(key)})\n{txt}", fontsize=9)
+        ax.set_title(f"{run.label(m)} (seed {run.seed_of(key)})\n{txt}", fontsize=9)
         ax.set_xlabel("distance to closest training cell (50 PCs)", fontsize=8)
         ax.set_yticks([])
         ax.tick_params(labelsize=7)
@@ -130,7 +112,9 @@ def fig_per_type(run, keys: dict[str, str], dataset: str):
     models, types, _ = per_type_matrix(run, keys, panels[0][0])
     if not types:  # every type had too few cells
         return None
-    fig, axes = _grid(len(panels), 3, 0.55 * len(types) + 2.6, 0.42 * len(models) + 2.4, layout="constrained")
+    fig, axes = figure_grid(
+        len(panels), 3, 0.55 * len(types) + 2.6, 0.42 * len(models) + 2.4, layout="constrained"
+    )
     for ax, (value, label) in zip(axes, panels, strict=False):
         models, types, mat = per_type_matrix(run, keys, value)
         # AUC is coloured by its distance to 0.5 (0.3 as bad as 0.7); the cells show the AUC itself
@@ -157,7 +141,7 @@ def fig_per_type(run, keys: dict[str, str], dataset: str):
                         color="w" if dark else "k",
                     )
         ax.set_xticks(range(len(types)), types, rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(len(models)), [model_label(m) for m in models], fontsize=8)
+        ax.set_yticks(range(len(models)), [run.label(m) for m in models], fontsize=8)
         ax.set_title(
             f"{label} (colour: |AUC − 0.5|)" if value == "auc" else f"{label} (lower is better)", fontsize=9
         )
@@ -177,7 +161,7 @@ def fig_de_recovery(run, keys: dict[str, str], dataset: str):
     all_types = sorted({str(t) for k in keys.values() for t in run.artifacts(k, "de_recovery")["types"]})
     if not all_types:  # every type had too few cells
         return None
-    fig, axes = _grid(len(keys), 4, 3.6, 3.6)
+    fig, axes = figure_grid(len(keys), 4, 3.6, 3.6)
     colours = colour_map(all_types)
     for ax, (m, key) in zip(axes, keys.items(), strict=False):
         a = run.artifacts(key, "de_recovery")
@@ -197,7 +181,7 @@ def fig_de_recovery(run, keys: dict[str, str], dataset: str):
             ax.plot([lo, hi], [lo, hi], color="#d32f2f", ls="--", lw=1)
         r, j = run.task_value(key, "de_lfc_r"), run.task_value(key, "de_jaccard")
         txt = f"r {r:.2f}, Jaccard {j:.2f}" if r is not None and j is not None else ""
-        ax.set_title(f"{model_label(m)} (seed {run.seed_of(key)})\n{txt}", fontsize=9)
+        ax.set_title(f"{run.label(m)} (seed {run.seed_of(key)})\n{txt}", fontsize=9)
         ax.set_xlabel("log2 FC, real test cells", fontsize=8)
         ax.set_ylabel("log2 FC, generated cells", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -216,4 +200,23 @@ def fig_de_recovery(run, keys: dict[str, str], dataset: str):
     return fig
 
 
-__all__ = ["SECTIONS", "fig_de_recovery", "fig_memorisation", "fig_per_type", "fig_prdc"]
+# -- the draw callables (FigureSpec.draw) ---------------------------------------------------------
+def draw_prdc(view, dataset: str):
+    k = [o.get("k") for o in view.options("prdc", view.tasks[view.tasks.dataset == dataset].key)]
+    return fig_prdc(view, dataset, k=k[0] if len(k) == 1 else "varied")
+
+
+def _draw_per_task(figure, metric: str, required: str):
+    def draw(view, dataset: str):
+        seed, keys = view.figure_tasks(dataset, metric, required)
+        if not keys:
+            return None
+        fig = figure(view, keys, dataset)
+        return None if fig is None else Drawing(fig, tuple(keys.values()), seed)
+
+    return draw
+
+
+draw_memorisation = _draw_per_task(fig_memorisation, "memorisation", "generated_distances")
+draw_per_type = _draw_per_task(fig_per_type, "per_type", "types")
+draw_de_recovery = _draw_per_task(fig_de_recovery, "de_recovery", "real_lfc")
