@@ -95,8 +95,7 @@ class RunSpec:
     timeout_s: float | None = None
     # models allowed to run with the sandbox relaxations their plugin declares (docs/docker.md)
     allow_relaxed_sandbox: list[str] = field(default_factory=list)
-    # a memory cap per task in GB (--memory-limit): with it, or with timeout_s, each task of the local
-    # executor runs in a child process that is killed at the limit (bench.executors.isolated)
+    # a memory cap per task in GB (--memory-limit; default and enforcement: bench.executors.memory, isolated)
     memory_gb: float | None = None
     check_orientation: bool = True  # refuse files that look genes x cells (--no-orientation-check)
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -166,8 +165,11 @@ class RunSpec:
         ):
             raise UserError(
                 f"the task memory limit must be a positive number of GB, got {self.memory_gb!r}",
-                "use e.g. --memory-limit 16 or memory_gb = 16, or leave it out for no limit",
+                "use e.g. --memory-limit 16 or memory_gb = 16, or leave it out for the default",
             )
+        if self.memory_gb is not None and isinstance(self.executor, dict) and self.executor.get("in_process"):
+            why = "--memory-limit needs each task in a child process, and --in-process runs them in bench"
+            raise UserError(why, "leave out --memory-limit (memory_gb) or --in-process (in_process)")
         for key in ("label_key", "rare_class"):
             value = getattr(self, key)
             if value is not None and not isinstance(value, str):

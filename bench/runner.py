@@ -87,6 +87,7 @@ def run(
     if spec.device == "cuda" and spec.executor.get("name", "local") == "local":
         resolve_device("cuda")  # no visible GPU: UserError before anything is prepared or written
     executor = make_executor(spec.executor)  # validates executor settings before anything is written
+    executor.start()  # the local executor's task process server imports while the data are prepared
     the_plan = plan(spec, progress=progress)
     note = None if console is None else (lambda line: console.print(line, markup=False, highlight=False))
     with run_dir_lock(run_dir, command=argv, note=note) as stale:

@@ -1,7 +1,9 @@
-"""Slurm edges (issue 32, finding 6) on a real cluster (CI: scripts/ci/slurm-setup.sh, one node):
-a job stopped at its time limit is recorded as `timeout` with what to raise, scancel and
+"""Slurm edges (issue 32, findings 6 and 4) on a real cluster (CI: scripts/ci/slurm-setup.sh, one
+node): a job stopped at its time limit is recorded as `timeout` with what to raise, scancel and
 `scontrol requeue` leave a failed record, a driver killed between sbatch and its ledger save does
-not submit again, and every job cleans up containers on its own node.
+not submit again, every job cleans up containers on its own node, and a job's task runs in a child
+process under the default memory cap (past it, or killed as by the out-of-memory killer, the task is
+recorded failed with the reason).
 
 Skipped without a cluster; FAILS when BENCH_REQUIRE_SLURM=1 (and, for the clean-up, without a
 Docker engine when BENCH_REQUIRE_DOCKER=1)."""
@@ -40,6 +42,25 @@ class Sleepy(NegativeBinomial):
         print("sleepy: fitting", flush=True)
         time.sleep(float(os.environ.get("SLEEPY_S", "300")))
         return super().fit(train, ctx)
+
+
+class Hoarder(NegativeBinomial):
+    """Touches memory 64 MB at a time, 3 GB at most."""
+    name = "hoarder"
+
+    def fit(self, train, ctx):
+        import numpy as np
+
+        keep = [np.ones(64 * 1024**2 // 8) for _ in range(48)]
+        return super().fit(train, ctx)
+
+
+class OomKilled(NegativeBinomial):
+    """Dies the way the kernel's out-of-memory killer kills."""
+    name = "oomkilled"
+
+    def fit(self, train, ctx):
+        os.kill(os.getpid(), 9)
 '''
 CONFIG = """\
 [executor]
@@ -57,15 +78,16 @@ def env(tmp_path):
         "Metadata-Version: 2.1\nName: sleepyplug\nVersion: 0.1\n"
     )
     (plugins / "sleepyplug-0.1.dist-info" / "entry_points.txt").write_text(
-        "[bench.generators]\nsleepy = sleepyplug:Sleepy\n"
+        "[bench.generators]\nsleepy = sleepyplug:Sleepy\nhoarder = sleepyplug:Hoarder\n"
+        "oomkilled = sleepyplug:OomKilled\n"
     )
     make_counts(n_cells=120, n_genes=60, n_types=3, seed=3).write_h5ad(tmp_path / "tiny.h5ad")
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")])}
 
 
-def args(tmp_path: Path, config: str = CONFIG, *extra: str) -> list[str]:
+def args(tmp_path: Path, config: str = CONFIG, *extra: str, models: str = "sleepy") -> list[str]:
     (tmp_path / "run.toml").write_text(config)
-    return ["run", "--config", str(tmp_path / "run.toml"), "--models", "sleepy", "--no-control",
+    return ["run", "--config", str(tmp_path / "run.toml"), "--models", models, "--no-control",
             "--dataset", str(tmp_path / "tiny.h5ad"), "--label-key", "cell_type", "--metrics", "mean_corr",
             "--experiments", "main", "--executor", "slurm", "--out", str(tmp_path / "run"), *extra]  # fmt: skip
 
@@ -212,3 +234,24 @@ def test_each_job_cleans_up_containers_on_its_node(env, require_slurm, tmp_path)
     finally:
         with contextlib.suppress(Exception):
             left.remove(force=True)
+
+
+def test_a_job_task_past_the_default_memory_cap_is_recorded_with_the_reason(env, require_slurm, tmp_path):
+    """No --memory-limit: the job runs its task in a child under the default cap (here about 0.6 GB,
+    SCGENBENCH_MEMORY_FRACTION); a task touching 3 GB is recorded failed with the cap, and a task
+    SIGKILLed (as by the out-of-memory killer) with that reason; bench exits 1. Before, the job ran
+    its task in-process with no cap: the 3 GB task was done, and the killed one left no record."""
+    import psutil
+
+    fraction = 0.6 * 1024**3 / psutil.virtual_memory().available  # of the node's (this machine's)
+    env = {**env, "SCGENBENCH_MEMORY_FRACTION": f"{fraction:.6f}"}
+    proc = bench_cli(args(tmp_path, models="hoarder,oomkilled"), env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    with Store(tmp_path / "run", create=False) as store:
+        tasks = store.tasks()
+        assert set(tasks.status) == {"failed"}, out
+        errors = {m: store.task_row(k)["error"] for m, k in zip(tasks.model, tasks.key, strict=True)}
+    assert "out of memory (limit " in errors["hoarder"] and "GB, the default, " in errors["hoarder"], errors
+    assert errors["oomkilled"].startswith("killed by SIGKILL: most likely out of memory"), errors
+    assert is_limit(errors["hoarder"]) and is_transient(errors["oomkilled"])

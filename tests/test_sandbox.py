@@ -261,7 +261,8 @@ def test_the_sandbox_column_is_what_the_harness_enforces_not_what_a_plugin_says(
 
 # -- the local executor on SIGTERM, with an in-process model (no engine needed) -------------------------
 class _SelfSignalling(Generator):
-    """An in-process model whose fit sends ``signum`` to its own process (as `kill` or Ctrl-C would)."""
+    """An in-process model whose fit sends ``signum`` to its own process (as `kill` or Ctrl-C would);
+    with --in-process that process is bench (a task's child process: tests/test_task_limits.py)."""
 
     name: ClassVar[str] = "test_self_signalling"
     parameters: ClassVar[dict] = {"signum": int(signal.SIGTERM)}
@@ -287,7 +288,7 @@ def test_signal_marks_the_running_task_failed(tmp_path, capsys, signum):
     try:
         code = main(["run", "--config", str(tmp_path / "run.toml"), "--models", _SelfSignalling.name,
                      "--dataset", str(tmp_path / "d.h5ad"), "--label-key", "cell_type", "--metrics", "mean_corr",
-                     "--experiments", "main", "--no-control", "--out", str(tmp_path / "run")])  # fmt: skip
+                     "--experiments", "main", "--no-control", "--out", str(tmp_path / "run"), "--in-process"])  # fmt: skip
     finally:
         del registry._EXTRA["generators"][_SelfSignalling.name]
     assert code == 128 + signum

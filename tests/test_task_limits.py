@@ -1,6 +1,7 @@
-"""Hard limits on a task (issue 32, finding 4): with --timeout or --memory-limit every task of the
-local executor runs in a child process that is killed at the limit (fit, generate and score alike),
-and the task is recorded as failed with the reason, never left `running`."""
+"""Hard limits on a task (issue 32, finding 4): every task of the local executor runs in a child
+process that is killed at its limit (--timeout; --memory-limit, by default a fraction of the memory
+available), fit, generate and score alike, and the task is recorded as failed with the reason, never
+left `running`; --in-process runs them in bench, as before."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def plugin(tmp_path, monkeypatch):
     sys.modules.pop("limits_plugin", None)
 
 
-def _run(tmp_path, model, timeout=None, memory=None):
+def _run(tmp_path, model, timeout=None, memory=None, in_process=False, seeds=(0,)):
     """`bench run` of one task through the runner (its exit code: 0, 1 failed, 128+N interrupted) and
     the console's text."""
     from rich.console import Console
@@ -107,8 +108,9 @@ def _run(tmp_path, model, timeout=None, memory=None):
         data.parent.mkdir(parents=True, exist_ok=True)
         make_counts(n_cells=120, n_genes=60, n_types=3, seed=2).write_h5ad(data)
     run_dir = tmp_path / "run"
-    spec = build_spec(None, models=[model], control=False, datasets=[str(data)], label_key="cell_type",
-                      metrics=["mean_corr"], experiments=["main"], timeout_s=timeout, memory_gb=memory)  # fmt: skip
+    spec = build_spec(None, models=model.split(","), seeds=list(seeds), control=False, datasets=[str(data)], label_key="cell_type",
+                      metrics=["mean_corr"], experiments=["main"], timeout_s=timeout, memory_gb=memory,
+                      executor={"name": "local", "in_process": True} if in_process else None)  # fmt: skip
     out = io.StringIO()
     try:
         result = run(spec, run_dir, console=Console(file=out, width=200))
@@ -179,22 +181,110 @@ def test_sigterm_to_bench_stops_the_child_and_records_the_task(plugin, tmp_path)
     assert not [p for p in psutil.Process().children(recursive=True) if "task" in p.name()]
 
 
-def test_without_limits_tasks_run_in_this_process(tmp_path, monkeypatch):
-    """No --timeout and no --memory-limit: the run is what it was (no child process)."""
+def _default_cap_of(gb: float, monkeypatch) -> None:
+    """Make the default memory cap about ``gb`` GB on this machine (SCGENBENCH_MEMORY_FRACTION)."""
+    import psutil
+
+    monkeypatch.setenv(
+        "SCGENBENCH_MEMORY_FRACTION", f"{gb * 1024**3 / psutil.virtual_memory().available:.6f}"
+    )
+
+
+def test_without_a_memory_limit_the_default_cap_holds(plugin, tmp_path, monkeypatch):
+    """No --memory-limit: the task still runs in a child under the default cap (here about 0.5 GB);
+    touching 3 GB fails the task with the cap and where it came from, and bench goes on. Before,
+    the task ran in bench with no cap at all (it took the 3 GB, or the machine's memory)."""
+    _default_cap_of(0.5, monkeypatch)
+    rc, run_dir, out = _run(tmp_path, "hoarder")
+    assert rc == 1
+    status, error = _only_task(run_dir)
+    assert status == "failed"
+    assert "out of memory (limit 0.5" in error and "GB, the default, " in error, error
+    assert "--memory-limit to set it" in error
+
+
+def test_the_default_cap_follows_the_memory_available(monkeypatch):
+    import psutil
+
+    from bench.api.errors import UserError
+    from bench.executors import memory
+    from bench.executors.memory import DEFAULT_MEMORY_FRACTION, default_memory_gb
+
+    monkeypatch.delenv("SCGENBENCH_MEMORY_FRACTION", raising=False)
+    gb, how = default_memory_gb()
+    assert 0 < gb <= DEFAULT_MEMORY_FRACTION * psutil.virtual_memory().total / 1024**3
+    assert how.startswith(f"the default, {DEFAULT_MEMORY_FRACTION:g} of the ")
+    monkeypatch.setattr(memory, "_cgroup_room", lambda: 1024**3)  # a container limited to 1 GB
+    gb, how = default_memory_gb()
+    assert gb == pytest.approx(DEFAULT_MEMORY_FRACTION) and "under the cgroup's memory limit" in how
+    for bad in ("0", "1.5", "abc"):
+        monkeypatch.setenv("SCGENBENCH_MEMORY_FRACTION", bad)
+        with pytest.raises(UserError, match="SCGENBENCH_MEMORY_FRACTION"):
+            default_memory_gb()
+
+
+def test_without_options_tasks_run_in_a_child(tmp_path, monkeypatch):
+    """No --timeout, no --memory-limit: still a child process per task (the hard limits hold); two
+    tasks share one child while it lives (what their libraries compile once is not compiled again)."""
+    from bench.executors import isolated
+
+    pids = []
+    real = isolated.TaskProcess.run
+
+    def run(self, *args, **kwargs):
+        rec = real(self, *args, **kwargs)
+        pids.append(self.proc.pid)
+        return rec
+
+    monkeypatch.setattr(isolated.TaskProcess, "run", run)
+    rc, run_dir, _ = _run(tmp_path, "nb", seeds=[0, 1])
+    assert rc == 0 and len(pids) == 2 and pids[0] == pids[1] != os.getpid()
+    with Store(run_dir, create=False) as store:
+        assert set(store.tasks().status) == {"done"}
+
+
+def test_a_fresh_child_follows_a_killed_one(plugin, tmp_path):
+    """The task after a killed one runs in a new child and is done."""
+    rc, run_dir, _ = _run(tmp_path, "suicidal,nb")
+    assert rc == 1
+    with Store(run_dir, create=False) as store:
+        tasks = store.tasks()
+        assert dict(zip(tasks.model, tasks.status, strict=True)) == {"suicidal": "failed", "nb": "done"}
+
+
+def test_in_process_runs_tasks_in_this_process(tmp_path, monkeypatch):
+    """--in-process (for pdb): no child process, the run as it was before the hard limits."""
     from bench.executors import isolated
 
     def refuse(*args, **kwargs):
         raise AssertionError("a child process was started")
 
-    monkeypatch.setattr(isolated, "run_isolated", refuse)
-    rc, run_dir, _ = _run(tmp_path, "nb")
+    monkeypatch.setattr(isolated.TaskProcess, "__init__", refuse)
+    monkeypatch.setattr(isolated, "start_server", refuse)
+    rc, run_dir, _ = _run(tmp_path, "nb", in_process=True)
     assert rc == 0
     assert _only_task(run_dir)[0] == "done"
 
 
-def test_a_limited_run_gives_the_same_values(tmp_path):
-    """The child process changes nothing in the values: nb with and without --timeout."""
-    rc, plain, _ = _run(tmp_path, "nb")
+def test_in_process_is_checked():
+    from bench.api.errors import UserError
+    from bench.cli import build_parser, spec_of
+    from bench.config import build_spec
+    from bench.executors import make_executor
+
+    args = build_parser().parse_args(["run", "--models", "nb", "--in-process"])
+    spec = spec_of(args)
+    assert spec.executor == {"name": "local", "in_process": True}
+    assert make_executor(spec.executor).in_process
+    with pytest.raises(UserError, match="--memory-limit needs each task in a child process"):
+        build_spec(None, models=["nb"], memory_gb=4, executor={"in_process": True})
+    with pytest.raises(UserError, match="in_process must be true or false"):
+        make_executor({"name": "local", "in_process": "yes"})
+
+
+def test_a_child_gives_the_same_values_as_in_process(tmp_path):
+    """The child process changes nothing in the values: nb in bench and in a child with limits."""
+    rc, plain, _ = _run(tmp_path, "nb", in_process=True)
     assert rc == 0
     rc, limited, _ = _run(tmp_path / "x", "nb", timeout=600, memory=8)
     assert rc == 0
@@ -273,7 +363,7 @@ def test_a_task_child_does_not_outlive_a_killed_bench(tmp_path):
            "PYTHONPATH": os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
     bench = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--models", "pidsleepy", "--no-control",
                               "--dataset", str(tmp_path / "cells.h5ad"), "--label-key", "cell_type", "--metrics",
-                              "mean_corr", "--experiments", "main", "--timeout", "600", "--out", str(tmp_path / "run")],
+                              "mean_corr", "--experiments", "main", "--out", str(tmp_path / "run")],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
@@ -290,3 +380,49 @@ def test_a_task_child_does_not_outlive_a_killed_bench(tmp_path):
     finally:
         if bench.poll() is None:
             bench.kill()
+
+
+KILLED_PLUGIN = """\
+import os
+from bench.generators.baselines import NegativeBinomial
+
+
+class OomKilled(NegativeBinomial):
+    name = "oomkilled"
+
+    def fit(self, train, ctx):
+        os.kill(os.getpid(), 9)  # what the kernel's out-of-memory killer does
+"""
+
+
+def test_an_oom_kill_without_options_leaves_bench_running(tmp_path):
+    """`bench run` with no --timeout and no --memory-limit, and the task's process SIGKILLed (the
+    kernel's out-of-memory killer): bench goes on, exits 1, the task is recorded failed with the
+    reason and is not `running`. Before, the task ran in bench: bench died with it (exit -9) and the
+    task stayed `running`."""
+    import subprocess
+
+    plugins = tmp_path / "plugins"
+    (plugins / "oomkilled-0.1.dist-info").mkdir(parents=True)
+    (plugins / "oomkilled.py").write_text(KILLED_PLUGIN)
+    (plugins / "oomkilled-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: oomkilled\nVersion: 0.1\n"
+    )
+    (plugins / "oomkilled-0.1.dist-info" / "entry_points.txt").write_text(
+        "[bench.generators]\noomkilled = oomkilled:OomKilled\n"
+    )
+    make_counts(n_cells=120, n_genes=60, n_types=3, seed=2).write_h5ad(tmp_path / "cells.h5ad")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugins), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--models", "oomkilled,nb", "--no-control",
+                           "--dataset", str(tmp_path / "cells.h5ad"), "--label-key", "cell_type", "--metrics",
+                           "mean_corr", "--experiments", "main", "--out", str(tmp_path / "run")],
+                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    with Store(tmp_path / "run", create=False) as store:
+        tasks = store.tasks()
+        assert dict(zip(tasks.model, tasks.status, strict=True)) == {"oomkilled": "failed", "nb": "done"}
+        error = store.task_row(tasks[tasks.model == "oomkilled"].key.iloc[0])["error"]
+    assert error.startswith("killed by SIGKILL: most likely out of memory"), error
+    assert "the default, " in error
+    assert "FAILED cells/oomkilled/seed0/main: killed by SIGKILL" in out

@@ -118,8 +118,8 @@ def _run(sub, func: Command) -> None:
         type=float,
         metavar="SECONDS",
         help="wall-clock limit per task: stops a generator's container and also its in-process "
-        "training (checked between training steps); the task is recorded as failed. The whole task "
-        "(fit, generate, score) then runs in a child process that is killed 5 s past the limit",
+        "training (checked between training steps), and the task's child process (fit, generate, "
+        "score) is killed 5 s past it; the task is recorded as failed",
     )
     r.add_argument(
         "--allow-unsandboxed",
@@ -131,8 +131,15 @@ def _run(sub, func: Command) -> None:
         "--memory-limit",
         type=float,
         metavar="GB",
-        help="memory cap per task; with it (or --timeout) each task runs in a child process that is "
-        "killed at the limit (fit, generate and score) and recorded as failed with the reason",
+        help="memory cap per task (default: 0.8 of the memory available when the task starts); the "
+        "task's child process is killed at it and the task recorded as failed with the reason",
+    )
+    r.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the tasks in the bench process, not each in a child process (for a debugger such "
+        "as pdb; local executor only): no memory cap, and --timeout only stops a model's own training "
+        "loop; an out-of-memory kill then ends bench itself",
     )
     r.add_argument(
         "--no-control",

@@ -21,6 +21,8 @@ def spec_of(args):
         val = getattr(args, key)
         if val is not None:
             executor["name" if key == "executor" else key] = val
+    if getattr(args, "in_process", False):
+        executor["in_process"] = True
     return build_spec(
         cfg,
         models=parse_list(args.models),

@@ -1,4 +1,4 @@
-"""Executors run planned tasks: ``local`` in this process (:mod:`.local`), ``slurm`` as Slurm jobs
+"""Executors run planned tasks: ``local`` on this machine (:mod:`.local`), ``slurm`` as Slurm jobs
 (:mod:`.slurm`). Both follow :class:`~bench.executors.base.Executor`: they yield each task's new
 state and result, and the runner alone writes them to the store."""
 
@@ -18,7 +18,7 @@ def make_executor(cfg: dict[str, Any]) -> Executor:
     if name == "local":
         from bench.executors.local import LocalExecutor
 
-        stray = sorted(k for k in cfg if k != "name")
+        stray = sorted(k for k in cfg if k not in ("name", "in_process"))
         if stray:
             flags = ", ".join(f"--{k}" for k in stray if k in ("partition", "account", "qos"))
             raise UserError(
@@ -27,7 +27,13 @@ def make_executor(cfg: dict[str, Any]) -> Executor:
                 'add --executor slurm (or name = "slurm" in [executor]), or remove them',
             )
 
-        return LocalExecutor()
+        in_process = cfg.get("in_process", False)
+        if not isinstance(in_process, bool):
+            raise UserError(
+                f"[executor] in_process must be true or false, got {in_process!r}",
+                "use in_process = true (or --in-process) to run the tasks in the bench process",
+            )
+        return LocalExecutor(in_process=in_process)
     if name == "slurm":
         from bench.executors.slurm import SlurmExecutor
 

@@ -30,6 +30,10 @@ class Executor(Protocol):
 
     name: str
 
+    def start(self) -> None:
+        """Called once when the run starts, before the datasets are prepared: begin what can go on
+        meanwhile (the local executor's task process server)."""
+
     def execute(
         self,
         tasks: list[TaskSpec],
@@ -91,12 +95,10 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def run_one(
-    spec: TaskSpec, run_dir, run_id, *, data=None, context: str = "", isolate: bool = False
-) -> TaskRecord:
-    """Execute one task with its containers labelled (run dir, run id, task key). ``isolate`` (the
-    local executor) and a time or memory limit on the task: in a child process killed at the limit
-    (bench.executors.isolated). On SIGTERM/SIGINT
+def run_one(spec: TaskSpec, run_dir, run_id, *, data=None, context: str = "", child=None) -> TaskRecord:
+    """Execute one task with its containers labelled (run dir, run id, task key): in ``child``, a
+    :class:`bench.executors.isolated.TaskProcess`, killed at the task's time limit or memory cap, or
+    with ``child=None`` in this process (``--in-process``: no hard limits). On SIGTERM/SIGINT
     (bench.interrupt) the task's containers are removed, its failed record (the reason, the log
     tail) becomes the :class:`~bench.interrupt.Interrupted`'s ``record`` for the caller to save (a
     plain KeyboardInterrupt goes on up as an Interrupted by SIGINT), and the interruption goes on up."""
@@ -106,11 +108,8 @@ def run_one(
     started = time.time()
     work = task_dir(run_dir, spec)
     try:
-        if isolate:
-            from bench.executors.isolated import needs_child, run_isolated
-
-            if needs_child(spec):
-                return run_isolated(spec, run_dir, run_id, data=data, work=work)
+        if child is not None:
+            return child.run(spec, run_dir, run_id, data=data, work=work)
         with task_scope(run_dir, run_id, spec.key):
             return execute_task(
                 spec,

@@ -1,6 +1,6 @@
-"""The local executor: runs the tasks one after the other, in this process, or each in a child
-process killed at its limits when the run has a time limit or a memory cap
-(bench.executors.isolated)."""
+"""The local executor: runs the tasks one after the other, each in a child process killed at its
+time limit or memory cap (bench.executors.isolated), or all in this process with ``in_process``
+(``--in-process``: for a debugger; no hard limits)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,17 @@ from bench.tasks import TaskRecord, TaskSpec
 class LocalExecutor:
     name = "local"
 
+    def __init__(self, in_process: bool = False):
+        self.in_process = in_process
+
+    def start(self) -> None:
+        """Start the task processes' forkserver in the background (it imports torch, scanpy and the
+        plugins while the runner prepares the datasets)."""
+        if not self.in_process:
+            from bench.executors.isolated import start_server
+
+            start_server()
+
     def execute(
         self,
         tasks: list[TaskSpec],
@@ -26,12 +37,16 @@ class LocalExecutor:
         data=None,
         detach=False,
     ) -> Generator[Outcome, None, dict[str, Any]]:
-        """Run ``tasks`` one after the other in this process (``data``: prepared datasets by content hash;
-        ``store`` and ``detach`` are not used)."""
+        """Run ``tasks`` one after the other, each in a child process, or in this process with
+        ``in_process`` (``data``: prepared datasets by content hash; ``store`` and ``detach`` are not
+        used)."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from bench.executors.isolated import TaskProcess
 
         failed: list[str] = []
         data = data or {}
+        child = None if self.in_process else TaskProcess("forkserver")
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -43,14 +58,18 @@ class LocalExecutor:
         ) as bar:
             job = bar.add_task("tasks", total=len(tasks))
             lines = TaskLines(console, len(tasks), bar=progress)
-            for spec in tasks:
-                bar.update(job, description=spec.label)
-                yield Outcome(spec, TaskRecord(key=spec.key, status="running"), run_id)
-                rec = run_one(spec, run_dir, run_id, data=data.get(spec.data_hash), isolate=True)
-                yield Outcome(spec, rec, run_id)
-                if rec.status != "done":
-                    failed.append(spec.key)
-                    report_failure(console, spec, rec.error, rec.log_tail)
-                lines.finished(spec.label, rec.status, rec.finished - rec.started)
-                bar.advance(job)
+            try:
+                for spec in tasks:
+                    bar.update(job, description=spec.label)
+                    yield Outcome(spec, TaskRecord(key=spec.key, status="running"), run_id)
+                    rec = run_one(spec, run_dir, run_id, data=data.get(spec.data_hash), child=child)
+                    yield Outcome(spec, rec, run_id)
+                    if rec.status != "done":
+                        failed.append(spec.key)
+                        report_failure(console, spec, rec.error, rec.log_tail)
+                    lines.finished(spec.label, rec.status, rec.finished - rec.started)
+                    bar.advance(job)
+            finally:
+                if child is not None:
+                    child.close()
         return {"failed": failed}

@@ -133,6 +133,12 @@ class SlurmExecutor:
         fit_partition: bool = True,
         **unknown: Any,
     ):
+        if "in_process" in unknown:
+            raise UserError(
+                "--in-process is an option of the local executor: a Slurm job runs its task in a child "
+                "process under its limits",
+                "leave out --in-process ([executor] in_process), or use --executor local",
+            )
         if unknown:
             raise UserError(
                 f"unknown Slurm executor option(s) {sorted(unknown)}",
@@ -182,6 +188,9 @@ class SlurmExecutor:
         self.poll_s = float(poll_s)
         self.record_grace_s = float(record_grace_s)
         self.fit_partition = bool(fit_partition)
+
+    def start(self) -> None:
+        """Nothing to start: each job runs its task in a child of its own (bench.executors.slurm.submit)."""
 
     # -- planning jobs ------------------------------------------------------------------------
     def resources_for(self, spec: TaskSpec, limits: PartitionLimits | None = None) -> tuple[dict, list[str]]:

@@ -16,19 +16,25 @@ from bench.tasks import TaskRecord, TaskSpec
 
 
 def run_task(spec_dict: dict[str, Any], run_dir: str, run_id: int | None = None) -> str:
-    """Job entry point: execute one task and write its record file (never the store). SIGTERM
+    """Job entry point: execute one task in a child process under its time limit and memory cap (as
+    the local executor does: bench.executors.isolated; a killed child leaves a failed record with
+    the reason) and write its record file (never the store). SIGTERM
     (scancel, the time limit, preemption; Slurm sends SIGKILL KillWait seconds later) and SIGINT
     stop the task, remove its containers and record it as failed with the reason."""
+    from bench.executors.isolated import TaskProcess
     from bench.interrupt import interruptible
 
     spec = TaskSpec.from_dict(spec_dict)
     job = os.environ.get("SLURM_ARRAY_JOB_ID")
     job_id = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job else os.environ.get("SLURM_JOB_ID")
     node_cleanup(run_dir)
+    child = TaskProcess("fork")
     try:
         # after submitit's own handlers (it ignores SIGTERM, expecting SIGUSR2 before a requeue)
         with interruptible():
-            rec = run_one(spec, run_dir, run_id, context="Slurm: scancel, time limit or preemption")
+            rec = run_one(
+                spec, run_dir, run_id, context="Slurm: scancel, time limit or preemption", child=child
+            )
     except KeyboardInterrupt as exc:
         rec = getattr(exc, "record", None) or TaskRecord(
             key=spec.key,
@@ -41,6 +47,7 @@ def run_task(spec_dict: dict[str, Any], run_dir: str, run_id: int | None = None)
         if limit is not None:
             rec.error = timeout_error(job_id, limit, rec.error)
     finally:
+        child.close()
         node_cleanup(run_dir, spec.key)
     if rec.status != "done" and "UncompletedJobError" in (rec.error or "") and "timed-out" in rec.error:
         # submitit's SIGUSR2, sent by Slurm shortly before the time limit, raised inside the task
