@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import inspect
 import json
 import re
@@ -96,15 +95,30 @@ def _distribution_of(module_name: str) -> tuple[str | None, str | None, bool]:
 
 
 def _module_file(name: str) -> Path | None:
+    """The source file of module ``name``, found on disk without importing anything: the scan of
+    import statements also yields names such as ``pkg.mod.attr`` (``from .mod import attr``), and
+    ``importlib.util.find_spec`` of those imports ``pkg.mod`` (scGAN's TensorFlow port: a 6 s
+    TensorFlow import and its log lines in every run that planned scgan)."""
     module = sys.modules.get(name)
     path = getattr(module, "__file__", None) if module is not None else None
-    if path is None:
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            return None
-        path = spec.origin if spec is not None and spec.has_location else None
-    return Path(path) if path else None
+    if path is not None:
+        return Path(path)
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):  # the longest imported package above it
+        package = sys.modules.get(".".join(parts[:i]))
+        roots = list(getattr(package, "__path__", None) or [])
+        if roots:
+            break
+    else:
+        return None
+    rest = parts[i:]
+    for root in roots:
+        folder = Path(root).joinpath(*rest[:-1])
+        for candidate in (folder / rest[-1] / "__init__.py", folder / f"{rest[-1]}.py"):
+            if candidate.is_file() and all((Path(root).joinpath(*rest[:j]) / "__init__.py").is_file()
+                                           for j in range(1, len(rest))):  # fmt: skip
+                return candidate
+    return None
 
 
 def _tree(root: Path, prefix: str) -> dict[str, Path]:

@@ -175,3 +175,22 @@ def test_the_metrics_figures_are_not_scoring_code(tmp_path, monkeypatch):
     (pkg / "__init__.py").write_text("def score(x):\n    return 2 * x\n")
     assert scoring_version() != first
     sys.modules.pop("fake_scoring2", None)
+
+
+def test_hashing_scgan_imports_no_tensorflow():
+    """The import scan yields names such as ``scgan_tf.runtime.tf`` (``from .runtime import tf``);
+    looking them up with find_spec imported their parent, TensorFlow with it: 6 s and TensorFlow's log
+    lines in every run that planned scgan. Source files are found on disk, nothing is imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from bench.codeversion import code_version\n"
+        "from bench.registry import get_generator\n"
+        "v = code_version(get_generator('cscgan'))\n"
+        "print(any(m == 'tensorflow' or m.startswith('tensorflow.') for m in sys.modules), len(v.code_hash))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "16"]
