@@ -5,7 +5,7 @@ reaches it through ``bench.pipeline.speed_probe``."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import torch
@@ -44,3 +44,31 @@ class SpeedProbe(Protocol):
         """How the model generates by default: the cells it decodes per pass, and a function
         ``(n, generator) -> n cells`` (float32, on the device) that decodes one pass."""
         ...
+
+
+class TrainerProbe:
+    """The counters of a :class:`SpeedProbe` read from the model's trainer, ``self.trainer`` (its
+    ``device``, ``cfg.n_genes``, ``step``, ``cells_seen`` and, where it replays CUDA graphs,
+    ``graphed_steps``): a probe subclasses it and adds ``train_epoch`` and ``sampler``."""
+
+    trainer: Any
+
+    @property
+    def device(self) -> torch.device:
+        return self.trainer.device
+
+    @property
+    def n_genes(self) -> int:
+        return self.trainer.cfg.n_genes
+
+    @property
+    def steps(self) -> int:
+        return self.trainer.step
+
+    @property
+    def cells_seen(self) -> int:
+        return self.trainer.cells_seen
+
+    @property
+    def graphed_steps(self) -> int:
+        return getattr(self.trainer, "graphed_steps", 0)

@@ -7,12 +7,13 @@ from collections.abc import Callable
 
 import torch
 
+from bench.api.speed import TrainerProbe
 from bench.generators.activa import settings
 from bench.generators.activa.generation import decode, generation_decoder
 from bench.generators.activa.train import ActivaTrainer, TrainConfig
 
 
-class ActivaSpeedProbe:
+class ActivaSpeedProbe(TrainerProbe):
     """A fresh :class:`ActivaTrainer` of the released schedule's defaults (the `reference`
     algorithm) whose epochs are all introspective (``num_cf = num_vae = 1``)."""
 
@@ -39,26 +40,6 @@ class ActivaSpeedProbe:
             cuda_graph=mode == "graphed",
         )
         self.trainer = ActivaTrainer(cfg, seed=seed, device=device)
-
-    @property
-    def device(self) -> torch.device:
-        return self.trainer.device
-
-    @property
-    def n_genes(self) -> int:
-        return self.trainer.cfg.n_genes
-
-    @property
-    def steps(self) -> int:
-        return self.trainer.step
-
-    @property
-    def cells_seen(self) -> int:
-        return self.trainer.cells_seen
-
-    @property
-    def graphed_steps(self) -> int:
-        return self.trainer.graphed_steps
 
     def train_epoch(self, X: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         return self.trainer.run_epoch(X, y)

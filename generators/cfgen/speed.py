@@ -9,11 +9,12 @@ import numpy as np
 import torch
 
 from bench.api import UserError
+from bench.api.speed import TrainerProbe
 from bench.generators.cfgen import settings
 from bench.generators.cfgen.train import CfgenTrainer, Rows, TrainConfig
 
 
-class CfgenSpeedProbe:
+class CfgenSpeedProbe(TrainerProbe):
     """A fresh :class:`CfgenTrainer` of the released defaults with both stages' batch size set to
     ``batch_size``. One ``train_epoch`` = one autoencoder epoch, the encoding of every cell and one
     flow epoch over the same cells (all of them: no validation split), so its cells/s is that of the
@@ -41,26 +42,6 @@ class CfgenSpeedProbe:
         cfg.ae_batch_size = cfg.fm_batch_size = int(batch_size)
         self.trainer = CfgenTrainer(cfg, seed=seed, device=device)
         self._sf_ready = False
-
-    @property
-    def device(self) -> torch.device:
-        return self.trainer.device
-
-    @property
-    def n_genes(self) -> int:
-        return self.trainer.cfg.n_genes
-
-    @property
-    def steps(self) -> int:
-        return self.trainer.step
-
-    @property
-    def cells_seen(self) -> int:
-        return self.trainer.cells_seen
-
-    @property
-    def graphed_steps(self) -> int:
-        return 0
 
     def train_epoch(self, X: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         tr = self.trainer

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 
 from bench.api import LIBRARY_SIZE, UserError
+from bench.api.speed import TrainerProbe
 from bench.generators.scdiffusion import settings
 from bench.generators.scdiffusion.train import STAGES, ScDiffusionTrainer, TrainConfig
 
@@ -18,7 +19,7 @@ def to_model_scale(X: torch.Tensor, target_sum: float, library_size: float) -> t
     return torch.log1p(X * (float(target_sum) / float(library_size)))
 
 
-class ScDiffusionSpeedProbe:
+class ScDiffusionSpeedProbe(TrainerProbe):
     """A fresh :class:`ScDiffusionTrainer` of the released defaults; ``train_epoch`` runs one pass of
     the autoencoder over the cells, encodes them, then one pass of the diffusion and one of the
     classifier (``batch_size`` cells per step in every stage). fp32 eager only."""
@@ -52,26 +53,6 @@ class ScDiffusionSpeedProbe:
             **keys,
         )
         self.trainer = ScDiffusionTrainer(cfg, seed=seed, device=device)
-
-    @property
-    def device(self) -> torch.device:
-        return self.trainer.device
-
-    @property
-    def n_genes(self) -> int:
-        return self.trainer.cfg.n_genes
-
-    @property
-    def steps(self) -> int:
-        return self.trainer.step
-
-    @property
-    def cells_seen(self) -> int:
-        return self.trainer.cells_seen
-
-    @property
-    def graphed_steps(self) -> int:
-        return 0
 
     def train_epoch(self, X: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         tr = self.trainer
