@@ -77,6 +77,24 @@ def gpu_info() -> dict[str, Any]:
     return {"cuda": None, "gpus": []}
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name and the widest vector instructions it has (``/proc/cpuinfo``; None where
+    there is none to read): two runs of one seed agree to the last digit only on the same kind of CPU,
+    since torch's and TensorFlow's kernels sum in another order on AVX-512 than on AVX2."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    name = next(
+        (ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), None
+    )
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    widest = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), None)
+    if name is None:
+        return None
+    return f"{name} ({widest})" if widest else name
+
+
 def collect(argv: list[str] | None = None) -> dict[str, Any]:
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -88,6 +106,7 @@ def collect(argv: list[str] | None = None) -> dict[str, Any]:
             "name": platform.node(),
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
+            "cpu_model": cpu_model(),
             "cpus": os.cpu_count(),
             "slurm_job": os.environ.get("SLURM_JOB_ID"),
         },

@@ -86,7 +86,10 @@ def execute_task(
             raise TaskFailed(
                 f"the task was planned on data {spec.data_hash} but handed data {data.hash} ({data.name})"
             )
-        data = data or _prepared(spec, progress)
+        if data is None:
+            t0 = time.perf_counter()
+            data = _prepared(spec, progress)
+            rec.info["seconds"] = {"data": time.perf_counter() - t0}
         ctx = EvalContext(
             dataset=spec.dataset,
             train=data.train,
@@ -116,7 +119,9 @@ def execute_task(
                 _main_experiment(spec, pipe, ctx, data, rec, kept_dir)
             else:
                 options = spec.metrics.get(spec.experiment, {})
+                t0 = time.perf_counter()
                 out = score(spec.experiment, ctx, pipe.fit_generate, seed=spec.seed, options=options)
+                rec.info.setdefault("seconds", {})[f"metric {spec.experiment}"] = time.perf_counter() - t0
                 _collect(rec, spec.experiment, out)
         rec.status = "done"
     except UserError as exc:
@@ -146,6 +151,10 @@ def _main_experiment(spec: TaskSpec, pipe, ctx, data, rec: TaskRecord, kept_dir=
     fitted = pipe.fit_model(train, spec.seed, on_snapshot=monitor, snapshot_cells=data.test.n_obs)
     result = fitted.result
     fit_wall = fitted.seconds - monitor.seconds
+    # where the task's time went (wall seconds): the fit, its convergence snapshots, the generation,
+    # then each metric (the first to need them also pays the shared work: DE genes, PCA, ...)
+    seconds = rec.info.setdefault("seconds", {})
+    seconds.update({"fit": fit_wall, "convergence_snapshots": monitor.seconds})
     fit_info: dict[str, Any] = {
         "train_seconds": result.train_seconds if result.train_seconds is not None else fit_wall,
         "fit_wall_seconds": fit_wall,
@@ -160,7 +169,9 @@ def _main_experiment(spec: TaskSpec, pipe, ctx, data, rec: TaskRecord, kept_dir=
         request: int | dict[str, int] = per_label_request(data.test, data.label_key)
     else:
         request = int(data.test.n_obs)
+    t0 = time.perf_counter()
     generated = pipe.generate_cells(fitted, request, seed=spec.seed + 1)
+    seconds["generate"] = time.perf_counter() - t0
     ctx.cache["generated"] = generated
     if spec.keep_generated and kept_dir is not None:
         keep_cells(generated, kept_cells(kept_dir, spec.key))
@@ -176,7 +187,9 @@ def _main_experiment(spec: TaskSpec, pipe, ctx, data, rec: TaskRecord, kept_dir=
         if arg is None:  # per-label cells of an unconditional model: n/a
             continue
         # score() keeps torch's thread count for the next metric and for generation
+        t0 = time.perf_counter()
         out = score(metric, ctx, arg, seed=spec.seed, options=options)
+        seconds[f"metric {name}"] = time.perf_counter() - t0
         _collect(rec, name, out, protocol="genes" if metric.kind == "sample" else None)
     for name, value in monitor.values().items():
         rec.values.append((name, float(value)))

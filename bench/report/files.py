@@ -22,7 +22,8 @@ def _provenance_md(provenance: dict[str, Any]) -> list[str]:
     lines = [
         f"- command: `{provenance.get('command', '')}`",
         f"- commit: {git.get('commit')}{' (dirty)' if git.get('dirty') else ''}",
-        f"- host: {host.get('name')} ({host.get('cpus')} CPUs); "
+        f"- host: {host.get('name')} ({host.get('cpus')} CPUs"
+        f"{', ' + host['cpu_model'] if host.get('cpu_model') else ''}); "
         f"GPU: {', '.join(provenance.get('gpu', {}).get('gpus') or []) or 'none'}",
         "- packages: " + ", ".join(f"{k} {v}" for k, v in provenance.get("packages", {}).items()),
     ]
@@ -58,6 +59,7 @@ def runs_covered(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "machine": {
                     "host": host.get("name"),
                     "cpus": host.get("cpus"),
+                    "cpu_model": host.get("cpu_model"),
                     "platform": host.get("platform"),
                     "gpus": gpu.get("gpus") or [],
                 },
