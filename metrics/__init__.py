@@ -28,6 +28,7 @@ from bench.metrics._auc import AucResult, auc, make_forest
 from bench.metrics._augmentation import (
     MIN_RARE_CELLS,
     PAPER_FRACTIONS,
+    QUICK_FRACTIONS,
     AugmentationResult,
     augmentation,
     choose_rare_class,
@@ -78,6 +79,7 @@ __all__ = [
     "MIN_RARE_CELLS",
     "MMD",
     "PAPER_FRACTIONS",
+    "QUICK_FRACTIONS",
     "PER_TYPE",
     "PER_TYPE_METRICS",
     "PRDC",
@@ -275,7 +277,7 @@ AUGMENTATION = Metric(
     },
     choices={"space": SPACES},
     bounds={"fractions": "(0, 1]", "n_generated": INTEGER_1, "n_trees": INTEGER_1},
-    profiles={"quick": {"n_trees": 200}},
+    profiles={"quick": {"n_trees": 200, "fractions": QUICK_FRACTIONS}},
     experiment="augmentation",
     # --fractions sets the fractions; at plan time the rare class is chosen and the fractions kept
     flags={"fractions": "fractions"},

@@ -162,7 +162,11 @@ def test_augmentation_default_and_quick_options():
     assert AUGMENTATION.options["fractions"] == (0.1, 0.05, 0.01, 0.005)
     assert AUGMENTATION.options["n_generated"] == 1500 and AUGMENTATION.options["n_trees"] == 1000
     quick = AUGMENTATION.options_for("quick")
-    assert quick["fractions"] == (0.1, 0.05, 0.01, 0.005) and quick["n_trees"] == 200  # the paper's four
+    # the quick profile refits twice: the two ends of the paper's range; the smallest (which picks the
+    # rare class) is the paper's, so quick and standard runs downsample the same class
+    assert quick["fractions"] == (0.1, 0.005) and quick["n_trees"] == 200
+    assert AUGMENTATION.options_for("standard")["fractions"] == (0.1, 0.05, 0.01, 0.005)
+    assert AUGMENTATION.options_for("paper")["fractions"] == (0.1, 0.05, 0.01, 0.005)
     assert AUGMENTATION.kind == "experiment" and AUGMENTATION.requires_conditional
     assert AUGMENTATION.experiment == "augmentation"
 
@@ -323,11 +327,16 @@ def test_plan_applies_the_rule_and_the_users_choice(tmp_path):
     the_plan = plan(build_spec(None, models=["nb"], experiments=["augmentation"], metrics=["augmentation"]))
     aug = [t for t in the_plan.tasks if t.experiment == "augmentation"]
     assert {t.rare_class for t in aug} == {"CD4 T"}
-    assert aug[0].metrics["augmentation"]["fractions"] == (0.1, 0.05, 0.01, 0.005)
+    assert aug[0].metrics["augmentation"]["fractions"] == (0.1, 0.005)  # quick: the two ends
     assert any("rare class 'CD4 T' (the smallest class keeping" in line for line in the_plan.header)
+    standard = plan(build_spec(None, models=["nb"], experiments=["augmentation"], metrics=["augmentation"],
+                               profile="standard"))  # fmt: skip
+    aug = [t for t in standard.tasks if t.experiment == "augmentation"]
+    assert {t.rare_class for t in aug} == {"CD4 T"}  # the same class as quick: the same smallest fraction
+    assert aug[0].metrics["augmentation"]["fractions"] == (0.1, 0.05, 0.01, 0.005)
     # the user's choice stands, with a note on the fractions that keep fewer than 5 cells
     the_plan = plan(build_spec(None, models=["nb"], experiments=["augmentation"], metrics=["augmentation"],
-                               rare_class="B"))  # fmt: skip
+                               rare_class="B", profile="standard"))  # fmt: skip
     assert {t.rare_class for t in the_plan.tasks} == {"B"}
     assert any("0.01 keeps 3, 0.005 keeps 2" in note for note in the_plan.skipped)
     assert "  augmentation: rare class 'B' (--rare-class)" in the_plan.header

@@ -86,7 +86,7 @@ def _run(sub, func: Command) -> None:
     r.add_argument(
         "--fractions",
         help="augmentation: fractions of the rare class kept, e.g. 0.1,0.05,0.01,0.005 "
-        "(the paper's, the default)",
+        "(the paper's: the default of standard and paper; quick runs 0.1,0.005)",
     )
     r.add_argument("--metrics", help="comma-separated metric names (default: all installed)")
     r.add_argument(
