@@ -14,6 +14,9 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install "torch==2.13.0" || "$PY" -m pip install "torch>=2.2,<=2.14.1"
 fi
 "$PY" -m pip install -e ".[dev,tf,scvi,protocols]"
+# compile the numba code of UMAP, pynndescent and scanpy into numba's on-disk cache now (about a
+# minute), not in the user's first run (bench/warmup.py)
+"$PY" -m bench.warmup
 
 if [[ "${1:-}" == "--services" ]]; then
   if [[ $(id -u) -ne 0 ]]; then
