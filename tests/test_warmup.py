@@ -11,7 +11,9 @@ def test_warmup_fills_the_numba_cache_of_every_library_a_run_compiles(tmp_path):
     # a cache of its own (NUMBA_CACHE_DIR), so the site-packages one that setup filled does not hide
     # a warm-up that compiles nothing
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "bench.warmup"], env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.warmup"], env=env, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr
     assert "numba's cache filled" in out.stdout
     index = [p.name for p in tmp_path.rglob("*.nbi")]
