@@ -85,13 +85,15 @@ def cpu_model() -> str | None:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return None
-    name = next(
-        (ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), None
-    )
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
-    widest = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), None)
+    fields: dict[str, str] = {}
+    for line in text.splitlines():  # the first processor's fields
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    name, flags = fields.get("model name"), fields.get("flags", "").split()
     if name is None:
         return None
+    widest = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), None)
     return f"{name} ({widest})" if widest else name
 
 

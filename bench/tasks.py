@@ -6,6 +6,7 @@ behind. What a task is (its spec, key and record) is :mod:`bench.taskspec`, re-e
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import time
@@ -42,6 +43,18 @@ __all__ = [
 
 
 _DATA_CACHE: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def _clock(rec: TaskRecord, name: str):
+    """Where the task's time went: the wall seconds of the block, kept as ``rec.info["seconds"][name]``
+    (data preparation, the fit and its convergence snapshots, the generation, then each metric; the
+    first metric to need them also pays the shared work: DE genes, PCA, ...)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        rec.info.setdefault("seconds", {})[name] = time.perf_counter() - t0
 
 
 def _prepared(spec: TaskSpec, progress: bool):
@@ -87,9 +100,8 @@ def execute_task(
                 f"the task was planned on data {spec.data_hash} but handed data {data.hash} ({data.name})"
             )
         if data is None:
-            t0 = time.perf_counter()
-            data = _prepared(spec, progress)
-            rec.info["seconds"] = {"data": time.perf_counter() - t0}
+            with _clock(rec, "data"):
+                data = _prepared(spec, progress)
         ctx = EvalContext(
             dataset=spec.dataset,
             train=data.train,
@@ -119,9 +131,8 @@ def execute_task(
                 _main_experiment(spec, pipe, ctx, data, rec, kept_dir)
             else:
                 options = spec.metrics.get(spec.experiment, {})
-                t0 = time.perf_counter()
-                out = score(spec.experiment, ctx, pipe.fit_generate, seed=spec.seed, options=options)
-                rec.info.setdefault("seconds", {})[f"metric {spec.experiment}"] = time.perf_counter() - t0
+                with _clock(rec, f"metric {spec.experiment}"):
+                    out = score(spec.experiment, ctx, pipe.fit_generate, seed=spec.seed, options=options)
                 _collect(rec, spec.experiment, out)
         rec.status = "done"
     except UserError as exc:
@@ -151,10 +162,7 @@ def _main_experiment(spec: TaskSpec, pipe, ctx, data, rec: TaskRecord, kept_dir=
     fitted = pipe.fit_model(train, spec.seed, on_snapshot=monitor, snapshot_cells=data.test.n_obs)
     result = fitted.result
     fit_wall = fitted.seconds - monitor.seconds
-    # where the task's time went (wall seconds): the fit, its convergence snapshots, the generation,
-    # then each metric (the first to need them also pays the shared work: DE genes, PCA, ...)
-    seconds = rec.info.setdefault("seconds", {})
-    seconds.update({"fit": fit_wall, "convergence_snapshots": monitor.seconds})
+    rec.info.setdefault("seconds", {}).update({"fit": fit_wall, "convergence_snapshots": monitor.seconds})
     fit_info: dict[str, Any] = {
         "train_seconds": result.train_seconds if result.train_seconds is not None else fit_wall,
         "fit_wall_seconds": fit_wall,
@@ -169,9 +177,8 @@ def _main_experiment(spec: TaskSpec, pipe, ctx, data, rec: TaskRecord, kept_dir=
         request: int | dict[str, int] = per_label_request(data.test, data.label_key)
     else:
         request = int(data.test.n_obs)
-    t0 = time.perf_counter()
-    generated = pipe.generate_cells(fitted, request, seed=spec.seed + 1)
-    seconds["generate"] = time.perf_counter() - t0
+    with _clock(rec, "generate"):
+        generated = pipe.generate_cells(fitted, request, seed=spec.seed + 1)
     ctx.cache["generated"] = generated
     if spec.keep_generated and kept_dir is not None:
         keep_cells(generated, kept_cells(kept_dir, spec.key))
@@ -187,9 +194,8 @@ def _main_experiment(spec: TaskSpec, pipe, ctx, data, rec: TaskRecord, kept_dir=
         if arg is None:  # per-label cells of an unconditional model: n/a
             continue
         # score() keeps torch's thread count for the next metric and for generation
-        t0 = time.perf_counter()
-        out = score(metric, ctx, arg, seed=spec.seed, options=options)
-        seconds[f"metric {name}"] = time.perf_counter() - t0
+        with _clock(rec, f"metric {name}"):
+            out = score(metric, ctx, arg, seed=spec.seed, options=options)
         _collect(rec, name, out, protocol="genes" if metric.kind == "sample" else None)
     for name, value in monitor.values().items():
         rec.values.append((name, float(value)))
