@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import anndata as ad
 
 PAPER_FRACTIONS = (0.1, 0.05, 0.01, 0.005)
-# the quick profile's (the README's main job): the two ends of the paper's range, so a smoke test
+# the quick profile's (the README's main job): the two ends of the paper's range (ACTIVA paper section 5.5, Fig. 7), so a smoke test
 # refits a conditional model twice instead of four times (the refits were half of the main job's
 # time; docs/tuning.md#the-quick-profile); the smallest, which picks the rare class, is the paper's
 QUICK_FRACTIONS = (0.1, 0.005)
