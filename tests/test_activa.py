@@ -501,22 +501,39 @@ def test_reference_step_trains_exactly_like_the_original_loop():
     loop = original.OriginalLoop(enc, dec, cf, zdim=8)
     gen = torch.Generator().manual_seed(1)  # ours draws noise and eps from seed + 1
     start = {k: _params(m) for k, m in (("enc", enc), ("dec", dec), ("cf", cf))}
+    pairs = {
+        "enc": (ours.net.encoder, enc, ours.opt_e, loop.opt_e),
+        "dec": (ours.net.decoder, dec, ours.opt_g, loop.opt_g),
+    }
+
+    def first_moments(key):
+        a, b, oa, ob = pairs[key]
+        ma = torch.cat([oa.state[p]["exp_avg"].ravel() for p in a.parameters()])
+        mb = torch.cat([ob.state[p]["exp_avg"].ravel() for p in b.parameters()])
+        return float((ma - mb).norm() / ma.norm())
+
     for i in range(3):
         xb = X[i * 16 : (i + 1) * 16]
         ours.intro_step(xb)
         with torch.autograd.set_detect_anomaly(True):
             loop.step(xb, m=30.0, weight_rec=0.05, generator=gen)
-    # same updates up to float rounding (Adam amplifies rounding where a gradient is ~0, so compare
-    # the whole update vector of each network; the rounding depends on the thread count: 1.4e-3 for
-    # the encoder with one thread, under 1e-3 with two)
-    for key, a, b in (("enc", ours.net.encoder, enc), ("dec", ours.net.decoder, dec), ("cf", ours.cf, cf)):
+        if i == 0:  # the same gradients: Adam's first moment is 0.1 x the first step's gradient (equal
+            # bit for bit here; a reconstruction weight 10 % off moves it by 0.1)
+            for key in pairs:
+                assert first_moments(key) < 1e-4, key
+    # After three steps the two agree less tightly, because a first Adam step is about lr * sign(g): it
+    # turns float rounding in a gradient near zero into a whole step of either sign, and the later
+    # gradients are taken at those parameters. Measured (encoder, relative to its norm): first moment
+    # 2e-5 to 5e-5 and update 7e-4 to 1.4e-3 on one CPU with two and one threads; the update 8e-3 on
+    # CI's CPU; a reconstruction weight 10 % off moves them by 0.17 and 0.1.
+    for key, (a, b, _, _) in pairs.items():
+        assert first_moments(key) < 3e-3, key
         da = torch.cat([(p.detach() - p0).ravel() for p, p0 in zip(a.parameters(), start[key], strict=True)])
         db = torch.cat([(p.detach() - p0).ravel() for p, p0 in zip(b.parameters(), start[key], strict=True)])
-        if key == "cf":
-            assert da.abs().max() == 0 and db.abs().max() == 0  # ACTINN frozen in both
-        else:
-            assert da.norm() > 0
-            assert float((da - db).norm() / da.norm()) < 3e-3, key
+        assert da.norm() > 0
+        assert float((da - db).norm() / da.norm()) < 5e-2, key
+    assert all(bool((p == p0).all()) for p, p0 in zip(ours.cf.parameters(), start["cf"], strict=True))
+    assert all(bool((p == p0).all()) for p, p0 in zip(cf.parameters(), start["cf"], strict=True))  # frozen
     # the decoder's BatchNorm running statistics (read at generation) match, too
     for (ka, va), (_, vb) in zip(
         ours.net.decoder.state_dict().items(), dec.state_dict().items(), strict=True
