@@ -261,6 +261,10 @@ def test_page_has_every_section_and_figure(filled, tmp_path):
     assert len(images) == len(FIGURE_SECTIONS)  # one figure per section, none missing
     assert_self_contained(page)
     assert 'class="note"' not in page.split('id="ds-toy"')[1].split("</section>")[0]
+    # quality at equal training seconds (bench.report.equal_time): nb's snapshots end at 8 s (seed 0,
+    # its final MMD 0.09) and 16 s (seed 1); at their median, 12 s, seed 1 had reached 0.1 at 8 s
+    equal = page.split('id="equal-seconds-toy"')[1].split("</table>")[0]
+    assert "at 12 s (nb)" in equal and f"0.095 ± {np.std([0.09, 0.1], ddof=1):.3f}<" in equal
 
 
 def test_one_section_per_dataset(tmp_path):

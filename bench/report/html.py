@@ -10,7 +10,8 @@ control-scaled scores and three sentences); per dataset the paper's tables and f
 figures the metrics declare for the paper's part (``FigureSpec(part="paper")``, in their order:
 UMAP and marker genes (Fig. 4), ROC curves (Fig. 3), correlation of DE genes (Fig. 5), rare-class
 F1 (Fig. 7), training time (Table 1)), then the report's own figures that span several metrics
-(quality against training time, convergence); then per dataset the rest of the metric suite (its
+(quality against training time, convergence, and the quality each model had reached at equal
+training seconds, :mod:`bench.report.equal_time`); then per dataset the rest of the metric suite (its
 tables, the per-protocol and scaled tables, and the figures the metrics declare for the suite:
 PRDC, memorisation, per-type heatmap, DE recovery, and any plugin's); task status; provenance last,
 folded (:mod:`bench.report.html_provenance`). Every table scrolls inside its own box. The report
@@ -28,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.api.metric import Drawing
-from bench.report import headline, headline_html
+from bench.report import equal_time, headline, headline_html
 from bench.report.figures_training import fig_convergence, fig_tradeoff, quality_values
 from bench.report.html_parts import box as _box
 from bench.report.html_parts import esc as _esc
@@ -157,6 +158,11 @@ def _report_figures_html(run: RunView, dataset: str, summary: pd.DataFrame) -> s
         parts.append(f'<h3 id="{sec}-{slug}">{_esc(title)}</h3>')
         fig = fn()
         parts.append(_note(missing[sec]) if fig is None else _img(fig, f"{dataset} {sec}", _esc(caption)))
+    equal = equal_time.equal_seconds_table(run, dataset)
+    if not equal.empty:
+        parts.append(f'<h3 id="equal-seconds-{slug}">Quality at equal training seconds</h3>')
+        parts.append(_box(table_html(equal)))
+        parts.append(f'<p class="caption">{_esc(equal_time.caption(equal.attrs["value"]))}</p>')
     return "".join(parts)
 
 
