@@ -223,7 +223,9 @@ def test_timing_values_and_scaling():
     assert asked == [10_000]
     assert out.values["generate_cells_timed"] == 10_000 and out.info["generate_scaled_from"] == 10_000
     assert set(out.values) - {"generate_cells_timed"} <= set(TIMING.directions)
-    assert TIMING.options["n_cells"] == 100_000
+    assert TIMING.options["n_cells"] == 100_000  # the paper profile times the paper's 100,000
+    assert TIMING.options_for("standard")["n_cells"] == 10_000 == TIMING.options_for("quick")["n_cells"]
+    assert TIMING.options_for("paper")["n_cells"] == 100_000
 
 
 def test_measure_time_and_peak_memory():
