@@ -55,7 +55,7 @@ PAPER_TABLES = (
     ),
     ("Table 1: training seconds", "train_seconds", "ACTIVA faster than scGAN", lambda a, s: a < s),
 )
-MODELS = ("activa", "scgan", "cscgan", "scvi", "copula", "nb", "real", "shuffled")
+MODELS = ("activa", "scgan", "cscgan", "scvi", "cfgen", "scdiffusion", "copula", "nb", "real", "shuffled")
 
 
 def cells(summary: list[dict], metric: str, experiment: str = "main") -> dict[str, dict]:

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -256,6 +257,9 @@ def test_page_has_every_section_and_figure(filled, tmp_path):
     assert out == filled.run_dir / "report.html" and out.is_file()
     page = out.read_text()
     assert page.startswith("<!DOCTYPE html>")
+    # the page says when its newest task ended, not when it was drawn: the same store, the same page
+    last = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(filled.last_finished()))
+    assert f"results as of {last}" in page and "generated 20" not in page
     assert_sections(page, ["toy"])
     images = decode_images(page)
     assert len(images) == len(FIGURE_SECTIONS)  # one figure per section, none missing

@@ -202,6 +202,15 @@ def _headline_html(report: Report, profiles: list[str]) -> str:
     return "".join(parts)
 
 
+def _as_of(store) -> str:
+    """When the store's newest finished task ended (UTC): the page says what it shows, not when it was
+    drawn, so the same store gives the same page (the results site checks its published copy)."""
+    last = store.last_finished()
+    if last is None:
+        return "no finished task yet"
+    return "results as of " + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last))
+
+
 def render(store, report: Report | None = None) -> str:
     """The whole report page as a string; ``report``: the store's tables when the caller has built
     them already (``bench.report.build(store)``), else built here. Read from the top: the headline,
@@ -218,8 +227,8 @@ def render(store, report: Report | None = None) -> str:
     nav += ['<a href="#tasks">tasks</a>', '<a href="#provenance">provenance</a>']
     title = "scgenbench report" + (f": {', '.join(datasets)}" if datasets else "")
     body = [
-        f"<header><h1>{_esc(title)}</h1><p>{_esc(str(store.run_dir))} — generated "
-        f"{_esc(time.strftime('%Y-%m-%d %H:%M:%S'))}; figures follow the ACTIVA paper (Heydari et al.)</p></header>",
+        f"<header><h1>{_esc(title)}</h1><p>run dir {_esc(Path(store.run_dir).name)} — {_esc(_as_of(store))}; figures "
+        "follow the ACTIVA paper (Heydari et al.)</p></header>",
         f"<nav>{' '.join(nav)}</nav><main>",
     ]
     if not datasets:

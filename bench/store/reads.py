@@ -98,6 +98,11 @@ class StoreReads:
         return df.sort_values(["dataset", "model", "experiment", "seed"]).reset_index(drop=True)
 
     # -- tasks ----------------------------------------------------------------------------------
+    def last_finished(self) -> float | None:
+        """When the newest finished task ended (seconds since the epoch); None when none has."""
+        row = self.conn.execute("SELECT MAX(finished) FROM tasks WHERE status='done'").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def done_keys(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT key FROM tasks WHERE status='done'")}
 
