@@ -25,13 +25,12 @@ def test_value_at_reads_the_last_snapshot_within_the_seconds():
     assert equal_time.value_at(c, "auc", 80) is None
 
 
-def test_table_compares_every_model_at_each_models_full_time(monkeypatch):
+def test_table_compares_every_model_at_each_models_full_time():
     curves = {
         "fast": [curve([1, 2, 4, 8], [0.5, 0.4, 0.3, 0.2]), curve([1, 2, 4, 10], [0.5, 0.4, 0.3, 0.4])],
         "slow": [curve([10, 20, 40, 80], [0.9, 0.5, 0.2, 0.05])],
     }
-    monkeypatch.setattr(equal_time, "convergence_curves", lambda run, dataset: curves)
-    df = equal_time.equal_seconds_table(None, "d", "mmd")
+    df = equal_time.equal_seconds_table(curves, "mmd")
     # columns: fast's median full time (9 s), slow's (80 s)
     assert list(df.columns) == ["at 9 s (fast)", "at 80 s (slow)"]
     # at 9 s: fast seed 0 ended (0.2), seed 1 at its 4 s snapshot (0.3); slow had no snapshot yet
@@ -42,8 +41,6 @@ def test_table_compares_every_model_at_each_models_full_time(monkeypatch):
     assert df.loc["slow", "at 80 s (slow)"] == f"0.050{equal_time.ENDED}"
 
 
-def test_no_snapshots_no_table(monkeypatch):
-    monkeypatch.setattr(equal_time, "convergence_curves", lambda run, dataset: {})
-    assert equal_time.equal_seconds_table(None, "d", "mmd").empty
-    monkeypatch.setattr(equal_time, "convergence_curves", lambda run, dataset: {"m": [curve([1], [0.1])]})
-    assert equal_time.equal_seconds_table(None, "d", "auc").empty
+def test_no_snapshots_no_table():
+    assert equal_time.equal_seconds_table({}, "mmd").empty
+    assert equal_time.equal_seconds_table({"m": [curve([1], [0.1])]}, "auc").empty

@@ -16,9 +16,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.report.figures_training import convergence_curves
-from bench.report.view import RunView
-
 ENDED = "‡"
 NOT_YET = "–"
 
@@ -39,12 +36,7 @@ def value_at(curve: dict[str, np.ndarray], value: str, seconds: float) -> tuple[
 
 def budgets(curves: dict[str, list[dict[str, np.ndarray]]]) -> dict[str, float]:
     """{model: median over seeds of its full training seconds (its last snapshot's)}."""
-    out = {}
-    for model, runs in curves.items():
-        ends = [float(np.max(np.asarray(c["train_seconds"], float))) for c in runs if len(c["train_seconds"])]
-        if ends:
-            out[model] = float(np.median(ends))
-    return out
+    return {m: float(np.median([np.max(c["train_seconds"]) for c in runs])) for m, runs in curves.items()}
 
 
 def _cell(points: list[tuple[float, bool]]) -> str:
@@ -55,27 +47,26 @@ def _cell(points: list[tuple[float, bool]]) -> str:
     return text + (ENDED if all(ended for _, ended in points) else "")
 
 
-def equal_seconds_table(run: RunView, dataset: str, value: str | None = None) -> pd.DataFrame:
+def equal_seconds_table(
+    curves: dict[str, list[dict[str, np.ndarray]]], value: str | None = None
+) -> pd.DataFrame:
     """Models x common budgets (columns ``at N s``: each model's own full training time, shortest
     first): the value (default: the convergence value, bench.convergence) each model had reached
-    within that many training seconds. Empty when no model kept snapshots with that value."""
+    within that many training seconds. ``curves``: the snapshots per model and seed
+    (:func:`bench.report.figures_training.convergence_curves`). Empty when no model kept snapshots
+    with that value."""
     from bench.convergence import convergence_value
 
     value = value or convergence_value()
-    curves = {
-        m: [c for c in runs if value in c and len(c.get("train_seconds", []))]
-        for m, runs in convergence_curves(run, dataset).items()
-    }
-    curves = {m: runs for m, runs in curves.items() if runs}
-    if not value or not curves:
+    curves = {m: kept for m, runs in curves.items() if (kept := [c for c in runs if value in c])}
+    if not curves:
         return pd.DataFrame()
     ends = budgets(curves)
-    columns = sorted(set(ends.values()))
     table = {
         f"at {t:,.0f} s ({', '.join(m for m, e in ends.items() if e == t)})": [
             _cell([p for c in curves[m] if (p := value_at(c, value, t)) is not None]) for m in curves
         ]
-        for t in columns
+        for t in sorted(set(ends.values()))
     }
     df = pd.DataFrame(table, index=pd.Index(list(curves), name="model"))
     df.attrs["value"] = value

@@ -88,14 +88,13 @@ def convergence_curves(run: RunView, dataset: str) -> dict[str, list[dict[str, n
     return {m: out[m] for m in order_models(list(out))}
 
 
-def fig_convergence(run: RunView, dataset: str):
+def fig_convergence(curves: dict[str, list[dict[str, np.ndarray]]], dataset: str):
     """The snapshot scores (``Metric.snapshot``) that metrics declare for the headline -- the
     convergence value first (built-ins: MMD, then AUC on 50 PCs with 100 trees, CD) -- of each
     snapshot against training time and against optimizer steps, one line per model and seed: the
-    paper's "good quality sooner" as a curve."""
+    paper's "good quality sooner" as a curve. ``curves``: :func:`convergence_curves`."""
     from bench.convergence import convergence_value, snapshot_metrics
 
-    curves = convergence_curves(run, dataset)
     if not curves:
         return None
     snapped = {v for _, _, vs in snapshot_metrics() for v in vs}

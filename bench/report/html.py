@@ -30,7 +30,7 @@ import pandas as pd
 
 from bench.api.metric import Drawing
 from bench.report import equal_time, headline, headline_html
-from bench.report.figures_training import fig_convergence, fig_tradeoff, quality_values
+from bench.report.figures_training import convergence_curves, fig_convergence, fig_tradeoff, quality_values
 from bench.report.html_parts import box as _box
 from bench.report.html_parts import esc as _esc
 from bench.report.html_parts import img as _img
@@ -149,16 +149,17 @@ def _report_figures_html(run: RunView, dataset: str, summary: pd.DataFrame) -> s
         "tradeoff": f"needs train_seconds and a quality value ({named})",
         "convergence": "no training snapshots (only iteratively trained models report them)",
     }
+    curves = convergence_curves(run, dataset)  # read once: the figure and the equal-seconds table
     parts = []
     for sec, fn in (
         ("tradeoff", lambda: fig_tradeoff(summary, dataset)),
-        ("convergence", lambda: fig_convergence(run, dataset)),
+        ("convergence", lambda: fig_convergence(curves, dataset)),
     ):
         title, caption = REPORT_FIGURES[sec]
         parts.append(f'<h3 id="{sec}-{slug}">{_esc(title)}</h3>')
         fig = fn()
         parts.append(_note(missing[sec]) if fig is None else _img(fig, f"{dataset} {sec}", _esc(caption)))
-    equal = equal_time.equal_seconds_table(run, dataset)
+    equal = equal_time.equal_seconds_table(curves)
     if not equal.empty:
         parts.append(f'<h3 id="equal-seconds-{slug}">Quality at equal training seconds</h3>')
         parts.append(_box(table_html(equal)))
