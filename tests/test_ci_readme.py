@@ -62,6 +62,9 @@ def test_ci_runs_the_readme_commands_exactly_as_written():
     assert code.index(test_line) > first
     # the main-job check reads the run dir of exactly the README's main job
     assert f"python3 scripts/ci/check_main_job.py '{found['setup-and-main-job'][1]}'" in code
+    # the gate starts from that run dir's store (its tasks with the gate's keys are reused)
+    reuse = f"--reuse \"$(python3 scripts/ci/check_main_job.py --run-dir '{found['setup-and-main-job'][1]}')\""
+    assert f"bash scripts/ci/regression-gate.sh {reuse}" in code
 
 
 def test_as_user_drops_ci_only_variables(tmp_path):
@@ -121,3 +124,10 @@ def test_check_main_job_needs_every_models_rows(tmp_path, capsys):
     ):
         (tmp_path / "summary.json").write_text(json.dumps(_summary(broken)))
         assert check.main([cmd]) == 1
+
+
+def test_check_main_job_prints_the_run_dir_the_gate_reuses(tmp_path, capsys):
+    check = _module(ROOT / "scripts" / "ci" / "check_main_job.py")
+    assert check.main(["--run-dir", f"bench run --models nb --dataset pbmc3k --out {tmp_path}"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path.resolve())
+    assert check.main(["--run-dir"]) == 2

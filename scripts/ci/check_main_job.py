@@ -1,6 +1,7 @@
 """Check that the README's main job filled every model's rows: exit 0, else 1 with what is missing.
 
     python3 scripts/ci/check_main_job.py "bench run --models activa,scgan,cscgan,nb --dataset pbmc3k"
+    python3 scripts/ci/check_main_job.py --run-dir "bench run ..."   # print that command's run dir only
 
 The command is parsed with bench's own parser, so the run dir, models (with the controls),
 experiments and seeds are the ones that command used. Every (dataset, model, experiment) the run
@@ -21,8 +22,11 @@ def main(argv: list[str]) -> int:
     from bench.registry import get_generator
     from bench.runner import default_run_dir
 
+    print_dir = argv[:1] == ["--run-dir"]
+    if print_dir:
+        argv = argv[1:]
     if len(argv) != 1:
-        print("usage: check_main_job.py 'bench run ...'", file=sys.stderr)
+        print("usage: check_main_job.py [--run-dir] 'bench run ...'", file=sys.stderr)
         return 2
     words = shlex.split(argv[0])
     if words[:2] != ["bench", "run"]:
@@ -31,6 +35,9 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(words[1:])
     spec = spec_of(args)  # the spec `bench run` itself builds from these arguments
     run_dir = Path(args.out) if args.out else default_run_dir(spec)
+    if print_dir:
+        print(run_dir.resolve())
+        return 0
     summary = json.loads((run_dir / "summary.json").read_text())
     cells: dict[tuple[str, str, str], list[dict]] = {}
     for row in summary["summary"]:
