@@ -2,11 +2,22 @@
 
 Docker and Slurm tests skip when the engine/cluster is absent, but FAIL when CI sets
 BENCH_REQUIRE_DOCKER=1 / BENCH_REQUIRE_SLURM=1, so CI can never pass by skipping them.
+
+The suite runs in two pytest-xdist workers (``-n 2`` in pyproject's addopts; ``-n 0`` runs it in one
+process). Each test file stays on one worker (its module fixtures are built once), and every test
+that needs the Slurm cluster runs on the same worker, one at a time, as they do alone (the one-node
+cluster has two CPUs, and the tests wait for their jobs). Workers set ``OMP_WAIT_POLICY=PASSIVE``
+(before torch loads its OpenMP runtime; children inherit it): two workers each training with two
+OpenMP threads on two cores otherwise spin in OpenMP's barriers (one ACTIVA fit went from 100 s to
+500 s); the policy changes no thread count and so no value.
 """
 
 from __future__ import annotations
 
 import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import shutil
 import subprocess
 
@@ -55,6 +66,22 @@ def require_docker():
 @pytest.fixture
 def require_slurm():
     _require("BENCH_REQUIRE_SLURM", slurm_available(), "a Slurm cluster")
+
+
+@pytest.fixture(autouse=True)
+def _console_width_not_inherited(monkeypatch):
+    """The consoles' width does not come from whatever runs the tests: xdist's workers export
+    COLUMNS=80, and the headline view then wrapped lines the tests read (a plain run has no COLUMNS:
+    120). A test that needs a width sets COLUMNS itself."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
+def pytest_collection_modifyitems(config, items):
+    """xdist groups (``--dist loadgroup``): the Slurm tests together, every other test with its file."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            group = "slurm" if "require_slurm" in item.fixturenames else item.nodeid.split("::")[0]
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def import_tensorflow_lazily(namespace: dict) -> None:
