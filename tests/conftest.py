@@ -3,8 +3,8 @@
 Docker and Slurm tests skip when the engine/cluster is absent, but FAIL when CI sets
 BENCH_REQUIRE_DOCKER=1 / BENCH_REQUIRE_SLURM=1, so CI can never pass by skipping them.
 
-The suite runs in two pytest-xdist workers (``-n 2`` in pyproject's addopts; ``-n 0`` runs it in one
-process). Each test file stays on one worker (its module fixtures are built once), and every test
+The README runs the suite in two pytest-xdist workers (``python -m pytest -n 2 --dist loadgroup``;
+without ``-n`` it runs in one process). Each test file stays on one worker (its module fixtures are built once), and every test
 that needs the Slurm cluster runs on the same worker, one at a time, as they do alone (the one-node
 cluster has two CPUs, and the tests wait for their jobs). Workers set ``OMP_WAIT_POLICY=PASSIVE``
 (before torch loads its OpenMP runtime; children inherit it): two workers each training with two
@@ -76,6 +76,7 @@ def _console_width_not_inherited(monkeypatch):
     monkeypatch.delenv("COLUMNS", raising=False)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups
 def pytest_collection_modifyitems(config, items):
     """xdist groups (``--dist loadgroup``): the Slurm tests together, every other test with its file."""
     for item in items:

@@ -33,7 +33,7 @@ def test_readme_marks_the_setup_main_job_and_test_commands():
     setup, main_job = found["setup-and-main-job"]
     assert setup == "bash scripts/setup.sh --services"
     assert main_job.startswith("bench run ") and "--out" not in main_job
-    assert found["tests"] == ["python -m pytest -n 2"]  # two xdist workers (tests/conftest.py)
+    assert found["tests"] == ["python -m pytest -n 2 --dist loadgroup"]  # two xdist workers (tests/conftest.py)
     # no variable in front of a README command: a user types them as they stand
     for command in [*found["setup-and-main-job"], *found["tests"]]:
         assert not re.match(r"^\w+=", command), command
