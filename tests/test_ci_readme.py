@@ -33,7 +33,8 @@ def test_readme_marks_the_setup_main_job_and_test_commands():
     setup, main_job = found["setup-and-main-job"]
     assert setup == "bash scripts/setup.sh --services"
     assert main_job.startswith("bench run ") and "--out" not in main_job
-    assert found["tests"] == ["python -m pytest -n 2 --dist loadgroup"]  # two xdist workers (tests/conftest.py)
+    # two xdist workers (tests/conftest.py)
+    assert found["tests"] == ["python -m pytest -n 2 --dist loadgroup"]
     # no variable in front of a README command: a user types them as they stand
     for command in [*found["setup-and-main-job"], *found["tests"]]:
         assert not re.match(r"^\w+=", command), command
@@ -63,7 +64,9 @@ def test_ci_runs_the_readme_commands_exactly_as_written():
     # the main-job check reads the run dir of exactly the README's main job
     assert f"python3 scripts/ci/check_main_job.py '{found['setup-and-main-job'][1]}'" in code
     # the gate starts from that run dir's store (its tasks with the gate's keys are reused)
-    reuse = f"--reuse \"$(python3 scripts/ci/check_main_job.py --run-dir '{found['setup-and-main-job'][1]}')\""
+    reuse = (
+        f"--reuse \"$(python3 scripts/ci/check_main_job.py --run-dir '{found['setup-and-main-job'][1]}')\""
+    )
     assert f"bash scripts/ci/regression-gate.sh {reuse}" in code
 
 
