@@ -4,9 +4,9 @@ Docker and Slurm tests skip when the engine/cluster is absent, but FAIL when CI 
 BENCH_REQUIRE_DOCKER=1 / BENCH_REQUIRE_SLURM=1, so CI can never pass by skipping them.
 
 The README runs the suite in two pytest-xdist workers (``python -m pytest -n 2 --dist loadgroup``;
-without ``-n`` it runs in one process). Each test file stays on one worker (its module fixtures are built once), and every test
-that needs the Slurm cluster runs on the same worker, one at a time, as they do alone (the one-node
-cluster has two CPUs, and the tests wait for their jobs). Workers set ``OMP_WAIT_POLICY=PASSIVE``
+without ``-n`` it runs in one process). Each test file stays on one worker (its module fixtures are
+built once), and every test that needs the Slurm cluster runs on the same worker, one at a time, as
+they do alone (the one-node cluster has two CPUs, and the tests wait for their jobs). Workers set ``OMP_WAIT_POLICY=PASSIVE``
 (before torch loads its OpenMP runtime; children inherit it): two workers each training with two
 OpenMP threads on two cores otherwise spin in OpenMP's barriers (one ACTIVA fit went from 100 s to
 500 s); the policy changes no thread count and so no value.

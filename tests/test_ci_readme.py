@@ -134,3 +134,17 @@ def test_check_main_job_prints_the_run_dir_the_gate_reuses(tmp_path, capsys):
     assert check.main(["--run-dir", f"bench run --models nb --dataset pbmc3k --out {tmp_path}"]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path.resolve())
     assert check.main(["--run-dir"]) == 2
+
+
+def test_gate_reuse_of_a_dir_without_results_is_one_line_and_exit_2(tmp_path):
+    gate = ROOT / "scripts" / "ci" / "regression-gate.sh"
+    env = {**os.environ, "BENCH_GATE_DIR": str(tmp_path / "gate")}
+    for args, says in (
+        (["--reuse", str(tmp_path / "nothing")], "no scgenbench results in"),
+        (["--reuse"], "usage: regression-gate.sh [--reuse RUN_DIR]"),
+        (["--bogus", "x"], "usage: regression-gate.sh [--reuse RUN_DIR]"),
+    ):
+        proc = subprocess.run(["bash", str(gate), *args], env=env, capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.count("\n") == 1 and says in proc.stderr, proc.stderr
+        assert not (tmp_path / "gate").exists()  # nothing half-written
