@@ -41,6 +41,18 @@ def test_table_compares_every_model_at_each_models_full_time():
     assert df.loc["slow", "at 80 s (slow)"] == f"0.050{equal_time.ENDED}"
 
 
+def test_a_cell_over_fewer_seeds_than_the_model_has_says_n_of_n():
+    # seed 1's first snapshot came after 5 s: the cell at 5 s averages seed 0 alone, and says so
+    curves = {
+        "a": [curve([2, 4, 8, 16], [0.5, 0.4, 0.3, 0.2]), curve([6, 12, 24, 48], [0.6, 0.5, 0.4, 0.3])],
+        "b": [curve([1, 2, 3, 5], [0.9, 0.8, 0.7, 0.6])],
+    }
+    df = equal_time.equal_seconds_table(curves, "mmd")
+    assert df.loc["a", "at 5 s (b)"] == "0.400 (1/2)"
+    assert df.loc["a", "at 32 s (a)"] == f"0.300 ± {np.std([0.2, 0.4], ddof=1):.3f}"  # both seeds: no n/N
+    assert df.loc["b", "at 32 s (a)"] == f"0.600{equal_time.ENDED}"
+
+
 def test_no_snapshots_no_table():
     assert equal_time.equal_seconds_table({}, "mmd").empty
     assert equal_time.equal_seconds_table({"m": [curve([1], [0.1])]}, "auc").empty

@@ -4,7 +4,8 @@ Each iteratively trained model is scored at 1/8, 1/4, 1/2 and all of its own bud
 snapshot records the training seconds spent so far. This table reads those curves at common
 budgets in seconds: the columns are the models' own full training times (median over seeds,
 shortest first), and a cell holds the convergence value (MMD for the built-ins) of the model's
-last snapshot taken within that many seconds, as mean ± sd over the seeds that had one. So each
+last snapshot taken within that many seconds, as mean ± sd over the seeds that had one (``(n/N)``
+when n of its N seeds had one). So each
 column compares every model after the same training time; a model whose training had ended
 within the column's seconds shows its final value, marked, since it could have trained longer.
 Training seconds count the fit alone (snapshot scoring is left out, bench.convergence), so the
@@ -39,12 +40,15 @@ def budgets(curves: dict[str, list[dict[str, np.ndarray]]]) -> dict[str, float]:
     return {m: float(np.median([np.max(c["train_seconds"]) for c in runs])) for m, runs in curves.items()}
 
 
-def _cell(points: list[tuple[float, bool]]) -> str:
+def _cell(points: list[tuple[float, bool]], of: int) -> str:
+    """mean ± sd of ``points``; ``of``: the model's seeds with a curve, shown as ``(n/of)`` when
+    fewer of them had a snapshot within the column's seconds (as the other tables show n/N)."""
     if not points:
         return NOT_YET
     v = np.array([p for p, _ in points])
     text = f"{v.mean():.3f}" if len(v) == 1 else f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
-    return text + (ENDED if all(ended for _, ended in points) else "")
+    text += ENDED if all(ended for _, ended in points) else ""
+    return text + (f" ({len(v)}/{of})" if len(v) < of else "")
 
 
 def equal_seconds_table(
@@ -64,7 +68,8 @@ def equal_seconds_table(
     ends = budgets(curves)
     table = {
         f"at {t:,.0f} s ({', '.join(m for m, e in ends.items() if e == t)})": [
-            _cell([p for c in curves[m] if (p := value_at(c, value, t)) is not None]) for m in curves
+            _cell([p for c in curves[m] if (p := value_at(c, value, t)) is not None], len(curves[m]))
+            for m in curves
         ]
         for t in sorted(set(ends.values()))
     }
@@ -77,7 +82,7 @@ def caption(value: str) -> str:
     return (
         f"{value} (mean ± sd over seeds) of each model's last convergence snapshot taken within the "
         "column's training seconds; each column is one model's own full training time (median over "
-        f"seeds). {NOT_YET}: its first snapshot (1/8 of its budget) came later. {ENDED}: its training "
+        f"seeds; (n/N): only n of the model's N seeds had a snapshot by then). {NOT_YET}: its first snapshot (1/8 of its budget) came later. {ENDED}: its training "
         "had ended by then (its final value; it could have trained longer). Training seconds are the "
         "fit's alone, so the columns are equal compute only for tasks on the same hardware and thread "
         "count (provenance)."
