@@ -1,7 +1,8 @@
 """The paper-vs-ours tables of docs/reproduction.md, from a run's summary.json.
 
-    python scripts/reference_compare.py results/reference/pbmc3k-standard/summary.json \
+    python scripts/reference_compare.py results/reference/pbmc3k-standard-v2/summary.json \
         [--protocols results/reference/pbmc3k-standard-protocols/summary.json]
+    python scripts/reference_compare.py results/reference/pbmc3k-standard-v2/summary.json --readme
 
 Prints markdown: for Fig. 3 (AUC), Table 2 (MMD with the training-set control), Fig. 5 (CD),
 Table 1 (training time) and Fig. 7 (augmentation F1, where the run has it), the paper's values on
@@ -9,7 +10,9 @@ its two datasets next to ours (mean ± sd over the run's seeds), and whether the
 holds. The paper's numbers are typed in from ../shared/reference/activa-paper.md (section 5).
 With ``--protocols``, a run of the same models in several evaluation protocols: Fig. 3 and Table 2
 get a column per protocol other than genes (its values' ``params.protocol``), and the ordering is
-judged in each.
+judged in each. With ``--readme``, the README's two reference tables instead: the main experiment's
+headline values and mean scaled score per model (best first, controls last), and the augmentation
+experiment's rare-type F1 per fraction.
 """
 
 from __future__ import annotations
@@ -168,8 +171,79 @@ def fig7(summary: list[dict]) -> list[str]:
     return lines
 
 
-def main(path: str, protocols: str | None = None) -> int:
+# the README's main table: (value, header, format of mean and sd)
+README_COLUMNS = (
+    ("auc", "auc (→0.5)", "{:.3f}"),
+    ("mmd", "mmd ↓", "{:.3f}"),
+    ("cd", "cd ↓", "{:.2f}"),
+    ("mean_corr", "mean_corr ↑", "{:.3f}"),
+    ("energy", "energy ↓", "{:.3f}"),
+    ("precision", "precision ↑", "{:.3f}"),
+    ("coverage", "coverage ↑", "{:.3f}"),
+    ("train_seconds", "train s (1 thread)", "{:,.0f}"),
+)
+CONTROLS = ("real", "shuffled")
+
+
+def readme_cell(row: dict | None, form: str) -> str:
+    if row is None or row.get("mean") is None:
+        return "n/a" if row is None else cell_text(row)
+    text = form.format(row["mean"])
+    if row.get("sd") is not None:
+        text += " ± " + form.format(row["sd"])
+    if row.get("n") is not None and row.get("n_planned") and row["n"] < row["n_planned"]:
+        text += f" ({row['n']}/{row['n_planned']})"
+    return text
+
+
+def readme_tables(doc: dict) -> list[str]:
+    """The README's reference tables, from a run's summary.json."""
+    summary = doc["summary"]
+    main_rows = {m: cells(summary, m) for m, _, _ in README_COLUMNS}
+    scaled = {r["model"]: r for r in doc.get("mean_scaled", [])}
+    models = sorted(
+        {r["model"] for r in summary if r["experiment"] == "main"},
+        key=lambda m: (
+            m in CONTROLS,
+            CONTROLS.index(m) if m in CONTROLS else -scaled.get(m, {}).get("mean", -9),
+        ),
+    )
+    lines = [
+        "| model | " + " | ".join(h for _, h, _ in README_COLUMNS) + " | mean scaled score |",
+        "|---|" + "---|" * (len(README_COLUMNS) + 1),
+    ]
+    for m in models:
+        vals = [readme_cell(main_rows[v].get(m), f) for v, _, f in README_COLUMNS]
+        sc = scaled.get(m)
+        vals.append(readme_cell(sc and {**sc, "n_planned": None}, "{:.3f}") if sc else "n/a")
+        lines.append(f"| {m} | " + " | ".join(vals) + " |")
+    aug = {(r["model"], r["metric"]): r for r in summary if r["experiment"] == "augmentation"}
+    fractions = sorted(
+        {m.split("@", 1)[1] for _, m in aug if m.startswith("f1_real@")}, key=float, reverse=True
+    )
+    if fractions:
+        lines += ["", "| model | " + " | ".join(f"{float(f):.1%}" for f in fractions) + " |"]
+        lines.append("|---|" + "---|" * len(fractions))
+        arms = [("real cells only", "real", "f1_real"), ("+ oversampled real", "real", "f1_oversampled")]
+        arms += [
+            (f"+ {m}", m, "f1_augmented")
+            for m in MODELS
+            if m not in CONTROLS and (m, f"f1_augmented@{fractions[0]}") in aug
+        ]
+        for label, m, arm in arms:
+            lines.append(
+                f"| {label} | "
+                + " | ".join(readme_cell(aug.get((m, f"{arm}@{f}")), "{:.3f}") for f in fractions)
+                + " |"
+            )
+    return lines
+
+
+def main(path: str, protocols: str | None = None, readme: bool = False) -> int:
     doc = json.loads(Path(path).read_text())
+    if readme:
+        print("\n".join([*readme_tables(doc), "", f"Source: `{path}`."]))
+        return 0
     summary = doc["summary"]
     by_protocol = json.loads(Path(protocols).read_text())["summary"] if protocols else []
     out: list[str] = []
@@ -190,4 +264,4 @@ def main(path: str, protocols: str | None = None) -> int:
 if __name__ == "__main__":
     args = sys.argv[1:]
     extra = args[args.index("--protocols") + 1] if "--protocols" in args else None
-    sys.exit(main(args[0], extra))
+    sys.exit(main(args[0], extra, readme="--readme" in args))
