@@ -222,7 +222,7 @@ def readme_tables(doc: dict) -> list[str]:
         {m.split("@", 1)[1] for _, m in aug if m.startswith("f1_real@")}, key=float, reverse=True
     )
     if fractions:
-        lines += ["", "| model | " + " | ".join(f"{float(f):.1%}" for f in fractions) + " |"]
+        lines += ["", "| rare type kept | " + " | ".join(f"{float(f) * 100:g} %" for f in fractions) + " |"]
         lines.append("|---|" + "---|" * len(fractions))
         arms = [("real cells only", "real", "f1_real"), ("+ oversampled real", "real", "f1_oversampled")]
         arms += [
