@@ -180,7 +180,7 @@ README_COLUMNS = (
     ("energy", "energy ↓", "{:.3f}"),
     ("precision", "precision ↑", "{:.3f}"),
     ("coverage", "coverage ↑", "{:.3f}"),
-    ("train_seconds", "train s (1 thread)", "{:,.0f}"),
+    ("train_seconds", "train s", "{:,.0f}"),
 )
 CONTROLS = ("real", "shuffled")
 
