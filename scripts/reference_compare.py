@@ -23,6 +23,7 @@ from pathlib import Path
 
 from bench.protocols import protocol_keys
 from bench.report import cell_text
+from bench.report.summary import CONTROLS
 
 # the paper's values: (Brain Small, 68K PBMC)
 PAPER = {
@@ -182,7 +183,6 @@ README_COLUMNS = (
     ("coverage", "coverage ↑", "{:.3f}"),
     ("train_seconds", "train s", "{:,.0f}"),
 )
-CONTROLS = ("real", "shuffled")
 
 
 def readme_cell(row: dict | None, form: str) -> str:
