@@ -22,13 +22,27 @@ TINY = ["--cells", "300", "--genes", "48,24", "--types", "3", "--gen-cells", "50
         "--batch-size", "64", "--threads", "1"]  # fmt: skip
 
 
-def test_cpu_run_of_the_script_writes_the_json_and_a_summary(tmp_path):
-    out = tmp_path / "gpu" / "check.json"
-    proc = subprocess.run(
-        [str(ROOT / "scripts" / "gpu-check.sh"), "--device", "cpu", *TINY, "--out", str(out)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHON": sys.executable},
-    )  # fmt: skip
+@pytest.fixture(scope="module")
+def cpu_check(tmp_path_factory):
+    """One tiny CPU run of the check, in a fresh interpreter, as gpu-check.sh runs it (``python -m
+    bench.gpucheck``, whose ``main`` this calls); after it, the child prints the anndata, scanpy and h5py
+    modules it has loaded. The two tests below read the same run (each ran its own: 45 s apiece)."""
+    out = tmp_path_factory.mktemp("gpu") / "check.json"
+    code = (
+        "import sys\n"
+        "from bench.gpucheck import main\n"
+        f"rc = main(['--device', 'cpu', *{TINY!r}, '--out', {str(out)!r}])\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('anndata', 'scanpy', 'h5py'))\n"
+        "print('LOADED', bad)\n"
+        "sys.exit(rc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_cpu_run_of_the_check_writes_the_json_and_a_summary(cpu_check):
+    out, proc = cpu_check
     # one file per generator with a speed probe (found, not named): ACTIVA's and CFGen's
     files = {f.name for f in out.parent.glob("*.json")}
     assert {"check-activa.json", "check-cfgen.json"} <= files, files
@@ -71,20 +85,21 @@ def test_cpu_run_of_the_script_writes_the_json_and_a_summary(tmp_path):
     assert len(proc.stdout.splitlines()) < 40 * len(files)  # one screen per model
 
 
-def test_the_check_imports_neither_anndata_nor_scanpy(tmp_path):
+def test_the_check_imports_neither_anndata_nor_scanpy(cpu_check):
     """Import inspection: after importing and running the check (tiny CPU run) in a fresh
     interpreter, no module of anndata or scanpy (nor h5py, which only AnnData files need) is loaded."""
-    code = (
-        "import sys\n"
-        "from bench.gpucheck import main\n"
-        f"rc = main(['--device', 'cpu', *{TINY!r}, '--out', {str(tmp_path / 'x.json')!r}])\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('anndata', 'scanpy', 'h5py'))\n"
-        "print('LOADED', bad)\n"
-        "sys.exit(rc)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "LOADED []" in cpu_check[1].stdout
+
+
+def test_the_script_runs_the_check_module():
+    """scripts/gpu-check.sh is ``python -m bench.gpucheck`` from the repository root, its arguments
+    passed on ($PYTHON picks the interpreter)."""
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "gpu-check.sh"), "--help"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHON": sys.executable}, cwd="/",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "LOADED []" in proc.stdout
+    assert proc.stdout.startswith("usage: gpu-check") and "--device" in proc.stdout
 
 
 def test_the_check_finds_what_provides_a_speed_probe_and_names_none():
