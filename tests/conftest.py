@@ -14,7 +14,9 @@ OpenMP threads on two cores otherwise spin in OpenMP's barriers (one ACTIVA fit 
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -76,13 +78,38 @@ def _console_width_not_inherited(monkeypatch):
     monkeypatch.delenv("COLUMNS", raising=False)
 
 
+# seconds each xdist group took in one process (python scripts/ci/test_durations.py JUNIT_XML writes it)
+DURATIONS = Path(__file__).with_name("durations.json")
+
+
+def pytest_configure(config):
+    """xdist hands out the groups in collection order, not ordered by their number of tests
+    (``--loadscope-reorder``, its default, put the heaviest files, which have few tests, last: one
+    worker ran them alone at the end)."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def _group(item) -> str:
+    marker = item.get_closest_marker("xdist_group")
+    if marker is not None:
+        return marker.args[0] if marker.args else marker.kwargs.get("name", "default")
+    return "slurm" if "require_slurm" in item.fixturenames else item.nodeid.split("::")[0]
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups
 def pytest_collection_modifyitems(config, items):
-    """xdist groups (``--dist loadgroup``): the Slurm tests together, every other test with its file."""
+    """xdist groups (``--dist loadgroup``): the Slurm tests together, every other test with its file.
+    The groups run longest first (their seconds in tests/durations.json; a group not in it first of
+    all, as it may be long), so that no long group starts when the other worker is nearly done."""
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
-            group = "slurm" if "require_slurm" in item.fixturenames else item.nodeid.split("::")[0]
-            item.add_marker(pytest.mark.xdist_group(group))
+            item.add_marker(pytest.mark.xdist_group(_group(item)))
+    seconds = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    first_seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        first_seen.setdefault(_group(item), i)
+    items.sort(key=lambda it: (-seconds.get(_group(it), float("inf")), first_seen[_group(it)]))
 
 
 def import_tensorflow_lazily(namespace: dict) -> None:
