@@ -225,11 +225,14 @@ def readme_tables(doc: dict) -> list[str]:
         lines += ["", "| rare type kept | " + " | ".join(f"{float(f) * 100:g} %" for f in fractions) + " |"]
         lines.append("|---|" + "---|" * len(fractions))
         arms = [("real cells only", "real", "f1_real"), ("+ oversampled real", "real", "f1_oversampled")]
-        arms += [
-            (f"+ {m}", m, "f1_augmented")
-            for m in MODELS
-            if m not in CONTROLS and (m, f"f1_augmented@{fractions[0]}") in aug
-        ]
+        # a model run at fewer seeds than the run's most says so in its label (the store plans only
+        # the tasks it was asked for, so its n_planned does not flag them)
+        most = max((r.get("n") or 0) for r in aug.values())
+        for m in MODELS:
+            row = aug.get((m, f"f1_augmented@{fractions[0]}"))
+            if m not in CONTROLS and row is not None:
+                n = row.get("n") or 0
+                arms.append((f"+ {m}" + (f" ({n} of {most} seeds)" if n < most else ""), m, "f1_augmented"))
         for label, m, arm in arms:
             lines.append(
                 f"| {label} | "
