@@ -102,14 +102,16 @@ def pytest_collection_modifyitems(config, items):
     """xdist groups (``--dist loadgroup``): the Slurm tests together, every other test with its file.
     The groups run longest first (their seconds in tests/durations.json; a group not in it first of
     all, as it may be long), so that no long group starts when the other worker is nearly done."""
+    group = {}
     for item in items:
+        group[item.nodeid] = _group(item)
         if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(_group(item)))
+            item.add_marker(pytest.mark.xdist_group(group[item.nodeid]))
     seconds = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
     first_seen: dict[str, int] = {}
     for i, item in enumerate(items):
-        first_seen.setdefault(_group(item), i)
-    items.sort(key=lambda it: (-seconds.get(_group(it), float("inf")), first_seen[_group(it)]))
+        first_seen.setdefault(group[item.nodeid], i)
+    items.sort(key=lambda it: (-seconds.get(group[it.nodeid], float("inf")), first_seen[group[it.nodeid]]))
 
 
 def import_tensorflow_lazily(namespace: dict) -> None:

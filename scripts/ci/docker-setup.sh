@@ -49,8 +49,8 @@ fi
 log "docker engine answers ($(docker version --format '{{.Server.Version}}'))"
 
 # 5. (in the background) the paper protocol's Seurat image: its own rootfs, downloads and `docker import`,
-# independent of 3 and 4 until step 6 builds on it; side by side they took about 5 minutes less than
-# one after the other (each about 6 minutes from scratch on the 2-core VM, mostly downloads and unpacking)
+# independent of 3 and 4 until step 6 builds on it; from scratch on the 2-core VM the two chains took
+# 433 s and 408 s side by side, 453 s in all (docs/docker.md; mostly downloads and unpacking)
 bash "$REPO/scripts/ci/seurat-image.sh" &
 SEURAT_PID=$!
 
