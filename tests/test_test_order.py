@@ -75,3 +75,4 @@ def test_durations_script_sums_each_groups_tests(tmp_path, monkeypatch):
     ET.SubElement(suite, "testcase", classname="tests.test_a", name="t4", time="1")
     ET.ElementTree(suite).write(xml)
     assert mod.main([str(xml)]) == 2  # a run without --dist loadgroup names no groups
+    assert mod.main([str(tmp_path / "missing.xml")]) == 2  # one line, nothing written

@@ -26,7 +26,12 @@ def main(argv: list[str]) -> int:
         print("usage: test_durations.py JUNIT_XML", file=sys.stderr)
         return 2
     seconds: dict[str, float] = defaultdict(float)
-    for case in ET.parse(argv[0]).getroot().iter("testcase"):
+    try:
+        root = ET.parse(argv[0]).getroot()
+    except (OSError, ET.ParseError) as exc:
+        print(f"test_durations.py: cannot read {argv[0]}: {exc}", file=sys.stderr)
+        return 2
+    for case in root.iter("testcase"):
         name = case.get("name", "")
         if "@" not in name:
             print(
